@@ -1,0 +1,40 @@
+# One command from a fresh Debian machine (as root) to green tests: `make test`.
+# Each step leaves a stamp, so a re-run with nothing changed skips the installs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+APT_PACKAGES := clang llvm libbpf-dev libnftables-dev nftables iproute2 xdp-tools \
+                bpftool libelf-dev zlib1g-dev pkg-config gcc make
+NATIVE_SOURCES := cffi_build.py $(wildcard bpf/*.bpf.c bpf/*.h tests/bpf/*.bpf.c)
+
+.PHONY: test setup native clean
+test: native
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMPS)/venv
+
+$(STAMPS)/apt: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/venv: $(STAMPS)/apt pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# The install builds the native parts too; this re-builds them when a source changes.
+$(STAMPS)/native: $(STAMPS)/venv $(NATIVE_SOURCES)
+	$(BIN)/python cffi_build.py
+	@touch $@
+
+native: $(STAMPS)/native
+
+clean:
+	rm -rf $(STAMPS) build *.egg-info bpf/*.o bpf/_native*.so tests/bpf/*.o

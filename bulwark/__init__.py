@@ -1,0 +1,1 @@
+"""Bulwark: the `bulwark` command that fronts every part (rules, agent, hub)."""

@@ -1,0 +1,51 @@
+"""Test tiers and shared fixtures.
+
+Tiers: unmarked tests are pure and run anywhere; `@pytest.mark.kernel` tests need root
+and the real kernel (BPF, XDP, netns, nftables). Where the kernel is missing they skip,
+unless BULWARK_REQUIRE_KERNEL=1 (CI), where a skip would hide a failure: they fail.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+REQUIRE_KERNEL = os.environ.get("BULWARK_REQUIRE_KERNEL") == "1"
+
+
+def kernel_unavailable() -> str | None:
+    """Why kernel tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "not root"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "kernel without BTF"
+    try:
+        import bpf  # noqa: F401  (the native bindings must be built)
+        from bpf import _native  # noqa: F401
+    except ImportError as exc:
+        return f"native bindings not built: {exc}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = kernel_unavailable()
+    if reason is None:
+        return
+    for item in items:
+        if "kernel" in item.keywords:
+            if REQUIRE_KERNEL:
+                item.add_marker(pytest.mark.usefixtures("_require_kernel"))
+            else:
+                item.add_marker(pytest.mark.skip(reason=f"kernel tests: {reason}"))
+
+
+@pytest.fixture
+def _require_kernel():
+    pytest.fail(f"BULWARK_REQUIRE_KERNEL=1 but kernel tests cannot run: {kernel_unavailable()}")

@@ -49,3 +49,31 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def _require_kernel():
     pytest.fail(f"BULWARK_REQUIRE_KERNEL=1 but kernel tests cannot run: {kernel_unavailable()}")
+
+
+@pytest.fixture
+def veth_lab():
+    """Two fresh namespaces joined by a veth pair; removed afterwards, pass or fail."""
+    from tests.netlab import VethLab
+
+    lab = VethLab.create()
+    try:
+        yield lab
+    finally:
+        lab.remove()
+
+
+@pytest.fixture
+def pin_dir():
+    """A fresh directory on bpffs for one test's pins; emptied and removed afterwards."""
+    import shutil
+    import tempfile
+
+    from bpf import ensure_bpffs
+
+    root = ensure_bpffs()
+    path = tempfile.mkdtemp(prefix="bulwark-test-", dir=root)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,312 @@
+"""Build Bulwark's native parts: the cffi bindings and the BPF objects.
+
+- `bpf._native`: out-of-line (API mode) bindings to libbpf and libnftables. Only the
+  `bpf` package imports it; no cffi object leaks past that package.
+- every `bpf/*.bpf.c` (and the test programs in `tests/bpf/`) compiled with
+  `clang -target bpf -O2 -g`, so each object carries its BTF.
+
+Run by the install (setup.py's build_ext) and by `make`, which re-runs it when a
+source changes. A missing tool or header stops it with one line naming the Debian
+package to install.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent
+BPF_DIRS = [ROOT / "bpf", ROOT / "tests" / "bpf"]
+
+# What each build step needs, and the Debian package that provides it.
+REQUIREMENTS = {
+    "clang": ("tool", "clang"),
+    "/usr/include/bpf/libbpf.h": ("header", "libbpf-dev"),
+    "/usr/include/nftables/libnftables.h": ("header", "libnftables-dev"),
+}
+
+
+class BuildError(SystemExit):
+    """A build step cannot run: one line that says what to install."""
+
+
+def require(name: str) -> None:
+    kind, package = REQUIREMENTS[name]
+    found = shutil.which(name) if kind == "tool" else Path(name).exists()
+    if not found:
+        raise BuildError(f"cffi_build: missing {kind} {name}: apt-get install {package}")
+
+
+CDEF = r"""
+/* ---- libbpf: objects, programs, maps ---- */
+struct bpf_object;
+struct bpf_program;
+struct bpf_map;
+
+struct bpf_object_open_opts {
+    size_t sz;
+    const char *pin_root_path;
+    char *kernel_log_buf;
+    size_t kernel_log_size;
+    uint32_t kernel_log_level;
+    ...;
+};
+struct bpf_object *bpf_object__open_file(const char *path, const struct bpf_object_open_opts *opts);
+int bpf_object__load(struct bpf_object *obj);
+void bpf_object__close(struct bpf_object *obj);
+const char *bpf_object__name(const struct bpf_object *obj);
+struct bpf_program *bpf_object__next_program(const struct bpf_object *obj, struct bpf_program *prog);
+struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
+const char *bpf_program__name(const struct bpf_program *prog);
+int bpf_program__fd(const struct bpf_program *prog);
+const char *bpf_map__name(const struct bpf_map *map);
+int bpf_map__fd(const struct bpf_map *map);
+int bpf_map__type(const struct bpf_map *map);
+uint32_t bpf_map__key_size(const struct bpf_map *map);
+uint32_t bpf_map__value_size(const struct bpf_map *map);
+uint32_t bpf_map__max_entries(const struct bpf_map *map);
+int bpf_map__set_max_entries(struct bpf_map *map, uint32_t max_entries);
+int bpf_map__reuse_fd(struct bpf_map *map, int fd);
+int bpf_map__set_pin_path(struct bpf_map *map, const char *path);
+int libbpf_num_possible_cpus(void);
+
+int bw_silence_libbpf(void);
+
+/* ---- low-level syscall wrappers ---- */
+int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
+int bpf_map_delete_elem(int fd, const void *key);
+int bpf_map_get_next_key(int fd, const void *key, void *next_key);
+
+struct bpf_map_batch_opts { size_t sz; uint64_t elem_flags; uint64_t flags; };
+int bpf_map_update_batch(int fd, const void *keys, const void *values, uint32_t *count,
+                         const struct bpf_map_batch_opts *opts);
+int bpf_map_delete_batch(int fd, const void *keys, uint32_t *count,
+                         const struct bpf_map_batch_opts *opts);
+int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+                         uint32_t *count, const struct bpf_map_batch_opts *opts);
+
+int bpf_obj_pin(int fd, const char *pathname);
+int bpf_obj_get(const char *pathname);
+
+struct bpf_link_create_opts { size_t sz; uint32_t flags; ...; };
+int bpf_link_create(int prog_fd, int target_fd, int attach_type, const struct bpf_link_create_opts *opts);
+int bpf_link_detach(int link_fd);
+struct bpf_link_update_opts { size_t sz; uint32_t flags; uint32_t old_prog_fd; };
+int bpf_link_update(int link_fd, int new_prog_fd, const struct bpf_link_update_opts *opts);
+
+struct bpf_xdp_query_opts {
+    size_t sz; uint32_t prog_id; uint32_t drv_prog_id; uint32_t hw_prog_id;
+    uint32_t skb_prog_id; uint8_t attach_mode; ...;
+};
+int bpf_xdp_query(int ifindex, int flags, struct bpf_xdp_query_opts *opts);
+
+struct bpf_test_run_opts {
+    size_t sz; const void *data_in; void *data_out; uint32_t data_size_in; uint32_t data_size_out;
+    uint32_t retval; int repeat; uint32_t duration; uint32_t flags; uint32_t cpu; ...;
+};
+int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
+
+/* bpf_link_info / bpf_prog_info, read through small helpers */
+int bw_link_info(int link_fd, uint32_t *prog_id, uint32_t *ifindex, uint32_t *type);
+int bw_prog_id(int prog_fd, uint32_t *prog_id);
+int bw_map_info(int map_fd, uint32_t *type, uint32_t *key_size, uint32_t *value_size,
+                uint32_t *max_entries, char *name, size_t name_len);
+
+#define BPF_XDP ...
+#define XDP_FLAGS_SKB_MODE ...
+#define XDP_FLAGS_DRV_MODE ...
+#define XDP_FLAGS_REPLACE ...
+#define BPF_F_REPLACE ...
+#define XDP_ATTACHED_NONE ...
+#define XDP_ATTACHED_DRV ...
+#define XDP_ATTACHED_SKB ...
+#define XDP_ATTACHED_HW ...
+#define XDP_ATTACHED_MULTI ...
+#define BPF_ANY ...
+#define BPF_NOEXIST ...
+#define BPF_EXIST ...
+#define BPF_F_LOCK ...
+
+/* BTF, to check the Python layouts against what clang compiled */
+struct btf;
+struct btf *btf__parse(const char *path, void *btf_ext);
+void btf__free(struct btf *btf);
+int bw_btf_struct(const struct btf *btf, const char *name, uint32_t *size, uint32_t *vlen);
+int bw_btf_member(const struct btf *btf, int struct_id, int index, const char **name,
+                  uint32_t *offset_bits, long long *size);
+
+/* mounting bpffs where it is missing */
+int mount(const char *source, const char *target, const char *fstype,
+          unsigned long flags, const void *data);
+
+/* ---- libnftables ---- */
+struct nft_ctx;
+struct nft_ctx *nft_ctx_new(uint32_t flags);
+void nft_ctx_free(struct nft_ctx *ctx);
+void nft_ctx_set_dry_run(struct nft_ctx *ctx, bool dry);
+unsigned int nft_ctx_output_get_flags(struct nft_ctx *ctx);
+void nft_ctx_output_set_flags(struct nft_ctx *ctx, unsigned int flags);
+int nft_ctx_buffer_output(struct nft_ctx *ctx);
+const char *nft_ctx_get_output_buffer(struct nft_ctx *ctx);
+int nft_ctx_buffer_error(struct nft_ctx *ctx);
+const char *nft_ctx_get_error_buffer(struct nft_ctx *ctx);
+int nft_run_cmd_from_buffer(struct nft_ctx *nft, const char *buf);
+#define NFT_CTX_DEFAULT ...
+#define NFT_CTX_OUTPUT_JSON ...
+#define NFT_CTX_OUTPUT_HANDLE ...
+"""
+
+SOURCE = r"""
+#include <stdarg.h>
+#include <string.h>
+#include <linux/if_link.h>
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <sys/mount.h>
+#include <bpf/btf.h>
+#include <nftables/libnftables.h>
+
+static int bw_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    return 0;
+}
+
+/* libbpf prints to stderr by default; Bulwark reports errors itself. */
+int bw_silence_libbpf(void)
+{
+    libbpf_set_print(bw_quiet);
+    return 0;
+}
+
+int bw_link_info(int link_fd, __u32 *prog_id, __u32 *ifindex, __u32 *type)
+{
+    struct bpf_link_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    int err = bpf_obj_get_info_by_fd(link_fd, &info, &len);
+    if (err)
+        return err;
+    *prog_id = info.prog_id;
+    *type = info.type;
+    *ifindex = info.type == BPF_LINK_TYPE_XDP ? info.xdp.ifindex : 0;
+    return 0;
+}
+
+int bw_prog_id(int prog_fd, __u32 *prog_id)
+{
+    struct bpf_prog_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    int err = bpf_obj_get_info_by_fd(prog_fd, &info, &len);
+    if (!err)
+        *prog_id = info.id;
+    return err;
+}
+
+int bw_btf_struct(const struct btf *btf, const char *name, __u32 *size, __u32 *vlen)
+{
+    int id = btf__find_by_name_kind(btf, name, BTF_KIND_STRUCT);
+    if (id < 0)
+        return id;
+    const struct btf_type *t = btf__type_by_id(btf, id);
+    *size = t->size;
+    *vlen = btf_vlen(t);
+    return id;
+}
+
+int bw_btf_member(const struct btf *btf, int struct_id, int index, const char **name,
+                  __u32 *offset_bits, __s64 *size)
+{
+    const struct btf_type *t = btf__type_by_id(btf, struct_id);
+    const struct btf_member *m = btf_members(t) + index;
+    *name = btf__name_by_offset(btf, m->name_off);
+    *offset_bits = btf_member_bit_offset(t, index);
+    *size = btf__resolve_size(btf, m->type);
+    return 0;
+}
+
+int bw_map_info(int map_fd, __u32 *type, __u32 *key_size, __u32 *value_size,
+                __u32 *max_entries, char *name, size_t name_len)
+{
+    struct bpf_map_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    int err = bpf_obj_get_info_by_fd(map_fd, &info, &len);
+    if (err)
+        return err;
+    *type = info.type;
+    *key_size = info.key_size;
+    *value_size = info.value_size;
+    *max_entries = info.max_entries;
+    strncpy(name, info.name, name_len - 1);
+    name[name_len - 1] = 0;
+    return 0;
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source("bpf._native", SOURCE, libraries=["bpf", "nftables"])
+
+
+def compile_bpf(source: Path, output: Path) -> Path:
+    """Compile one BPF C file to an object with BTF; skip when it is up to date."""
+    require("clang")
+    headers = [p for d in {source.parent, ROOT / "bpf"} for p in d.glob("*.h")]
+    newest = max([source.stat().st_mtime, *(h.stat().st_mtime for h in headers)])
+    if output.exists() and output.stat().st_mtime >= newest:
+        return output
+    arch_include = f"/usr/include/{os.uname().machine}-linux-gnu"
+    cmd = [
+        "clang", "-target", "bpf", "-O2", "-g", "-Wall", "-Werror",
+        f"-D__TARGET_ARCH_{'x86' if os.uname().machine == 'x86_64' else 'arm64'}",
+        "-I", str(ROOT / "bpf"), "-I", arch_include,
+        "-c", str(source), "-o", str(output),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"cffi_build: clang failed on {source}:\n{result.stderr.strip()}")
+    return output
+
+
+def compile_bpf_objects(out_dir: str | None = None) -> list[Path]:
+    """Compile every BPF source; objects land beside their sources or in out_dir/bpf."""
+    require("/usr/include/bpf/libbpf.h")
+    built = []
+    for directory in BPF_DIRS:
+        for source in sorted(directory.glob("*.bpf.c")):
+            target_dir = directory
+            if out_dir is not None and directory == ROOT / "bpf":
+                target_dir = Path(out_dir) / "bpf"
+                target_dir.mkdir(parents=True, exist_ok=True)
+            built.append(compile_bpf(source, target_dir / (source.name[:-2] + ".o")))
+    return built
+
+
+def build_bindings() -> None:
+    """Compile `bpf._native` in place, beside the package's sources."""
+    for name in ("/usr/include/bpf/libbpf.h", "/usr/include/nftables/libnftables.h"):
+        require(name)
+    try:
+        ffibuilder.compile(tmpdir=str(ROOT / "build" / "cffi"), target=None, verbose=False)
+    except Exception as exc:  # the C compiler's own output is above; one line here
+        raise BuildError(f"cffi_build: building bpf._native failed: {exc}") from exc
+    built = ROOT / "build" / "cffi" / "bpf"
+    for lib in built.glob("_native*.so"):
+        shutil.copy2(lib, ROOT / "bpf" / lib.name)
+
+
+def main() -> int:
+    build_bindings()
+    for obj in compile_bpf_objects():
+        print(f"built {obj.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

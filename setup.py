@@ -1,4 +1,7 @@
 """Hooks the native build into every install: see cffi_build.py."""
+import os
+import sys
+
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
@@ -7,6 +10,7 @@ class BuildNative(build_ext):
     """Compile the BPF objects beside the cffi bindings."""
 
     def run(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import cffi_build
 
         super().run()

@@ -34,6 +34,12 @@ class BuildError(SystemExit):
     """A build step cannot run: one line that says what to install."""
 
 
+def check_requirements() -> None:
+    """Stop with one line naming the package when any tool or header is missing."""
+    for name in REQUIREMENTS:
+        require(name)
+
+
 def require(name: str) -> None:
     kind, package = REQUIREMENTS[name]
     found = shutil.which(name) if kind == "tool" else Path(name).exists()
@@ -297,8 +303,12 @@ def build_bindings() -> None:
     except Exception as exc:  # the C compiler's own output is above; one line here
         raise BuildError(f"cffi_build: building bpf._native failed: {exc}") from exc
     built = ROOT / "build" / "cffi" / "bpf"
-    for lib in built.glob("_native*.so"):
-        shutil.copy2(lib, ROOT / "bpf" / lib.name)
+    fresh = {lib.name for lib in built.glob("_native*.so")}
+    for name in fresh:
+        shutil.copy2(built / name, ROOT / "bpf" / name)
+    for stale in (ROOT / "bpf").glob("_native*.so"):  # e.g. the abi3 one an install left
+        if stale.name not in fresh:
+            stale.unlink()
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ class BuildNative(build_ext):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import cffi_build
 
+        cffi_build.check_requirements()
         super().run()
         out_dir = None if self.inplace else self.build_lib
         cffi_build.compile_bpf_objects(out_dir)

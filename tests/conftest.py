@@ -35,6 +35,9 @@ def kernel_unavailable() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "kernel" not in item.keywords:
+            item.add_marker(pytest.mark.pure)
     reason = kernel_unavailable()
     if reason is None:
         return

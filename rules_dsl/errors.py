@@ -1,0 +1,39 @@
+"""The one exception hierarchy of `rules_dsl`.
+
+    DslError(Exception)          .diagnostics: list[Diagnostic] — always at least one
+    ├── ParseError               the text is not in the language (the author's fault)
+    ├── CheckError               the text parses but `check` found errors (the author's fault)
+    └── PlanError                a Plan document is not valid for this schema (the sender's
+                                 fault: a corrupt or foreign Plan reached `Plan.from_json`)
+
+Nothing else escapes the package for bad input: `load` never raises for it at all, the
+other entry points raise only these. A `DslError` that escapes for *valid* input is a bug.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .diagnostics import Diagnostic
+
+
+class DslError(Exception):
+    """Bad input. `.diagnostics` says where and why, ready to `render()`."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        first = self.diagnostics[0].render_short() if self.diagnostics else "invalid input"
+        more = len(self.diagnostics) - 1
+        super().__init__(first + (f" (and {more} more)" if more > 0 else ""))
+
+
+class ParseError(DslError):
+    """The policy text is not in the language."""
+
+
+class CheckError(DslError):
+    """The policy parses, but the checker found errors: it must not be compiled."""
+
+
+class PlanError(DslError):
+    """A Plan document does not follow the schema (wrong version, types, references)."""

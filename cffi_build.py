@@ -96,6 +96,9 @@ int bpf_map_delete_batch(int fd, const void *keys, uint32_t *count,
 int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
                          uint32_t *count, const struct bpf_map_batch_opts *opts);
 
+struct bpf_map_create_opts { size_t sz; uint32_t map_flags; ...; };
+int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size,
+                   uint32_t max_entries, const struct bpf_map_create_opts *opts);
 int bpf_obj_pin(int fd, const char *pathname);
 int bpf_obj_get(const char *pathname);
 
@@ -137,6 +140,7 @@ int bw_map_info(int map_fd, uint32_t *type, uint32_t *key_size, uint32_t *value_
 #define BPF_NOEXIST ...
 #define BPF_EXIST ...
 #define BPF_F_LOCK ...
+#define BPF_F_NO_PREALLOC ...
 
 /* BTF, to check the Python layouts against what clang compiled */
 struct btf;

@@ -42,6 +42,9 @@ class MapType(enum.IntEnum):
         return self in {MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH}
 
 
+NO_PREALLOC = 1  # BPF_F_NO_PREALLOC: entries allocated on insert (LPM tries need it)
+
+
 class UpdateFlag(enum.IntEnum):
     ANY = 0
     NOEXIST = 1
@@ -121,6 +124,22 @@ class Map:
         """Open a map pinned at `path`. Raises NotFound when nothing is pinned there."""
         fd = check(lib.bpf_obj_get(os.fsencode(path)), f"open pinned map {path}")
         return cls.from_fd(fd, key_type=key_type, value_type=value_type, owns_fd=True)
+
+    @classmethod
+    def create(cls, map_type: MapType, name: str, key_size: int, value_size: int,
+               max_entries: int, *, flags: int = 0, key_type: Any = None,
+               value_type: Any = None) -> "Map":
+        """A new map owned by this object (e.g. an inner map to swap in whole).
+
+        Raises NoSpace when the kernel cannot allocate it, BpfError otherwise.
+        """
+        opts = ffi.new("struct bpf_map_create_opts *")
+        opts.sz = ffi.sizeof("struct bpf_map_create_opts")
+        opts.map_flags = flags
+        fd = check(lib.bpf_map_create(int(map_type), name.encode()[:15], key_size, value_size,
+                                      max_entries, opts), f"create map {name}")
+        return cls(fd, name, int(map_type), key_size, value_size, max_entries,
+                   key_type=key_type, value_type=value_type, owns_fd=True)
 
     @classmethod
     def from_fd(cls, fd: int, *, key_type: Any = None, value_type: Any = None,

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The guard's kernel/user contract: map layouts shared by guard.bpf.c and bpf/guard.py
+ * (tests/guard checks both against the object's BTF).
+ *
+ * Classification is the Linear Bit Vector Search: every packet field looks up a bitmap
+ * of the rules that field allows; the AND of the bitmaps holds the rules that match and
+ * the lowest set bit wins (first match). Cost grows with words of bitmap, not rules.
+ *
+ * Everything a Plan fills is double-buffered by generation (0/1): the agent writes the
+ * idle generation, then flips `guard_state.gen`; a packet reads `gen` once, so it sees
+ * one whole Plan or the other, never a mix.
+ */
+#ifndef BULWARK_GUARD_H
+#define BULWARK_GUARD_H
+
+#include <linux/types.h>
+
+#define GUARD_MAX_RULES 1024
+#define GUARD_WORDS (GUARD_MAX_RULES / 64)
+#define GUARD_MAX_SETS 64
+#define GUARD_RULE_DEFAULT GUARD_MAX_RULES       /* counter/action slot of the default */
+#define GUARD_RULE_MALFORMED (GUARD_MAX_RULES + 1) /* counter/action slot of malformed */
+#define GUARD_SLOTS (GUARD_MAX_RULES + 2)
+
+/* Small fields: one bitmap per value, plus a "none" value for packets without it. */
+enum guard_small_field {
+	GUARD_F_FAMILY = 0, /* 0: ipv4, 1: ipv6 */
+	GUARD_F_PROTO,      /* L4 protocol number */
+	GUARD_F_FLAGS,      /* TCP flags byte; NONE when not TCP or not a first fragment */
+	GUARD_F_ICMP,       /* ICMP/ICMPv6 type; NONE otherwise */
+	GUARD_F_TTL,        /* TTL or hop limit */
+	GUARD_F_FRAG,       /* 0: not a fragment, 1: first fragment, 2: later fragment */
+	GUARD_SMALL_FIELDS,
+};
+#define GUARD_SMALL_VALUES 257
+#define GUARD_SMALL_NONE 256
+
+/* Range fields (0..65535): value -> class, class -> bitmap. */
+enum guard_range_field {
+	GUARD_F_SPORT = 0, /* NONE when the packet carries no ports */
+	GUARD_F_DPORT,
+	GUARD_F_LENGTH, /* bytes from the IP header's start to the frame's end */
+	GUARD_RANGE_FIELDS,
+};
+#define GUARD_RANGE_VALUES 65537
+#define GUARD_RANGE_NONE 65536
+#define GUARD_MAX_CLASSES 4096
+
+/* Address fields: the sets holding the address (a mask of set ids) pick set bitmaps. */
+enum guard_addr_field {
+	GUARD_F_SRC = 0,
+	GUARD_F_DST,
+	GUARD_ADDR_FIELDS,
+};
+#define GUARD_SET_ANY GUARD_MAX_SETS /* bitmap of rules that accept any address */
+#define GUARD_SET_SLOTS (GUARD_MAX_SETS + 1)
+
+/* guard_config.fields: which fields constrain some rule (others are skipped). */
+#define GUARD_USE_SMALL(f) (1u << (f))
+#define GUARD_USE_RANGE(f) (1u << (8 + (f)))
+#define GUARD_USE_ADDR(f) (1u << (12 + (f)))
+
+enum guard_verdict {
+	GUARD_PASS = 0,
+	GUARD_DROP = 1,
+	GUARD_LIMIT = 2,
+};
+
+enum guard_limit_key {
+	GUARD_KEY_GLOBAL = 0,
+	GUARD_KEY_SRC = 1,
+	GUARD_KEY_DST = 2,
+};
+
+struct guard_bitmap {
+	__u64 w[GUARD_WORDS];
+};
+
+struct guard_config {
+	__u32 words;  /* bitmap words in use: ceil(rules / 64), at least 1 */
+	__u32 fields; /* GUARD_USE_* bits */
+	__u8 monitor; /* 1: count what would be dropped, drop nothing */
+	__u8 pad[7];
+};
+
+struct guard_action {
+	__u8 verdict;   /* enum guard_verdict */
+	__u8 key;       /* enum guard_limit_key */
+	__u8 prefix_v4; /* key prefix length for IPv4 addresses */
+	__u8 prefix_v6; /* key prefix length for IPv6 addresses */
+	__u8 per_byte;  /* 1: rate is bytes/s and a packet costs its length */
+	__u8 pad[3];
+	__u64 rate;     /* tokens per second */
+	__u64 burst;    /* bucket size in tokens */
+	__u64 block_ns; /* once over the rate, drop the key for this long */
+};
+
+struct guard_state {
+	__u32 gen;      /* the generation packets read now */
+	__u32 pad;
+	__u64 clock_ns; /* tests only: when non-zero, the time rate limits use */
+};
+
+struct guard_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 dropped; /* dropped, or would have been in monitor mode */
+};
+
+struct guard_bucket_key {
+	__u32 slot; /* gen * GUARD_SLOTS + rule */
+	__u32 family;
+	__u8 addr[16]; /* the masked key address; zero for global limits */
+};
+
+struct guard_bucket {
+	__u64 tokens; /* nano-tokens: 1e9 per token */
+	__u64 last_ns;
+	__u64 blocked_until_ns;
+};
+
+struct guard_v6_addr {
+	__u8 addr[16];
+};
+
+struct guard_lpm_v4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct guard_lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct guard_sample {
+	__u64 time_ns;
+	__u32 rule;
+	__u8 family;
+	__u8 proto;
+	__u16 dport;
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 length;
+	__u32 pad;
+};
+
+#endif

@@ -1,0 +1,404 @@
+"""The guard, live: load the XDP program, make its maps hold a spec, read what it counts.
+
+Applying a spec writes the idle generation (only what differs from what that
+generation last held, in batches), then flips `g_state.gen` in one map update, so
+every packet is classified by one whole spec. Address sets live in inner maps swapped
+in whole through the outer arrays; a one-entry list change edits the live inner map
+in place (a single atomic map update), a whole-list change builds new inner maps in
+the idle generation and arrives with the flip.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpf import guard_tables as gt
+from bpf.errors import BpfError, MapKeyNotFound, NoSpace, NotFound
+from bpf.maps import NO_PREALLOC, Map, MapType
+from bpf.object import Object, Program
+
+OBJECT_PATH = Path(__file__).resolve().parent / "guard.bpf.o"
+
+
+# ---- layouts mirroring guard.h (tests/guard checks them against the BTF) ----
+class GuardBitmap(ctypes.Structure):
+    _fields_ = [("w", ctypes.c_uint64 * gt.WORDS)]
+
+
+class GuardConfig(ctypes.Structure):
+    _fields_ = [("words", ctypes.c_uint32), ("fields", ctypes.c_uint32),
+                ("monitor", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 7)]
+
+
+class GuardAction(ctypes.Structure):
+    _fields_ = [("verdict", ctypes.c_uint8), ("key", ctypes.c_uint8),
+                ("prefix_v4", ctypes.c_uint8), ("prefix_v6", ctypes.c_uint8),
+                ("per_byte", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 3),
+                ("rate", ctypes.c_uint64), ("burst", ctypes.c_uint64), ("block_ns", ctypes.c_uint64)]
+
+
+class GuardState(ctypes.Structure):
+    _fields_ = [("gen", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("clock_ns", ctypes.c_uint64)]
+
+
+class GuardCounter(ctypes.Structure):
+    _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64), ("dropped", ctypes.c_uint64)]
+
+
+class GuardBucketKey(ctypes.Structure):
+    _fields_ = [("slot", ctypes.c_uint32), ("family", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16)]
+
+
+class GuardBucket(ctypes.Structure):
+    _fields_ = [("tokens", ctypes.c_uint64), ("last_ns", ctypes.c_uint64),
+                ("blocked_until_ns", ctypes.c_uint64)]
+
+
+class GuardLpmV4(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4)]
+
+
+class GuardLpmV6(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16)]
+
+
+class GuardSample(ctypes.Structure):
+    _fields_ = [("time_ns", ctypes.c_uint64), ("rule", ctypes.c_uint32), ("family", ctypes.c_uint8),
+                ("proto", ctypes.c_uint8), ("dport", ctypes.c_uint16), ("src", ctypes.c_uint8 * 16),
+                ("dst", ctypes.c_uint8 * 16), ("sport", ctypes.c_uint16), ("length", ctypes.c_uint16),
+                ("pad", ctypes.c_uint32)]
+
+
+LAYOUTS = {
+    "guard_bitmap": GuardBitmap, "guard_config": GuardConfig, "guard_action": GuardAction,
+    "guard_state": GuardState, "guard_counter": GuardCounter, "guard_bucket_key": GuardBucketKey,
+    "guard_bucket": GuardBucket, "guard_lpm_v4": GuardLpmV4, "guard_lpm_v6": GuardLpmV6,
+    "guard_sample": GuardSample,
+}
+
+# (outer map, inner map type, key size, flags) per address table
+ADDRESS_TABLES = {
+    "v4_hosts": ("g_v4_hosts", MapType.HASH, 4, 0),
+    "v4_nets": ("g_v4_nets", MapType.LPM_TRIE, 8, NO_PREALLOC),
+    "v6_hosts": ("g_v6_hosts", MapType.HASH, 16, 0),
+    "v6_nets": ("g_v6_nets", MapType.LPM_TRIE, 20, NO_PREALLOC),
+}
+PINNED_MAPS = ("g_state", "g_config", "g_actions", "g_counters", "g_small", "g_rclass", "g_rbits",
+               "g_sets", "g_buckets", "g_samples", "g_v4_hosts", "g_v4_nets", "g_v6_hosts", "g_v6_nets")
+
+
+@dataclass(frozen=True)
+class RuleCounters:
+    packets: int
+    bytes: int
+    dropped: int
+
+
+def pack_address_keys(table: str, entries) -> bytes:
+    """Kernel keys for an address table, packed in one go (the fast path for millions)."""
+    if table == "v4_hosts":
+        return b"".join(a.to_bytes(4, "big") for a in entries)
+    if table == "v6_hosts":
+        return b"".join(a.to_bytes(16, "big") for a in entries)
+    width = 4 if table == "v4_nets" else 16
+    return b"".join(p.to_bytes(4, "little") + a.to_bytes(width, "big") for a, p in entries)
+
+
+class Guard:
+    """The guard program and its maps, loaded (and optionally reusing pinned maps).
+
+    Raises VerifierRejected when the kernel refuses the program, NoSpace when a set
+    cannot be allocated, GuardSpecError (a ValueError) for a spec that does not fit.
+    """
+
+    def __init__(self, *, object_path: str | os.PathLike = OBJECT_PATH,
+                 pinned: str | os.PathLike | None = None):
+        self.object = Object(object_path)
+        self._reused: list[Map] = []
+        if pinned is not None:
+            for name in PINNED_MAPS:
+                path = Path(pinned) / name
+                if path.exists():
+                    existing = Map.open_pinned(path)
+                    self._reused.append(existing)
+                    self.object.reuse_map(name, existing)
+        self.object.load()
+        self.program: Program = self.object.program("xdp_guard")
+        m = self.object.map
+        self.state = m("g_state", key_type=ctypes.c_uint32, value_type=GuardState)
+        self.config = m("g_config", key_type=ctypes.c_uint32, value_type=GuardConfig)
+        self.actions = m("g_actions", key_type=ctypes.c_uint32, value_type=GuardAction)
+        self.counters_map = m("g_counters", key_type=ctypes.c_uint32, value_type=GuardCounter)
+        self.small = m("g_small", key_type=ctypes.c_uint32)
+        self.rclass = m("g_rclass", key_type=ctypes.c_uint32, value_type=ctypes.c_uint16)
+        self.rbits = m("g_rbits", key_type=ctypes.c_uint32)
+        self.sets_map = m("g_sets", key_type=ctypes.c_uint32)
+        self.buckets = m("g_buckets", key_type=GuardBucketKey, value_type=GuardBucket)
+        self.outer = {t: m(spec[0], key_type=ctypes.c_uint32, value_type=ctypes.c_uint32)
+                      for t, spec in ADDRESS_TABLES.items()}
+        self._written: dict[int, dict[str, dict]] = {0: {}, 1: {}}  # gen -> map -> key -> bytes
+        self._inner: dict[int, dict[str, Map]] = {0: {}, 1: {}}
+        self._content: dict[int, object] = {0: None, 1: None}  # what the gen's sets hold
+        self._nets: dict[str, dict[tuple[int, int], int]] = {}  # live prefixes' own masks
+        self.spec: gt.GuardSpec | None = None
+
+    # ---- lifetime ----
+    def pin_maps(self, directory: str | os.PathLike) -> None:
+        """Pin every stateful map under directory (which must be on a bpffs)."""
+        for name in PINNED_MAPS:
+            path = Path(directory) / name
+            if not path.exists():
+                self.object.map(name).pin(path)
+
+    def close(self) -> None:
+        for inner in (*self._inner[0].values(), *self._inner[1].values()):
+            inner.close()
+        for existing in self._reused:
+            existing.close()
+        self.object.close()
+
+    def __enter__(self) -> "Guard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- generations ----
+    @property
+    def generation(self) -> int:
+        return self.state[0].gen & 1
+
+    def set_clock(self, now_ns: int) -> None:
+        """Tests only: make rate limits use this time (0 returns to the real clock)."""
+        st = self.state[0]
+        st.clock_ns = now_ns
+        self.state[0] = st
+
+    def apply(self, spec: gt.GuardSpec, *, content_id: object | None = None) -> None:
+        """Make the guard enforce `spec`, atomically: write the idle generation, then flip.
+
+        `content_id` names the sets' contents (e.g. list revisions); equal ids let the
+        new generation share the live address maps instead of rebuilding them.
+        Raises GuardSpecError for a spec the guard cannot hold; nothing changes then.
+        """
+        tables = gt.build_tables(spec)  # may raise before anything is written
+        live = self.generation
+        idle = 1 - live
+        self._write_rules(idle, tables)
+        self._write_sets(idle, live, spec, content_id)
+        self._reset_counters(idle)
+        self._forget_buckets(idle)
+        st = self.state[0]
+        st.gen = idle
+        self.state[0] = st  # the flip: one array update
+        self.spec = spec
+
+    def _diff_write(self, gen: int, name: str, target: Map, entries: dict[int, bytes]) -> int:
+        """Write the entries that differ from what this generation holds; returns how many."""
+        written = self._written[gen].setdefault(name, {})
+        changed = [(k, v) for k, v in entries.items() if written.get(k) != v]
+        if changed:
+            keys = b"".join(k.to_bytes(4, "little") for k, _ in changed)
+            target.update_batch(keys, b"".join(v for _, v in changed))
+            written.update(changed)
+        return len(changed)
+
+    def _write_rules(self, gen: int, t: gt.Tables) -> None:
+        nsmall, nvalues = len(gt.SMALL_FIELDS), 257
+        small = {(gen * nsmall + f) * nvalues + v: gt.pack_bitmap(bits)
+                 for (f, v), bits in t.small.items()}
+        self._diff_write(gen, "small", self.small, small)
+        classes: dict[int, bytes] = {}
+        rbits: dict[int, bytes] = {}
+        nrange = len(gt.RANGE_FIELDS)
+        for f, table in enumerate(t.ranges):
+            base = (gen * nrange + f) * 65537
+            for value, cls in enumerate(table.class_array()):
+                classes[base + value] = cls.to_bytes(2, "little")
+            cbase = (gen * nrange + f) * gt.MAX_CLASSES
+            for cls, bits in enumerate(table.bitmaps):
+                rbits[cbase + cls] = gt.pack_bitmap(bits)
+        self._diff_write(gen, "rclass", self.rclass, classes)
+        self._diff_write(gen, "rbits", self.rbits, rbits)
+        nslots = gt.MAX_SETS + 1
+        sets = {(gen * 2 + f) * nslots + slot: gt.pack_bitmap(0)
+                for f in range(2) for slot in range(nslots)}
+        for (f, slot), bits in t.sets.items():
+            sets[(gen * 2 + f) * nslots + slot] = gt.pack_bitmap(bits)
+        self._diff_write(gen, "sets", self.sets_map, sets)
+        actions = {gen * gt.SLOTS + slot: bytes(GuardAction()) for slot in range(gt.SLOTS)}
+        for slot, action in t.actions.items():
+            actions[gen * gt.SLOTS + slot] = bytes(GuardAction(
+                verdict=gt.VERDICTS[action.verdict], key=gt.LIMIT_KEYS[action.key],
+                prefix_v4=action.prefix_v4, prefix_v6=action.prefix_v6,
+                per_byte=int(action.per_byte), rate=action.rate, burst=action.burst,
+                block_ns=action.block_ns))
+        self._diff_write(gen, "actions", self.actions, actions)
+        self.config[gen] = GuardConfig(words=t.words, fields=t.fields, monitor=int(t.monitor))
+
+    def _write_sets(self, idle: int, live: int, spec: gt.GuardSpec, content_id) -> None:
+        if content_id is not None and content_id == self._content[live] and self._inner[live]:
+            for table, inner in self._inner[live].items():  # share the live maps
+                self.outer[table][idle] = inner.fd
+            self._inner[idle] = dict(self._inner[live])
+            self._content[idle] = content_id
+            return
+        built = {}
+        for table in ADDRESS_TABLES:
+            family = table[:2]
+            if table.endswith("hosts"):
+                entries = gt.host_masks(spec.sets, family)
+            else:
+                entries = gt.net_masks(spec.sets, family)
+                self._nets[family] = {net: 0 for net in entries}
+                for set_id, contents in spec.sets.items():
+                    for net in getattr(contents, f"{family}_nets"):
+                        self._nets[family][net] |= 1 << set_id
+            built[table] = self._new_inner(table, entries)
+        for table, inner in built.items():
+            self.outer[table][idle] = inner.fd
+        shared = {id(m) for m in self._inner[live].values()}
+        for inner in self._inner[idle].values():
+            if id(inner) not in shared:
+                inner.close()  # the outer array held the last reference that matters
+        self._inner[idle] = built
+        self._content[idle] = content_id
+
+    def _new_inner(self, table: str, entries: dict, *, capacity: int | None = None) -> Map:
+        _, kind, key_size, flags = ADDRESS_TABLES[table]
+        size = capacity or max(1024, len(entries) + len(entries) // 4)
+        inner = Map.create(kind, f"bw_{table}", key_size, 8, size, flags=flags)
+        if entries:
+            keys = pack_address_keys(table, entries.keys())
+            values = b"".join(mask.to_bytes(8, "little") for mask in entries.values())
+            inner.update_batch(keys, values)
+        return inner
+
+    def _reset_counters(self, gen: int) -> None:
+        zero = bytes(ctypes.sizeof(GuardCounter))
+        keys = b"".join((gen * gt.SLOTS + s).to_bytes(4, "little") for s in range(gt.SLOTS))
+        ncpus = self.counters_map.ncpus
+        self.counters_map.update_batch(keys, zero * (gt.SLOTS * ncpus))
+
+    def _forget_buckets(self, gen: int) -> None:
+        lo, hi = gen * gt.SLOTS, (gen + 1) * gt.SLOTS
+        stale = [k for k in self.buckets.raw_keys() if lo <= int.from_bytes(k[:4], "little") < hi]
+        for key in stale:
+            try:
+                self.buckets.delete(key)
+            except MapKeyNotFound:
+                pass  # evicted meanwhile
+
+    # ---- list deltas on the live generation ----
+    def update_set(self, set_id: int, *, added=(), removed=()) -> int:
+        """Add/remove entries (addresses or prefixes) of one set in the live maps.
+
+        Each entry changes with one map update, so a packet sees it before or after,
+        never half. Returns the number of kernel updates made.
+        """
+        live = self.generation
+        if not self._inner[live]:
+            raise BpfError(errno.EINVAL, "apply a spec before updating its sets")
+        bit = 1 << set_id
+        ops = 0
+        for entry, adding in [(e, True) for e in added] + [(e, False) for e in removed]:
+            ops += self._update_entry(live, gt.AddressSet.of([entry]), bit, adding)
+        self._content[live] = object()  # no longer what any content id named
+        if self._inner[1 - live] is not self._inner[live]:
+            self._content[1 - live] = None
+        return ops
+
+    def _update_entry(self, live: int, one: gt.AddressSet, bit: int, adding: bool) -> int:
+        for table in ADDRESS_TABLES:
+            family = table[:2]
+            items = getattr(one, table)
+            if not items:
+                continue
+            item = next(iter(items))
+            inner = self._inner[live][table]
+            if table.endswith("hosts"):
+                key = pack_address_keys(table, [item])
+                current = inner.get(key, None)
+                mask = int.from_bytes(current, "little") if current else 0
+                mask = mask | bit if adding else mask & ~bit
+                if mask:
+                    self._set_inner(live, table, key, mask)
+                elif current is not None:
+                    inner.delete(key)
+                return 1
+            return self._update_net(live, table, family, item, bit, adding)
+        return 0
+
+    def _update_net(self, live: int, table: str, family: str, net: tuple[int, int], bit: int,
+                    adding: bool) -> int:
+        own = self._nets.setdefault(family, {})
+        mask = own.get(net, 0)
+        own[net] = mask | bit if adding else mask & ~bit
+        if not own[net]:
+            del own[net]
+        width = 32 if family == "v4" else 128
+        addr, plen = net
+        last = addr | ((1 << (width - plen)) - 1)
+        # the entry itself and every prefix inside it carry this membership
+        affected = [n for n in own if addr <= n[0] and (n[0] | ((1 << (width - n[1])) - 1)) <= last]
+        inner = self._inner[live][table]
+        ops = 0
+        if net not in own:
+            inner.delete(pack_address_keys(table, [net]))
+            ops += 1
+        for n in affected:
+            mask = self._closure(own, n, width)
+            self._set_inner(live, table, pack_address_keys(table, [n]), mask)
+            ops += 1
+        return ops
+
+    @staticmethod
+    def _closure(own: dict[tuple[int, int], int], net: tuple[int, int], width: int) -> int:
+        addr, plen = net
+        mask = 0
+        for (a, p), m in own.items():
+            if p <= plen and (addr >> (width - p) if p else 0) == (a >> (width - p) if p else 0):
+                mask |= m
+        return mask
+
+    def _set_inner(self, live: int, table: str, key: bytes, mask: int) -> None:
+        inner = self._inner[live][table]
+        try:
+            inner.set(key, mask.to_bytes(8, "little"))
+        except NoSpace:
+            raise NoSpace(errno.E2BIG, f"{table} is full ({inner.max_entries}): re-apply the spec "
+                          "to grow it") from None
+
+    # ---- reading ----
+    def counters(self) -> dict[int, RuleCounters]:
+        """Per-rule counters of the live generation, summed over CPUs (rule index,
+        gt.RULE_DEFAULT, gt.RULE_MALFORMED); slots that saw nothing are left out."""
+        gen = self.generation
+        keys, values, count = self.counters_map.lookup_batch_raw()
+        size = ctypes.sizeof(GuardCounter)
+        ncpus = self.counters_map.ncpus
+        out = {}
+        for i in range(count):
+            slot = int.from_bytes(keys[i * 4:i * 4 + 4], "little")
+            if slot // gt.SLOTS != gen:
+                continue
+            base = i * size * ncpus
+            packets = bytes_ = dropped = 0
+            for cpu in range(ncpus):
+                c = GuardCounter.from_buffer_copy(values, base + cpu * size)
+                packets += c.packets
+                bytes_ += c.bytes
+                dropped += c.dropped
+            if packets:
+                out[slot % gt.SLOTS] = RuleCounters(packets, bytes_, dropped)
+        return out
+
+
+def open_pinned_guard(directory: str | os.PathLike) -> Guard:
+    """A Guard reusing the maps pinned in directory. Raises NotFound when none are."""
+    if not (Path(directory) / "g_state").exists():
+        raise NotFound(errno.ENOENT, f"no guard maps pinned in {directory}")
+    return Guard(pinned=directory)

@@ -142,6 +142,17 @@ int bw_map_info(int map_fd, uint32_t *type, uint32_t *key_size, uint32_t *value_
 #define BPF_F_LOCK ...
 #define BPF_F_NO_PREALLOC ...
 
+/* ring buffers: samples arrive through a Python callback */
+struct ring_buffer;
+typedef int (*ring_buffer_sample_fn)(void *ctx, void *data, size_t size);
+struct ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn sample_cb, void *ctx,
+                                     const void *opts);
+int ring_buffer__consume(struct ring_buffer *rb);
+int ring_buffer__poll(struct ring_buffer *rb, int timeout_ms);
+int ring_buffer__epoll_fd(const struct ring_buffer *rb);
+void ring_buffer__free(struct ring_buffer *rb);
+extern "Python" int bw_ring_sample(void *ctx, void *data, size_t size);
+
 /* BTF, to check the Python layouts against what clang compiled */
 struct btf;
 struct btf *btf__parse(const char *path, void *btf_ext);

@@ -160,6 +160,14 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } g_samples SEC(".maps");
 
+/* A sample is assembled here, then copied into the ring (this also records its type). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct guard_sample);
+} g_sample_buf SEC(".maps");
+
 struct sample_budget {
 	__u64 tokens;
 	__u64 last_ns;
@@ -557,7 +565,7 @@ static __always_inline void sample(struct packet *p, __u32 rule)
 	if (!tb->tokens)
 		return;
 	tb->tokens--;
-	struct guard_sample *s = bpf_ringbuf_reserve(&g_samples, sizeof(*s), 0);
+	struct guard_sample *s = bpf_map_lookup_elem(&g_sample_buf, &zero);
 	if (!s)
 		return;
 	s->time_ns = now;
@@ -570,7 +578,7 @@ static __always_inline void sample(struct packet *p, __u32 rule)
 	s->pad = 0;
 	__builtin_memcpy(s->src, p->src, 16);
 	__builtin_memcpy(s->dst, p->dst, 16);
-	bpf_ringbuf_submit(s, 0);
+	bpf_ringbuf_output(&g_samples, s, sizeof(*s), 0);
 }
 
 SEC("xdp")

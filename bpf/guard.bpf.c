@@ -23,6 +23,9 @@
 #define ETH_P_8021AD_ 0x88A8
 #define MAX_VLANS 2
 #define MAX_EXT_HEADERS 6
+/* Headers start within a page: XDP's linear data is one page at most. The mask keeps
+ * the verifier's packet-pointer arithmetic in range; a larger offset cannot occur. */
+#define MAX_L3_OFFSET 0xfff
 #define SAMPLES_PER_SEC 2000ULL
 #define NSEC 1000000000ULL
 
@@ -213,13 +216,23 @@ enum parse_result {
 	PARSE_MALFORMED,
 };
 
-static __always_inline int parse_l4(struct packet *p, void *l4, void *data_end)
+/* L4 fields of an unfragmented packet or a first fragment; the header must lie
+ * within [l4, end), where end is where the IP packet ends (never Ethernet padding).
+ * Each read is also checked against data_end: that is the bound the verifier knows. */
+static __always_inline int parse_l4(struct packet *p, void *l4, void *end, void *data_end)
 {
 	if (p->frag == 2)
 		return PARSE_OK; /* later fragments carry no L4 header */
+	if (end > data_end)
+		return PARSE_MALFORMED;
 	if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > data_end)
+			return PARSE_MALFORMED;
+		if ((void *)(tcp + 1) > end)
+			return PARSE_MALFORMED;
+		__u32 doff = tcp->doff * 4;
+		if (doff < 20 || l4 + doff > end)
 			return PARSE_MALFORMED;
 		p->sport = bpf_ntohs(tcp->source);
 		p->dport = bpf_ntohs(tcp->dest);
@@ -228,12 +241,16 @@ static __always_inline int parse_l4(struct packet *p, void *l4, void *data_end)
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > data_end)
 			return PARSE_MALFORMED;
+		if ((void *)(udp + 1) > end)
+			return PARSE_MALFORMED;
 		p->sport = bpf_ntohs(udp->source);
 		p->dport = bpf_ntohs(udp->dest);
 	} else if ((p->proto == IPPROTO_ICMP && p->family == 0) ||
 		   (p->proto == IPPROTO_ICMPV6 && p->family == 1)) {
 		__u8 *icmp = l4;
 		if ((void *)(icmp + 4) > data_end)
+			return PARSE_MALFORMED;
+		if ((void *)(icmp + 4) > end)
 			return PARSE_MALFORMED;
 		p->icmp = icmp[0];
 	}
@@ -243,12 +260,12 @@ static __always_inline int parse_l4(struct packet *p, void *l4, void *data_end)
 static __always_inline int parse_ipv4(struct packet *p, void *l3, void *data_end)
 {
 	struct iphdr *ip = l3;
-	if ((void *)(ip + 1) > data_end)
+	if ((void *)(ip + 1) > data_end || ip->version != 4)
 		return PARSE_MALFORMED;
 	__u32 ihl = ip->ihl * 4;
+	__u32 total = bpf_ntohs(ip->tot_len);
 	__u32 avail = data_end - l3;
-	if (ip->version != 4 || ihl < 20 || ihl > avail || bpf_ntohs(ip->tot_len) < ihl ||
-	    bpf_ntohs(ip->tot_len) > avail)
+	if (ihl < 20 || ihl > avail || total < ihl || total > avail)
 		return PARSE_MALFORMED;
 	__builtin_memcpy(p->src, &ip->saddr, 4);
 	__builtin_memcpy(p->dst, &ip->daddr, 4);
@@ -260,47 +277,95 @@ static __always_inline int parse_ipv4(struct packet *p, void *l3, void *data_end
 		p->frag = 2;
 	else if (frag & 0x2000)
 		p->frag = 1;
-	ihl &= 0x3c; /* 20..60, for the verifier */
-	return parse_l4(p, l3 + ihl, data_end);
+	ihl &= 0x3c;     /* 20..60, for the verifier */
+	total &= 0xffff; /* likewise */
+	return parse_l4(p, l3 + ihl, l3 + total, data_end);
 }
 
-static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data_end)
+/* bpf_loop body for the IPv6 extension header walk. */
+struct ext_walk {
+	struct packet *p;
+	void *data_end;
+	void *end;    /* end of the IPv6 payload */
+	__u64 offset; /* of the next header from the packet's data start */
+	void *data;
+	__u8 next;
+	__u8 malformed;
+	__u8 later; /* a non-first fragment: no L4 */
+};
+
+static long walk_one_ext(__u32 index, void *ctx_)
+{
+	struct ext_walk *w = ctx_;
+	__u8 next = w->next;
+	if (next != 0 && next != 43 && next != 44 && next != 60)
+		return 1; /* not an extension header: it is the protocol */
+	if (index >= MAX_EXT_HEADERS) {
+		w->malformed = 1; /* a 7th extension header */
+		return 1;
+	}
+	if (w->offset > MAX_L3_OFFSET) {
+		w->malformed = 1;
+		return 1;
+	}
+	__u8 *ext = w->data + (w->offset & MAX_L3_OFFSET);
+	if (next == 44) {
+		if ((void *)(ext + 8) > w->end || (void *)(ext + 8) > w->data_end) {
+			w->malformed = 1;
+			return 1;
+		}
+		__u16 fo = (ext[2] << 8) | ext[3];
+		w->next = ext[0];
+		w->offset += 8;
+		if (fo & 0xfff8) { /* a later fragment: the walk ends, no L4 */
+			w->p->frag = 2;
+			w->later = 1;
+			return 1;
+		}
+		if (fo & 1) /* offset 0 with more to come; an atomic fragment is no fragment */
+			w->p->frag = 1;
+		return 0;
+	}
+	if ((void *)(ext + 2) > w->end || (void *)(ext + 2) > w->data_end) {
+		w->malformed = 1;
+		return 1;
+	}
+	__u32 hlen = (ext[1] + 1) * 8;
+	if ((void *)ext + hlen > w->end) {
+		w->malformed = 1;
+		return 1;
+	}
+	w->next = ext[0];
+	w->offset += hlen;
+	return 0;
+}
+
+static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data, void *data_end)
 {
 	struct ipv6hdr *ip6 = l3;
-	if ((void *)(ip6 + 1) > data_end)
+	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return PARSE_MALFORMED;
-	if (ip6->version != 6 || sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > (__u64)(data_end - l3))
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	if (plen == 0 || sizeof(*ip6) + plen > (__u64)(data_end - l3))
 		return PARSE_MALFORMED;
 	__builtin_memcpy(p->src, &ip6->saddr, 16);
 	__builtin_memcpy(p->dst, &ip6->daddr, 16);
 	p->family = 1;
 	p->ttl = ip6->hop_limit;
-	__u8 next = ip6->nexthdr;
-	void *cursor = ip6 + 1;
-	int i;
-	for (i = 0; i < MAX_EXT_HEADERS; i++) {
-		if (next != 0 && next != 43 && next != 44 && next != 60)
-			break;
-		__u8 *ext = cursor;
-		if ((void *)(ext + 8) > data_end)
-			return PARSE_MALFORMED;
-		if (next == 44) { /* fragment header: fixed 8 bytes */
-			__u16 off = (ext[2] << 8) | ext[3];
-			/* offset 0 is the first fragment (an atomic one too) */
-			p->frag = (off & 0xfff8) ? 2 : 1;
-			next = ext[0];
-			cursor = ext + 8;
-		} else {
-			next = ext[0];
-			cursor = ext + (ext[1] + 1) * 8;
-		}
-	}
-	if (i == MAX_EXT_HEADERS && (next == 0 || next == 43 || next == 44 || next == 60))
-		return PARSE_MALFORMED; /* more extension headers than we walk */
-	p->proto = next;
-	return parse_l4(p, cursor, data_end);
+	struct ext_walk w = {
+		.p = p, .data_end = data_end, .end = (void *)(ip6 + 1) + plen,
+		.offset = (void *)(ip6 + 1) - data, .data = data, .next = ip6->nexthdr,
+	};
+	bpf_loop(MAX_EXT_HEADERS + 1, walk_one_ext, &w, 0);
+	if (w.malformed)
+		return PARSE_MALFORMED;
+	p->proto = w.next;
+	if (w.later)
+		return PARSE_OK;
+	if (w.offset > MAX_L3_OFFSET)
+		return PARSE_MALFORMED;
+	return parse_l4(p, data + (w.offset & MAX_L3_OFFSET), w.end, data_end);
 }
-
 static __always_inline int parse(struct xdp_md *ctx, struct packet *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -310,16 +375,17 @@ static __always_inline int parse(struct xdp_md *ctx, struct packet *p)
 		return PARSE_NOT_IP;
 	__u16 proto = eth->h_proto;
 	void *cursor = eth + 1;
-	int i;
-	for (i = 0; i < MAX_VLANS; i++) {
+	for (int i = 0; i < MAX_VLANS; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
 			break;
 		__u16 *vlan = cursor;
 		if ((void *)(vlan + 2) > data_end)
-			return PARSE_NOT_IP;
+			return PARSE_MALFORMED; /* a tag cut short */
 		proto = vlan[1];
 		cursor = vlan + 2;
 	}
+	if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_))
+		return PARSE_MALFORMED; /* a third tag */
 	p->sport = GUARD_RANGE_NONE;
 	p->dport = GUARD_RANGE_NONE;
 	p->flags = GUARD_SMALL_NONE;
@@ -328,7 +394,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct packet *p)
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(p, cursor, data_end);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(p, cursor, data_end);
+		return parse_ipv6(p, cursor, data, data_end);
 	return PARSE_NOT_IP;
 }
 
@@ -441,10 +507,17 @@ static __always_inline struct guard_bitmap *range_bitmap(__u32 gen, __u32 field,
 
 #define NFIELDS (GUARD_SMALL_FIELDS + GUARD_RANGE_FIELDS + GUARD_ADDR_FIELDS)
 
-/* First matching rule, or GUARD_RULE_DEFAULT. */
-static __always_inline __u32 classify(struct packet *p, struct guard_config *cfg, __u32 gen)
+/* First matching rule, or GUARD_RULE_DEFAULT. A global function: the verifier checks
+ * it once, not once per parser path. */
+__noinline int classify(struct packet *p, __u32 gen)
 {
 	struct guard_bitmap *bm[NFIELDS];
+	if (!p)
+		return GUARD_RULE_DEFAULT;
+	gen &= 1;
+	struct guard_config *cfg = bpf_map_lookup_elem(&g_config, &gen);
+	if (!cfg)
+		return GUARD_RULE_DEFAULT;
 	__u32 zero = 0;
 	struct scratch *scratch = bpf_map_lookup_elem(&g_scratch, &zero);
 	__u32 n = 0, words = cfg->words, fields = cfg->fields;
@@ -598,7 +671,9 @@ int xdp_guard(struct xdp_md *ctx)
 	if (!cfg)
 		return XDP_PASS;
 
-	__u32 rule = parsed == PARSE_MALFORMED ? GUARD_RULE_MALFORMED : classify(&p, cfg, gen);
+	__u32 rule = parsed == PARSE_MALFORMED ? GUARD_RULE_MALFORMED : classify(&p, gen);
+	if (rule > GUARD_RULE_MALFORMED)
+		return XDP_PASS;
 	__u32 slot = gen * GUARD_SLOTS + rule;
 	struct guard_action *act = bpf_map_lookup_elem(&g_actions, &slot);
 	if (!act)

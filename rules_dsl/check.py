@@ -1,0 +1,335 @@
+"""The checker: semantic errors, warnings, and the lockout guard, over resolved rules.
+
+Shadowing is decided by per-field inclusion (a later rule whose every field is inside an
+earlier rule's field can never decide a packet): sound, so a rule reported shadowed never
+decides any packet in the evaluator; it may miss a rule covered only by a union of rules.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from . import nodes as n
+from .diagnostics import Diagnostic, Reporter
+from .plan import MAX_ADDR_SETS, MAX_RATE_PROFILES, MAX_RULES
+from .resolve import RAddrSet, Resolved, RRule, RStateful, resolve
+
+
+@dataclass(frozen=True)
+class Management:
+    """What must stay reachable: the hub (address, port) and SSH from admin prefixes."""
+    hub_address: str | ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    hub_port: int = 443
+    ssh_port: int = 22
+    admin_prefixes: tuple = field(default=())
+
+    def __post_init__(self):
+        if self.hub_address is not None and isinstance(self.hub_address, str):
+            object.__setattr__(self, "hub_address", ipaddress.ip_address(self.hub_address))
+        object.__setattr__(self, "admin_prefixes", tuple(
+            ipaddress.ip_network(p, strict=False) if isinstance(p, str) else p
+            for p in self.admin_prefixes))
+
+
+def check_resolved(policy: n.Policy, management: Management | None) -> tuple[Resolved, list[Diagnostic]]:
+    rep = Reporter(policy.source, policy.filename)
+    res = resolve(policy, rep)
+    res.default_pos = policy.default.pos if policy.default else n.Pos(1, 1, 1, 2)
+    _limits(res, rep)
+    _shadowing(res, rep)
+    _established(res, rep)
+    if management is not None and res.mode == "enforce":
+        _lockout(res, rep, management)
+    return res, rep.items
+
+
+def check(policy: n.Policy, management: Management | None = None) -> list[Diagnostic]:
+    """All errors and warnings, in source order (errors first on the same line)."""
+    return sort_diagnostics(check_resolved(policy, management)[1])
+
+
+def sort_diagnostics(items: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(items, key=lambda d: (d.line, d.col, d.severity != "error"))
+
+
+# ---- data plane limits -------------------------------------------------------------------
+
+def _limits(res: Resolved, rep: Reporter) -> None:
+    if len(res.rules) > MAX_RULES:
+        rep.error(res.rules[MAX_RULES].node.pos,
+                  f"more than {MAX_RULES} rules: the data plane holds {MAX_RULES}",
+                  "move large address lists into sets or hub lists")
+    seen: list[str] = []
+    for r in res.rules:
+        for s in (r.src, r.dst):
+            if s is not None and s.key not in seen:
+                seen.append(s.key)
+                if len(seen) == MAX_ADDR_SETS + 1:
+                    rep.error(r.node.pos, f"more than {MAX_ADDR_SETS} address sets: the data "
+                              f"plane holds {MAX_ADDR_SETS}", "merge sets, or use hub lists")
+    profiles = {r.profile for r in res.rules if r.profile is not None}
+    if len(profiles) > MAX_RATE_PROFILES:
+        rep.error(n.Pos(1, 1, 1, 2), f"more than {MAX_RATE_PROFILES} different limits")
+
+
+# ---- shadowing ---------------------------------------------------------------------------
+
+def _set_covers(e: RAddrSet | None, l: RAddrSet | None) -> bool:
+    if e is None:
+        return True
+    if l is None:
+        return {str(x) for x in e.nets} >= {"0.0.0.0/0", "::/0"}
+    if not set(l.lists) <= set(e.lists):
+        return False
+    return all(any(x.version == y.version and x.subnet_of(y) for y in e.nets) for x in l.nets)
+
+
+def _vals_covers(e, l) -> bool:
+    return e is None or (l is not None and l <= e)
+
+
+def _ranges_covers(e, l) -> bool:
+    if e is None:
+        return True
+    if l is None:
+        return False
+    return all(any(a <= lo and hi <= b for a, b in e) for lo, hi in l)
+
+
+def _range_covers(e, l) -> bool:
+    return e is None or (l is not None and e[0] <= l[0] and l[1] <= e[1])
+
+
+def _flags_covers(e, l) -> bool:
+    if e is None:
+        return True
+    if l is None:
+        return False
+    return all(any(me & ml == me and vl & me == ve for me, ve in e) for ml, vl in l)
+
+
+def covers(e: RRule, l: RRule) -> bool:
+    """Every packet that `l` matches, `e` matches too."""
+    return (_vals_covers(e.proto, l.proto) and _ranges_covers(e.dport, l.dport)
+            and _ranges_covers(e.sport, l.sport) and _set_covers(e.src, l.src)
+            and _set_covers(e.dst, l.dst) and _flags_covers(e.tcp_flags, l.tcp_flags)
+            and _range_covers(e.length, l.length) and _range_covers(e.ttl, l.ttl)
+            and (e.fragment == "any" or e.fragment == l.fragment)
+            and _vals_covers(e.icmp_type, l.icmp_type))
+
+
+_FIELDS = ("src", "dst", "proto", "sport", "dport", "tcp_flags", "length", "icmp_type", "ttl")
+
+
+def _shape(r: RRule) -> int:
+    bits = 0
+    for i, f in enumerate(_FIELDS):
+        if getattr(r, f) is not None:
+            bits |= 1 << i
+    if r.fragment != "any":
+        bits |= 1 << len(_FIELDS)
+    return bits
+
+
+def never_matches(r: RRule) -> bool:
+    return any(s is not None and s.empty for s in (r.src, r.dst))
+
+
+def shadowed(rules: list[RRule]) -> dict[int, tuple[str, int | None]]:
+    """index → ("never"|"duplicate"|"shadowed", earlier index or None)."""
+    out: dict[int, tuple[str, int | None]] = {}
+    first: dict[RRule, int] = {}
+    by_shape: dict[int, list[int]] = {}
+    for i, r in enumerate(rules):
+        if never_matches(r):
+            out[i] = ("never", None)
+            continue
+        if r in first:
+            out[i] = ("duplicate", first[r])
+            continue
+        shape = _shape(r)
+        hit = None
+        for s, idxs in by_shape.items():
+            if s & ~shape:
+                continue   # the earlier rule constrains a field this one leaves open
+            for j in idxs:
+                if covers(rules[j], r) and (hit is None or j < hit):
+                    hit = j
+                    break
+        if hit is not None:
+            out[i] = ("shadowed", hit)
+        first.setdefault(r, i)
+        by_shape.setdefault(shape, []).append(i)
+    return out
+
+
+def _shadowing(res: Resolved, rep: Reporter) -> None:
+    for i, (kind, j) in sorted(shadowed(res.rules).items()):
+        r = res.rules[i].node
+        if kind == "never":
+            rep.warning(r.pos, "this rule can never match: it uses an empty set")
+        elif kind == "duplicate":
+            rep.warning(r.pos, f"this rule repeats the rule on line {res.rules[j].node.pos.line}",
+                        "remove one of them")
+        else:
+            rep.warning(r.pos, "this rule can never match: the rule on line "
+                        f"{res.rules[j].node.pos.line} takes every packet it would",
+                        "move it above that rule, or remove it")
+
+
+# ---- flows that must get through: management and replies ----------------------------------
+
+@dataclass(frozen=True)
+class Flow:
+    """A class of TCP packets: src inside `src`, any dst, ports and length in ranges."""
+    src: ipaddress.IPv4Network | ipaddress.IPv6Network
+    sport: tuple[int, int]
+    dport: tuple[int, int]
+    flags: int
+    length: tuple[int, int] = (40, 65535)
+    proto: int = 6
+
+
+def _overlap(a, b) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _may_must_set(s: RAddrSet | None, net, is_src: bool) -> tuple[bool, bool]:
+    if s is None:
+        return True, True
+    fam = [x for x in s.nets if x.version == net.version]
+    if not is_src:
+        full = any(x.prefixlen == 0 for x in fam)
+        return bool(fam), full
+    may = any(net.overlaps(x) for x in fam)
+    must = any(net.subnet_of(x) for x in fam)
+    return may, must
+
+
+def _range_mm(r, cls) -> tuple[bool, bool]:
+    if r is None:
+        return True, True
+    return any(_overlap(x, cls) for x in r), any(a <= cls[0] and cls[1] <= b for a, b in r)
+
+
+def flow_match(r: RRule, f: Flow) -> tuple[bool, bool]:
+    """(may, must): some / every packet of the flow matches the rule."""
+    parts = [
+        _may_must_set(r.src, f.src, True), _may_must_set(r.dst, f.src, False),
+        ((r.proto is None or f.proto in r.proto),) * 2,
+        _range_mm(r.sport, f.sport), _range_mm(r.dport, f.dport),
+        ((r.tcp_flags is None or any(f.flags & m == v for m, v in r.tcp_flags)),) * 2,
+        _range_mm((r.length,) if r.length else None, f.length),
+        _range_mm((r.ttl,) if r.ttl else None, (1, 255)),
+        ((r.fragment != "yes"),) * 2, ((r.icmp_type is None),) * 2,
+    ]
+    return all(p[0] for p in parts), all(p[1] for p in parts)
+
+
+def walk(rules: list[RRule], default: str, flow: Flow):
+    """What happens to a flow: list of (kind, rule index|None) that may or will drop it,
+    where kind is "drop", "limit" or "default"."""
+    hits = []
+    for i, r in enumerate(rules):
+        may, must = flow_match(r, flow)
+        if not may:
+            continue
+        if r.action in ("drop", "limit"):
+            hits.append((r.action, i))
+        if must:
+            return hits
+    if default == "drop":
+        hits.append(("default", None))
+    return hits
+
+
+def _stateful_walk(rules: list[RStateful], flow: Flow):
+    hits = []
+    for i, r in enumerate(rules):
+        if r.action == "synproxy":
+            continue
+        fake = RRule("pass", RAddrSet("", r.src) if r.src is not None else None,
+                     RAddrSet("", r.dst) if r.dst is not None else None,
+                     r.proto, r.sport, r.dport)
+        may, must = flow_match(fake, flow)
+        states = set(r.ct_state or (("new",) if r.rate or r.connections
+                                    else ("new", "established")))
+        may = may and bool(states & {"new", "established"})
+        must = must and states >= {"new", "established"}
+        if not may:
+            continue
+        if r.action == "drop":
+            hits.append(("limit" if r.rate or r.connections else "drop", i))
+        if must and r.action == "pass":
+            return hits
+    return hits
+
+
+def _flows(m: Management) -> list[tuple[str, Flow]]:
+    out = []
+    if m.hub_address is not None:
+        net = ipaddress.ip_network(m.hub_address)
+        for flags in (0x12, 0x10, 0x18):
+            out.append((f"the hub at {m.hub_address} port {m.hub_port}",
+                        Flow(net, (m.hub_port, m.hub_port), (1024, 65535), flags)))
+    for prefix in m.admin_prefixes:
+        for flags in (0x02, 0x10, 0x18):
+            out.append((f"SSH (port {m.ssh_port}) from {prefix}",
+                        Flow(prefix, (1, 65535), (m.ssh_port, m.ssh_port), flags)))
+    return out
+
+
+def _lockout(res: Resolved, rep: Reporter, m: Management) -> None:
+    sev = "error" if res.lockout_guard else "warning"
+    said = set()
+    for what, flow in _flows(m):
+        for kind, i in walk(res.rules, res.default, flow):
+            _lock_report(rep, sev, res, what, kind, i, said, stateful=False)
+        for kind, i in _stateful_walk(res.stateful, flow):
+            _lock_report(rep, sev, res, what, kind, i, said, stateful=True)
+
+
+def _lock_report(rep, sev, res, what, kind, i, said, stateful) -> None:
+    key = (what, kind, i, stateful)
+    if key in said:
+        return
+    said.add(key)
+    node = (res.stateful[i].node if stateful else res.rules[i].node) if i is not None else None
+    pos = node.pos if node is not None else (res_default_pos(res))
+    override = "" if sev == "error" else " (allowed by 'lockout-guard off')"
+    if kind == "limit":
+        rep.warning(pos, f"this rule rate-limits {what}: an operator could be locked out",
+                    "pass management traffic in an earlier rule")
+        return
+    if kind == "default":
+        rep.add(sev, pos, f"the default verdict drops {what}: this would lock the operator out"
+                + override, "pass it in a rule, e.g. pass tcp from ADMIN_PREFIX dport 22")
+        return
+    rep.add(sev, pos, f"this rule drops {what}: this would lock the operator out" + override,
+            "pass management traffic in an earlier rule, or, if intended, write 'lockout-guard off'")
+
+
+def res_default_pos(res: Resolved) -> n.Pos:
+    return getattr(res, "default_pos", None) or n.Pos(1, 1, 1, 2)
+
+
+def _established(res: Resolved, rep: Reporter) -> None:
+    if res.default != "drop":
+        return
+    for net in (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")):
+        flow = Flow(net, (1, 65535), (1024, 65535), 0x10)
+        safe = False
+        for r in res.rules:
+            may, must = flow_match(r, flow)
+            if may and r.action != "pass":
+                break
+            if must and r.action == "pass":
+                safe = True
+                break
+        if not safe:
+            rep.warning(res_default_pos(res), "the default is drop and no rule passes "
+                        "established traffic: replies to connections this server opens "
+                        f"(IPv{net.version}) will be dropped",
+                        "add 'pass tcp flags ack/syn|ack' early, and in stateful "
+                        "{ drop ct state invalid }")
+            return

@@ -203,7 +203,9 @@ def build_tables(spec: GuardSpec) -> Tables:
     bad = [s for s in spec.sets if not 0 <= s < MAX_SETS]
     if bad:
         raise GuardSpecError(f"set ids {bad} outside 0..{MAX_SETS - 1}")
-    fields = 0
+    # family is always looked at: its bitmaps hold exactly the rules that exist, so a
+    # packet never matches a rule past the end (and with no rules, none at all)
+    fields = use_small(SMALL_FIELDS.index("family"))
     small: dict[tuple[int, int], int] = {}
     accepts = [small_value_sets(rule) for rule in rules]
     for f, name in enumerate(SMALL_FIELDS):

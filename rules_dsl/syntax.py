@@ -88,7 +88,8 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
 @functools.cache
 def _examples() -> dict[str, list[str]]:
     """Each example bare and after a statement: the parser's stack differs between them."""
-    return {label: [v for ex in exs for v in (ex, 'policy "p"\n' + ex)]
+    prefixes = ("", 'policy "p"\n', 'policy "p"\ndefault drop\n')
+    return {label: [p + ex for ex in exs for p in prefixes]
             for label, exs in ERROR_EXAMPLES.items()}
 
 
@@ -126,7 +127,7 @@ def _syntax_diagnostic(text: str, filename: str, exc: UnexpectedInput, start: st
     try:
         label = exc.match_examples(
             functools.partial(parser().parse, start="start"), _examples(), use_accepts=True
-        ) if start == "start" else None
+        ) if start == "start" and not isinstance(exc, UnexpectedCharacters) else None
     except LarkError:  # pragma: no cover - match_examples itself failing is not the user's
         label = None
     expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set()

@@ -77,6 +77,15 @@ class VethLab:
             if name in netns.listnetns():
                 netns.remove(name)
 
+    def add_peer_address(self, addr: str) -> None:
+        """Give the peer another source address, reachable from the protected side."""
+        with NetNS(self.peer_ns) as ns:
+            idx = ns.link_lookup(ifname=self.peer_iface)[0]
+            ns.addr("add", index=idx, address=addr, prefixlen=32)
+        with NetNS(self.ns) as ns:
+            idx = ns.link_lookup(ifname=self.iface)[0]
+            ns.route("add", dst=f"{addr}/32", oif=idx)
+
     def link_stats(self, side: str = "peer") -> dict[str, int]:
         """The interface's counters (rx/tx packets and drops) as netlink reports them."""
         name, iface = (self.peer_ns, self.peer_iface) if side == "peer" else (self.ns, self.iface)

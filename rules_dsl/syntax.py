@@ -93,6 +93,22 @@ def _examples() -> dict[str, list[str]]:
             for label, exs in ERROR_EXAMPLES.items()}
 
 
+@functools.cache
+def _example_error(text: str) -> UnexpectedInput | None:
+    try:
+        parser().parse(text, start="start")
+    except UnexpectedInput as exc:
+        return exc
+    return None  # pragma: no cover - every example is an error
+
+
+def _replay(text: str) -> None:
+    """match_examples' parse function: re-raise the example's error, parsed once per process."""
+    exc = _example_error(text)
+    if exc is not None:
+        raise exc
+
+
 _KEYWORDS_CACHE: dict[str, str] = {}
 
 
@@ -125,9 +141,8 @@ def _syntax_diagnostic(text: str, filename: str, exc: UnexpectedInput, start: st
     rep = Reporter(text, filename)
     label = None
     try:
-        label = exc.match_examples(
-            functools.partial(parser().parse, start="start"), _examples(), use_accepts=True
-        ) if start == "start" and not isinstance(exc, UnexpectedCharacters) else None
+        label = exc.match_examples(_replay, _examples(), use_accepts=True) \
+            if start == "start" and not isinstance(exc, UnexpectedCharacters) else None
     except LarkError:  # pragma: no cover - match_examples itself failing is not the user's
         label = None
     expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set()

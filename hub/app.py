@@ -1,0 +1,149 @@
+"""`create_app(config)`: the hub's Quart application.
+
+Resources (database context, background tasks) open in `before_serving` and close in
+`after_serving`; per-process state lives in `Runtime` on `app.extensions["bulwark"]`.
+Errors become HTTP here and only here (`_install_error_handlers`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from quart import Quart, Response, g, jsonify, request
+from quart_auth import QuartAuth
+from quart_schema import HttpSecurityScheme, Info, QuartSchema, RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from hub import db
+from hub.config import HubConfig
+from hub.errors import HubError, PayloadTooLarge, TooManyRequests
+from hub.runtime import Runtime
+
+log = logging.getLogger("bulwark.hub")
+
+SESSION_COOKIE = "bulwark_session"
+
+
+def create_app(config: HubConfig) -> Quart:
+    app = Quart("hub")
+    runtime = Runtime.create(config)
+    app.extensions["bulwark"] = runtime
+    app.secret_key = config.resolved_secret_key()
+    # The largest body any route accepts (list imports); other routes are held to
+    # max_body_bytes in `_limit_body` before anything reads the body.
+    app.config["MAX_CONTENT_LENGTH"] = max(config.max_import_bytes, config.max_body_bytes)
+
+    secure = config.secure_cookies
+    QuartAuth(
+        app,
+        cookie_name=("__Host-" if secure else "") + SESSION_COOKIE,
+        cookie_secure=secure,
+        cookie_http_only=True,
+        cookie_samesite="Lax",
+        cookie_path="/",
+        cookie_domain=None,
+        duration=config.session_max_age_s,
+        mode="cookie",
+    )
+    QuartSchema(
+        app,
+        openapi_path="/api/v1/openapi.json",
+        swagger_ui_path="/api/v1/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info=Info(title="Bulwark hub API", version="1"),
+        security_schemes={"token": HttpSecurityScheme(scheme="bearer", bearer_format="bwt_...")},
+        security=[{"token": []}],
+    )
+
+    from hub.blueprints import register_all
+
+    register_all(app)
+    _install_error_handlers(app)
+    _install_request_hooks(app, runtime)
+
+    @app.before_serving
+    async def _open() -> None:
+        app.extensions["bulwark_db"] = ctx = await db.open_db(config)
+        if config.should_migrate_on_start:
+            await db.migrate(ctx)
+        from hub.services import background
+
+        app.extensions["bulwark_tasks"] = background.start(runtime)
+
+    @app.after_serving
+    async def _close() -> None:
+        tasks: list[asyncio.Task[None]] = app.extensions.pop("bulwark_tasks", [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ctx = app.extensions.pop("bulwark_db", None)
+        if ctx is not None:
+            await ctx.close_connections()
+
+    return app
+
+
+def error_response(exc: HubError) -> Response:
+    response = jsonify(exc.to_json())
+    response.status_code = exc.status
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+def _install_error_handlers(app: Quart) -> None:
+    @app.errorhandler(HubError)
+    async def _hub_error(exc: HubError) -> Response:
+        if exc.status >= 500:
+            log.error("request failed: %s", exc, exc_info=exc)
+        return error_response(exc)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _invalid(exc: RequestSchemaValidationError) -> Response:
+        err = exc.validation_error
+        details = err.errors(include_url=False, include_context=False, include_input=False) \
+            if hasattr(err, "errors") else str(err)
+        response = jsonify({"error": "invalid_input", "message": "the request does not match its schema",
+                            "details": details})
+        response.status_code = 400
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def _http(exc: HTTPException) -> Response:
+        response = jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
+                            "message": exc.description or exc.name})
+        response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        response = jsonify({"error": "internal", "message": "internal error"})
+        response.status_code = 500
+        return response
+
+
+def _install_request_hooks(app: Quart, runtime: Runtime) -> None:
+    limit = runtime.config.max_body_bytes
+
+    @app.before_request
+    async def _limit_body() -> None:
+        g.bulwark_started = time.perf_counter()
+        view = app.view_functions.get(request.endpoint or "")
+        allowed = runtime.config.max_import_bytes if getattr(view, "bulwark_bulk_body", False) else limit
+        if request.content_length is not None and request.content_length > allowed:
+            raise PayloadTooLarge(f"the body may have at most {allowed} bytes")
+        if request.content_length is None and hasattr(request.body, "_max_content_length"):
+            # Chunked upload: have Quart's body reader stop at this route's limit.
+            request.body._max_content_length = allowed
+
+    @app.after_request
+    async def _count(response: Response) -> Response:
+        endpoint = request.url_rule.endpoint if request.url_rule else "unmatched"
+        runtime.metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        started = g.get("bulwark_started")
+        if started is not None:
+            runtime.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response

@@ -1,0 +1,131 @@
+"""Browser sign-in: password, second factor, sessions, TOTP set-up, recovery codes.
+
+Sign-in takes JSON only: a cross-site HTML form cannot send `application/json` without
+a CORS preflight, which is the login form's CSRF defence (there is no session yet to
+hold a token). Every later cookie-authenticated write carries the session's CSRF token.
+"""
+from __future__ import annotations
+
+from quart import Blueprint, Response, jsonify
+from quart_auth import AuthUser, login_user, logout_user
+from quart_schema import validate_request
+
+from hub.blueprints.schema import Strict
+from hub.errors import Unauthenticated
+from hub.services import accounts
+from hub.web import client_address, current_session, principal, rt
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+
+class LoginIn(Strict):
+    email: str
+    password: str
+
+
+class CodeIn(Strict):
+    code: str
+
+
+def _session_body(session, *, mfa_required: bool) -> dict:
+    return {"mfa_required": mfa_required, "csrf_token": session.csrf_token}
+
+
+async def _start_session(user, *, mfa_ok: bool) -> Response:
+    old = await current_session()
+    if old is not None:
+        await accounts.close_session(old[0])
+    session_id, session = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok)
+    login_user(AuthUser(session_id))
+    return jsonify(_session_body(session, mfa_required=not mfa_ok))
+
+
+@bp.post("/login")
+@validate_request(LoginIn)
+async def login(data: LoginIn) -> Response:
+    user = await accounts.authenticate(rt(), data.email, data.password, client_address())
+    needs_mfa = user.totp_secret is not None
+    response = await _start_session(user, mfa_ok=not needs_mfa)
+    if not needs_mfa:
+        await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address())
+    return response
+
+
+@bp.post("/second-factor")
+@validate_request(CodeIn)
+async def second_factor(data: CodeIn) -> Response:
+    found = await current_session()
+    if found is None:
+        raise Unauthenticated("sign in with your password first")
+    _, session = found
+    await principal(allow_partial=True)  # CSRF check for the pending session
+    user = session.user
+    await accounts.second_factor(rt(), user, data.code, client_address())
+    await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address(),
+                            details={"mfa": True})
+    return await _start_session(user, mfa_ok=True)
+
+
+@bp.post("/logout")
+async def logout() -> Response:
+    found = await current_session()
+    if found is not None:
+        await principal(allow_partial=True)
+        await accounts.close_session(found[0])
+    logout_user()
+    return jsonify({"signed_out": True})
+
+
+@bp.get("/me")
+async def me() -> Response:
+    p = await principal()
+    if p.user_id is None:
+        raise Unauthenticated("this is for signed-in users")
+    user = await accounts.get_user(p.user_id)
+    found = await current_session()
+    return jsonify({
+        "id": str(user.id), "email": user.email, "platform_admin": user.is_platform_admin,
+        "totp": user.totp_secret is not None, "csrf_token": found[1].csrf_token if found else None,
+    })
+
+
+async def _signed_in_user():
+    p = await principal()
+    if p.user_id is None:
+        raise Unauthenticated("this is for signed-in users")
+    return p, await accounts.get_user(p.user_id)
+
+
+@bp.post("/2fa/setup")
+async def totp_setup() -> Response:
+    _, user = await _signed_in_user()
+    return jsonify({"otpauth_uri": await accounts.begin_totp(user)})
+
+
+@bp.post("/2fa/confirm")
+@validate_request(CodeIn)
+async def totp_confirm(data: CodeIn) -> Response:
+    p, user = await _signed_in_user()
+    codes = await accounts.confirm_totp(user, data.code)
+    await rt().audit.append(actor=p.actor, action="auth.2fa.enable", address=p.address)
+    return jsonify({"recovery_codes": codes})
+
+
+@bp.post("/2fa/disable")
+@validate_request(CodeIn)
+async def totp_disable(data: CodeIn) -> Response:
+    p, user = await _signed_in_user()
+    await accounts.second_factor(rt(), user, data.code, p.address)
+    await accounts.disable_totp(user)
+    await rt().audit.append(actor=p.actor, action="auth.2fa.disable", address=p.address)
+    return jsonify({"totp": False})
+
+
+@bp.post("/2fa/recovery-codes")
+@validate_request(CodeIn)
+async def recovery_codes(data: CodeIn) -> Response:
+    p, user = await _signed_in_user()
+    await accounts.second_factor(rt(), user, data.code, p.address)
+    codes = await accounts.new_recovery_codes(user)
+    await rt().audit.append(actor=p.actor, action="auth.2fa.recovery_codes", address=p.address)
+    return jsonify({"recovery_codes": codes})

@@ -1,0 +1,155 @@
+"""The hub's one typed, frozen configuration, built once per process.
+
+Sources, later wins: the defaults below → a TOML file (flat keys, the field names) →
+`BULWARK_HUB_<FIELD>` environment variables. Unknown keys in either source are refused,
+so a typo never silently falls back to a default. Units are in the names.
+
+Raises `ConfigError` (bad input: the operator's file or environment).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+import typing
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from hub.errors import ConfigError
+
+ENV_PREFIX = "BULWARK_HUB_"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HubConfig:
+    data_dir: str = "/var/lib/bulwark-hub"
+    # Empty means a SQLite file `hub.sqlite3` in data_dir. postgres://... for scale.
+    database_url: str = ""
+    bind: str = "127.0.0.1:8443"
+    # How browsers reach the hub; decides the session cookie's Secure flag and name.
+    public_url: str = "http://127.0.0.1:8443"
+    # Empty means a random key kept in data_dir/secret_key (mode 0600).
+    secret_key: str = ""
+    log_level: str = "INFO"
+    # Apply migrations on start. Defaults to on for SQLite, off for PostgreSQL.
+    migrate_on_start: str = "auto"  # "auto" | "yes" | "no"
+
+    session_max_age_s: int = 12 * 3600
+    login_max_failures: int = 5
+    login_window_s: int = 15 * 60
+    # argon2id, OWASP cheat sheet: m=19 MiB, t=2, p=1.
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+
+    join_token_max_ttl_s: int = 3600
+    long_poll_max_s: int = 60
+    max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 64 * 1024 * 1024
+    max_metrics_points: int = 5000
+    list_max_entries: int = 1_000_000
+    # Agents further behind than this many revisions get a full snapshot.
+    list_delta_max_revisions: int = 1000
+
+    metrics_raw_retention_s: int = 6 * 3600
+    metrics_rollup_s: int = 60
+    metrics_rollup_retention_s: int = 30 * 86400
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{Path(self.data_dir) / 'hub.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite:")
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        if self.migrate_on_start == "auto":
+            return self.is_sqlite
+        return self.migrate_on_start == "yes"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Plain http on a loopback name is the one place a non-Secure cookie is allowed."""
+        url = urlsplit(self.public_url)
+        local = url.hostname in {"localhost", "127.0.0.1", "::1"}
+        return not (url.scheme == "http" and local)
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = Path(self.data_dir) / "secret_key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(HubConfig)}
+_TYPES = typing.get_type_hints(HubConfig)
+
+
+def _coerce(name: str, value: object, source: str) -> object:
+    kind = _TYPES[name]
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{source}: {name} must be an integer, not {value!r}")
+        try:
+            return int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {name} must be an integer, not {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: {name} must be a string, not {value!r}")
+    return value
+
+
+def load_config(
+    toml_path: str | os.PathLike[str] | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    **overrides: object,
+) -> HubConfig:
+    """Build the config: defaults → TOML → environment → keyword overrides (tests, flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    if toml_path is not None:
+        try:
+            with open(toml_path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {toml_path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_path}: {exc}") from exc
+        for key, value in data.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"{toml_path}: unknown setting {key!r}")
+            values[key] = _coerce(key, value, str(toml_path))
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name == "config":  # BULWARK_HUB_CONFIG names the TOML file itself
+            continue
+        if name not in _FIELDS:
+            raise ConfigError(f"environment: unknown setting {key}")
+        values[name] = _coerce(name, value, "environment")
+    for key, value in overrides.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, value, "override")
+    config = HubConfig(**values)  # type: ignore[arg-type]
+    if config.migrate_on_start not in {"auto", "yes", "no"}:
+        raise ConfigError("migrate_on_start must be one of auto, yes, no")
+    if config.join_token_max_ttl_s > 3600:
+        raise ConfigError("join_token_max_ttl_s may not exceed 3600")
+    return config

@@ -1,0 +1,97 @@
+"""The hub's one exception hierarchy; `hub.app` maps it to HTTP in one place.
+
+    HubError
+    ├── ConfigError              the operator's TOML or environment is wrong (startup)
+    ├── ClientError              the caller's fault → 4xx
+    │   ├── InvalidInput         400  malformed or semantically wrong input (has `details`)
+    │   ├── Unauthenticated      401  no or bad credentials
+    │   ├── Forbidden            403  authenticated, but the role or token scope is short
+    │   ├── NotFound             404  absent, or belongs to another tenant (never 403 there)
+    │   ├── Conflict             409  clashes with current state (duplicate, used token)
+    │   ├── PayloadTooLarge      413
+    │   └── TooManyRequests      429  throttled (has `retry_after_s`)
+    └── ServerError              the world failed → 5xx
+        └── Unavailable          503  database or dependency down
+
+Services raise these and know nothing of HTTP; handlers never catch them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class HubError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ConfigError(HubError):
+    code = "config"
+
+
+class ClientError(HubError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidInput(ClientError):
+    status = 400
+    code = "invalid_input"
+
+
+class Unauthenticated(ClientError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, what: str = "object") -> None:
+        super().__init__(f"{what} not found")
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class TooManyRequests(ClientError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServerError(HubError):
+    status = 500
+    code = "internal"
+
+
+class Unavailable(ServerError):
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,39 @@
+"""Tortoise models, one module per area. Registered as the Tortoise app `hub`.
+
+Every model a tenant owns says how to reach its tenant in `TENANT_PATH` (a Tortoise
+filter path); `hub.services.scope` is the one place that uses it to scope queries.
+
+A model docstring becomes its table comment, and Tortoise splits SQLite DDL on `;`:
+keep semicolons out of model docstrings (tests/hub/test_models.py checks).
+"""
+from hub.models.access import (
+    ApiToken,
+    Invitation,
+    LoginFailure,
+    Membership,
+    RecoveryCode,
+    Session,
+    Tenant,
+    User,
+)
+from hub.models.agents import Agent, JoinToken
+from hub.models.audit import AuditEntry
+from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersion
+from hub.models.lists import IpEntry, IpList
+from hub.models.metrics import MetricPoint, MetricRollup, TopSource
+
+MODEL_MODULES = [
+    "hub.models.access",
+    "hub.models.agents",
+    "hub.models.audit",
+    "hub.models.deploy",
+    "hub.models.lists",
+    "hub.models.metrics",
+]
+
+__all__ = [
+    "Agent", "ApiToken", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
+    "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint",
+    "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
+    "TopSource", "User", "MODEL_MODULES",
+]

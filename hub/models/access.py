@@ -1,0 +1,120 @@
+"""Who may do what: users, tenants, memberships, sessions, API tokens."""
+from __future__ import annotations
+
+import uuid
+
+from tortoise import fields
+from tortoise.models import Model
+
+ROLES = ("viewer", "operator", "admin", "owner")
+TOKEN_SCOPES = ("read", "write", "deploy", "billing")
+
+
+class Tenant(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    name = fields.CharField(max_length=200)
+    suspended = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    TENANT_PATH = "id"
+
+    class Meta:
+        table = "tenant"
+
+
+class User(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    email = fields.CharField(max_length=320, unique=True)
+    password_hash = fields.CharField(max_length=200)
+    is_platform_admin = fields.BooleanField(default=False)
+    totp_secret = fields.CharField(max_length=64, null=True)
+    totp_pending_secret = fields.CharField(max_length=64, null=True)
+    # The last TOTP time step accepted: a code is good once per step.
+    totp_last_step = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "user"
+
+
+class RecoveryCode(Model):
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("hub.User", related_name="recovery_codes", on_delete=fields.CASCADE)
+    code_hash = fields.CharField(max_length=64)
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "recovery_code"
+
+
+class Membership(Model):
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("hub.User", related_name="memberships", on_delete=fields.CASCADE)
+    tenant = fields.ForeignKeyField("hub.Tenant", related_name="memberships", on_delete=fields.CASCADE)
+    role = fields.CharField(max_length=16)
+
+    TENANT_PATH = "tenant_id"
+
+    class Meta:
+        table = "membership"
+        unique_together = (("user", "tenant"),)
+
+
+class Invitation(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    tenant = fields.ForeignKeyField("hub.Tenant", related_name="invitations", on_delete=fields.CASCADE)
+    email = fields.CharField(max_length=320)
+    role = fields.CharField(max_length=16)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField()
+    accepted_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    TENANT_PATH = "tenant_id"
+
+    class Meta:
+        table = "invitation"
+
+
+class Session(Model):
+    """A browser session. The cookie carries the id, its sha256 is the key here."""
+
+    id_hash = fields.CharField(max_length=64, primary_key=True)
+    user = fields.ForeignKeyField("hub.User", related_name="sessions", on_delete=fields.CASCADE)
+    mfa_ok = fields.BooleanField(default=False)
+    csrf_token = fields.CharField(max_length=64)
+    address = fields.CharField(max_length=64, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "session"
+
+
+class LoginFailure(Model):
+    """One failed login, keyed by account and by address, counted for throttling."""
+
+    id = fields.IntField(primary_key=True)
+    key = fields.CharField(max_length=400, db_index=True)
+    at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "login_failure"
+
+
+class ApiToken(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    tenant = fields.ForeignKeyField("hub.Tenant", related_name="api_tokens", on_delete=fields.CASCADE)
+    name = fields.CharField(max_length=200)
+    secret_hash = fields.CharField(max_length=64)
+    scopes = fields.JSONField(default=list)
+    created_by = fields.ForeignKeyField("hub.User", related_name="api_tokens", null=True, on_delete=fields.SET_NULL)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    last_used_at = fields.DatetimeField(null=True)
+
+    TENANT_PATH = "tenant_id"
+
+    class Meta:
+        table = "api_token"

@@ -1,0 +1,54 @@
+"""What one hub process holds while serving: config, hashers, notifier, audit, metrics.
+
+Built by `create_app`, kept on `app.extensions["bulwark"]`, passed to services
+explicitly (services never reach for the Quart app themselves).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from hub.config import HubConfig
+from hub.security import Passwords
+from hub.services.audit import AuditLog
+from hub.services.notify import LocalNotifier, Notifier
+
+
+@dataclasses.dataclass
+class HubMetrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    pending_pushes: Gauge
+    connected_agents: Gauge
+
+    @classmethod
+    def create(cls) -> HubMetrics:
+        r = CollectorRegistry()
+        return cls(
+            registry=r,
+            requests=Counter("bulwark_hub_requests", "HTTP requests", ["method", "endpoint", "status"], registry=r),
+            latency=Histogram("bulwark_hub_request_seconds", "HTTP request latency", ["endpoint"], registry=r),
+            pending_pushes=Gauge("bulwark_hub_pending_pushes", "Agent requests waiting for a change", registry=r),
+            connected_agents=Gauge("bulwark_hub_connected_agents", "Agents seen in the last 2 minutes", registry=r),
+        )
+
+
+@dataclasses.dataclass
+class Runtime:
+    config: HubConfig
+    passwords: Passwords
+    notifier: Notifier
+    audit: AuditLog
+    metrics: HubMetrics
+
+    @classmethod
+    def create(cls, config: HubConfig) -> Runtime:
+        return cls(
+            config=config,
+            passwords=Passwords(config),
+            notifier=LocalNotifier(),
+            audit=AuditLog(),
+            metrics=HubMetrics.create(),
+        )

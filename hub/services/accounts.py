@@ -1,0 +1,176 @@
+"""Users: passwords, login throttling, browser sessions, TOTP and recovery codes.
+
+Login is two steps when 2FA is on: the password opens a session with `mfa_ok=False`
+(useless for anything but the second step); a valid TOTP or recovery code replaces it
+with a fresh session id with `mfa_ok=True`. Every login mints a new session id.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+import uuid
+
+import pyotp
+from tortoise.expressions import Q
+
+from hub.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
+from hub.models import LoginFailure, RecoveryCode, Session, User
+from hub.runtime import Runtime
+from hub.security import digest, new_secret
+
+TOTP_STEP_S = 30
+RECOVERY_CODES = 10
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320 or email.startswith("@") or email.endswith("@"):
+        raise InvalidInput("not an email address")
+    return email
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < 12:
+        raise InvalidInput("a password needs at least 12 characters")
+    if len(password) > 1024:
+        raise InvalidInput("a password may have at most 1024 characters")
+
+
+async def create_user(rt: Runtime, email: str, password: str, *, platform_admin: bool = False) -> User:
+    email = normalise_email(email)
+    check_password_strength(password)
+    if await User.exists(email=email):
+        raise Conflict("a user with this email exists")
+    return await User.create(
+        email=email, password_hash=await rt.passwords.hash(password), is_platform_admin=platform_admin
+    )
+
+
+async def _throttle(rt: Runtime, keys: list[tuple[str, int]]) -> None:
+    since = now() - dt.timedelta(seconds=rt.config.login_window_s)
+    for key, limit in keys:
+        if await LoginFailure.filter(key=key, at__gte=since).count() >= limit:
+            raise TooManyRequests("too many failed logins; try again later",
+                                  retry_after_s=rt.config.login_window_s)
+
+
+async def authenticate(rt: Runtime, email: str, password: str, address: str) -> User:
+    """The user whose password this is. Raises TooManyRequests, Unauthenticated."""
+    email = email.strip().lower()
+    keys = [(f"account:{email}", rt.config.login_max_failures),
+            (f"address:{address}", rt.config.login_max_failures * 4)]
+    await _throttle(rt, keys)
+    user = await User.get_or_none(email=email)
+    if not await rt.passwords.verify(user.password_hash if user else None, password):
+        await LoginFailure.bulk_create([LoginFailure(key=k) for k, _ in keys])
+        raise Unauthenticated("wrong email or password")
+    assert user is not None
+    if rt.passwords.needs_rehash(user.password_hash):
+        user.password_hash = await rt.passwords.hash(password)
+        await user.save(update_fields=["password_hash"])
+    await LoginFailure.filter(key=keys[0][0]).delete()
+    return user
+
+
+async def open_session(rt: Runtime, user: User, address: str, *, mfa_ok: bool) -> tuple[str, Session]:
+    """A new session; returns the id for the cookie (only its digest is stored)."""
+    session_id = new_secret()
+    session = await Session.create(
+        id_hash=digest(session_id), user=user, mfa_ok=mfa_ok, csrf_token=secrets.token_urlsafe(32),
+        address=address[:64], expires_at=now() + dt.timedelta(seconds=rt.config.session_max_age_s),
+    )
+    return session_id, session
+
+
+async def load_session(session_id: str) -> Session | None:
+    session = await Session.get_or_none(id_hash=digest(session_id)).prefetch_related("user")
+    if session is None or session.expires_at <= now():
+        return None
+    return session
+
+
+async def close_session(session_id: str) -> None:
+    await Session.filter(id_hash=digest(session_id)).delete()
+
+
+# --- TOTP -------------------------------------------------------------------------------
+
+async def begin_totp(user: User) -> str:
+    """A new secret, pending until a code from it is confirmed; returns the otpauth URI."""
+    user.totp_pending_secret = pyotp.random_base32()
+    await user.save(update_fields=["totp_pending_secret"])
+    return pyotp.TOTP(user.totp_pending_secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
+
+
+def _matching_step(secret: str, code: str, at: float) -> int | None:
+    totp = pyotp.TOTP(secret)
+    step = int(at) // TOTP_STEP_S
+    for s in (step - 1, step, step + 1):  # one step of clock skew either way
+        if secrets.compare_digest(totp.at(s * TOTP_STEP_S), code):
+            return s
+    return None
+
+
+async def _consume_totp(user: User, secret: str, code: str) -> bool:
+    """Accept `code` at most once per time step (atomically, against concurrent use)."""
+    step = _matching_step(secret, code.strip(), time.time())
+    if step is None:
+        return False
+    updated = await User.filter(
+        Q(id=user.id) & (Q(totp_last_step__isnull=True) | Q(totp_last_step__lt=step))
+    ).update(totp_last_step=step)
+    if updated:
+        user.totp_last_step = step
+    return bool(updated)
+
+
+async def confirm_totp(user: User, code: str) -> list[str]:
+    """Turn 2FA on once a code from the pending secret checks out; returns recovery codes."""
+    if not user.totp_pending_secret:
+        raise Conflict("start 2FA set-up first")
+    if not await _consume_totp(user, user.totp_pending_secret, code):
+        raise InvalidInput("wrong code")
+    user.totp_secret, user.totp_pending_secret = user.totp_pending_secret, None
+    await user.save(update_fields=["totp_secret", "totp_pending_secret"])
+    return await new_recovery_codes(user)
+
+
+async def disable_totp(user: User) -> None:
+    user.totp_secret = user.totp_pending_secret = None
+    await user.save(update_fields=["totp_secret", "totp_pending_secret"])
+    await RecoveryCode.filter(user_id=user.id).delete()
+
+
+async def new_recovery_codes(user: User) -> list[str]:
+    codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]
+    await RecoveryCode.filter(user_id=user.id).delete()
+    await RecoveryCode.bulk_create([RecoveryCode(user_id=user.id, code_hash=digest(c)) for c in codes])
+    return codes
+
+
+async def second_factor(rt: Runtime, user: User, code: str, address: str) -> None:
+    """Check a TOTP or an unused recovery code. Raises Unauthenticated, TooManyRequests."""
+    keys = [(f"mfa:{user.id}", rt.config.login_max_failures)]
+    await _throttle(rt, keys)
+    code = code.strip().replace(" ", "").replace("-", "")
+    if user.totp_secret and await _consume_totp(user, user.totp_secret, code):
+        return
+    used = await RecoveryCode.filter(
+        user_id=user.id, code_hash=digest(code.lower()), used_at__isnull=True
+    ).update(used_at=now())
+    if used:
+        return
+    await LoginFailure.create(key=keys[0][0])
+    raise Unauthenticated("wrong code")
+
+
+async def get_user(user_id: uuid.UUID) -> User:
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        raise Unauthenticated("no such user")
+    return user

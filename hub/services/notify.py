@@ -1,0 +1,82 @@
+"""Change notification: wakes the agents' waiting requests when their state changes.
+
+`Notifier` is the interface; `LocalNotifier` serves one hub process. A PostgreSQL
+implementation replaces it by turning `publish` into `NOTIFY bulwark, '<channel>'` and
+feeding the `LISTEN` connection's notifications into `LocalNotifier.deliver`, so that
+any hub process can wake any agent's request.
+
+Channels are plain strings: `tenant:<id>` (tenant-wide: lists, suspension),
+`agent:<id>` (one agent's deployment or enablement), `metrics:<tenant id>`.
+
+Waiting is race-free when the caller subscribes *before* reading the state it waits on:
+a publish between the read and the wait still sets the subscription's flag.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def _fire(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """True when a change arrived (since subscribing or the last wait), False on timeout."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+
+class Notifier(Protocol):
+    async def publish(self, *channels: str) -> None: ...
+
+    def subscribe(self, channels: Iterable[str]) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+
+class LocalNotifier:
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = {}
+        self._count = 0
+
+    @property
+    def waiting(self) -> int:
+        """Open subscriptions (the Prometheus gauge of pending pushes)."""
+        return self._count
+
+    async def publish(self, *channels: str) -> None:
+        self.deliver(*channels)
+
+    def deliver(self, *channels: str) -> None:
+        for channel in channels:
+            for sub in self._subs.get(channel, ()):
+                sub._fire()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channels: Iterable[str]) -> AsyncIterator[Subscription]:
+        sub = Subscription()
+        channels = list(channels)
+        for channel in channels:
+            self._subs.setdefault(channel, set()).add(sub)
+        self._count += 1
+        try:
+            yield sub
+        finally:
+            self._count -= 1
+            for channel in channels:
+                subs = self._subs.get(channel)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._subs[channel]

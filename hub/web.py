@@ -1,0 +1,119 @@
+"""The HTTP side of access: who is calling, CSRF, and the tenant-route decorator.
+
+`tenant_route(need)` is how every `/api/v1/tenants/<tenant_id>/...` handler gets its
+`TenantScope`; it also loads each object named in the path (`agent_id` → `agent`, ...)
+through that scope, so a handler never sees another tenant's object and cannot forget
+to check. The permission is recorded on the view (`bulwark_permission`) for the
+route-table isolation test.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quart import current_app, g, request
+from quart_auth import current_user
+
+from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
+from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
+from hub.runtime import Runtime
+from hub.security import same
+from hub.services import accounts, tenants
+from hub.services.scope import Principal, TenantScope, resolve_scope
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+CSRF_HEADER = "X-CSRF-Token"
+
+# Path parameter → (model, name of the handler argument that receives the object).
+PATH_OBJECTS: dict[str, tuple[type, str]] = {
+    "agent_id": (Agent, "agent"),
+    "policy_id": (Policy, "policy"),
+    "deployment_id": (Deployment, "deployment"),
+    "list_id": (IpList, "ip_list"),
+    "token_id": (ApiToken, "token"),
+    "member_id": (Membership, "membership"),
+}
+
+
+def rt() -> Runtime:
+    return current_app.extensions["bulwark"]
+
+
+def client_address() -> str:
+    return (request.remote_addr or "")[:64]
+
+
+async def current_session() -> tuple[str, Any] | None:
+    session_id = current_user.auth_id
+    if not session_id:
+        return None
+    session = await accounts.load_session(session_id)
+    return None if session is None else (session_id, session)
+
+
+async def principal(*, allow_partial: bool = False) -> Principal:
+    """The authenticated caller. Raises Unauthenticated, Forbidden (CSRF)."""
+    cached = g.get("bulwark_principal")
+    if cached is not None:
+        return cached
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        p = await tenants.authenticate_token(auth[7:].strip(), client_address())
+    else:
+        found = await current_session()
+        if found is None:
+            raise Unauthenticated("sign in or send an API token")
+        _, session = found
+        if not session.mfa_ok and not allow_partial:
+            raise Unauthenticated("finish signing in with your second factor")
+        if request.method in UNSAFE:
+            await check_csrf(session.csrf_token)
+        user = session.user
+        p = Principal(actor=f"user:{user.email}", address=client_address(), user_id=user.id,
+                      is_platform_admin=user.is_platform_admin)
+        if not session.mfa_ok:
+            return p  # not cached: a partial session must never satisfy a full check
+    g.bulwark_principal = p
+    return p
+
+
+async def check_csrf(expected: str) -> None:
+    """Synchronizer token: cookie-authenticated writes must echo the session's token."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.mimetype in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+        sent = (await request.form).get("csrf_token")
+    if not sent or not same(sent, expected):
+        raise Forbidden("missing or wrong CSRF token")
+
+
+def tenant_route(need: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    def decorate(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(handler)
+        async def wrapper(*args: Any, tenant_id: uuid.UUID, **kwargs: Any) -> Any:
+            scope = await resolve_scope(await principal(), tenant_id, need)
+            for param, (model, arg) in PATH_OBJECTS.items():
+                if param in kwargs:
+                    kwargs[arg] = await scope.get(model, kwargs.pop(param), arg.replace("_", " "))
+            return await handler(*args, scope=scope, **kwargs)
+
+        wrapper.bulwark_permission = need  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+async def read_json(limit: int | None = None) -> Any:
+    """The request body as JSON, refusing bodies over `limit` bytes before parsing."""
+    limit = limit or rt().config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body may have at most {limit} bytes")
+    body = await request.get_data(cache=True, as_text=False)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body may have at most {limit} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the body is not JSON: {exc}") from None

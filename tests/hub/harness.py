@@ -1,0 +1,128 @@
+"""A hub on a temporary SQLite file, with helpers to make users, tenants and tokens."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hub.app import create_app
+from hub.config import load_config
+
+PASSWORD = "correct horse battery staple"
+_counter = itertools.count()
+
+
+class InLoop(contextlib.AbstractAsyncContextManager):
+    """Marker: the hub conftest enters these inside the test's event loop."""
+
+
+class HubHarness(InLoop):
+    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+        settings = {
+            "data_dir": str(tmp_path / "hub"),
+            # Cheap hashing for tests; production keeps OWASP's parameters.
+            "argon2_memory_kib": 1024,
+            "argon2_time_cost": 1,
+            "public_url": "http://127.0.0.1:8443",
+        }
+        settings.update(overrides)
+        self.config = load_config(env={}, **settings)
+        self.app = create_app(self.config)
+        self._test_app = None
+
+    async def __aenter__(self) -> HubHarness:
+        self._test_app = self.app.test_app()
+        await self._test_app.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._test_app.__aexit__(*exc)
+
+    @property
+    def rt(self):
+        return self.app.extensions["bulwark"]
+
+    def client(self):
+        return self._test_app.test_client()
+
+    async def user(self, email: str | None = None, password: str = PASSWORD, **kw: Any):
+        from hub.services import accounts
+
+        email = email or f"user{next(_counter)}@example.com"
+        return await accounts.create_user(self.rt, email, password, **kw)
+
+    async def login(self, email: str, password: str = PASSWORD) -> Session:
+        client = self.client()
+        r = await client.post("/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, await r.get_data(as_text=True)
+        body = await r.get_json()
+        return Session(client, body["csrf_token"])
+
+    async def tenant(self, name: str = "acme") -> Tenant:
+        """A tenant with an owner signed in, and an all-scopes API token."""
+        user = await self.user()
+        owner = await self.login(user.email)
+        r = await owner.post("/api/v1/tenants", json={"name": name})
+        assert r.status_code == 201, await r.get_data(as_text=True)
+        tenant_id = (await r.get_json())["id"]
+        t = Tenant(self, uuid.UUID(tenant_id), owner, user)
+        t.token = await t.make_token(["read", "write", "deploy", "billing"])
+        return t
+
+
+class Session:
+    """A signed-in browser: sends the CSRF token on writes."""
+
+    def __init__(self, client, csrf: str) -> None:
+        self.client, self.csrf = client, csrf
+
+    async def request(self, method: str, path: str, **kw: Any):
+        headers = kw.pop("headers", {})
+        if method in {"POST", "PUT", "PATCH", "DELETE"}:
+            headers.setdefault("X-CSRF-Token", self.csrf)
+        return await self.client.open(path, method=method, headers=headers, **kw)
+
+    async def get(self, path: str, **kw: Any):
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any):
+        return await self.request("POST", path, **kw)
+
+    async def put(self, path: str, **kw: Any):
+        return await self.request("PUT", path, **kw)
+
+    async def patch(self, path: str, **kw: Any):
+        return await self.request("PATCH", path, **kw)
+
+    async def delete(self, path: str, **kw: Any):
+        return await self.request("DELETE", path, **kw)
+
+
+class TokenClient(Session):
+    """An API-token caller."""
+
+    def __init__(self, client, token: str) -> None:
+        super().__init__(client, "")
+        self.token = token
+
+    async def request(self, method: str, path: str, **kw: Any):
+        headers = kw.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {self.token}")
+        return await self.client.open(path, method=method, headers=headers, **kw)
+
+
+class Tenant:
+    def __init__(self, hub: HubHarness, tenant_id: uuid.UUID, owner: Session, user) -> None:
+        self.hub, self.id, self.owner, self.user = hub, tenant_id, owner, user
+        self.token: TokenClient | None = None
+
+    @property
+    def base(self) -> str:
+        return f"/api/v1/tenants/{self.id}"
+
+    async def make_token(self, scopes: list[str], **kw: Any) -> TokenClient:
+        r = await self.owner.post(self.base + "/tokens", json={"name": "t", "scopes": scopes, **kw})
+        assert r.status_code == 201, await r.get_data(as_text=True)
+        return TokenClient(self.hub.client(), (await r.get_json())["token"])

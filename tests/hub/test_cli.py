@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import pytest
+
+from hub.cli import main
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("BULWARK_HUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BULWARK_HUB_ARGON2_MEMORY_KIB", "1024")
+    monkeypatch.setenv("BULWARK_HUB_ARGON2_TIME_COST", "1")
+    return tmp_path
+
+
+def _admin(monkeypatch, email):
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    return main(["create-admin", email, "--password-stdin"])
+
+
+def test_migrate_then_create_admin(env, monkeypatch, capsys):
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
+    assert _admin(monkeypatch, "Root@Example.com") == 0
+    db = sqlite3.connect(env / "hub.sqlite3")
+    assert db.execute("select email, is_platform_admin from user").fetchall() == [("root@example.com", 1)]
+    assert _admin(monkeypatch, "root@example.com") == 2  # exists
+    assert "exists" in capsys.readouterr().err
+
+
+def test_audit_verify_finds_edits_and_removals(env, monkeypatch, capsys):
+    for i in range(4):
+        assert _admin(monkeypatch, f"a{i}@example.com") == 0
+    assert main(["audit", "verify"]) == 0
+    assert "4 entries checked, 0 problem(s)" in capsys.readouterr().out
+
+    db = sqlite3.connect(env / "hub.sqlite3")
+    db.execute("update audit_entry set target = 'mallory@example.com' where seq = 2")
+    db.commit()
+    assert main(["audit", "verify"]) == 1
+    assert "entry 2: edited" in capsys.readouterr().out
+
+    db.execute("update audit_entry set target = 'a1@example.com' where seq = 2")
+    db.execute("delete from audit_entry where seq = 3")
+    db.commit()
+    assert main(["audit", "verify"]) == 1
+    assert "entry 3: missing" in capsys.readouterr().out
+
+
+def test_bad_config_is_reported_not_raised(env, monkeypatch, capsys):
+    monkeypatch.setenv("BULWARK_HUB_NO_SUCH", "1")
+    assert main(["migrate"]) == 2
+    assert "BULWARK_HUB_NO_SUCH" in capsys.readouterr().err

@@ -9,7 +9,8 @@
 - IPv4: version 4, IHL ≥ 5, the header and `total length` within the frame, total length ≥
   header; otherwise `malformed`. Options are skipped by IHL. The L4 header is read inside
   `total length` (Ethernet padding is never taken for a header).
-- IPv6: version 6, payload length > 0 (no jumbograms) and within the frame; at most 6
+- IPv6: version 6, payload length within the frame (a jumbogram's 0 leaves no room for its
+  hop-by-hop header, so it is malformed); at most 6
   extension headers (hop-by-hop 0, routing 43, fragment 44, destination options 60), each
   within the payload; a 7th is `malformed`. Anything else ends the walk: it is the protocol.
 - fragments: IPv4 MF set or offset ≠ 0; IPv6 a fragment header with M set or offset ≠ 0
@@ -100,7 +101,7 @@ def _ipv6(frame: bytes, off: int) -> Packet:
     if avail < 40 or frame[off] >> 4 != 6:
         return bad
     plen = _u16(frame, off + 4)
-    if plen == 0 or 40 + plen > avail:
+    if 40 + plen > avail:
         return bad
     nh, end, pos = frame[off + 6], off + 40 + plen, off + 40
     is_frag = first = False

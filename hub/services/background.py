@@ -11,7 +11,7 @@ from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub.background")
 
-JOB_MODULES: list[str] = []
+JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics"]
 JOBS: list[tuple[str, float, Callable[[Runtime], Awaitable[None]]]] = []
 
 

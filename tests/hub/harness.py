@@ -126,3 +126,43 @@ class Tenant:
         r = await self.owner.post(self.base + "/tokens", json={"name": "t", "scopes": scopes, **kw})
         assert r.status_code == 201, await r.get_data(as_text=True)
         return TokenClient(self.hub.client(), (await r.get_json())["token"])
+
+
+class AgentClient(TokenClient):
+    """A simulated agent speaking the agent protocol."""
+
+    def __init__(self, client, credential: str, agent_id: str) -> None:
+        super().__init__(client, credential)
+        self.id = agent_id
+        self.etag: str | None = None
+        self.digest: str | None = None
+        self.lists: dict[str, int] = {}
+
+    async def desired(self, wait_s: float = 0, **kw: Any):
+        body = {"etag": self.etag, "applied_digest": self.digest, "lists": self.lists, "wait_s": wait_s, **kw}
+        r = await self.post("/agent/v1/desired", json=body)
+        if r.status_code == 200:
+            doc = await r.get_json()
+            self.etag = doc["etag"]
+            for lst in doc["lists"]:
+                self.lists[lst["id"]] = lst["revision"]
+            return doc
+        assert r.status_code == 204, (r.status_code, await r.get_data(as_text=True))
+        return None
+
+    async def report(self, **kw: Any):
+        r = await self.post("/agent/v1/status", json=kw)
+        assert r.status_code == 200, await r.get_data(as_text=True)
+
+
+async def enroll(t: Tenant, labels: list[str] | None = None, hostname: str = "web1") -> AgentClient:
+    r = await t.token.post(t.base + "/join-tokens", json={"ttl_s": 600, "labels": labels or []})
+    assert r.status_code == 201, await r.get_data(as_text=True)
+    join = (await r.get_json())["token"]
+    client = t.hub.client()
+    r = await client.post("/agent/v1/enroll", json={"join_token": join, "inventory": {
+        "hostname": hostname, "kernel": "6.8.0", "xdp_mode": "native", "agent_version": "0.1.0",
+        "interfaces": [{"name": "eth0", "addresses": ["192.0.2.10/24"]}]}})
+    assert r.status_code == 201, await r.get_data(as_text=True)
+    body = await r.get_json()
+    return AgentClient(t.hub.client(), body["credential"], body["agent_id"])

@@ -1,0 +1,141 @@
+"""The agent protocol (docs/agent-protocol.md): enrol, wait for desired state, report
+status, send metrics. Authenticated by the agent credential; bodies are size-limited
+(max_body_bytes, before parsing) and schema-checked; a bad request changes nothing."""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, field_validator
+from quart import Blueprint, Response, jsonify, request
+from quart_schema import hide, validate_request
+
+from hub.blueprints.schema import Strict
+from hub.errors import Unauthenticated
+from hub.models import Agent
+from hub.services import agents, deployments, desired, metrics
+from hub.web import client_address, rt
+
+bp = Blueprint("agent_protocol", __name__, url_prefix="/agent/v1")
+
+DIGEST = r"^[0-9a-f]{64}$"
+
+
+class Interface(Strict):
+    name: str = Field(max_length=64)
+    addresses: list[str] = Field(default_factory=list, max_length=64)
+    mac: str | None = Field(default=None, max_length=32)
+
+
+class Inventory(Strict):
+    hostname: str = Field(default="", max_length=255)
+    interfaces: list[Interface] = Field(default_factory=list, max_length=256)
+    kernel: str = Field(default="", max_length=200)
+    xdp_mode: Literal["native", "generic", "none"] = "none"
+    agent_version: str = Field(default="", max_length=64)
+    os: str = Field(default="", max_length=200)
+
+
+class EnrollIn(Strict):
+    join_token: str = Field(max_length=200)
+    inventory: Inventory
+
+
+class DesiredIn(Strict):
+    etag: str | None = Field(default=None, max_length=64)
+    applied_digest: str | None = Field(default=None, pattern=DIGEST)
+    lists: dict[str, int] = Field(default_factory=dict, max_length=1000)
+    wait_s: float = Field(default=30, ge=0, le=300)
+
+
+class StatusIn(Strict):
+    applied_digest: str | None = Field(default=None, pattern=DIGEST)
+    failed_digest: str | None = Field(default=None, pattern=DIGEST)
+    healthy: bool = True
+    mode: Literal["enforce", "monitor", "deactivated", "none"] = "none"
+    list_revisions: dict[str, int] = Field(default_factory=dict, max_length=1000)
+    errors: list[str] = Field(default_factory=list, max_length=100)
+    drift: list[str] = Field(default_factory=list, max_length=100)
+    inventory: Inventory | None = None
+
+
+class Point(Strict):
+    ts: int = Field(ge=0)
+    rule: str = Field(min_length=1, max_length=200)
+    packets: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    interval_s: int = Field(default=1, ge=1, le=3600)
+
+
+class Source(Strict):
+    ts: int = Field(ge=0)
+    source: str = Field(max_length=64)
+    packets: int = Field(ge=0)
+
+    @field_validator("source")
+    @classmethod
+    def _is_address(cls, v: str) -> str:
+        return str(ipaddress.ip_network(v, strict=False))
+
+
+class MetricsIn(Strict):
+    points: list[Point] = Field(default_factory=list, max_length=100000)
+    top_sources: list[Source] = Field(default_factory=list, max_length=10000)
+
+
+async def current_agent() -> Agent:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() != "bearer ":
+        raise Unauthenticated("send the agent credential as a bearer token")
+    agent = await agents.authenticate_agent(auth[7:].strip())
+    await Agent.filter(id=agent.id).update(last_seen_at=dt.datetime.now(dt.timezone.utc))
+    return agent
+
+
+@bp.post("/enroll")
+@hide
+@validate_request(EnrollIn)
+async def enroll(data: EnrollIn) -> tuple[Response, int]:
+    agent, credential = await agents.enroll(rt(), data.join_token, data.inventory.model_dump(), client_address())
+    return jsonify({"agent_id": str(agent.id), "credential": credential}), 201
+
+
+@bp.post("/desired")
+@hide
+@validate_request(DesiredIn)
+async def desired_state(data: DesiredIn) -> Response:
+    """Long-poll: answers at once when the state differs from `etag`, else waits."""
+    agent = await current_agent()
+    wait_s = min(data.wait_s, rt().config.long_poll_max_s)
+    doc = await desired.wait_for_change(rt(), agent, data.etag, data.applied_digest, data.lists, wait_s)
+    if doc is None:
+        return Response(status=204)
+    return jsonify(doc)
+
+
+@bp.post("/status")
+@hide
+@validate_request(StatusIn)
+async def status(data: StatusIn) -> Response:
+    agent = await current_agent()
+    fields = {"applied_digest": data.applied_digest, "list_revisions": data.list_revisions,
+              "last_status": {"healthy": data.healthy, "mode": data.mode, "errors": data.errors,
+                              "drift": data.drift, "failed_digest": data.failed_digest}}
+    if data.inventory is not None:
+        fields["inventory"] = data.inventory.model_dump()
+        fields["hostname"] = data.inventory.hostname
+    await Agent.filter(id=agent.id).update(**fields)
+    await deployments.on_status(rt(), agent, data.applied_digest, data.failed_digest, data.healthy,
+                                "; ".join(data.errors))
+    return jsonify({"ok": True})
+
+
+@bp.post("/metrics")
+@hide
+@validate_request(MetricsIn)
+async def ingest(data: MetricsIn) -> Response:
+    agent = await current_agent()
+    n = await metrics.ingest(rt(), agent, [p.model_dump() for p in data.points],
+                             [s.model_dump() for s in data.top_sources])
+    return jsonify({"accepted": n})

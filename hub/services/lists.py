@@ -1,0 +1,239 @@
+"""IP allow/deny lists: entries, imports, revisions, deltas and snapshots.
+
+Invariants:
+- Every change operation (add, remove, import, expiry sweep) bumps the list's
+  `revision` by exactly one, inside the transaction that makes the change.
+- An entry is live from `added_rev` until `removed_rev`; changing an entry's expiry or
+  comment removes the old row and adds a new one, so deltas stay exact.
+- A delta since N is exact when N >= `horizon_rev`: every tombstone newer than
+  `horizon_rev` is kept. Older knowledge gets a full snapshot.
+- Imports are all-or-nothing: every line is checked before anything is written.
+Bulk writes go through `executemany` on the raw connection: a million ORM objects
+would cost more than the database does.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import ipaddress
+import time
+import uuid
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from hub.errors import Conflict, InvalidInput
+from hub.models import IpEntry, IpList
+from hub.runtime import Runtime
+from hub.services.agents import tenant_channel
+from hub.services.background import job
+from hub.services.scope import TenantScope
+
+KINDS = ("allow", "deny")
+BATCH = 5000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    network: str
+    expires_at: int | None = None
+    comment: str = ""
+
+
+def parse_network(text: str) -> str:
+    """Canonical form of an address or prefix. Raises ValueError with a reason."""
+    text = text.strip()
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            raise ValueError(f"{text} has host bits set (did you mean {ipaddress.ip_network(text, strict=False)}?)") from None
+        raise ValueError(f"{text!r} is not an IPv4/IPv6 address or prefix") from None
+
+
+def parse_expiry(text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time (ISO 8601 or unix seconds)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp())
+
+
+def parse_import(text: str, fmt: str) -> list[Entry]:
+    """Entries from text (`network [# comment]` a line) or CSV (`network,expires_at,comment`).
+
+    Raises InvalidInput listing every bad line by number; blank and `#` lines are skipped.
+    """
+    entries: dict[str, Entry] = {}
+    errors: list[dict[str, Any]] = []
+    if fmt == "csv":
+        rows = ((n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1))
+    elif fmt == "text":
+        rows = ((n, [line.split("#", 1)[0], "", line.split("#", 1)[1].strip() if "#" in line else ""])
+                for n, line in enumerate(text.splitlines(), start=1))
+    else:
+        raise InvalidInput("format must be text or csv")
+    for n, row in rows:
+        if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) > 3:
+            errors.append({"line": n, "error": "more than 3 fields (network,expires_at,comment)"})
+            continue
+        row = row + [""] * (3 - len(row))
+        try:
+            network = parse_network(row[0])
+            expires = parse_expiry(row[1])
+        except ValueError as exc:
+            errors.append({"line": n, "error": str(exc)})
+            continue
+        if len(row[2]) > 200:
+            errors.append({"line": n, "error": "comment longer than 200 characters"})
+            continue
+        entries[network] = Entry(network, expires, row[2].strip())
+    if errors:
+        raise InvalidInput(f"{len(errors)} bad line(s); nothing was imported", details=errors[:1000])
+    return list(entries.values())
+
+
+def _placeholders(conn: BaseDBAsyncClient, n: int) -> str:
+    if conn.capabilities.dialect == "postgres":
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    return ", ".join("?" * n)
+
+
+async def create_list(rt: Runtime, scope: TenantScope, name: str, kind: str) -> IpList:
+    scope.require("write")
+    if kind not in KINDS:
+        raise InvalidInput("kind must be allow or deny")
+    if await scope.query(IpList).filter(name=name).exists():
+        raise Conflict("a list with this name exists")
+    ip_list = await IpList.create(tenant_id=scope.tenant_id, name=name, kind=kind)
+    await rt.audit.append(actor=scope.actor, action="list.create", tenant_id=scope.tenant_id,
+                          target=str(ip_list.id), address=scope.address, details={"name": name, "kind": kind})
+    await rt.notifier.publish(tenant_channel(scope.tenant_id))
+    return ip_list
+
+
+async def _live(conn: BaseDBAsyncClient, list_id: uuid.UUID) -> dict[str, tuple[int, int | None, str]]:
+    rows = await IpEntry.filter(ip_list_id=list_id, removed_rev__isnull=True).using_db(conn) \
+        .values_list("id", "network", "expires_at", "comment")
+    return {network: (row_id, expires, comment) for row_id, network, expires, comment in rows}
+
+
+async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[str], *,
+                 replace: bool = False) -> dict[str, int]:
+    """One revision: add (or update) entries, remove networks, or replace the whole list."""
+    async with in_transaction() as conn:
+        await IpList.filter(id=ip_list.id).using_db(conn).update(revision=F("revision") + 1)
+        fresh = await IpList.get(id=ip_list.id).using_db(conn)
+        rev = fresh.revision
+        live = await _live(conn, ip_list.id)
+        wanted = {e.network: e for e in add}
+        gone = set(remove) & live.keys()
+        if replace:
+            gone |= live.keys() - wanted.keys()
+        new: list[Entry] = []
+        for network, entry in wanted.items():
+            old = live.get(network)
+            if old is not None and (old[1], old[2]) == (entry.expires_at, entry.comment):
+                continue
+            if old is not None:
+                gone.add(network)
+            new.append(entry)
+        total = len(live) - len(gone) + len(new)
+        if total > rt.config.list_max_entries:
+            raise InvalidInput(f"a list holds at most {rt.config.list_max_entries} entries (this would make {total})")
+        gone_ids = [live[n][0] for n in gone]
+        for i in range(0, len(gone_ids), BATCH):
+            await IpEntry.filter(id__in=gone_ids[i:i + BATCH]).using_db(conn).update(removed_rev=rev)
+        sql = (f"INSERT INTO ip_entry (ip_list_id, network, expires_at, comment, added_rev) "
+               f"VALUES ({_placeholders(conn, 5)})")
+        list_id = ip_list.id if conn.capabilities.dialect == "postgres" else str(ip_list.id)
+        for i in range(0, len(new), BATCH):
+            await conn.execute_many(sql, [[list_id, e.network, e.expires_at, e.comment, rev]
+                                          for e in new[i:i + BATCH]])
+        await _compact(conn, fresh, rt.config.list_delta_max_revisions)
+    ip_list.revision = rev
+    await rt.notifier.publish(tenant_channel(ip_list.tenant_id))
+    return {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
+
+
+async def _compact(conn: BaseDBAsyncClient, ip_list: IpList, keep_revisions: int) -> None:
+    cutoff = ip_list.revision - keep_revisions
+    if cutoff > ip_list.horizon_rev:
+        await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__lte=cutoff).using_db(conn).delete()
+        await IpList.filter(id=ip_list.id).using_db(conn).update(horizon_rev=cutoff)
+
+
+async def change(rt: Runtime, scope: TenantScope, ip_list: IpList, add: list[Entry], remove: list[str]) -> dict[str, int]:
+    scope.require("write")
+    result = await _apply(rt, ip_list, add, [parse_network(r) for r in remove])
+    await rt.audit.append(actor=scope.actor, action="list.change", tenant_id=scope.tenant_id,
+                          target=str(ip_list.id), address=scope.address, details=result)
+    return result
+
+
+async def import_entries(rt: Runtime, scope: TenantScope, ip_list: IpList, text: str, fmt: str,
+                         replace: bool) -> dict[str, int]:
+    scope.require("write")
+    entries = parse_import(text, fmt)
+    result = await _apply(rt, ip_list, entries, [], replace=replace)
+    await rt.audit.append(actor=scope.actor, action="list.import", tenant_id=scope.tenant_id,
+                          target=str(ip_list.id), address=scope.address,
+                          details={**result, "format": fmt, "replace": replace})
+    return result
+
+
+def _entry_json(network: str, expires_at: int | None) -> dict[str, Any] | str:
+    return network if expires_at is None else {"network": network, "expires_at": expires_at}
+
+
+async def snapshot(ip_list: IpList) -> list[dict[str, Any] | str]:
+    rows = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).values_list("network", "expires_at")
+    return [_entry_json(n, e) for n, e in rows]
+
+
+async def update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
+    """What an agent at revision `since` needs: nothing, a delta or a snapshot."""
+    base = {"id": str(ip_list.id), "name": ip_list.name, "kind": ip_list.kind, "revision": ip_list.revision}
+    if since == ip_list.revision:
+        return {**base, "mode": "current"}
+    if since is None or since > ip_list.revision or since < ip_list.horizon_rev:
+        return {**base, "mode": "snapshot", "entries": await snapshot(ip_list)}
+    added = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since, removed_rev__isnull=True) \
+        .values_list("network", "expires_at")
+    removed = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__gt=since, added_rev__lte=since) \
+        .values_list("network", flat=True)
+    return {**base, "mode": "delta", "since": since,
+            "removed": sorted(set(removed)), "added": [_entry_json(n, e) for n, e in added]}
+
+
+async def sweep_expired(rt: Runtime, at: int | None = None) -> int:
+    """Remove expired entries (one new revision per list touched); returns lists touched."""
+    at = int(time.time()) if at is None else at
+    list_ids = set(await IpEntry.filter(removed_rev__isnull=True, expires_at__lte=at)
+                   .values_list("ip_list_id", flat=True))
+    for list_id in list_ids:
+        ip_list = await IpList.get(id=list_id)
+        expired = await IpEntry.filter(ip_list_id=list_id, removed_rev__isnull=True, expires_at__lte=at) \
+            .values_list("network", flat=True)
+        result = await _apply(rt, ip_list, [], list(expired))
+        await rt.audit.append(actor="hub", action="list.expire", tenant_id=ip_list.tenant_id,
+                              target=str(ip_list.id), details=result)
+    return len(list_ids)
+
+
+@job("list-expiry", every_s=30)
+async def _sweep_job(rt: Runtime) -> None:
+    await sweep_expired(rt)

@@ -1,0 +1,131 @@
+"""Metrics: ingest per-rule counters and top dropped sources; rollups; queries.
+
+Raw points live `metrics_raw_retention_s`; a background job folds them into
+`metrics_rollup_s` buckets (recomputing the last few buckets, so it is idempotent and
+late points still count) kept `metrics_rollup_retention_s`.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
+from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
+
+from hub.errors import InvalidInput
+from hub.models import Agent, MetricPoint, MetricRollup, TopSource
+from hub.runtime import Runtime
+from hub.services.background import job
+
+RECOMPUTE_BUCKETS = 10
+
+
+def metrics_channel(tenant_id: uuid.UUID) -> str:
+    return f"metrics:{tenant_id}"
+
+
+def _ph(conn: BaseDBAsyncClient, n: int) -> str:
+    if conn.capabilities.dialect == "postgres":
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    return ", ".join("?" * n)
+
+
+def _uuid(conn: BaseDBAsyncClient, value: uuid.UUID) -> Any:
+    return value if conn.capabilities.dialect == "postgres" else str(value)
+
+
+async def ingest(rt: Runtime, agent: Agent, points: list[dict[str, Any]], top: list[dict[str, Any]]) -> int:
+    if len(points) + len(top) > rt.config.max_metrics_points:
+        raise InvalidInput(f"a batch holds at most {rt.config.max_metrics_points} points")
+    now = int(time.time())
+    oldest = now - rt.config.metrics_raw_retention_s
+    for p in points:
+        if not oldest <= p["ts"] <= now + 300:
+            raise InvalidInput(f"point at {p['ts']} is outside the accepted time window")
+    conn = get_connection("default")
+    t, a = _uuid(conn, agent.tenant_id), _uuid(conn, agent.id)
+    if points:
+        await conn.execute_many(
+            "INSERT INTO metric_point (tenant_id, agent_id, rule, ts, packets, bytes, interval_s) "
+            f"VALUES ({_ph(conn, 7)})",
+            [[t, a, p["rule"], p["ts"], p["packets"], p["bytes"], p["interval_s"]] for p in points],
+        )
+    if top:
+        await conn.execute_many(
+            f"INSERT INTO top_source (tenant_id, agent_id, ts, source, packets) VALUES ({_ph(conn, 5)})",
+            [[t, a, s["ts"], s["source"], s["packets"]] for s in top],
+        )
+    await rt.notifier.publish(metrics_channel(agent.tenant_id))
+    return len(points) + len(top)
+
+
+async def rollup(rt: Runtime, now: int | None = None) -> None:
+    now = int(time.time()) if now is None else now
+    res = rt.config.metrics_rollup_s
+    end = now - now % res
+    start = end - RECOMPUTE_BUCKETS * res
+    async with in_transaction() as conn:
+        rows = await MetricPoint.filter(ts__gte=start, ts__lt=end).using_db(conn) \
+            .values("tenant_id", "agent_id", "rule", "ts", "packets", "bytes")
+        sums: dict[tuple, list[int]] = {}
+        for r in rows:
+            key = (r["tenant_id"], r["agent_id"], r["rule"], r["ts"] - r["ts"] % res)
+            acc = sums.setdefault(key, [0, 0])
+            acc[0] += r["packets"]
+            acc[1] += r["bytes"]
+        await MetricRollup.filter(resolution_s=res, bucket__gte=start, bucket__lt=end).using_db(conn).delete()
+        await MetricRollup.bulk_create(
+            [MetricRollup(tenant_id=k[0], agent_id=k[1], rule=k[2], bucket=k[3], resolution_s=res,
+                          packets=v[0], bytes=v[1]) for k, v in sums.items()],
+            batch_size=1000, using_db=conn,
+        )
+    await MetricPoint.filter(ts__lt=now - rt.config.metrics_raw_retention_s).delete()
+    await TopSource.filter(ts__lt=now - rt.config.metrics_raw_retention_s).delete()
+    await MetricRollup.filter(bucket__lt=now - rt.config.metrics_rollup_retention_s).delete()
+
+
+@job("metrics-rollup", every_s=60)
+async def _rollup_job(rt: Runtime) -> None:
+    await rollup(rt)
+
+
+async def query(tenant_id: uuid.UUID, *, agent_id: uuid.UUID | None, rule: str | None,
+                start: int, end: int, resolution: str, rollup_s: int) -> list[dict[str, Any]]:
+    if resolution == "raw":
+        qs = MetricPoint.filter(tenant_id=tenant_id, ts__gte=start, ts__lt=end)
+        time_field = "ts"
+    else:
+        qs = MetricRollup.filter(tenant_id=tenant_id, resolution_s=rollup_s, bucket__gte=start, bucket__lt=end)
+        time_field = "bucket"
+    if agent_id is not None:
+        qs = qs.filter(agent_id=agent_id)
+    if rule is not None:
+        qs = qs.filter(rule=rule)
+    rows = await qs.order_by(time_field).limit(50000).values("agent_id", "rule", time_field, "packets", "bytes")
+    return [{"agent_id": str(r["agent_id"]), "rule": r["rule"], "ts": r[time_field],
+             "packets": r["packets"], "bytes": r["bytes"]} for r in rows]
+
+
+async def top_sources(tenant_id: uuid.UUID, start: int, end: int, limit: int = 20) -> list[dict[str, Any]]:
+    rows = await TopSource.filter(tenant_id=tenant_id, ts__gte=start, ts__lt=end) \
+        .group_by("source").annotate(total=Sum("packets")).order_by("-total").limit(limit) \
+        .values("source", "total")
+    return [{"source": r["source"], "packets": r["total"]} for r in rows]
+
+
+async def latest_point_id(tenant_id: uuid.UUID) -> int:
+    row = await MetricPoint.filter(tenant_id=tenant_id).order_by("-id").first().values("id")
+    return row["id"] if row else 0
+
+
+async def live_rates(tenant_id: uuid.UUID, after_id: int) -> tuple[int, list[dict[str, Any]]]:
+    """Per-rule rates of points stored after row `after_id` (for the SSE stream)."""
+    rows = await MetricPoint.filter(tenant_id=tenant_id, id__gt=after_id).order_by("id").limit(10000) \
+        .values("id", "agent_id", "rule", "ts", "packets", "bytes", "interval_s")
+    last = rows[-1]["id"] if rows else after_id
+    return last, [{"agent_id": str(r["agent_id"]), "rule": r["rule"], "ts": r["ts"],
+                   "pps": r["packets"] / r["interval_s"], "bps": 8 * r["bytes"] / r["interval_s"]}
+                  for r in rows]

@@ -9,9 +9,12 @@ the idle generation and arrives with the flip.
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import errno
 import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +103,10 @@ class RuleCounters:
 def pack_address_keys(table: str, entries) -> bytes:
     """Kernel keys for an address table, packed in one go (the fast path for millions)."""
     if table == "v4_hosts":
-        return b"".join(a.to_bytes(4, "big") for a in entries)
+        keys = array.array("I", entries)  # native order; the kernel key is big-endian
+        if sys.byteorder == "little":
+            keys.byteswap()
+        return keys.tobytes()
     if table == "v6_hosts":
         return b"".join(a.to_bytes(16, "big") for a in entries)
     width = 4 if table == "v4_nets" else 16
@@ -140,6 +146,7 @@ class Guard:
         self.outer = {t: m(spec[0], key_type=ctypes.c_uint32, value_type=ctypes.c_uint32)
                       for t, spec in ADDRESS_TABLES.items()}
         self._written: dict[int, dict[str, dict]] = {0: {}, 1: {}}  # gen -> map -> key -> bytes
+        self._tables: dict[int, gt.Tables] = {}  # what each generation's rule maps hold
         self._inner: dict[int, dict[str, Map]] = {0: {}, 1: {}}
         self._content: dict[int, object] = {0: None, 1: None}  # what the gen's sets hold
         self._nets: dict[str, dict[tuple[int, int], int]] = {}  # live prefixes' own masks
@@ -207,10 +214,28 @@ class Guard:
         return len(changed)
 
     def _write_rules(self, gen: int, t: gt.Tables) -> None:
+        """The rule tables of one generation; parts equal to what it holds are skipped
+        without even being laid out (a list-only change rewrites nothing here)."""
+        prev = self._tables.get(gen)
+        self._tables[gen] = t
+        same = (lambda part: prev is not None and getattr(prev, part) == getattr(t, part))  # noqa: E731
+        if not same("small"):
+            self._write_small(gen, t)
+        if not same("ranges"):
+            self._write_ranges(gen, t)
+        if not same("sets"):
+            self._write_set_bitmaps(gen, t)
+        if not same("actions"):
+            self._write_actions(gen, t)
+        self.config[gen] = GuardConfig(words=t.words, fields=t.fields, monitor=int(t.monitor))
+
+    def _write_small(self, gen: int, t: gt.Tables) -> None:
         nsmall, nvalues = len(gt.SMALL_FIELDS), 257
         small = {(gen * nsmall + f) * nvalues + v: gt.pack_bitmap(bits)
                  for (f, v), bits in t.small.items()}
         self._diff_write(gen, "small", self.small, small)
+
+    def _write_ranges(self, gen: int, t: gt.Tables) -> None:
         classes: dict[int, bytes] = {}
         rbits: dict[int, bytes] = {}
         nrange = len(gt.RANGE_FIELDS)
@@ -223,12 +248,16 @@ class Guard:
                 rbits[cbase + cls] = gt.pack_bitmap(bits)
         self._diff_write(gen, "rclass", self.rclass, classes)
         self._diff_write(gen, "rbits", self.rbits, rbits)
+
+    def _write_set_bitmaps(self, gen: int, t: gt.Tables) -> None:
         nslots = gt.MAX_SETS + 1
         sets = {(gen * 2 + f) * nslots + slot: gt.pack_bitmap(0)
                 for f in range(2) for slot in range(nslots)}
         for (f, slot), bits in t.sets.items():
             sets[(gen * 2 + f) * nslots + slot] = gt.pack_bitmap(bits)
         self._diff_write(gen, "sets", self.sets_map, sets)
+
+    def _write_actions(self, gen: int, t: gt.Tables) -> None:
         actions = {gen * gt.SLOTS + slot: bytes(GuardAction()) for slot in range(gt.SLOTS)}
         for slot, action in t.actions.items():
             actions[gen * gt.SLOTS + slot] = bytes(GuardAction(
@@ -237,7 +266,6 @@ class Guard:
                 per_byte=int(action.per_byte), rate=action.rate, burst=action.burst,
                 block_ns=action.block_ns))
         self._diff_write(gen, "actions", self.actions, actions)
-        self.config[gen] = GuardConfig(words=t.words, fields=t.fields, monitor=int(t.monitor))
 
     def _write_sets(self, idle: int, live: int, spec: gt.GuardSpec, content_id) -> None:
         if content_id is not None and content_id == self._content[live] and self._inner[live]:
@@ -250,14 +278,16 @@ class Guard:
         for table in ADDRESS_TABLES:
             family = table[:2]
             if table.endswith("hosts"):
-                entries = gt.host_masks(spec.sets, family)
+                groups = gt.host_groups(spec.sets, family)
             else:
                 entries = gt.net_masks(spec.sets, family)
-                self._nets[family] = {net: 0 for net in entries}
+                groups = [(mask, [n for n, m in entries.items() if m == mask])
+                          for mask in set(entries.values())]
+                self._nets[family] = {}
                 for set_id, contents in spec.sets.items():
                     for net in getattr(contents, f"{family}_nets"):
-                        self._nets[family][net] |= 1 << set_id
-            built[table] = self._new_inner(table, entries)
+                        self._nets[family][net] = self._nets[family].get(net, 0) | 1 << set_id
+            built[table] = self._new_inner(table, groups)
         for table, inner in built.items():
             self.outer[table][idle] = inner.fd
         shared = {id(m) for m in self._inner[live].values()}
@@ -267,14 +297,17 @@ class Guard:
         self._inner[idle] = built
         self._content[idle] = content_id
 
-    def _new_inner(self, table: str, entries: dict, *, capacity: int | None = None) -> Map:
+    def _new_inner(self, table: str, groups: list[tuple[int, object]]) -> Map:
+        """A new inner map holding every (mask, entries) group, filled before it is live."""
         _, kind, key_size, flags = ADDRESS_TABLES[table]
-        size = capacity or max(1024, len(entries) + len(entries) // 4)
-        inner = Map.create(kind, f"bw_{table}", key_size, 8, size, flags=flags)
-        if entries:
-            keys = pack_address_keys(table, entries.keys())
-            values = b"".join(mask.to_bytes(8, "little") for mask in entries.values())
-            inner.update_batch(keys, values)
+        count = sum(len(entries) for _, entries in groups)
+        inner = Map.create(kind, f"bw_{table}", key_size, 8, max(1024, count + count // 4),
+                           flags=flags)
+        batches = []
+        for mask, entries in groups:
+            keys = pack_address_keys(table, entries)
+            batches.append((keys, mask.to_bytes(8, "little") * (len(keys) // key_size)))
+        parallel_update(inner, batches)
         return inner
 
     def _reset_counters(self, gen: int) -> None:
@@ -395,6 +428,42 @@ class Guard:
             if packets:
                 out[slot % gt.SLOTS] = RuleCounters(packets, bytes_, dropped)
         return out
+
+
+PARALLEL_MIN = 200_000  # entries from which a second thread pays for itself
+
+
+def parallel_update(target: Map, batches: list[tuple[bytes, bytes]]) -> None:
+    """Batch-insert (keys, values) pairs, split over two threads when large: the kernel
+    locks hash buckets, not the map, and cffi releases the GIL during the syscall."""
+    ks, vs = target.key_size, target.value_size
+    halves: list[list[tuple[bytes, bytes]]] = [[], []]
+    for keys, values in batches:
+        count = len(keys) // ks
+        if count < PARALLEL_MIN or target.type is not MapType.HASH:
+            halves[0].append((keys, values))
+            continue
+        mid = count // 2
+        halves[0].append((keys[:mid * ks], values[:mid * vs]))
+        halves[1].append((keys[mid * ks:], values[mid * vs:]))
+    errors: list[BaseException] = []
+
+    def run(part):
+        try:
+            for keys, values in part:
+                target.update_batch(keys, values)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    if not halves[1]:
+        run(halves[0])
+    else:
+        helper = threading.Thread(target=run, args=(halves[1],))
+        helper.start()
+        run(halves[0])
+        helper.join()
+    if errors:
+        raise errors[0]
 
 
 def open_pinned_guard(directory: str | os.PathLike) -> Guard:

@@ -248,14 +248,36 @@ def build_tables(spec: GuardSpec) -> Tables:
 
 # ---- address membership -------------------------------------------------------
 
+def host_groups(sets: dict[int, AddressSet], family: str) -> list[tuple[int, frozenset[int]]]:
+    """Exact hosts grouped by the mask of set ids listing them: [(mask, hosts)].
+
+    Partition refinement with set operations, so a million hosts in one set cost a
+    few C-level passes rather than a Python loop per host.
+    """
+    parts: list[tuple[int, frozenset[int]]] = []
+    for set_id, contents in sorted(sets.items()):
+        remaining = getattr(contents, f"{family}_hosts")
+        if not remaining:
+            continue
+        bit = 1 << set_id
+        refined = []
+        for mask, hosts in parts:
+            inter = hosts & remaining if remaining else frozenset()
+            if inter:
+                refined.append((mask | bit, inter))
+                hosts = hosts - inter
+                remaining = remaining - inter
+            if hosts:
+                refined.append((mask, hosts))
+        if remaining:
+            refined.append((bit, frozenset(remaining)))
+        parts = refined
+    return parts
+
+
 def host_masks(sets: dict[int, AddressSet], family: str) -> dict[int, int]:
     """Exact host address -> mask of the set ids listing it."""
-    out: dict[int, int] = {}
-    for set_id, contents in sets.items():
-        bit = 1 << set_id
-        for host in getattr(contents, f"{family}_hosts"):
-            out[host] = out.get(host, 0) | bit
-    return out
+    return {host: mask for mask, hosts in host_groups(sets, family) for host in hosts}
 
 
 def net_masks(sets: dict[int, AddressSet], family: str) -> dict[tuple[int, int], int]:

@@ -117,6 +117,14 @@ class Object:
         """Make this object use an existing map (shared state between programs)."""
         check(lib.bpf_map__reuse_fd(self._map_ptr(name), existing.fd), f"{name}: reuse fd")
 
+    def disable_pinning(self) -> None:
+        """Keep maps the object asks to pin by name unpinned (e.g. a peer program loaded
+        for comparison must not leave pins under /sys/fs/bpf)."""
+        ptr = lib.bpf_object__next_map(self._obj, ffi.NULL)
+        while ptr != ffi.NULL:
+            check(lib.bpf_map__set_pin_path(ptr, ffi.NULL), "clear pin path")
+            ptr = lib.bpf_object__next_map(self._obj, ptr)
+
     # ---- load ----
     def load(self) -> "Object":
         """Load every program and create (or reuse pinned) maps.

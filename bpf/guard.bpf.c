@@ -174,6 +174,7 @@ struct {
 struct sample_budget {
 	__u64 tokens;
 	__u64 last_ns;
+	__u64 misses;
 };
 
 struct {
@@ -473,15 +474,31 @@ static long or_one_set(__u32 index, void *data)
 /* The rules an address allows: those taking any address, OR those naming a set that
  * holds it. Written into `out`; bpf_loop keeps the verifier's work independent of how
  * many sets there are. */
-static __always_inline int address_bitmap(struct guard_bitmap *out, __u64 sets, __u32 gen,
-					  __u32 field, __u32 words)
+__noinline int address_bitmap(struct guard_bitmap *out, __u64 sets, __u32 gen, __u32 field,
+			       __u32 words)
 {
+	if (!out)
+		return -1;
+	gen &= 1;
+	field &= 1;
 	__u32 base = (gen * GUARD_ADDR_FIELDS + field) * GUARD_SET_SLOTS;
 	__u32 key = base + GUARD_SET_ANY;
 	struct guard_bitmap *any = bpf_map_lookup_elem(&g_sets, &key);
 	if (!any)
 		return -1;
-	__builtin_memcpy(out, any, sizeof(*out));
+	if (!sets) {
+		for (__u32 w = 0; w < GUARD_WORDS && w < words; w++)
+			out->w[w] = any->w[w];
+		return 0;
+	}
+	/* the first set inline: an address is rarely in more than one */
+	key = base + lowest_bit(sets);
+	sets &= sets - 1;
+	struct guard_bitmap *bm = bpf_map_lookup_elem(&g_sets, &key);
+	if (!bm)
+		return -1;
+	for (__u32 w = 0; w < GUARD_WORDS && w < words; w++)
+		out->w[w] = any->w[w] | bm->w[w];
 	if (!sets)
 		return 0;
 	struct or_sets_ctx ctx = {.out = out, .sets = sets, .base = base, .words = words};
@@ -623,25 +640,30 @@ static __always_inline int within_rate(struct guard_action *act, struct packet *
 	return 0;
 }
 
+/* Drop samples are budgeted per CPU (SAMPLES_PER_SEC): while the budget lasts a sample
+ * costs no clock read; once it is spent, only every 64th drop looks at the clock to
+ * refill it, so a flood pays almost nothing for sampling. */
 static __always_inline void sample(struct packet *p, __u32 rule)
 {
 	__u32 zero = 0;
 	struct sample_budget *tb = bpf_map_lookup_elem(&g_sample_tb, &zero);
 	if (!tb)
 		return;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 refill = (now - tb->last_ns) / (NSEC / SAMPLES_PER_SEC);
-	if (refill) {
-		tb->tokens = tb->tokens + refill > SAMPLES_PER_SEC ? SAMPLES_PER_SEC : tb->tokens + refill;
+	if (!tb->tokens) {
+		if (++tb->misses & 63)
+			return;
+		__u64 now = bpf_ktime_get_ns();
+		__u64 refill = (now - tb->last_ns) / (NSEC / SAMPLES_PER_SEC);
+		if (!refill)
+			return;
+		tb->tokens = refill > SAMPLES_PER_SEC ? SAMPLES_PER_SEC : refill;
 		tb->last_ns = now;
 	}
-	if (!tb->tokens)
-		return;
 	tb->tokens--;
 	struct guard_sample *s = bpf_map_lookup_elem(&g_sample_buf, &zero);
 	if (!s)
 		return;
-	s->time_ns = now;
+	s->time_ns = bpf_ktime_get_ns();
 	s->rule = rule;
 	s->family = p->family;
 	s->proto = p->proto;

@@ -65,5 +65,26 @@ def suggest(word: str, choices, synonyms: bool = True) -> str | None:
     choices = sorted({c for c in choices if c})
     if synonyms and word_l in SYNONYMS and SYNONYMS[word_l].split()[0] in choices:
         return SYNONYMS[word_l]
+    # typing errors first: a swapped pair ('dprot') is one slip, as in Damerau's distance
+    near = [(edit_distance(word_l, c), c) for c in choices]
+    best = min(near, default=None)
+    if best is not None and best[0] <= max(1, len(word_l) // 3):
+        ties = [c for d, c in near if d == best[0]]
+        return max(ties, key=lambda c: (difflib.SequenceMatcher(None, word_l, c).ratio(), c))
     close = difflib.get_close_matches(word_l, choices, n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and
+    transpositions of neighbours each cost one."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]

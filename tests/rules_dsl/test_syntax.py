@@ -77,3 +77,10 @@ def test_the_grammar_is_strict_lalr():
     pytest.importorskip("interegular", reason="lark's strict mode needs interegular")
     from rules_dsl.syntax import parser
     assert parser().options.strict and parser().options.parser == "lalr"
+
+
+@pytest.mark.parametrize("typo,meant", [("dprot", "dport"), ("sprot", "sport"), ("prot", "proto")])
+def test_a_slip_of_the_keyboard_gets_the_word_meant(typo, meant):
+    with pytest.raises(ParseError) as caught:
+        rules_dsl.parse(HEADER + f"drop tcp {typo} 22\n")
+    assert caught.value.diagnostics[0].hint == f"did you mean '{meant}'?"

@@ -174,7 +174,6 @@ struct {
 struct sample_budget {
 	__u64 tokens;
 	__u64 last_ns;
-	__u64 misses;
 };
 
 struct {
@@ -640,19 +639,16 @@ static __always_inline int within_rate(struct guard_action *act, struct packet *
 	return 0;
 }
 
-/* Drop samples are budgeted per CPU (SAMPLES_PER_SEC): while the budget lasts a sample
- * costs no clock read; once it is spent, only every 64th drop looks at the clock to
- * refill it, so a flood pays almost nothing for sampling. */
+/* Drop samples are budgeted per CPU (SAMPLES_PER_SEC), refilled from the coarse clock:
+ * a jiffy-grained read that costs a few nanoseconds, so a flood pays little for it. */
 static __always_inline void sample(struct packet *p, __u32 rule)
 {
 	__u32 zero = 0;
 	struct sample_budget *tb = bpf_map_lookup_elem(&g_sample_tb, &zero);
 	if (!tb)
 		return;
+	__u64 now = bpf_ktime_get_coarse_ns();
 	if (!tb->tokens) {
-		if (++tb->misses & 63)
-			return;
-		__u64 now = bpf_ktime_get_ns();
 		__u64 refill = (now - tb->last_ns) / (NSEC / SAMPLES_PER_SEC);
 		if (!refill)
 			return;
@@ -663,7 +659,7 @@ static __always_inline void sample(struct packet *p, __u32 rule)
 	struct guard_sample *s = bpf_map_lookup_elem(&g_sample_buf, &zero);
 	if (!s)
 		return;
-	s->time_ns = bpf_ktime_get_ns();
+	s->time_ns = now;
 	s->rule = rule;
 	s->family = p->family;
 	s->proto = p->proto;

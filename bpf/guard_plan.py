@@ -93,3 +93,16 @@ def spec_from_plan(plan: Plan, lists: Mapping[str, Iterable[str] | gt.AddressSet
         rules=tuple(rule_of(r, x.rate_profiles) for r in x.rules),
         default=verdict[x.default], malformed=verdict[x.malformed],
         monitor=x.mode == "monitor", sets=sets)
+
+
+def apply_plan(guard, plan: Plan, lists: Mapping[str, Iterable[str] | gt.AddressSet] | None = None,
+               *, content_id: object | None = None) -> gt.GuardSpec:
+    """Make an attached guard's maps enforce `plan` (with its lists), atomically and with
+    the fewest kernel operations (see Guard.apply). Returns the spec it applied.
+
+    Raises ValueError for a bad list entry and GuardSpecError for a Plan the guard cannot
+    hold; in both cases the guard keeps enforcing what it had.
+    """
+    spec = spec_from_plan(plan, lists)
+    guard.apply(spec, content_id=content_id)
+    return spec

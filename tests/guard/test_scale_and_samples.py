@@ -1,0 +1,64 @@
+"""A thousand rules, drop samples in the ring buffer, and the generic-mode fallback."""
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import pytest
+
+from bpf import Link, XdpMode, in_netns
+from bpf.guard import GuardSample
+from bpf.guard_plan import apply_plan
+from bpf.ringbuf import RingBuffer
+from rules_dsl import build_frame, compile, parse
+from rules_dsl.packet import Packet
+from tests.guard.harness import compare
+
+pytestmark = pytest.mark.kernel
+
+
+def thousand_rules():
+    lines = ['policy "many"', "default pass", "set office { 198.51.100.0/24 }"]
+    lines += [f"drop tcp from @office dport {1000 + i}" if i % 2 else f"drop udp dport {1000 + i}"
+              for i in range(1000)]
+    return compile(parse("\n".join(lines)))
+
+
+def frame(src, proto, dport):
+    return build_frame(Packet(l3="ipv4", src=ipaddress.ip_address(src),
+                              dst=ipaddress.ip_address("192.0.2.1"), proto=proto, sport=40000,
+                              dport=dport, tcp_flags=0x02 if proto == 6 else None))
+
+
+def test_a_thousand_rules_first_match_wins_to_the_last_rule(guard):
+    plan = thousand_rules()
+    assert len(plan.xdp.rules) == 1000
+    frames = [frame("198.51.100.7", 6, 1999), frame("198.51.100.7", 17, 1998),
+              frame("192.0.2.9", 6, 1999), frame("198.51.100.7", 6, 1501),
+              frame("198.51.100.7", 6, 2000), frame("198.51.100.7", 17, 1000)]
+    compare(guard, plan, [(f, 0) for f in frames])
+    counters = guard.counters()
+    assert counters[999].dropped == 1 and counters[998].dropped == 1 and counters[0].dropped == 1
+
+
+def test_dropped_packets_are_sampled_with_their_headers(guard):
+    plan = compile(parse('policy "s"\ndefault pass\ndrop udp dport 53 from 203.0.113.0/24'))
+    apply_plan(guard, plan)
+    with RingBuffer(guard.object.map("g_samples")) as ring:
+        ring.drain()
+        time.sleep(0.01)  # the sample budget refills (2,000/s): earlier tests may have spent it
+        for last in (5, 6, 7):
+            guard.program.test_run(frame(f"203.0.113.{last}", 17, 53))
+        guard.program.test_run(frame("192.0.2.5", 17, 53))  # passed: no sample
+        samples = [GuardSample.from_buffer_copy(r) for r in ring.drain()]
+    assert [bytes(s.src[:4]) for s in samples] == [bytes([203, 0, 113, n]) for n in (5, 6, 7)]
+    assert {(s.rule, s.proto, s.dport, s.family) for s in samples} == {(0, 17, 53, 0)}
+
+
+def test_without_native_xdp_the_guard_falls_back_to_generic_and_says_so(guard, veth_lab):
+    with in_netns(veth_lab.ns):  # loopback has no native XDP
+        with Link.attach_xdp(guard.program, "lo", XdpMode.AUTO) as link:
+            assert link.mode is XdpMode.GENERIC
+            assert "native XDP unavailable" in link.fallback_reason
+        with Link.attach_xdp(guard.program, veth_lab.iface, XdpMode.AUTO) as link:
+            assert link.mode is XdpMode.NATIVE and link.fallback_reason is None

@@ -289,9 +289,13 @@ def compile_bpf(source: Path, output: Path) -> Path:
         "-I", str(ROOT / "bpf"), "-I", arch_include,
         "-c", str(source), "-o", str(output),
     ]
+    staging = output.with_suffix(".tmp")
+    cmd[-1] = str(staging)  # written aside, then renamed: a loader never sees half a file
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
+        staging.unlink(missing_ok=True)
         raise BuildError(f"cffi_build: clang failed on {source}:\n{result.stderr.strip()}")
+    os.replace(staging, output)
     return output
 
 
@@ -320,7 +324,13 @@ def build_bindings() -> None:
     built = ROOT / "build" / "cffi" / "bpf"
     fresh = {lib.name for lib in built.glob("_native*.so")}
     for name in fresh:
-        shutil.copy2(built / name, ROOT / "bpf" / name)
+        target = ROOT / "bpf" / name
+        if target.exists() and target.read_bytes() == (built / name).read_bytes():
+            continue
+        # a new inode, never an overwrite: running processes have the old one mapped
+        staging = target.with_suffix(".tmp")
+        shutil.copy2(built / name, staging)
+        os.replace(staging, target)
     for stale in (ROOT / "bpf").glob("_native*.so"):  # e.g. the abi3 one an install left
         if stale.name not in fresh:
             stale.unlink()

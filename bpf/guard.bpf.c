@@ -346,7 +346,7 @@ static __always_inline int parse_ipv6(struct packet *p, void *l3, void *data, vo
 	if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 		return PARSE_MALFORMED;
 	__u32 plen = bpf_ntohs(ip6->payload_len);
-	if (plen == 0 || sizeof(*ip6) + plen > (__u64)(data_end - l3))
+	if (sizeof(*ip6) + plen > (__u64)(data_end - l3))
 		return PARSE_MALFORMED;
 	__builtin_memcpy(p->src, &ip6->saddr, 16);
 	__builtin_memcpy(p->dst, &ip6->daddr, 16);

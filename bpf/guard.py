@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bpf import guard_tables as gt
-from bpf.errors import BpfError, MapKeyNotFound, NoSpace, NotFound
+from bpf.errors import BpfError, MapKeyNotFound, NoSpace, NotFound, NotSupported
 from bpf.maps import NO_PREALLOC, Map, MapType
 from bpf.object import Object, Program
 
@@ -145,7 +145,6 @@ class Guard:
         self.buckets = m("g_buckets", key_type=GuardBucketKey, value_type=GuardBucket)
         self.outer = {t: m(spec[0], key_type=ctypes.c_uint32, value_type=ctypes.c_uint32)
                       for t, spec in ADDRESS_TABLES.items()}
-        self._written: dict[int, dict[str, dict]] = {0: {}, 1: {}}  # gen -> map -> key -> bytes
         self._tables: dict[int, gt.Tables] = {}  # what each generation's rule maps hold
         self._inner: dict[int, dict[str, Map]] = {0: {}, 1: {}}
         self._content: dict[int, object] = {0: None, 1: None}  # what the gen's sets hold
@@ -203,69 +202,24 @@ class Guard:
         self.state[0] = st  # the flip: one array update
         self.spec = spec
 
-    def _diff_write(self, gen: int, name: str, target: Map, entries: dict[int, bytes]) -> int:
-        """Write the entries that differ from what this generation holds; returns how many."""
-        written = self._written[gen].setdefault(name, {})
-        changed = [(k, v) for k, v in entries.items() if written.get(k) != v]
-        if changed:
-            keys = b"".join(k.to_bytes(4, "little") for k, _ in changed)
-            target.update_batch(keys, b"".join(v for _, v in changed))
-            written.update(changed)
-        return len(changed)
-
     def _write_rules(self, gen: int, t: gt.Tables) -> None:
-        """The rule tables of one generation; parts equal to what it holds are skipped
-        without even being laid out (a list-only change rewrites nothing here)."""
-        prev = self._tables.get(gen)
+        """The rule tables of one generation: only the entries that differ from what it
+        holds (derived from the Tables it was last given, so nothing extra is kept);
+        parts that are equal are not even laid out, so a list-only change writes none."""
+        prev = self._tables.pop(gen, None)  # unknown until every write below has landed
+        for part, layout in RULE_PARTS.items():
+            if prev is not None and getattr(prev, part) == getattr(t, part):
+                continue
+            old = layout(gen, prev) if prev is not None else {}
+            for map_name, entries in layout(gen, t).items():
+                before = old.get(map_name, {})
+                changed = [(k, v) for k, v in entries.items() if before.get(k) != v]
+                if changed:
+                    getattr(self, map_name).update_batch(
+                        b"".join(k.to_bytes(4, "little") for k, _ in changed),
+                        b"".join(v for _, v in changed))
         self._tables[gen] = t
-        same = (lambda part: prev is not None and getattr(prev, part) == getattr(t, part))  # noqa: E731
-        if not same("small"):
-            self._write_small(gen, t)
-        if not same("ranges"):
-            self._write_ranges(gen, t)
-        if not same("sets"):
-            self._write_set_bitmaps(gen, t)
-        if not same("actions"):
-            self._write_actions(gen, t)
         self.config[gen] = GuardConfig(words=t.words, fields=t.fields, monitor=int(t.monitor))
-
-    def _write_small(self, gen: int, t: gt.Tables) -> None:
-        nsmall, nvalues = len(gt.SMALL_FIELDS), 257
-        small = {(gen * nsmall + f) * nvalues + v: gt.pack_bitmap(bits)
-                 for (f, v), bits in t.small.items()}
-        self._diff_write(gen, "small", self.small, small)
-
-    def _write_ranges(self, gen: int, t: gt.Tables) -> None:
-        classes: dict[int, bytes] = {}
-        rbits: dict[int, bytes] = {}
-        nrange = len(gt.RANGE_FIELDS)
-        for f, table in enumerate(t.ranges):
-            base = (gen * nrange + f) * 65537
-            for value, cls in enumerate(table.class_array()):
-                classes[base + value] = cls.to_bytes(2, "little")
-            cbase = (gen * nrange + f) * gt.MAX_CLASSES
-            for cls, bits in enumerate(table.bitmaps):
-                rbits[cbase + cls] = gt.pack_bitmap(bits)
-        self._diff_write(gen, "rclass", self.rclass, classes)
-        self._diff_write(gen, "rbits", self.rbits, rbits)
-
-    def _write_set_bitmaps(self, gen: int, t: gt.Tables) -> None:
-        nslots = gt.MAX_SETS + 1
-        sets = {(gen * 2 + f) * nslots + slot: gt.pack_bitmap(0)
-                for f in range(2) for slot in range(nslots)}
-        for (f, slot), bits in t.sets.items():
-            sets[(gen * 2 + f) * nslots + slot] = gt.pack_bitmap(bits)
-        self._diff_write(gen, "sets", self.sets_map, sets)
-
-    def _write_actions(self, gen: int, t: gt.Tables) -> None:
-        actions = {gen * gt.SLOTS + slot: bytes(GuardAction()) for slot in range(gt.SLOTS)}
-        for slot, action in t.actions.items():
-            actions[gen * gt.SLOTS + slot] = bytes(GuardAction(
-                verdict=gt.VERDICTS[action.verdict], key=gt.LIMIT_KEYS[action.key],
-                prefix_v4=action.prefix_v4, prefix_v6=action.prefix_v6,
-                per_byte=int(action.per_byte), rate=action.rate, burst=action.burst,
-                block_ns=action.block_ns))
-        self._diff_write(gen, "actions", self.actions, actions)
 
     def _write_sets(self, idle: int, live: int, spec: gt.GuardSpec, content_id) -> None:
         if content_id is not None and content_id == self._content[live] and self._inner[live]:
@@ -317,8 +271,15 @@ class Guard:
         self.counters_map.update_batch(keys, zero * (gt.SLOTS * ncpus))
 
     def _forget_buckets(self, gen: int) -> None:
+        """Drop the rate-limit state of a generation about to take a new spec."""
         lo, hi = gen * gt.SLOTS, (gen + 1) * gt.SLOTS
-        stale = [k for k in self.buckets.raw_keys() if lo <= int.from_bytes(k[:4], "little") < hi]
+        size = self.buckets.key_size
+        try:
+            keys, _, count = self.buckets.lookup_batch_raw()
+            every = (keys[i * size:(i + 1) * size] for i in range(count))
+        except NotSupported:
+            every = self.buckets.raw_keys()
+        stale = [k for k in every if lo <= int.from_bytes(k[:4], "little") < hi]
         for key in stale:
             try:
                 self.buckets.delete(key)
@@ -429,6 +390,48 @@ class Guard:
                 out[slot % gt.SLOTS] = RuleCounters(packets, bytes_, dropped)
         return out
 
+
+# ---- what each part of Tables puts in which map, for one generation ----
+def small_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
+    nsmall, nvalues = len(gt.SMALL_FIELDS), 257
+    return {"small": {(gen * nsmall + f) * nvalues + v: gt.pack_bitmap(bits)
+                      for (f, v), bits in t.small.items()}}
+
+
+def range_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
+    classes: dict[int, bytes] = {}
+    rbits: dict[int, bytes] = {}
+    nrange = len(gt.RANGE_FIELDS)
+    for f, table in enumerate(t.ranges):
+        base = (gen * nrange + f) * 65537
+        for value, cls in enumerate(table.class_array()):
+            classes[base + value] = cls.to_bytes(2, "little")
+        cbase = (gen * nrange + f) * gt.MAX_CLASSES
+        for cls, bits in enumerate(table.bitmaps):
+            rbits[cbase + cls] = gt.pack_bitmap(bits)
+    return {"rclass": classes, "rbits": rbits}
+
+
+def set_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
+    nslots = gt.MAX_SETS + 1
+    sets = {(gen * 2 + f) * nslots + slot: gt.pack_bitmap(0) for f in range(2) for slot in range(nslots)}
+    for (f, slot), bits in t.sets.items():
+        sets[(gen * 2 + f) * nslots + slot] = gt.pack_bitmap(bits)
+    return {"sets_map": sets}
+
+
+def action_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
+    actions = {gen * gt.SLOTS + slot: bytes(GuardAction()) for slot in range(gt.SLOTS)}
+    for slot, action in t.actions.items():
+        actions[gen * gt.SLOTS + slot] = bytes(GuardAction(
+            verdict=gt.VERDICTS[action.verdict], key=gt.LIMIT_KEYS[action.key],
+            prefix_v4=action.prefix_v4, prefix_v6=action.prefix_v6, per_byte=int(action.per_byte),
+            rate=action.rate, burst=action.burst, block_ns=action.block_ns))
+    return {"actions": actions}
+
+
+RULE_PARTS = {"small": small_entries, "ranges": range_entries, "sets": set_entries,
+              "actions": action_entries}
 
 PARALLEL_MIN = 200_000  # entries from which a second thread pays for itself
 

@@ -62,3 +62,22 @@ def test_without_native_xdp_the_guard_falls_back_to_generic_and_says_so(guard, v
             assert "native XDP unavailable" in link.fallback_reason
         with Link.attach_xdp(guard.program, veth_lab.iface, XdpMode.AUTO) as link:
             assert link.mode is XdpMode.NATIVE and link.fallback_reason is None
+
+
+@pytest.mark.parametrize("bad", ["1.2", "10.0.0.0/33", "2001:db8::/129", "host.example", "10.0.0.1/"])
+def test_a_bad_list_entry_is_named_and_nothing_is_applied(guard, bad):
+    plan = compile(parse('policy "l"\ndefault pass\nset deny { list "deny" }\ndrop from @deny'))
+    apply_plan(guard, plan, {"deny": ["10.0.0.1"]})
+    generation = guard.generation
+    with pytest.raises(ValueError, match=f"{bad!r}"):
+        apply_plan(guard, plan, {"deny": ["10.0.0.2", bad]})
+    assert guard.generation == generation
+    assert guard.program.test_run(frame("10.0.0.1", 6, 22)).retval == 1  # still dropped
+
+
+def test_plain_ipv4_hosts_take_the_fast_path_with_the_same_result():
+    from bpf.guard_plan import split_entries, v4_hosts_fast
+
+    hosts = [f"10.0.{i // 256}.{i % 256}" for i in range(1000)]
+    assert v4_hosts_fast(hosts) == split_entries(hosts + ["10.9.0.0/16"]).v4_hosts
+    assert v4_hosts_fast(hosts + ["10.9.0.0/16"]) is None

@@ -1,0 +1,347 @@
+"""The kernel side of the agent, synchronous: the guard's maps, its pinned XDP link and
+the `inet bulwark` nftables table, for one agent (one pin directory, one interface).
+
+Everything here blocks and may enter a network namespace (per thread), so async code
+calls it through `trio.to_thread.run_sync`, one call at a time (`Dataplane.lock`).
+Every BpfError/OSError that crosses out of here becomes a DataplaneError (raised from
+it); a Plan the guard cannot hold becomes PolicyRejected.
+
+Pins, under `config.pin_dir`: the guard's maps by name and `link` (the XDP bpf_link).
+What was installed (interface, namespace, mode) is recorded in the state directory's
+`installed.json` so that `status` and `detach` work with no daemon running.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import functools
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.errors import DataplaneError, NotInstalled, PolicyRejected
+from agent.state import Desired, StateStore
+from bpf import Link, Map, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
+from bpf.errors import BpfError, MapKeyNotFound
+from bpf.guard import PINNED_MAPS, Guard, GuardCounter, GuardSample, GuardState
+from bpf.guard_plan import spec_from_plan
+from bpf.guard_tables import SLOTS, GuardSpecError
+
+TABLE = {"family": "inet", "name": "bulwark"}
+LINK_PIN = "link"
+
+
+def kernel(fn):
+    """Translate the world's failures at this boundary."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (PolicyRejected, DataplaneError):
+            raise
+        except GuardSpecError as exc:
+            raise PolicyRejected("the guard cannot hold this Plan", (str(exc),)) from exc
+        except (BpfError, OSError) as exc:
+            raise DataplaneError(f"{fn.__name__}: {exc}") from exc
+    return wrapper
+
+
+def normalized(objs: Any) -> Any:
+    """An nft listing without what changes by itself (handles, counters, dynamic set elements)."""
+    if isinstance(objs, list):
+        return [normalized(o) for o in objs if not (isinstance(o, dict) and "metainfo" in o)]
+    if isinstance(objs, dict):
+        return {k: normalized(v) for k, v in objs.items()
+                if k not in ("handle", "elem", "packets", "bytes")}
+    return objs
+
+
+class Dataplane:
+    def __init__(self, config: AgentConfig, store: StateStore | None = None):
+        self.config = config
+        self.store = store or StateStore(config.state_dir)
+        self.lock = threading.Lock()
+        self.guard: Guard | None = None
+        self.link: Link | None = None
+        self.mode: XdpMode | None = None
+        self.fallback_reason: str | None = None
+        self.maps_desired: Desired | None = None  # what our maps were last made to hold
+        self._maps_check: tuple[int, int] | None = None  # live config (words, fields) then
+        self.nft_expected: Any = None  # normalized listing of our table, None: no table
+        self.program_wanted = False
+        self._ring = None
+
+    # ---- helpers ----
+    def ns(self):
+        return in_netns(self.config.netns)
+
+    @property
+    def pin_dir(self) -> Path:
+        return self.config.pin_dir
+
+    @kernel
+    def open_guard(self, *, fresh: bool = False) -> Guard:
+        """The guard, reusing our pinned maps (so the attached program sees what we write)."""
+        if fresh and self.guard is not None:
+            self.close_guard()
+        if self.guard is None:
+            ensure_bpffs(self.config.pin_root)
+            self.pin_dir.mkdir(parents=True, exist_ok=True)
+            guard = Guard(pinned=self.pin_dir)
+            guard.pin_maps(self.pin_dir)
+            self.guard = guard
+        return self.guard
+
+    def close_guard(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if self.guard is not None:
+            self.guard.close()
+            self.guard = None
+
+    def close(self) -> None:
+        self.close_guard()
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    # ---- maps ----
+    @kernel
+    def apply_maps(self, desired: Desired, *, repair: bool = False) -> str:
+        """Make the maps enforce desired (atomically: idle generation, then the flip).
+
+        A change of list contents only, with deltas, edits the live maps entry by entry.
+        Returns how it was applied ("flip", "deltas", "none")."""
+        if not desired.active:
+            return "none"
+        guard = self.open_guard(fresh=repair)
+        prev = self.maps_desired
+        lists = desired.list_entries()
+        if (not repair and prev is not None and desired.deltas and prev.plan == desired.plan
+                and prev.mode == desired.mode and {x.name for x in prev.lists} == set(lists)):
+            for name, added, removed in desired.deltas:
+                for s in desired.plan.xdp.sets:
+                    if name in s.lists:
+                        guard.update_set(s.id, added=added, removed=removed)
+            self.maps_desired = desired
+            return "deltas"
+        try:
+            spec = spec_from_plan(desired.plan, lists)
+        except ValueError as exc:
+            if isinstance(exc, GuardSpecError):
+                raise
+            raise PolicyRejected("a list entry is not an address", (str(exc),)) from exc
+        if desired.mode == "monitor":
+            spec = dataclasses.replace(spec, monitor=True)
+        guard.apply(spec, content_id=(desired.digest, desired.content_id()))
+        gen = guard.generation
+        cfg = guard.config[gen]
+        self._maps_check = (cfg.words, cfg.fields)
+        self.maps_desired = desired
+        return "flip"
+
+    # ---- program ----
+    @kernel
+    def attach(self) -> XdpMode:
+        """Attach the guard to the interface, or keep the pinned link that already holds it."""
+        if not self.config.iface:
+            raise DataplaneError("no interface configured (iface)")
+        guard = self.open_guard()
+        path = self.pin_dir / LINK_PIN
+        self.program_wanted = True
+        with self.ns():
+            if self.link is None and path.exists():
+                self.link = Link.open_pinned(path)
+            if self.link is not None:
+                seen = xdp_query(self.config.iface)
+                if self.link.prog_id and seen.prog_id == self.link.prog_id:
+                    self.mode = seen.mode
+                    self._record()
+                    return seen.mode
+                self.link.close()  # defunct: detached by someone, or the interface was remade
+                self.link = None
+                unpin(path)
+            link = Link.attach_xdp(guard.program, self.config.iface, XdpMode(self.config.xdp_mode))
+            link.pin(path)
+        self.link, self.mode, self.fallback_reason = link, link.mode, link.fallback_reason
+        self._record()
+        return link.mode
+
+    def _record(self) -> None:
+        self.store.save_installed({"iface": self.config.iface, "netns": self.config.netns,
+                                   "xdp_mode": self.mode.value if self.mode else None,
+                                   "fallback_reason": self.fallback_reason,
+                                   "pin_dir": str(self.pin_dir)})
+
+    @kernel
+    def detach_program(self) -> bool:
+        """Detach our program (and unpin its link). Returns whether one was attached."""
+        self.program_wanted = False
+        path = self.pin_dir / LINK_PIN
+        with self.ns():
+            if self.link is None and path.exists():
+                self.link = Link.open_pinned(path)
+            if self.link is None:
+                return False
+            attached = bool(self.link.prog_id)
+            if attached:
+                self.link.detach()
+            self.link.close()
+            self.link = None
+            unpin(path)
+        self.mode = None
+        return attached
+
+    # ---- nftables ----
+    @kernel
+    def apply_nft(self, desired: Desired) -> bool:
+        """Replace our table with the Plan's, in one transaction (or remove it). Returns
+        whether a table is now installed. Touches no other table."""
+        doc = desired.plan.nft if desired.plan is not None else {"nftables": []}
+        cmds = [c for c in doc.get("nftables", []) if "metainfo" not in c]
+        wanted = desired.mode == "enforce" and desired.plan is not None and len(cmds) > 1
+        with self.ns():
+            with contextlib.closing(_nft()) as nft:
+                if wanted:
+                    nft.run(doc)  # the compiler emits add+delete+add of the table: one batch
+                    self.nft_expected = normalized(nft.list("table inet bulwark"))
+                else:
+                    nft.run([{"add": {"table": TABLE}}, {"delete": {"table": TABLE}}])
+                    self.nft_expected = None
+        return wanted
+
+    @kernel
+    def remove_nft(self) -> None:
+        with self.ns(), contextlib.closing(_nft()) as nft:
+            nft.run([{"add": {"table": TABLE}}, {"delete": {"table": TABLE}}])
+        self.nft_expected = None
+
+    # ---- drift ----
+    @kernel
+    def drift(self) -> list[str]:
+        """What differs from what we installed: ["program", "maps", "nft"] with reasons."""
+        found = []
+        if self.program_wanted:
+            with self.ns():
+                ok = False
+                if self.link is not None:
+                    try:
+                        ok = bool(self.link.prog_id) and xdp_query(self.config.iface).prog_id == self.link.prog_id
+                    except BpfError:
+                        ok = False
+                if not ok:
+                    found.append("program: the guard is no longer attached to " + str(self.config.iface))
+        if self.maps_desired is not None and self.guard is not None:
+            guard = self.guard
+            gen = guard.generation
+            cfg = guard.config[gen]
+            reason = None
+            if self._maps_check is not None and (cfg.words, cfg.fields) != self._maps_check:
+                reason = "maps: rule tables changed"
+            else:
+                for table, outer in guard.outer.items():
+                    try:
+                        outer.get(gen)
+                    except MapKeyNotFound:
+                        reason = f"maps: address table {table} emptied"
+                        break
+            if reason:
+                found.append(reason)
+        if self.nft_expected is not None:
+            with self.ns(), contextlib.closing(_nft()) as nft:
+                try:
+                    now = normalized(nft.list("table inet bulwark"))
+                except NftError:
+                    now = None
+            if now is None:
+                found.append("nft: table inet bulwark is gone")
+            elif now != self.nft_expected:
+                found.append("nft: table inet bulwark was changed")
+        return found
+
+    # ---- reading ----
+    @kernel
+    def counters(self):
+        return self.open_guard().counters()
+
+    @kernel
+    def drain_samples(self, limit: int = 100_000) -> list[GuardSample]:
+        from bpf.ringbuf import RingBuffer
+
+        if self._ring is None:
+            self._ring = RingBuffer(self.open_guard().object.map("g_samples"))
+        return [GuardSample.from_buffer_copy(r) for r in self._ring.drain(limit)]
+
+    # ---- removing everything ----
+    @kernel
+    def remove_all(self) -> list[str]:
+        """Detach, drop the table, unpin our maps, forget the state. Returns what was removed."""
+        removed = []
+        if self.detach_program():
+            removed.append("program")
+        self.close_guard()
+        with self.ns(), contextlib.closing(_nft()) as nft:
+            existing = [o for o in nft.list("tables") if "table" in o]
+            if any(t["table"]["family"] == "inet" and t["table"]["name"] == "bulwark" for t in existing):
+                nft.run([{"delete": {"table": TABLE}}])
+                removed.append("nft table inet bulwark")
+        self.nft_expected = None
+        if self.pin_dir.exists():
+            for name in (*PINNED_MAPS, LINK_PIN):
+                if (self.pin_dir / name).exists():
+                    unpin(self.pin_dir / name)
+            with contextlib.suppress(OSError):
+                self.pin_dir.rmdir()
+            removed.append("maps")
+        self.maps_desired = None
+        self.store.clear()
+        return removed
+
+
+def _nft():
+    from bpf import Nft
+
+    return Nft()
+
+
+# ---- reading pinned state with no daemon and no program load ----
+@kernel
+def read_pinned(config: AgentConfig) -> dict[str, Any]:
+    """Interface, XDP mode and per-rule counters from the pins alone.
+
+    Raises NotInstalled when nothing is pinned for this agent."""
+    pin = config.pin_dir
+    if not (pin / "g_state").exists():
+        raise NotInstalled(f"nothing installed for agent {config.name!r} (no pins in {pin})")
+    out: dict[str, Any] = {"pin_dir": str(pin), "attached": False, "xdp_mode": None, "prog_id": 0}
+    if (pin / LINK_PIN).exists():
+        with in_netns(config.netns):
+            with Link.open_pinned(pin / LINK_PIN) as link:
+                out["prog_id"] = link.prog_id
+                out["attached"] = bool(link.prog_id) and link.mode is not None
+                out["xdp_mode"] = link.mode.value if link.mode else None
+    with Map.open_pinned(pin / "g_state", key_type=ctypes.c_uint32, value_type=GuardState) as st:
+        gen = st[0].gen & 1
+    out["generation"] = gen
+    with Map.open_pinned(pin / "g_counters", key_type=ctypes.c_uint32, value_type=GuardCounter) as cm:
+        keys, values, count = cm.lookup_batch_raw()
+        size, ncpus = ctypes.sizeof(GuardCounter), cm.ncpus
+        rules = {}
+        for i in range(count):
+            slot = int.from_bytes(keys[i * 4:i * 4 + 4], "little")
+            if slot // SLOTS != gen:
+                continue
+            tot = [0, 0, 0]
+            for cpu in range(ncpus):
+                c = GuardCounter.from_buffer_copy(values, (i * ncpus + cpu) * size)
+                tot[0] += c.packets
+                tot[1] += c.bytes
+                tot[2] += c.dropped
+            if tot[0]:
+                rules[slot % SLOTS] = {"packets": tot[0], "bytes": tot[1], "dropped": tot[2]}
+    out["counters"] = rules
+    return out

@@ -1,0 +1,268 @@
+"""The hub link actor (managed mode): desired state by long-poll, status and metrics out.
+
+Protocol (docs/agent-protocol.md, hub/blueprints/agent_protocol.py), all POST JSON with
+the agent credential as a bearer token:
+    /agent/v1/enroll   {join_token, inventory} → {agent_id, credential}    (`enroll`, CLI)
+    /agent/v1/desired  {etag, applied_digest, lists: {id: revision}, wait_s} → 200 doc | 204
+    /agent/v1/status   {applied_digest, failed_digest, healthy, mode, list_revisions, errors, drift}
+    /agent/v1/metrics  {points: [...], top_sources: [...]}
+
+The hub's lists come as "current", "delta" (added/removed since our revision) or
+"snapshot"; the link keeps each list's contents and hands the reconciler whole desired
+states (with the deltas attached, so the maps can be edited entry by entry).
+A hub mode of "none" (no deployment) changes nothing here: the agent keeps enforcing
+what it has until told to deactivate. Reconnects back off exponentially with jitter.
+A status report the hub accepted confirms the applied Plan (confirm-or-revert).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import platform
+import random
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+
+from agent.config import AgentConfig
+from agent.errors import HubError, HubRejected, HubUnavailable, StateError
+from agent.messages import Confirmed, MetricsBatch, Report
+from agent.state import Desired, ListState, StateStore, read_json, write_atomic
+from agent.telemetry import Telemetry
+from rules_dsl import Plan, PlanError
+
+AGENT_VERSION = "0.1.0"
+
+
+# ---- credential ----
+def save_credential(config: AgentConfig, hub_url: str, agent_id: str, credential: str) -> Path:
+    path = config.credential_path
+    write_atomic(path, json.dumps({"hub_url": hub_url, "agent_id": agent_id,
+                                   "credential": credential}).encode(), mode=0o600)
+    os.chmod(path, 0o600)
+    return path
+
+
+def load_credential(config: AgentConfig) -> dict[str, str] | None:
+    doc = read_json(config.credential_path)
+    if doc is not None and not {"hub_url", "credential"} <= set(doc):
+        raise StateError(f"{config.credential_path} is not a credential")
+    return doc
+
+
+def hub_endpoint(url: str) -> tuple[str | None, int]:
+    """The hub's (address, port) as this host resolves it, for the lockout guard."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addr = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)[0][4][0]
+    except (OSError, TypeError):
+        addr = None
+    return addr, port
+
+
+def inventory(config: AgentConfig, xdp_mode: str | None = None) -> dict[str, Any]:
+    return {"hostname": socket.gethostname()[:255],
+            "interfaces": [{"name": config.iface}] if config.iface else [],
+            "kernel": platform.release()[:200], "xdp_mode": xdp_mode or "none",
+            "agent_version": AGENT_VERSION, "os": platform.platform()[:200]}
+
+
+def _client(config: AgentConfig) -> dict[str, Any]:
+    return {"verify": config.ca_file or True, "timeout": config.http_timeout_s}
+
+
+def _raise_for(resp: httpx.Response, what: str) -> None:
+    if resp.status_code >= 500:
+        raise HubUnavailable(f"{what}: hub answered {resp.status_code}")
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json()
+        except ValueError:
+            detail = resp.text[:200]
+        raise HubRejected(f"{what}: hub refused ({resp.status_code}): {detail}", resp.status_code)
+
+
+def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]:
+    """Enrol with a join token; stores the credential (mode 0600). Raises HubError."""
+    url = hub_url.rstrip("/") + "/agent/v1/enroll"
+    try:
+        with httpx.Client(**_client(config)) as client:
+            resp = client.post(url, json={"join_token": join_token, "inventory": inventory(config)})
+    except httpx.HTTPError as exc:
+        raise HubUnavailable(f"enroll: cannot reach {hub_url}: {exc}") from exc
+    _raise_for(resp, "enroll")
+    doc = resp.json()
+    save_credential(config, hub_url.rstrip("/"), doc["agent_id"], doc["credential"])
+    return doc
+
+
+# ---- desired state documents → Desired ----
+def _network(entry: Any) -> str:
+    return entry["network"] if isinstance(entry, dict) else str(entry)
+
+
+class DesiredTracker:
+    """What the hub has told us so far (plan, list contents), to turn each document into
+    a whole desired state. Pure."""
+
+    def __init__(self, start: Desired | None):
+        self.plan: Plan | None = start.plan if start else None
+        self.lists: dict[str, ListState] = {(x.id or x.name): x for x in (start.lists if start else ())}
+        self.etag: str | None = None
+
+    def known_revisions(self) -> dict[str, int]:
+        return {k: v.revision for k, v in self.lists.items() if v.id}
+
+    def update(self, doc: dict[str, Any]) -> Desired | None:
+        """The desired state doc describes, or None when it asks for nothing (mode none).
+        Raises HubError for a document that does not hold together."""
+        self.etag = doc.get("etag")
+        if "plan" in doc and doc["plan"] is not None:
+            try:
+                self.plan = Plan.from_json(json.dumps(doc["plan"]))
+            except PlanError as exc:
+                raise HubRejected(f"the hub sent a Plan that does not load: {exc}") from exc
+        deployment = doc.get("deployment")
+        if deployment and self.plan is not None and deployment.get("digest") not in (None, self.plan.digest):
+            raise HubUnavailable("the hub named a Plan it did not send; asking again")
+        deltas: list = []
+        pure = True  # only deltas and unchanged lists: the maps can be edited in place
+        lists: dict[str, ListState] = {}
+        for item in doc.get("lists", []):
+            key, name, rev = item["id"], item["name"], int(item["revision"])
+            old = self.lists.get(key)
+            if item["mode"] == "current" and old is not None:
+                lists[key] = ListState(name, rev, old.entries, key)
+            elif item["mode"] == "delta" and old is not None:
+                added = tuple(_network(e) for e in item.get("added", ()))
+                removed = tuple(item.get("removed", ()))
+                lists[key] = ListState(name, rev, (old.entries - set(removed)) | set(added), key)
+                deltas.append((name, added, tuple(r for r in removed if r in old.entries)))
+            else:
+                lists[key] = ListState(name, rev, frozenset(_network(e) for e in item.get("entries", ())), key)
+                pure = False
+        self.lists = lists
+        mode = doc.get("mode", "none")
+        if mode == "none":
+            return None
+        if mode in ("enforce", "monitor") and self.plan is None:
+            raise HubUnavailable("the hub sent no Plan; asking again")
+        clean = tuple(deltas) if pure else ()
+        return Desired(mode=mode, plan=self.plan, lists=tuple(lists.values()), source="hub",
+                       etag=self.etag, deployment_id=(deployment or {}).get("id"), deltas=clean)
+
+
+def status_body(report: Report, *, healthy: bool = True) -> dict[str, Any]:
+    return {"applied_digest": report.applied_digest, "failed_digest": report.failed_digest,
+            "healthy": healthy and not report.errors, "mode": report.mode,
+            "list_revisions": dict(report.list_revisions),
+            "errors": [e[:500] for e in report.errors][:100], "drift": list(report.drift)[:100]}
+
+
+def metrics_body(batches: list[MetricsBatch]) -> dict[str, Any]:
+    points, sources = [], []
+    for b in batches:
+        interval = max(1, min(3600, round(b.interval_s)))
+        points += [{"ts": b.ts, "rule": rule, "packets": p, "bytes": n, "interval_s": interval}
+                   for rule, p, n in b.points]
+        sources += [{"ts": b.ts, "source": s, "packets": n} for s, n in b.top_sources]
+    return {"points": points, "top_sources": sources}
+
+
+# ---- the actor ----
+async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetry: Telemetry,
+              credential: dict[str, str], rng: random.Random | None = None,
+              task_status=trio.TASK_STATUS_IGNORED) -> None:
+    rng = rng or random.Random()
+    base = credential["hub_url"].rstrip("/") + "/agent/v1"
+    headers = {"Authorization": f"Bearer {credential['credential']}"}
+    try:
+        start = store.load()
+    except StateError:
+        start = None
+    tracker = DesiredTracker(start if start is not None and start.source == "hub" else None)
+    latest: dict[str, Any] = {"report": None, "applied": start.digest if start and start.active else None}
+    buffer: collections.deque[MetricsBatch] = collections.deque(maxlen=config.buffer_max_batches)
+    wake = trio.Event()
+
+    def backoff(attempt: int) -> float:
+        return min(config.backoff_max_s, config.backoff_initial_s * 2 ** attempt) * rng.uniform(0.5, 1.5)
+
+    async def post(client: httpx.AsyncClient, path: str, body: dict, *, timeout: float | None = None):
+        try:
+            resp = await client.post(f"{base}/{path}", json=body, headers=headers,
+                                     timeout=timeout or config.http_timeout_s)
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"{path}: {exc!r}") from exc
+        _raise_for(resp, path)
+        return resp
+
+    async def poll(client: httpx.AsyncClient) -> None:
+        attempt = 0
+        while True:
+            body = {"etag": tracker.etag, "applied_digest": latest["applied"],
+                    "lists": tracker.known_revisions(), "wait_s": config.long_poll_s}
+            try:
+                resp = await post(client, "desired", body, timeout=config.long_poll_s + config.http_timeout_s)
+                telemetry.hub.update(connected=True, last_contact=trio.current_time())
+                attempt = 0
+                if resp.status_code == 204:
+                    continue
+                desired = tracker.update(resp.json())
+                if desired is not None:
+                    await outbox.send(desired)
+            except HubError as exc:
+                telemetry.hub.update(connected=False, error=str(exc))
+                tracker.etag = None  # ask for the whole state when back
+                await trio.sleep(backoff(attempt))
+                attempt += 1
+
+    async def receive() -> None:
+        async for msg in inbox:
+            if isinstance(msg, Report):
+                latest["report"] = msg
+                if msg.failed_digest:
+                    tracker.etag = None  # make the hub answer again after a revert or failure
+            elif isinstance(msg, MetricsBatch):
+                buffer.append(msg)
+            wake.set()
+
+    async def send(client: httpx.AsyncClient) -> None:
+        nonlocal wake
+        attempt = 0
+        while True:
+            with trio.move_on_after(max(config.sample_interval_s * 5, 1.0)):
+                await wake.wait()
+            wake = trio.Event()
+            try:
+                report = latest["report"]
+                if report is not None:
+                    await post(client, "status", status_body(report))
+                    if latest["report"] is report:
+                        latest["report"] = None
+                    latest["applied"] = report.applied_digest
+                    await outbox.send(Confirmed(report.applied_digest))
+                if buffer:
+                    batch = list(buffer)
+                    await post(client, "metrics", metrics_body(batch))
+                    for _ in batch:
+                        buffer.popleft()
+                attempt = 0
+            except HubError as exc:
+                telemetry.hub.update(connected=False, error=str(exc))
+                await trio.sleep(backoff(attempt))
+                attempt += 1
+                wake.set()
+
+    async with inbox, outbox, httpx.AsyncClient(**_client(config)) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            nursery.start_soon(send, client)
+            nursery.start_soon(poll, client)
+            task_status.started()

@@ -1,0 +1,76 @@
+"""The one-shot operations behind `bulwark agent apply|status|detach`: synchronous,
+no daemon. What `apply` installs stays (pinned) after the process exits."""
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.dataplane import Dataplane, read_pinned
+from agent.errors import AgentError, NotInstalled
+from agent.state import Desired, StateStore
+
+
+def install(dp: Dataplane, desired: Desired) -> dict[str, Any]:
+    """Maps first (a first attach meets a filled guard), then the program, then the table;
+    persisted last. Each step is atomic on its own; a crash between steps leaves the old
+    state or the new one per part, and the next start re-applies the persisted state."""
+    with dp.lock:
+        how = dp.apply_maps(desired)
+        mode = dp.attach() if desired.active else None
+        if not desired.active:
+            dp.detach_program()
+        table = dp.apply_nft(desired)
+        dp.store.save(desired)
+    return {"maps": how, "xdp_mode": mode.value if mode else None, "nft_table": table,
+            "digest": desired.digest, "fallback_reason": dp.fallback_reason}
+
+
+def status(config: AgentConfig) -> dict[str, Any]:
+    """What is installed, from the pins and the state directory, plus the daemon's live
+    view (rates, top sources) when it answers on its status endpoint."""
+    store = StateStore(config.state_dir)
+    out: dict[str, Any] = {"agent": config.name}
+    installed = store.load_installed() or {}
+    out["iface"] = installed.get("iface", config.iface)
+    out["netns"] = installed.get("netns", config.netns)
+    cfg = config.replace(netns=out["netns"]) if out["netns"] != config.netns else config
+    out.update(read_pinned(cfg))
+    try:
+        applied = store.load()
+    except AgentError as exc:
+        applied, out["state_error"] = None, str(exc)
+    out["digest"] = applied.digest if applied else None
+    out["mode"] = applied.mode if applied else "none"
+    out["policy"] = applied.plan.name if applied and applied.plan else None
+    out["daemon"] = daemon_status(config)
+    return out
+
+
+def daemon_status(config: AgentConfig) -> dict[str, Any] | None:
+    if not config.http_port:
+        return None
+    url = f"http://{config.http_address}:{config.http_port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+def detach(config: AgentConfig) -> list[str]:
+    """Remove the program, our table and our pins. Raises NotInstalled when there are none."""
+    store = StateStore(config.state_dir)
+    installed = store.load_installed() or {}
+    if installed.get("netns") and config.netns is None:
+        config = config.replace(netns=installed["netns"])
+    if installed.get("iface") and config.iface is None:
+        config = config.replace(iface=installed["iface"])
+    if not config.pin_dir.exists() and not installed:
+        raise NotInstalled(f"nothing installed for agent {config.name!r}")
+    dp = Dataplane(config, store)
+    try:
+        return dp.remove_all()
+    finally:
+        dp.close()

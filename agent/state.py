@@ -1,0 +1,153 @@
+"""The desired state, and keeping it on disk so protections survive restarts (fail static).
+
+A `Desired` is data: what the kernel should hold (mode, Plan, list contents). The
+`StateStore` keeps the last applied one (`applied.json`) and the one before
+(`previous.json`, for confirm-or-revert), each written atomically: temp file, fsync,
+rename, fsync of the directory; a crash leaves the old file or the new one, never half.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import StateError
+from rules_dsl import Plan, PlanError
+
+MODES = ("enforce", "monitor", "deactivate", "none")
+
+
+@dataclass(frozen=True)
+class ListState:
+    name: str
+    revision: int = 0
+    entries: frozenset[str] = frozenset()
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the kernel should enforce. `source`: "policy" (standalone) or "hub"."""
+    mode: str = "none"
+    plan: Plan | None = None
+    lists: tuple[ListState, ...] = ()
+    source: str = "policy"
+    etag: str | None = None
+    deployment_id: str | None = None
+    # list deltas since the previous Desired (name -> (added, removed)), when only lists moved
+    deltas: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = field(default=(), compare=False)
+
+    @property
+    def digest(self) -> str | None:
+        return self.plan.digest if self.plan is not None else None
+
+    @property
+    def active(self) -> bool:
+        return self.mode in ("enforce", "monitor") and self.plan is not None
+
+    def list_entries(self) -> dict[str, frozenset[str]]:
+        return {x.name: x.entries for x in self.lists}
+
+    def content_id(self) -> tuple:
+        return tuple(sorted((x.name, x.revision, len(x.entries)) for x in self.lists))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "plan": None if self.plan is None else json.loads(self.plan.to_json()),
+                "source": self.source, "etag": self.etag, "deployment_id": self.deployment_id,
+                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": sorted(x.entries)}
+                          for x in self.lists]}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "Desired":
+        """Raises StateError when the document is not a desired state."""
+        try:
+            plan = None if doc.get("plan") is None else Plan.from_json(json.dumps(doc["plan"]))
+            mode = doc["mode"]
+            if mode not in MODES:
+                raise ValueError(f"mode {mode!r}")
+            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), frozenset(x.get("entries", ())),
+                                    x.get("id", "")) for x in doc.get("lists", ()))
+            return cls(mode=mode, plan=plan, lists=lists, source=doc.get("source", "policy"),
+                       etag=doc.get("etag"), deployment_id=doc.get("deployment_id"))
+        except (KeyError, TypeError, ValueError, PlanError) as exc:
+            raise StateError(f"not a desired state: {exc}") from None
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace path with data: temp file, fsync, rename, fsync the directory.
+
+    Raises StateError when the disk refuses."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise StateError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON document at path, or None when there is none. Raises StateError if unreadable."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StateError(f"cannot read {path}: {exc}") from exc
+
+
+class StateStore:
+    """applied.json (what the kernel was last made to hold) and previous.json."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+
+    @property
+    def applied_path(self) -> Path:
+        return self.dir / "applied.json"
+
+    def load(self, which: str = "applied") -> Desired | None:
+        doc = read_json(self.dir / f"{which}.json")
+        return None if doc is None else Desired.from_dict(doc)
+
+    def save(self, desired: Desired, *, keep_previous: bool = True) -> None:
+        """Persist desired as the applied state; the one it replaces becomes previous."""
+        if keep_previous and self.applied_path.exists():
+            current = self.applied_path.read_bytes()
+            new = json.dumps(desired.to_dict(), sort_keys=True).encode()
+            if current != new:
+                write_atomic(self.dir / "previous.json", current)
+            write_atomic(self.applied_path, new)
+            return
+        write_atomic(self.applied_path, json.dumps(desired.to_dict(), sort_keys=True).encode())
+
+    def clear(self) -> None:
+        for name in ("applied.json", "previous.json", "installed.json"):
+            try:
+                (self.dir / name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def save_installed(self, info: dict[str, Any]) -> None:
+        write_atomic(self.dir / "installed.json", json.dumps(info, sort_keys=True).encode())
+
+    def load_installed(self) -> dict[str, Any] | None:
+        return read_json(self.dir / "installed.json")

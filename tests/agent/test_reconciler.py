@@ -1,0 +1,142 @@
+"""The reconciler through its channels, with a fake pipeline and an autojump clock:
+fail-static re-apply at start, confirm-or-revert, the lockout guard, failures."""
+from __future__ import annotations
+
+import trio
+
+from agent import reconciler
+from agent.config import AgentConfig
+from agent.messages import Apply, Confirmed, Drift, Report, Result
+from agent.state import Desired, StateStore
+from agent.telemetry import Telemetry
+from rules_dsl import load
+from tests.agent.conftest import POLICY_A, POLICY_B
+
+PLAN_A = load(POLICY_A, "a.bw").plan
+PLAN_B = load(POLICY_B, "b.bw").plan
+LOCKOUT = load('policy "x"\ndefault drop\npass udp dport 53\n', "x.bw").plan
+
+
+class Harness:
+    def __init__(self, tmp_path, fail=lambda apply: None, **cfg):
+        self.config = AgentConfig(state_root=str(tmp_path), confirm_window_s=60, **cfg)
+        self.store = StateStore(self.config.state_dir)
+        self.tele = Telemetry()
+        self.in_tx, self.in_rx = trio.open_memory_channel(100)
+        self.out_tx, self.out_rx = trio.open_memory_channel(100)
+        self.pipe_tx, self.pipe_rx = trio.open_memory_channel(100)
+        self.applied: list[Apply] = []
+        self.fail = fail
+
+    async def pipeline(self):
+        async for msg in self.pipe_rx:
+            self.applied.append(msg)
+            error = self.fail(msg)
+            await self.in_tx.send(Result(msg.failed("maps", error) if error else msg.did("maps:flip")))
+
+    async def start(self, nursery):
+        nursery.start_soon(self.pipeline)
+        await nursery.start(lambda task_status: reconciler.run(
+            self.config, inbox=self.in_rx, outbox=self.out_tx, pipeline=self.pipe_tx,
+            store=self.store, telemetry=self.tele, task_status=task_status))
+
+    def reports(self) -> list[Report]:
+        out = []
+        while True:
+            try:
+                out.append(self.out_rx.receive_nowait())
+            except trio.WouldBlock:
+                return out
+
+
+def hub(plan, **kw) -> Desired:
+    return Desired(mode="enforce", plan=plan, source="hub", **kw)
+
+
+async def test_persisted_state_is_reapplied_first(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    h.store.save(hub(PLAN_A))
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await trio.sleep(1)
+        assert [a.desired.digest for a in h.applied] == [PLAN_A.digest]
+        assert "maps" in h.applied[0].repair  # a restarted guard rewrites its maps whole
+        nursery.cancel_scope.cancel()
+
+
+async def test_confirm_or_revert(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_A))
+        await trio.sleep(1)
+        await h.in_tx.send(Confirmed(PLAN_A.digest))  # the hub accepted our report
+        await trio.sleep(120)
+        assert h.store.load().digest == PLAN_A.digest and len(h.applied) == 1
+        await h.in_tx.send(hub(PLAN_B))
+        await trio.sleep(59)
+        assert h.store.load().digest == PLAN_B.digest and len(h.applied) == 2
+        await trio.sleep(2)  # no confirmation within 60 s: back to A
+        assert [a.desired.digest for a in h.applied] == [PLAN_A.digest, PLAN_B.digest, PLAN_A.digest]
+        assert h.applied[-1].desired.source == "revert"
+        assert h.store.load().digest == PLAN_A.digest
+        assert h.store.load("previous").digest == PLAN_B.digest
+        last = h.reports()[-1]
+        assert last.applied_digest == PLAN_A.digest and last.failed_digest == PLAN_B.digest
+        assert "reverted" in last.errors[0]
+        await trio.sleep(300)  # a revert is not itself reverted
+        assert len(h.applied) == 3
+        nursery.cancel_scope.cancel()
+
+
+async def test_confirmed_plan_stays(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_B))
+        await trio.sleep(10)
+        await h.in_tx.send(Confirmed(PLAN_B.digest))
+        await trio.sleep(3600)  # a hub away for an hour changes nothing
+        assert [a.desired.digest for a in h.applied] == [PLAN_B.digest]
+        nursery.cancel_scope.cancel()
+
+
+async def test_lockout_guard_refuses_hub_plan(tmp_path, autojump_clock):
+    h = Harness(tmp_path, admin_prefixes=("198.51.100.0/24",), hub_address="192.0.2.50", hub_port=8443)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(LOCKOUT))
+        await trio.sleep(1)
+        assert h.applied == []
+        (rep,) = h.reports()
+        assert rep.failed_digest == LOCKOUT.digest
+        assert "hub 192.0.2.50:8443" in rep.errors[0] and "198.51.100.0/24" in rep.errors[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_failed_apply_keeps_current(tmp_path, autojump_clock):
+    h = Harness(tmp_path, fail=lambda a: "kernel said no" if a.desired.plan is PLAN_B else None)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_A))
+        await trio.sleep(1)
+        await h.in_tx.send(hub(PLAN_B))
+        await trio.sleep(1)
+        assert [a.desired.digest for a in h.applied] == [PLAN_A.digest, PLAN_B.digest, PLAN_A.digest]
+        assert h.store.load().digest == PLAN_A.digest
+        failed = [r for r in h.reports() if r.failed_digest]
+        assert failed and failed[0].failed_digest == PLAN_B.digest and "kernel said no" in failed[0].errors[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_drift_is_repaired(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(Desired(mode="enforce", plan=PLAN_A))
+        await trio.sleep(1)
+        await h.in_tx.send(Drift(("nft: table inet bulwark is gone",)))
+        await trio.sleep(1)
+        assert len(h.applied) == 2 and h.applied[1].repair == frozenset({"nft"})
+        assert h.tele.repairs == 1
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,121 @@
+"""The daemon on a real veth pair: fail static across a graceful stop and a restart,
+drift repaired by the watchdog, deactivate and reactivate."""
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import trio
+
+from agent.daemon import build, run_agent
+from agent.state import Desired
+from bpf import Link, Map, in_netns
+from rules_dsl import load
+from tests.agent.conftest import POLICY_A, POLICY_B, VERDICT_A, VERDICT_B, guard_verdicts, nft_rule_ports, nft_table
+
+pytestmark = pytest.mark.kernel
+
+PLAN_A = load(POLICY_A, "a.bw").plan
+PLAN_B = load(POLICY_B, "b.bw").plan
+
+
+async def until(predicate, timeout_s=5.0, step_s=0.05):
+    """Wait (in real time) until predicate() holds in a worker thread; returns the seconds it took."""
+    start = trio.current_time()
+    with trio.fail_after(timeout_s):
+        while not await trio.to_thread.run_sync(predicate):
+            await trio.sleep(step_s)
+    return trio.current_time() - start
+
+
+def attached(lab, pin) -> bool:
+    from bpf import xdp_query
+    with in_netns(lab.ns):
+        return xdp_query(lab.iface).mode is not None
+
+
+async def test_fail_static_across_stop_and_restart(veth_lab, pin_dir, make_config):
+    cfg = make_config(veth_lab, pin_dir)
+    pin = cfg.pin_dir
+    agent = build(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
+        await until(lambda: guard_verdicts(pin) == VERDICT_A and nft_rule_ports(veth_lab.ns) == {23})
+        nursery.cancel_scope.cancel()  # graceful stop
+    agent.dataplane.close()
+    assert guard_verdicts(pin) == VERDICT_A and attached(veth_lab, pin)  # nothing running, still enforced
+    # a restarted agent with no hub and no policy re-applies what it had
+    agent = build(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        await until(lambda: agent.dataplane.maps_desired is not None)
+        assert agent.dataplane.maps_desired.digest == PLAN_A.digest
+        assert guard_verdicts(pin) == VERDICT_A and nft_rule_ports(veth_lab.ns) == {23}
+        # and it can move on from there (its guard caches were rebuilt by the re-apply)
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_B,
+                                               lists=()))
+        await until(lambda: guard_verdicts(pin) == VERDICT_B and nft_rule_ports(veth_lab.ns) == {24})
+        nursery.cancel_scope.cancel()
+    agent.dataplane.close()
+
+
+async def test_watchdog_repairs_drift(veth_lab, pin_dir, make_config):
+    cfg = make_config(veth_lab, pin_dir, watchdog_interval_s=0.5)
+    pin = cfg.pin_dir
+    agent = build(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
+        await until(lambda: guard_verdicts(pin) == VERDICT_A and nft_rule_ports(veth_lab.ns) == {23})
+
+        def detach_by_hand():
+            with in_netns(veth_lab.ns):
+                Link.open_pinned(pin / "link").detach()
+        await trio.to_thread.run_sync(detach_by_hand)
+        assert not attached(veth_lab, pin)
+        assert await until(lambda: attached(veth_lab, pin)) < 2.0
+        await trio.sleep(0.5)  # let that repair finish its way through the pipeline
+
+        def flush_by_hand():
+            from bpf import Nft
+            with in_netns(veth_lab.ns):
+                nft = Nft()
+            nft.run("flush table inet bulwark")
+            nft.close()
+        await trio.to_thread.run_sync(flush_by_hand)
+        assert nft_rule_ports(veth_lab.ns) == set()
+        assert await until(lambda: nft_rule_ports(veth_lab.ns) == {23}) < 2.0
+        await trio.sleep(0.5)
+
+        def empty_maps_by_hand():
+            from bpf.guard import GuardState
+            with Map.open_pinned(pin / "g_state", key_type=ctypes.c_uint32, value_type=GuardState) as st:
+                gen = st[0].gen & 1
+            for name in ("g_v4_hosts", "g_v4_nets", "g_v6_hosts", "g_v6_nets"):
+                with Map.open_pinned(pin / name, key_type=ctypes.c_uint32) as outer:
+                    outer.delete(gen)
+        await trio.to_thread.run_sync(empty_maps_by_hand)
+        assert await until(lambda: guard_verdicts(pin) == VERDICT_A) < 2.0
+        assert agent.telemetry.repairs >= 3
+        nursery.cancel_scope.cancel()
+    agent.dataplane.close()
+
+
+async def test_deactivate_and_reactivate(veth_lab, pin_dir, make_config):
+    cfg = make_config(veth_lab, pin_dir)
+    pin = cfg.pin_dir
+    agent = build(cfg)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
+        await until(lambda: guard_verdicts(pin) == VERDICT_A and attached(veth_lab, pin))
+        await agent.to_reconciler.send(Desired(mode="deactivate", plan=PLAN_A))
+        await until(lambda: not attached(veth_lab, pin) and nft_table(veth_lab.ns) is None)
+        await trio.sleep(1)  # the watchdog does not call that drift
+        assert not attached(veth_lab, pin) and agent.telemetry.mode == "deactivate"
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
+        await until(lambda: attached(veth_lab, pin) and nft_rule_ports(veth_lab.ns) == {23}
+                    and guard_verdicts(pin) == VERDICT_A)
+        nursery.cancel_scope.cancel()
+    agent.dataplane.close()

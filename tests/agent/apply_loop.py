@@ -1,0 +1,37 @@
+"""Child process for the kill -9 test: apply Plan A, B, A, B ... as the agent does
+(`standalone.install`: maps, program, table, persisted state), printing "ready" after
+the first one, until killed.
+
+    python -m tests.agent.apply_loop NAME IFACE NETNS PIN_ROOT STATE_ROOT PLAN_A.json PLAN_B.json
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.dataplane import Dataplane
+from agent.standalone import install
+from agent.state import Desired, StateStore
+from rules_dsl import Plan
+
+
+def main(argv: list[str]) -> None:
+    name, iface, netns, pin_root, state_root, a, b = argv
+    cfg = AgentConfig(name=name, iface=iface, netns=netns, pin_root=pin_root, state_root=state_root,
+                      xdp_mode="native", http_port=0)
+    plans = [Plan.from_json(Path(p).read_text()) for p in (a, b)]
+    store = StateStore(cfg.state_dir)
+    current = store.load()
+    start = 1 if current is not None and current.digest == plans[0].digest else 0
+    dp = Dataplane(cfg, store)
+    i = start
+    while True:
+        install(dp, Desired(mode="enforce", plan=plans[i % 2]))
+        if i == start:
+            print("ready", flush=True)
+        i += 1
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

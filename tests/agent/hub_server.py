@@ -1,0 +1,56 @@
+"""A real hub process on loopback for the managed-mode tests: serves with Hypercorn, makes
+a user, a tenant, an API token and a join token through its own HTTP API, then prints
+one JSON line {"url", "tenant", "api_token", "join_token"} and serves until killed.
+
+    python -m tests.agent.hub_server DATA_DIR PORT
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import httpx
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from hub.app import create_app
+from hub.config import load_config
+
+PASSWORD = "correct horse battery staple"
+
+
+async def main(data_dir: str, port: int) -> None:
+    url = f"http://127.0.0.1:{port}"
+    config = load_config(env={}, data_dir=data_dir, argon2_memory_kib=1024, argon2_time_cost=1,
+                         public_url=url, long_poll_max_s=5)
+    app = create_app(config)
+    hc = Config()
+    hc.bind = [f"127.0.0.1:{port}"]
+    hc.accesslog = None
+    server = asyncio.create_task(serve(app, hc))
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for _ in range(200):
+            try:
+                await client.get("/")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+        from hub.services import accounts
+        user = await accounts.create_user(app.extensions["bulwark"], "ops@example.com", PASSWORD)
+        r = await client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
+        csrf = {"X-CSRF-Token": r.json()["csrf_token"]}
+        r = await client.post("/api/v1/tenants", json={"name": "acme"}, headers=csrf)
+        tenant = r.json()["id"]
+        r = await client.post(f"/api/v1/tenants/{tenant}/tokens", headers=csrf,
+                              json={"name": "t", "scopes": ["read", "write", "deploy"]})
+        token = r.json()["token"]
+        r = await client.post(f"/api/v1/tenants/{tenant}/join-tokens", json={"ttl_s": 600},
+                              headers={"Authorization": f"Bearer {token}"})
+        join = r.json()["token"]
+    print(json.dumps({"url": url, "tenant": tenant, "api_token": token, "join_token": join}), flush=True)
+    await server
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))

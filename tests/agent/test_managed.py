@@ -1,0 +1,99 @@
+"""Managed mode against a real hub process on loopback: enrol (credential 0600), desired
+state by long-poll, a list delta edits the live maps, the hub's disable deactivates and
+enable restores, and with the hub gone a denied source stays dropped."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from agent.cli import main
+from agent.daemon import build, run_agent
+from agent.hub_link import load_credential
+from tests.agent.conftest import POLICY_B, VERDICT_B, guard_verdicts, nft_rule_ports, udp_delivered
+from tests.agent.test_daemon import attached, until
+
+pytestmark = pytest.mark.kernel
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def hub_process(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.agent.hub_server", str(tmp_path / "hub"), str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+        info["proc"] = proc
+        yield info
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+async def test_managed_mode_end_to_end(veth_lab, pin_dir, make_config, hub_process, tmp_path):
+    lab, hub = veth_lab, hub_process
+    lab.add_peer_address("203.0.113.9")
+    cfg = make_config(lab, pin_dir, confirm_window_s=600, long_poll_s=2)
+    flags = ["--name", cfg.name, "--pin-root", cfg.pin_root, "--state-root", cfg.state_root,
+             "--iface", lab.iface, "--netns", lab.ns]
+    assert await trio.to_thread.run_sync(main, ["enroll", "--hub", hub["url"], "--token", hub["join_token"], *flags]) == 0
+    cred = load_credential(cfg)
+    assert stat.S_IMODE(os.stat(cfg.credential_path).st_mode) == 0o600
+    cfg = cfg.replace(hub_url=cred["hub_url"], hub_address="127.0.0.1", hub_port=int(hub["url"].rsplit(":", 1)[1]))
+
+    api = httpx.AsyncClient(base_url=f"{hub['url']}/api/v1/tenants/{hub['tenant']}",
+                            headers={"Authorization": f"Bearer {hub['api_token']}"}, timeout=10)
+    async with api:
+        r = await api.post("/lists", json={"name": "ban", "kind": "deny"})
+        list_id = r.json()["id"]
+        r = await api.post("/policies", json={"name": "b", "source": POLICY_B})
+        assert r.status_code == 201, r.text
+        r = await api.post("/deployments", json={"policy_id": r.json()["id"], "agent_ids": [cred["agent_id"]]})
+        assert r.status_code == 201, r.text
+
+        agent = build(cfg, credential=cred)
+        pin = cfg.pin_dir
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_agent, agent)
+            await until(lambda: guard_verdicts(pin) == VERDICT_B and nft_rule_ports(lab.ns) == {24}, 20)
+            # the hub hears what was applied
+            with trio.fail_after(10):
+                while (await api.get(f"/agents/{cred['agent_id']}")).json().get("applied_digest") is None:
+                    await trio.sleep(0.2)
+
+            # a list delta reaches the live maps
+            assert await trio.to_thread.run_sync(udp_delivered, lab, "203.0.113.9", 5000) == 20
+            r = await api.post(f"/lists/{list_id}/entries", json={"add": [{"network": "203.0.113.0/24"}]})
+            assert r.status_code in (200, 201), r.text
+            await until(lambda: udp_delivered(lab, "203.0.113.9", 5000, 5) == 0, 10, 0.2)
+
+            # disable at the hub deactivates; enable restores
+            await api.post(f"/agents/{cred['agent_id']}/disable")
+            await until(lambda: not attached(lab, pin) and nft_rule_ports(lab.ns) is None, 10)
+            await api.post(f"/agents/{cred['agent_id']}/enable")
+            await until(lambda: attached(lab, pin) and nft_rule_ports(lab.ns) == {24}, 10)
+            await until(lambda: udp_delivered(lab, "203.0.113.9", 5000, 5) == 0, 10, 0.2)
+
+            # the hub goes away: nothing changes in enforcement
+            hub["proc"].kill()
+            await trio.sleep(3)
+            assert await trio.to_thread.run_sync(udp_delivered, lab, "203.0.113.9", 5000) == 0
+            assert agent.telemetry.hub.get("connected") is False
+            nursery.cancel_scope.cancel()
+        agent.dataplane.close()

@@ -6,6 +6,7 @@ own to speak of; it reads the shared Telemetry.
 """
 from __future__ import annotations
 
+import functools
 import json
 
 import trio
@@ -56,5 +57,6 @@ async def run(config: AgentConfig, *, inbox, outbox, telemetry: Telemetry,
             task_status.started()
             await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_tcp, handle, config.http_port, host=config.http_address)
+            await nursery.start(functools.partial(trio.serve_tcp, handle, config.http_port,
+                                                  host=config.http_address))
             task_status.started()

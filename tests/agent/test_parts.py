@@ -1,0 +1,118 @@
+"""Pure parts: hub documents to desired states, rates, the local endpoint, atomic state."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import trio
+
+from agent import http, sampler
+from agent.config import AgentConfig
+from agent.errors import StateError
+from agent.hub_link import DesiredTracker, metrics_body, save_credential, status_body
+from agent.messages import MetricsBatch, Report
+from agent.state import Desired, StateStore
+from agent.telemetry import Telemetry
+from bpf.guard import RuleCounters
+from rules_dsl import load
+from tests.agent.conftest import POLICY_B
+
+PLAN_B = load(POLICY_B, "b.bw").plan
+
+
+def doc(lists, *, plan=True, mode="enforce", etag="e1"):
+    d = {"agent_id": "x", "etag": etag, "mode": mode,
+         "deployment": {"id": "d1", "digest": PLAN_B.digest}, "lists": lists}
+    if plan:
+        d["plan"] = json.loads(PLAN_B.to_json())
+    return d
+
+
+def test_tracker_snapshot_then_delta_then_current():
+    t = DesiredTracker(None)
+    d1 = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 1, "mode": "snapshot",
+                        "entries": ["203.0.113.0/24", {"network": "192.0.2.9/32", "expires_at": 9}]}]))
+    assert d1.digest == PLAN_B.digest and d1.deltas == ()
+    assert d1.list_entries() == {"ban": frozenset({"203.0.113.0/24", "192.0.2.9/32"})}
+    assert t.known_revisions() == {"L": 1}
+    d2 = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 2, "mode": "delta", "since": 1,
+                        "added": ["198.51.100.7"], "removed": ["192.0.2.9/32"]}], plan=False))
+    assert d2.plan == PLAN_B and d2.deltas == (("ban", ("198.51.100.7",), ("192.0.2.9/32",)),)
+    assert d2.list_entries()["ban"] == {"203.0.113.0/24", "198.51.100.7"}
+    d3 = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 2, "mode": "current"}],
+                      plan=False, mode="deactivate"))
+    assert d3.mode == "deactivate" and not d3.active and d3.list_entries() == d2.list_entries()
+    assert t.update(doc([], plan=False, mode="none")) is None  # no deployment: keep what we have
+
+
+def test_rates_and_counter_reset():
+    prev = {0: RuleCounters(100, 10_000, 100)}
+    now = {0: RuleCounters(300, 30_000, 250), 1024: RuleCounters(10, 1000, 0)}
+    r = sampler.rates(prev, now, 2.0)
+    assert r["rule0"]["pps"] == 100 and r["rule0"]["dps"] == 75 and r["rule0"]["bps"] == 80_000
+    assert r["default"]["packets"] == 10
+    r = sampler.rates(now, {0: RuleCounters(5, 500, 0)}, 1.0)  # a new generation counts from zero
+    assert r["rule0"]["packets"] == 5
+
+
+def test_endpoint_serves_metrics_and_status():
+    tele = Telemetry()
+    tele.m_packets.labels("rule0").set(42)
+    tele.top_sources = [("203.0.113.9", 7)]
+    out = http.respond(tele, b"GET /metrics HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.0 200") and b'bulwark_rule_packets_per_second{rule="rule0"} 42.0' in out
+    out = http.respond(tele, b"GET /status HTTP/1.0\r\n\r\n")
+    body = json.loads(out.split(b"\r\n\r\n", 1)[1])
+    assert body["top_sources"] == [{"source": "203.0.113.9", "packets": 7}]
+    assert http.respond(tele, b"POST /status HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 405")
+    assert http.respond(tele, b"GET /nope HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 404")
+
+
+async def test_endpoint_over_tcp():
+    cfg = AgentConfig(http_port=0)
+    tele = Telemetry()
+    with trio.socket.socket() as s:
+        await s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = cfg.replace(http_port=port)
+    tx, rx = trio.open_memory_channel(0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lambda task_status: http.run(cfg, inbox=rx, outbox=tx, telemetry=tele,
+                                                         task_status=task_status))
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(b"GET /status HTTP/1.0\r\n\r\n")
+            data = b""
+            while chunk := await stream.receive_some():
+                data += chunk
+        assert b'"mode": "none"' in data
+        nursery.cancel_scope.cancel()
+
+
+def test_bodies_fit_the_hub_protocol():
+    body = status_body(Report(applied_digest="a" * 64, mode="enforce", list_revisions=(("L", 3),)))
+    assert body == {"applied_digest": "a" * 64, "failed_digest": None, "healthy": True, "mode": "enforce",
+                    "list_revisions": {"L": 3}, "errors": [], "drift": []}
+    body = metrics_body([MetricsBatch(100, 1.0, (("rule0", 5, 500),), (("203.0.113.9", 3),))])
+    assert body["points"] == [{"ts": 100, "rule": "rule0", "packets": 5, "bytes": 500, "interval_s": 1}]
+    assert body["top_sources"] == [{"ts": 100, "source": "203.0.113.9", "packets": 3}]
+
+
+def test_state_round_trip_previous_and_torn_files(tmp_path):
+    store = StateStore(tmp_path)
+    assert store.load() is None
+    a = Desired(mode="enforce", plan=PLAN_B, source="hub")
+    store.save(a)
+    store.save(Desired(mode="deactivate", plan=PLAN_B, source="hub"))
+    assert store.load().mode == "deactivate" and store.load("previous") == a
+    (tmp_path / "applied.json").write_text('{"mode": "enf')
+    with pytest.raises(StateError):
+        store.load()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_credential_is_private(tmp_path):
+    cfg = AgentConfig(state_root=str(tmp_path))
+    path = save_credential(cfg, "https://hub", "id", "secret")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

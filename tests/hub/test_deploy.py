@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from tests.hub.harness import enroll
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+SSH = (EXAMPLES / "ssh.bw").read_text()
+WEB = (EXAMPLES / "web.bw").read_text()
+
+
+async def _policy(t, source=SSH, name="ssh"):
+    r = await t.token.post(t.base + "/policies", json={"name": name, "source": source})
+    assert r.status_code == 201, await r.get_data(as_text=True)
+    return await r.get_json()
+
+
+async def test_every_save_is_a_checked_version(hub):
+    import rules_dsl
+
+    t = await hub.tenant()
+    p = await _policy(t)
+    assert p["latest"]["version"] == 1 and p["latest"]["errors"] == 0
+    assert p["latest"]["plan_digest"] == rules_dsl.load(SSH, filename="ssh.bw").plan.digest
+    r = await t.token.put(f"{t.base}/policies/{p['id']}", json={"source": SSH + "\npass tcp dport 99999\n"})
+    v2 = (await r.get_json())["latest"]
+    assert v2["version"] == 2 and v2["errors"] >= 1 and v2["plan_digest"] is None
+    assert v2["diagnostics"][0]["line"] > 0 and v2["diagnostics"][0]["rendered"]
+    versions = (await (await t.token.get(f"{t.base}/policies/{p['id']}/versions")).get_json())["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "labels": ["x"]})
+    assert r.status_code in (400, 409)  # errors cannot be deployed (and no agent has label x)
+    r = await t.token.get(f"{t.base}/policies/{p['id']}/versions/1")
+    assert (await r.get_json())["source"] == SSH
+
+
+async def test_long_poll_wakes_on_a_list_change(hub):
+    t = await hub.tenant()
+    a = await enroll(t)
+    await a.desired()
+    r = await t.token.post(t.base + "/lists", json={"name": "bad", "kind": "deny"})
+    list_path = f"{t.base}/lists/{(await r.get_json())['id']}"
+    await a.desired()
+    assert await a.desired(wait_s=0.2) is None  # nothing new: a 204 after the wait
+    waiter = asyncio.create_task(a.desired(wait_s=10))
+    await asyncio.sleep(0.2)
+    assert not waiter.done()
+    started = time.perf_counter()
+    await t.token.post(list_path + "/entries", json={"add": [{"network": "203.0.113.7/32"}]})
+    doc = await asyncio.wait_for(waiter, 5)
+    assert time.perf_counter() - started < 1
+    assert doc["lists"][0]["mode"] == "delta" and doc["lists"][0]["added"] == ["203.0.113.7/32"]
+    assert hub.rt.notifier.waiting == 0
+
+
+async def test_deployment_plan_digest_and_dry_run(hub):
+    t = await hub.tenant()
+    a = await enroll(t)
+    p = await _policy(t)
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id], "dry_run": True})
+    d = await r.get_json()
+    assert d["digest"] == p["latest"]["plan_digest"] and d["monitor"] is True
+    doc = await a.desired()
+    assert doc["mode"] == "monitor" and doc["deployment"]["digest"] == d["digest"]
+    import rules_dsl
+
+    assert rules_dsl.Plan.from_json(json.dumps(doc["plan"])).digest == d["digest"]
+    a.digest = d["digest"]
+    await a.report(applied_digest=d["digest"], mode="monitor")
+    r = await t.token.get(f"{t.base}/deployments/{d['id']}")
+    assert (await r.get_json())["state"] == "complete"
+    # The plan is not resent to an agent that already runs it (here: after its restart).
+    a.etag = None
+    doc = await a.desired()
+    assert doc["mode"] == "monitor" and "plan" not in doc
+
+
+async def test_canary_rollout_then_the_rest(hub):
+    t = await hub.tenant()
+    c = await enroll(t, ["web"], "canary")
+    rest = [await enroll(t, ["web"], f"web{i}") for i in range(2)]
+    p = await _policy(t)
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "labels": ["web"],
+                                                           "canary_agent_ids": [c.id]})
+    d = await r.get_json()
+    assert d["state"] == "canary"
+    assert (await c.desired())["mode"] == "enforce"
+    assert (await rest[0].desired())["mode"] == "none"
+    await c.report(applied_digest=d["digest"], healthy=True)
+    assert (await rest[0].desired())["mode"] == "enforce"
+    for agent in rest:
+        await agent.report(applied_digest=d["digest"])
+    d = await (await t.token.get(f"{t.base}/deployments/{d['id']}")).get_json()
+    assert d["state"] == "complete" and {x["status"] for x in d["targets"]} == {"applied"}
+
+
+async def test_canary_failure_stops_and_rolls_back_then_rollback_by_digest(hub):
+    t = await hub.tenant()
+    c = await enroll(t, ["web"], "canary")
+    other = await enroll(t, ["web"], "web2")
+    p1 = await _policy(t)
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": p1["id"], "labels": ["web"]})
+    d1 = await r.get_json()
+    for agent in (c, other):
+        await agent.report(applied_digest=d1["digest"])
+    p2 = await _policy(t, WEB, "web")
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": p2["id"], "labels": ["web"],
+                                                           "canary_agent_ids": [c.id]})
+    d2 = await r.get_json()
+    assert (await c.desired())["deployment"]["id"] == d2["id"]
+    await c.report(failed_digest=d2["digest"], healthy=False, errors=["verifier rejected"])
+    d2 = await (await t.token.get(f"{t.base}/deployments/{d2['id']}")).get_json()
+    assert d2["state"] == "failed"
+    assert (await c.desired())["deployment"]["id"] == d1["id"]  # canary back on the old Plan
+    assert (await other.desired())["deployment"]["id"] == d1["id"]  # never touched
+    r = await t.token.post(f"{t.base}/deployments/{d1['id']}/rollback", json={})
+    d3 = await r.get_json()
+    assert d3["digest"] == d1["digest"] and d3["rollback_of"] == d1["id"] and d3["id"] != d1["id"]

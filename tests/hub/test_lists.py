@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+from hub.services import lists
+from tests.hub.harness import enroll
+
+
+async def _list(t, kind="deny"):
+    r = await t.token.post(t.base + "/lists", json={"name": f"l-{kind}", "kind": kind})
+    assert r.status_code == 201
+    return f"{t.base}/lists/{(await r.get_json())['id']}"
+
+
+async def test_entries_v4_v6_expiry_comment_and_revisions(hub):
+    t = await hub.tenant()
+    base = await _list(t)
+    r = await t.token.post(base + "/entries", json={"add": [
+        {"network": "192.0.2.1/32"}, {"network": "2001:db8::/32", "comment": "doc"},
+        {"network": "198.51.100.0/24", "expires_at": int(time.time()) + 3600}]})
+    assert (await r.get_json()) == {"revision": 1, "added": 3, "removed": 0, "entries": 3}
+    r = await t.token.post(base + "/entries", json={"add": [{"network": "10.0.0.1/8"}]})
+    assert r.status_code == 400 and "host bits" in (await r.get_json())["message"]
+    r = await t.token.post(base + "/entries", json={"remove": ["192.0.2.1/32"]})
+    assert (await r.get_json())["revision"] == 2
+    entries = (await (await t.token.get(base + "/entries")).get_json())["entries"]
+    assert {e["network"] for e in entries} == {"2001:db8::/32", "198.51.100.0/24"}
+
+
+async def test_import_is_all_or_nothing_with_line_numbers(hub):
+    t = await hub.tenant()
+    base = await _list(t)
+    bad = "192.0.2.1\n# comment\nnot-an-ip\n\n2001:db8::1\n300.1.1.1\n"
+    r = await t.token.post(base + "/import?format=text", data=bad.encode())
+    body = await r.get_json()
+    assert r.status_code == 400
+    assert [d["line"] for d in body["details"]] == [3, 6]
+    assert (await (await t.token.get(base)).get_json())["entries"] == 0
+    csv_text = "192.0.2.1,,web scanner\n2001:db8::1,2030-01-01T00:00:00Z,\n198.51.100.0/24,1900000000,x\n"
+    r = await t.token.post(base + "/import?format=csv", data=csv_text.encode())
+    assert (await r.get_json())["added"] == 3
+    r = await t.token.post(base + "/import?format=csv&replace=true", data=b"192.0.2.1,,web scanner\n")
+    assert (await r.get_json()) == {"revision": 2, "added": 0, "removed": 2, "entries": 1}
+
+
+async def test_deltas_since_a_revision_and_snapshots_for_laggards(tmp_path):
+    from tests.hub.harness import HubHarness
+
+    async with HubHarness(tmp_path, list_delta_max_revisions=3) as hub:
+        t = await hub.tenant()
+        base = await _list(t)
+        for i in range(1, 4):
+            await t.token.post(base + "/entries", json={"add": [{"network": f"192.0.2.{i}/32"}]})
+        await t.token.post(base + "/entries", json={"remove": ["192.0.2.1/32"]})
+        d = await (await t.token.get(base + "/changes?since=2")).get_json()
+        assert (d["mode"], d["revision"]) == ("delta", 4)
+        assert d["added"] == ["192.0.2.3/32"] and d["removed"] == ["192.0.2.1/32"]
+        assert (await (await t.token.get(base + "/changes?since=4")).get_json())["mode"] == "current"
+        for i in range(4, 8):
+            await t.token.post(base + "/entries", json={"remove": ["192.0.2.2/32"] if i == 4 else [],
+                                                        "add": [{"network": f"192.0.2.{i}/32"}]})
+        d = await (await t.token.get(base + "/changes?since=2")).get_json()
+        assert d["mode"] == "snapshot"
+        assert sorted(d["entries"]) == [f"192.0.2.{i}/32" for i in (3, 4, 5, 6, 7)]
+
+
+async def test_expired_entries_are_swept_as_a_revision(hub):
+    t = await hub.tenant()
+    base = await _list(t)
+    soon = int(time.time()) + 5
+    await t.token.post(base + "/entries", json={"add": [{"network": "192.0.2.1/32", "expires_at": soon},
+                                                          {"network": "192.0.2.2/32"}]})
+    assert await lists.sweep_expired(hub.rt, at=soon + 1) == 1
+    d = await (await t.token.get(base + "/changes?since=1")).get_json()
+    assert d["removed"] == ["192.0.2.1/32"] and d["revision"] == 2
+
+
+async def test_list_size_limit(tmp_path):
+    from tests.hub.harness import HubHarness
+
+    async with HubHarness(tmp_path, list_max_entries=100) as hub:
+        t = await hub.tenant()
+        base = await _list(t)
+        text = "\n".join(f"10.0.{i // 256}.{i % 256}" for i in range(101))
+        r = await t.token.post(base + "/import", data=text.encode())
+        assert r.status_code == 400 and "at most 100" in (await r.get_json())["message"]
+
+
+async def test_fifty_thousand_entry_import_is_quick(hub):
+    t = await hub.tenant()
+    base = await _list(t)
+    text = "\n".join(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(50_000))
+    started = time.perf_counter()
+    r = await t.token.post(base + "/import", data=text.encode())
+    assert r.status_code == 200 and (await r.get_json())["entries"] == 50_000
+    assert time.perf_counter() - started < 20
+    # An agent that knows nothing gets a snapshot, then a small delta.
+    a = await enroll(t)
+    doc = await a.desired()
+    assert len(doc["lists"][0]["entries"]) == 50_000
+    await t.token.post(base + "/entries", json={"remove": ["10.0.0.1/32"]})
+    doc = await a.desired()
+    assert doc["lists"][0]["mode"] == "delta" and doc["lists"][0]["removed"] == ["10.0.0.1/32"]
+    assert "entries" not in doc["lists"][0]
+
+
+async def test_concurrent_changes_get_distinct_revisions(hub):
+    t = await hub.tenant()
+    base = await _list(t)
+    results = await asyncio.gather(*[
+        t.token.post(base + "/entries", json={"add": [{"network": f"192.0.2.{i}/32"}]}) for i in range(1, 6)])
+    revisions = sorted([(await r.get_json())["revision"] for r in results])
+    assert revisions == [1, 2, 3, 4, 5]

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+from hub.services import metrics
+from tests.hub.harness import enroll
+
+
+async def test_ingest_query_and_rollups(hub):
+    t = await hub.tenant()
+    a = await enroll(t)
+    now = int(time.time())
+    base = now - now % 60 - 120
+    points = [{"ts": base + i, "rule": "ssh", "packets": 10, "bytes": 600} for i in range(90)]
+    points.append({"ts": base, "rule": "web", "packets": 5, "bytes": 100})
+    r = await a.post("/agent/v1/metrics", json={"points": points, "top_sources": [
+        {"ts": base, "source": "203.0.113.9", "packets": 70}, {"ts": base, "source": "198.51.100.1", "packets": 3}]})
+    assert (await r.get_json()) == {"accepted": 93}
+    raw = (await (await t.token.get(f"{t.base}/metrics?rule=ssh&agent_id={a.id}")).get_json())["points"]
+    assert len(raw) == 90
+    await metrics.rollup(hub.rt, now=base + 120)
+    r = await t.token.get(f"{t.base}/metrics?resolution=rollup&rule=ssh&start={base - 60}")
+    rolled = (await r.get_json())["points"]
+    assert [(p["ts"], p["packets"]) for p in rolled] == [(base, 600), (base + 60, 300)]
+    await metrics.rollup(hub.rt, now=base + 120)  # idempotent
+    r = await t.token.get(f"{t.base}/metrics?resolution=rollup&rule=ssh&start={base - 60}")
+    assert (await r.get_json())["points"] == rolled
+    top = (await (await t.token.get(f"{t.base}/metrics/top-sources")).get_json())["sources"]
+    assert top[0] == {"source": "203.0.113.9/32", "packets": 70}
+
+
+async def test_batches_are_limited_and_time_checked(hub):
+    t = await hub.tenant()
+    a = await enroll(t)
+    r = await a.post("/agent/v1/metrics", json={"points": [{"ts": 1, "rule": "x", "packets": 1, "bytes": 1}]})
+    assert r.status_code == 400
+    n = hub.config.max_metrics_points + 1
+    r = await a.post("/agent/v1/metrics", json={"points": [
+        {"ts": int(time.time()), "rule": "x", "packets": 1, "bytes": 1}] * n})
+    assert r.status_code in (400, 413)
+
+
+async def test_sse_streams_live_rates(hub):
+    t = await hub.tenant()
+    a = await enroll(t)
+    client = t.token.client
+    headers = {"Authorization": f"Bearer {t.token.token}"}
+    async with client.request(f"{t.base}/metrics/stream?max_s=5", headers=headers) as conn:
+        await conn.send_complete()
+        chunks = []
+
+        async def read():
+            while b"event: rates" not in b"".join(chunks):
+                chunks.append(await conn.receive())
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.2)
+        await a.post("/agent/v1/metrics", json={"points": [
+            {"ts": int(time.time()), "rule": "ssh", "packets": 50, "bytes": 3000, "interval_s": 5}]})
+        await asyncio.wait_for(reader, 5)
+        await conn.disconnect()
+    body = b"".join(chunks).decode()
+    assert '"rule": "ssh"' in body and '"pps": 10.0' in body

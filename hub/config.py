@@ -60,7 +60,9 @@ class HubConfig:
     def db_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite://{Path(self.data_dir) / 'hub.sqlite3'}"
+        # WAL (Tortoise's default) with synchronous=NORMAL: no fsync per commit; a power
+        # cut can lose the last commits but never corrupts the file.
+        return f"sqlite://{Path(self.data_dir) / 'hub.sqlite3'}?synchronous=NORMAL"
 
     @property
     def is_sqlite(self) -> bool:

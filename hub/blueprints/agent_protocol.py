@@ -89,7 +89,11 @@ async def current_agent() -> Agent:
     if auth[:7].lower() != "bearer ":
         raise Unauthenticated("send the agent credential as a bearer token")
     agent = await agents.authenticate_agent(auth[7:].strip())
-    await Agent.filter(id=agent.id).update(last_seen_at=dt.datetime.now(dt.timezone.utc))
+    now = dt.datetime.now(dt.timezone.utc)
+    # A write per request would serialise every agent on the database; a minute is
+    # precision enough for "last seen".
+    if agent.last_seen_at is None or now - agent.last_seen_at > dt.timedelta(seconds=60):
+        await Agent.filter(id=agent.id).update(last_seen_at=now)
     return agent
 
 

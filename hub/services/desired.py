@@ -41,8 +41,9 @@ def _etag(mode: str, deployment: Deployment | None, ip_lists: list[IpList]) -> s
     return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
-async def desired_state(agent: Agent, applied_digest: str | None, known_lists: dict[str, int]) -> dict[str, Any]:
-    mode, deployment, ip_lists = await _facts(agent)
+async def desired_state(agent: Agent, applied_digest: str | None, known_lists: dict[str, int],
+                        facts: tuple[str, Deployment | None, list[IpList]] | None = None) -> dict[str, Any]:
+    mode, deployment, ip_lists = facts or await _facts(agent)
     doc: dict[str, Any] = {
         "agent_id": str(agent.id),
         "etag": _etag(mode, deployment, ip_lists),
@@ -67,9 +68,9 @@ async def wait_for_change(rt: Runtime, agent: Agent, etag: str | None, applied_d
     credential_hash = agent.credential_hash
     async with rt.notifier.subscribe([agent_channel(agent.id), tenant_channel(agent.tenant_id)]) as sub:
         while True:
-            mode, deployment, ip_lists = await _facts(agent)
-            if etag is None or _etag(mode, deployment, ip_lists) != etag:
-                return await desired_state(agent, applied_digest, known_lists)
+            facts = await _facts(agent)
+            if etag is None or _etag(*facts) != etag:
+                return await desired_state(agent, applied_digest, known_lists, facts)
             if not await sub.wait(max(0.0, deadline - loop.time())):
                 return None
             agent = await Agent.get(id=agent.id)

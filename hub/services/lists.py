@@ -204,8 +204,27 @@ async def snapshot(ip_list: IpList) -> list[dict[str, Any] | str]:
     return [_entry_json(n, e) for n, e in rows]
 
 
+# (list id, revision, since) -> delta. A delta between two revisions never changes, and
+# after a change every agent of the tenant asks for the same one at once.
+_DELTAS: dict[tuple[uuid.UUID, int, int], dict[str, Any]] = {}
+_DELTAS_MAX = 256
+
+
 async def update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
     """What an agent at revision `since` needs: nothing, a delta or a snapshot."""
+    if since is not None and ip_list.horizon_rev <= since < ip_list.revision:
+        key = (ip_list.id, ip_list.revision, since)
+        cached = _DELTAS.get(key)
+        if cached is None:
+            cached = await _update_for(ip_list, since)
+            if len(_DELTAS) >= _DELTAS_MAX:
+                _DELTAS.pop(next(iter(_DELTAS)))
+            _DELTAS[key] = cached
+        return cached
+    return await _update_for(ip_list, since)
+
+
+async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
     base = {"id": str(ip_list.id), "name": ip_list.name, "kind": ip_list.kind, "revision": ip_list.revision}
     if since == ip_list.revision:
         return {**base, "mode": "current"}

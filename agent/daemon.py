@@ -7,6 +7,7 @@ A graceful stop (SIGTERM/SIGINT → cancel) leaves every protection in place.
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import signal
@@ -87,7 +88,7 @@ async def main(config: AgentConfig, *, initial: Desired | None, credential: dict
     agent = build(config, credential=credential)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(run_agent, agent, initial=initial)
+            await nursery.start(functools.partial(run_agent, agent, initial=initial))
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()  # graceful: protections stay pinned

@@ -25,13 +25,15 @@ from agent.config import AgentConfig
 from agent.errors import DataplaneError, NotInstalled, PolicyRejected
 from agent.state import Desired, StateStore
 from bpf import Link, Map, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
-from bpf.errors import BpfError, MapKeyNotFound
+from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import PINNED_MAPS, Guard, GuardCounter, GuardSample, GuardState
 from bpf.guard_plan import spec_from_plan
 from bpf.guard_tables import SLOTS, GuardSpecError
 
 TABLE = {"family": "inet", "name": "bulwark"}
 LINK_PIN = "link"
+DELTA_MAX = 20_000  # list changes up to this many entries edit the live maps in place;
+# larger ones rebuild the address maps in the idle generation and arrive with the flip
 
 
 def kernel(fn):
@@ -121,14 +123,19 @@ class Dataplane:
         guard = self.open_guard(fresh=repair)
         prev = self.maps_desired
         lists = desired.list_entries()
-        if (not repair and prev is not None and desired.deltas and prev.plan == desired.plan
-                and prev.mode == desired.mode and {x.name for x in prev.lists} == set(lists)):
-            for name, added, removed in desired.deltas:
-                for s in desired.plan.xdp.sets:
-                    if name in s.lists:
-                        guard.update_set(s.id, added=added, removed=removed)
-            self.maps_desired = desired
-            return "deltas"
+        size = sum(len(a) + len(r) for _, a, r in desired.deltas)
+        if (not repair and prev is not None and desired.deltas and size <= DELTA_MAX
+                and prev.plan == desired.plan and prev.mode == desired.mode
+                and {x.name for x in prev.lists} == set(lists)):
+            try:
+                for name, added, removed in desired.deltas:
+                    for s in desired.plan.xdp.sets:
+                        if name in s.lists:
+                            guard.update_set(s.id, added=added, removed=removed)
+                self.maps_desired = desired
+                return "deltas"
+            except NoSpace:
+                pass  # the live inner map is full: the flip below builds bigger ones
         try:
             spec = spec_from_plan(desired.plan, lists)
         except ValueError as exc:

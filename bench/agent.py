@@ -1,0 +1,167 @@
+"""Agent benchmarks: the idle daemon's footprint with a big list, and how fast desired
+states reach the maps.
+
+    .venv/bin/python bench/agent.py [--entries 1000000] [--idle-s 30] [--json FILE]
+
+1. RSS and CPU of an idle `bulwark agent run` (standalone, persisted state holding a Plan
+   whose set names a 1,000,000-entry list, sampler and watchdog running) in a throwaway
+   namespace. Targets: under 80 MB RSS, under 1 % of a core.
+2. Time from a desired state arriving at the reconciler to the maps updated (the
+   pipeline's Result), in-process, for a 1-entry and a 100,000-entry list delta on top
+   of the 1,000,000-entry list; and a whole re-apply (generation flip) for comparison.
+Needs root. Figures are from a shared, noisy machine: read the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.config import AgentConfig  # noqa: E402
+from agent.state import Desired, ListState, StateStore  # noqa: E402
+from bpf import ensure_bpffs  # noqa: E402
+from rules_dsl import load  # noqa: E402
+from tests.netlab import VethLab  # noqa: E402
+
+POLICY = """policy "bench"
+default pass
+set bad { 198.51.100.0/24, list "ban" }
+drop from @bad
+drop udp dport 7777
+stateful {
+    drop tcp dport 24
+}
+"""
+
+
+def hosts(n: int, base: int = 0x0A000000) -> list[str]:
+    return [f"{(a >> 24) & 255}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}" for a in range(base, base + n)]
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def idle_footprint(lab: VethLab, root: Path, entries: int, idle_s: float, port: int) -> dict:
+    plan = load(POLICY, "bench.bw").plan
+    cfg = AgentConfig(name="bench", iface=lab.iface, netns=lab.ns, xdp_mode="native",
+                      pin_root=str(root / "pins"), state_root=str(root / "state"), http_port=port)
+    StateStore(cfg.state_dir).save(Desired(mode="enforce", plan=plan, lists=(
+        ListState("ban", 1, frozenset(hosts(entries))),)))
+    argv = [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))",
+            "run", "--name", "bench", "--iface", lab.iface, "--netns", lab.ns, "--pin-root", cfg.pin_root,
+            "--state-root", cfg.state_root, "--http-port", str(port)]
+    t0 = time.monotonic()
+    child = subprocess.Popen(argv, cwd=ROOT, stderr=open(root / "agent.log", "w"))
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as r:
+                    if json.loads(r.read())["applied_digest"] == plan.digest:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - t0 > 120 or child.poll() is not None:
+                raise RuntimeError("agent did not apply in 120 s: " + (root / "agent.log").read_text()[-3000:])
+            time.sleep(0.2)
+        startup_s = time.monotonic() - t0
+        time.sleep(2)  # let the first samples settle
+        cpu0, t1 = proc_cpu_s(child.pid), time.monotonic()
+        time.sleep(idle_s)
+        cpu = (proc_cpu_s(child.pid) - cpu0) / (time.monotonic() - t1)
+        return {"entries": entries, "start_to_applied_s": round(startup_s, 2),
+                "idle_rss_mb": round(proc_rss_mb(child.pid), 1), "idle_cpu_percent": round(cpu * 100, 2)}
+    finally:
+        child.terminate()
+        child.wait()
+
+
+async def delta_latency(lab: VethLab, root: Path, entries: int) -> dict:
+    import trio
+
+    from agent.daemon import build, run_agent
+
+    plan = load(POLICY, "bench.bw").plan
+    cfg = AgentConfig(name="lat", iface=lab.iface, netns=lab.ns, xdp_mode="native",
+                      pin_root=str(root / "pins"), state_root=str(root / "state"), http_port=0)
+    agent = build(cfg)
+    base = frozenset(hosts(entries))
+    out = {}
+
+    async def timed(desired: Desired) -> float:
+        t0 = trio.current_time()
+        await agent.to_reconciler.send(desired)
+        while agent.dataplane.maps_desired is not desired or agent.telemetry.applied_digest != desired.digest \
+                or agent.store.load().list_entries() != desired.list_entries():
+            await trio.sleep(0.001)
+        return trio.current_time() - t0
+
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        out["initial_apply_1M_s"] = round(await timed(Desired(mode="enforce", plan=plan, lists=(
+            ListState("ban", 1, base),))), 3)
+        current = base
+        rev = 1
+        for size in (1, 100_000):
+            added = tuple(hosts(size, base=0x0B000000 + rev * 0x100000))
+            rev += 1
+            current = current | set(added)
+            d = Desired(mode="enforce", plan=plan, lists=(ListState("ban", rev, current),),
+                        deltas=(("ban", added, ()),))
+            out[f"delta_{size}_s"] = round(await timed(d), 4)
+        rev += 1
+        out["whole_reapply_s"] = round(await timed(Desired(mode="enforce", plan=plan, lists=(
+            ListState("ban", rev, current | {"192.0.2.77"}),))), 3)
+        nursery.cancel_scope.cancel()
+    agent.dataplane.close()
+    return out
+
+
+def main() -> int:
+    import trio
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--entries", type=int, default=1_000_000)
+    p.add_argument("--idle-s", type=float, default=30)
+    p.add_argument("--port", type=int, default=19731)
+    p.add_argument("--json")
+    args = p.parse_args()
+    pin_root = Path(tempfile.mkdtemp(prefix="bulwark-bench-", dir=ensure_bpffs()))
+    results = {}
+    lab = VethLab.create("bench")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            os.symlink(pin_root, root / "pins")
+            results["idle"] = idle_footprint(lab, root, args.entries, args.idle_s, args.port)
+            print(json.dumps(results["idle"]), flush=True)
+            results["latency"] = trio.run(delta_latency, lab, root, args.entries)
+            print(json.dumps(results["latency"]), flush=True)
+    finally:
+        lab.remove()
+        subprocess.run(["rm", "-rf", str(pin_root)], check=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -43,6 +43,7 @@ class AgentConfig:
     long_poll_s: float = 30.0
     http_timeout_s: float = 10.0
     top_sources: int = 20
+    top_window_s: float = 60.0                 # top dropped sources over this sliding window
     buffer_max_batches: int = 600              # metrics batches kept for the hub while it is away
     http_address: str = "127.0.0.1"            # metrics (/metrics) and status (/status) endpoint
     http_port: int = 9731                      # 0: no endpoint

@@ -1,6 +1,7 @@
 """The sampler actor: every `sample_interval_s` reads the per-CPU counters (summed by the
 guard), turns differences into rates, drains the drop samples into the top dropped
 sources, publishes both (telemetry, Prometheus) and offers a batch to the hub link.
+Top sources shown locally cover `top_window_s`; the hub gets each interval's own.
 The hub link keeps a bounded buffer; a batch it has no room for is dropped and counted,
 never waited for: sampling must not stall behind a missing hub."""
 from __future__ import annotations
@@ -25,7 +26,8 @@ def rule_name(slot: int) -> str:
 
 def source_of(sample) -> str:
     raw = bytes(sample.src)
-    return str(ipaddress.IPv4Address(raw[:4]) if sample.family == 4 else ipaddress.IPv6Address(raw))
+    # guard.h: family 0 is IPv4 (address in the first 4 bytes), 1 is IPv6
+    return str(ipaddress.IPv4Address(raw[:4]) if sample.family == 0 else ipaddress.IPv6Address(raw))
 
 
 def rates(prev: dict, now: dict, dt: float) -> dict[str, dict[str, float]]:
@@ -48,6 +50,7 @@ async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane, telem
         task_status.started()
         prev, prev_t = {}, trio.current_time()
         dropped_batches = 0
+        window: collections.deque[tuple[float, collections.Counter]] = collections.deque()
         while True:
             await trio.sleep(config.sample_interval_s)
 
@@ -67,8 +70,15 @@ async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane, telem
             dt = max(now_t - prev_t, 1e-6)
             r = rates(prev, counters, dt)
             prev, prev_t = counters, now_t
-            top = collections.Counter(source_of(s) for s in samples).most_common(config.top_sources)
-            telemetry.rates, telemetry.top_sources = r, top
+            fresh = collections.Counter(source_of(s) for s in samples)
+            window.append((now_t, fresh))
+            while window and window[0][0] < now_t - config.top_window_s:
+                window.popleft()
+            total: collections.Counter = collections.Counter()
+            for _, c in window:
+                total.update(c)
+            top = fresh.most_common(config.top_sources)  # for the hub: this interval's
+            telemetry.rates, telemetry.top_sources = r, total.most_common(config.top_sources)
             for rule, v in r.items():
                 telemetry.m_packets.labels(rule).set(v["pps"])
                 telemetry.m_bytes.labels(rule).set(v["bps"])

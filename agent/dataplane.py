@@ -145,6 +145,9 @@ class Dataplane:
         if desired.mode == "monitor":
             spec = dataclasses.replace(spec, monitor=True)
         guard.apply(spec, content_id=(desired.digest, desired.content_id()))
+        guard.spec = None  # the maps hold it now; a million-entry spec is ~60 MB we need not keep
+        del spec
+        _release_memory()
         gen = guard.generation
         cfg = guard.config[gen]
         self._maps_check = (cfg.words, cfg.fields)
@@ -307,6 +310,14 @@ class Dataplane:
         self.maps_desired = None
         self.store.clear()
         return removed
+
+
+def _release_memory() -> None:
+    """Give freed heap back to the system after a big apply (glibc only; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _nft():

@@ -142,10 +142,12 @@ class DesiredTracker:
             elif item["mode"] == "delta" and old is not None:
                 added = tuple(_network(e) for e in item.get("added", ()))
                 removed = tuple(item.get("removed", ()))
-                lists[key] = ListState(name, rev, (old.entries - set(removed)) | set(added), key)
-                deltas.append((name, added, tuple(r for r in removed if r in old.entries)))
+                entries = old.entries.set()
+                lists[key] = ListState(name, rev, (entries - set(removed)) | set(added), key)
+                deltas.append((name, added, tuple(r for r in removed if r in entries)))
+                del entries
             else:
-                lists[key] = ListState(name, rev, frozenset(_network(e) for e in item.get("entries", ())), key)
+                lists[key] = ListState(name, rev, (_network(e) for e in item.get("entries", ())), key)
                 pure = False
         self.lists = lists
         mode = doc.get("mode", "none")

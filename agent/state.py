@@ -19,12 +19,55 @@ from rules_dsl import Plan, PlanError
 MODES = ("enforce", "monitor", "deactivate", "none")
 
 
+class Entries:
+    """A list's entries (address/prefix text), packed: one sorted, newline-joined bytes
+    object instead of a million str objects (~12 MB rather than ~90 MB for 1,000,000
+    hosts), so an idle agent holding a big list stays small. Immutable; iterates as str;
+    equal to a set of the same strings."""
+
+    __slots__ = ("_blob", "_count")
+
+    def __init__(self, entries=()):
+        if isinstance(entries, Entries):
+            self._blob, self._count = entries._blob, entries._count
+            return
+        unique = sorted({e.strip() for e in entries} - {""})
+        self._blob = "\n".join(unique).encode()
+        self._count = len(unique)
+
+    def __iter__(self):
+        return iter(self._blob.decode().split("\n") if self._count else ())
+
+    def __len__(self) -> int:
+        return self._count
+
+    def set(self) -> frozenset[str]:
+        return frozenset(self)
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Entries):
+            return self._blob == other._blob
+        if isinstance(other, (set, frozenset)):
+            return self.set() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._blob)
+
+    def __repr__(self) -> str:
+        return f"Entries({self._count} entries)"
+
+
 @dataclass(frozen=True)
 class ListState:
     name: str
     revision: int = 0
-    entries: frozenset[str] = frozenset()
+    entries: Entries = field(default_factory=Entries)
     id: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.entries, Entries):
+            object.__setattr__(self, "entries", Entries(self.entries))
 
 
 @dataclass(frozen=True)
@@ -47,7 +90,7 @@ class Desired:
     def active(self) -> bool:
         return self.mode in ("enforce", "monitor") and self.plan is not None
 
-    def list_entries(self) -> dict[str, frozenset[str]]:
+    def list_entries(self) -> dict[str, Entries]:
         return {x.name: x.entries for x in self.lists}
 
     def content_id(self) -> tuple:
@@ -56,7 +99,7 @@ class Desired:
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "plan": None if self.plan is None else json.loads(self.plan.to_json()),
                 "source": self.source, "etag": self.etag, "deployment_id": self.deployment_id,
-                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": sorted(x.entries)}
+                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": list(x.entries)}
                           for x in self.lists]}
 
     @classmethod
@@ -67,7 +110,7 @@ class Desired:
             mode = doc["mode"]
             if mode not in MODES:
                 raise ValueError(f"mode {mode!r}")
-            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), frozenset(x.get("entries", ())),
+            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), Entries(x.get("entries", ())),
                                     x.get("id", "")) for x in doc.get("lists", ()))
             return cls(mode=mode, plan=plan, lists=lists, source=doc.get("source", "policy"),
                        etag=doc.get("etag"), deployment_id=doc.get("deployment_id"))

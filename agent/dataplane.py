@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.errors import DataplaneError, NotInstalled, PolicyRejected
-from agent.state import Desired, StateStore
+from agent.state import Desired, StateStore, release_memory
 from bpf import Link, Map, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import PINNED_MAPS, Guard, GuardCounter, GuardSample, GuardState
@@ -147,7 +147,7 @@ class Dataplane:
         guard.apply(spec, content_id=(desired.digest, desired.content_id()))
         guard.spec = None  # the maps hold it now; a million-entry spec is ~60 MB we need not keep
         del spec
-        _release_memory()
+        release_memory()
         gen = guard.generation
         cfg = guard.config[gen]
         self._maps_check = (cfg.words, cfg.fields)
@@ -310,14 +310,6 @@ class Dataplane:
         self.maps_desired = None
         self.store.clear()
         return removed
-
-
-def _release_memory() -> None:
-    """Give freed heap back to the system after a big apply (glibc only; elsewhere a no-op)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _nft():

@@ -7,6 +7,7 @@ rename, fsync of the directory; a crash leaves the old file or the new one, neve
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 from dataclasses import dataclass, field
@@ -147,6 +148,15 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise StateError(f"cannot write {path}: {exc.strerror}") from exc
 
 
+def release_memory() -> None:
+    """Give freed heap back to the system (glibc's malloc_trim; elsewhere a no-op), so an
+    idle agent that once handled a million-entry list does not keep its peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def read_json(path: Path) -> Any | None:
     """The JSON document at path, or None when there is none. Raises StateError if unreadable."""
     try:
@@ -173,6 +183,12 @@ class StateStore:
 
     def save(self, desired: Desired, *, keep_previous: bool = True) -> None:
         """Persist desired as the applied state; the one it replaces becomes previous."""
+        try:
+            self._save(desired, keep_previous)
+        finally:
+            release_memory()  # a big list's JSON was built and dropped here
+
+    def _save(self, desired: Desired, keep_previous: bool) -> None:
         if keep_previous and self.applied_path.exists():
             current = self.applied_path.read_bytes()
             new = json.dumps(desired.to_dict(), sort_keys=True).encode()

@@ -120,7 +120,7 @@ class Migration(migrations.Migration):
                 ('added_rev', fields.BigIntField()),
                 ('removed_rev', fields.BigIntField(null=True)),
             ],
-            options={'table': 'ip_entry', 'app': 'hub', 'indexes': [Index(fields=['ip_list', 'network']), Index(fields=['ip_list', 'added_rev']), Index(fields=['ip_list', 'removed_rev'])], 'pk_attr': 'id'},
+            options={'table': 'ip_entry', 'app': 'hub', 'indexes': [Index(fields=['ip_list_id', 'network']), Index(fields=['ip_list_id', 'added_rev']), Index(fields=['ip_list_id', 'removed_rev'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(

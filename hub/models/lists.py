@@ -41,4 +41,6 @@ class IpEntry(Model):
 
     class Meta:
         table = "ip_entry"
-        indexes = (("ip_list", "network"), ("ip_list", "added_rev"), ("ip_list", "removed_rev"))
+        # Column names: an index on the field name "ip_list" would be an index on a string
+        # literal in SQLite (which takes unknown double-quoted names as strings).
+        indexes = (("ip_list_id", "network"), ("ip_list_id", "added_rev"), ("ip_list_id", "removed_rev"))

@@ -320,11 +320,11 @@ def _established(res: Resolved, rep: Reporter) -> None:
         flow = Flow(net, (1, 65535), (1024, 65535), 0x10)
         safe = False
         for r in res.rules:
-            may, must = flow_match(r, flow)
-            if may and r.action != "pass":
-                break
-            if must and r.action == "pass":
-                safe = True
+            # Only a rule dropping *all* such replies hides the pass; one dropping some
+            # (a deny list, odd flags, low TTLs) is a filter the operator meant.
+            _, must = flow_match(r, flow)
+            if must:
+                safe = r.action == "pass"
                 break
         if not safe:
             rep.warning(res_default_pos(res), "the default is drop and no rule passes "

@@ -86,6 +86,15 @@ def test_default_drop_without_a_pass_for_established_traffic_warns():
                    messages(text + "pass tcp flags ack/syn|ack\n", "warning"))
 
 
+
+def test_filters_before_the_established_pass_do_not_hide_it():
+    """A deny list or an odd-flags drop before the pass drops only some replies."""
+    text = ('policy "t"\ndefault drop\nset bad { 192.0.2.0/24 }\ndrop from @bad\n'
+            "drop tcp flags { null, xmas }\ndrop ttl < 2\npass tcp flags ack/syn|ack\n")
+    assert not any("established" in m for m in messages(text, "warning"))
+    hidden = 'policy "t"\ndefault drop\ndrop tcp\npass tcp flags ack/syn|ack\n'
+    assert any("established" in m for m in messages(hidden, "warning"))
+
 MGMT = Management("203.0.113.1", 443, 22, ("198.51.100.0/24",))
 SAFE = ('policy "t"\ndefault drop\npass tcp from 203.0.113.1 sport 443\n'
         "pass tcp from 198.51.100.0/24 dport 22\npass tcp flags ack/syn|ack\n")

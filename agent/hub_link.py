@@ -12,7 +12,9 @@ The hub's lists come as "current", "delta" (added/removed since our revision) or
 states (with the deltas attached, so the maps can be edited entry by entry).
 A hub mode of "none" (no deployment) changes nothing here: the agent keeps enforcing
 what it has until told to deactivate. Reconnects back off exponentially with jitter.
-A status report the hub accepted confirms the applied Plan (confirm-or-revert).
+A status report the hub accepted confirms the applied Plan (confirm-or-revert). Reports
+wait while the hub is away; a newer one replaces an older one, except reports of a failure
+(a refused or reverted Plan), which are all delivered, in order.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from agent.telemetry import Telemetry
 from rules_dsl import Plan, PlanError
 
 AGENT_VERSION = "0.1.0"
+MAX_FAILURE_REPORTS = 8  # kept for the hub while it is away, beside the newest report
 
 
 # ---- credential ----
@@ -188,8 +191,8 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
         start = store.load()
     except StateError:
         start = None
-    tracker = DesiredTracker(start if start is not None and start.source == "hub" else None)
-    latest: dict[str, Any] = {"report": None, "applied": start.digest if start and start.active else None}
+    tracker = DesiredTracker(start if start is not None and start.source in ("hub", "revert") else None)
+    reports: list[Report] = []  # to post, oldest first
     buffer: collections.deque[MetricsBatch] = collections.deque(maxlen=config.buffer_max_batches)
     wake = trio.Event()
 
@@ -208,7 +211,10 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
     async def poll(client: httpx.AsyncClient) -> None:
         attempt = 0
         while True:
-            body = {"etag": tracker.etag, "applied_digest": latest["applied"],
+            # the Plan the link holds, so that the hub sends any other (after a revert, ours
+            # differs from the hub's deployment, and a rollback may name the one we hold)
+            held = tracker.plan.digest if tracker.plan is not None else None
+            body = {"etag": tracker.etag, "applied_digest": held,
                     "lists": tracker.known_revisions(), "wait_s": config.long_poll_s}
             try:
                 resp = await post(client, "desired", body, timeout=config.long_poll_s + config.http_timeout_s)
@@ -228,7 +234,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
     async def receive() -> None:
         async for msg in inbox:
             if isinstance(msg, Report):
-                latest["report"] = msg
+                reports[:] = [*[r for r in reports if r.failed_digest][-MAX_FAILURE_REPORTS:], msg]
                 if msg.failed_digest:
                     tracker.etag = None  # make the hub answer again after a revert or failure
             elif isinstance(msg, MetricsBatch):
@@ -243,12 +249,11 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 await wake.wait()
             wake = trio.Event()
             try:
-                report = latest["report"]
-                if report is not None:
+                while reports:
+                    report = reports[0]
                     await post(client, "status", status_body(report))
-                    if latest["report"] is report:
-                        latest["report"] = None
-                    latest["applied"] = report.applied_digest
+                    if reports and reports[0] is report:
+                        reports.pop(0)
                     await outbox.send(Confirmed(report.applied_digest))
                 if buffer:
                     batch = list(buffer)

@@ -10,11 +10,14 @@ Invariants:
 - A Plan from the hub that the lockout guard refuses is never applied.
 - After a new hub Plan is applied, the hub must confirm (a status report it accepted)
   within `confirm_window_s`, else the previous state is applied again and the reason is
-  reported when the hub is back.
+  reported when the hub is back. A revert is never itself reverted, and the deployment
+  it took back is not applied again until the hub names another one (no flapping
+  between a Plan that cuts the hub off and its predecessor).
 
 Transitions:
     state     message            → action
     idle      Desired            → check; send Apply; applying
+    any       Desired (reverted) → ignore: held back until another deployment
     idle      Drift              → send Apply(current, repair=parts); applying
     applying  Desired            → keep as waiting (replacing an older one)
     applying  Drift              → ignore (the Apply under way rewrites)
@@ -61,7 +64,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
         in_flight: Apply | None = None
         in_flight_deadline = math.inf
         waiting: Desired | None = None
-        confirm: tuple[str | None, float] | None = None  # (digest, deadline)
+        confirm: tuple[Desired, float] | None = None  # (applied, unconfirmed; deadline)
         previous: Desired | None = None
         pending_revert_report: list = []  # [failed digest, reason] until reported
 
@@ -93,12 +96,14 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     telemetry.last_errors = ["apply: no result in time; retrying"]
                     await start(in_flight.desired, frozenset({"maps"}))
                 elif confirm is not None and now >= confirm[1]:
+                    taken_back = confirm[0]
+                    failed = taken_back.digest
                     reason = (f"hub not reached within {config.confirm_window_s:g} s of applying "
-                              f"{(confirm[0] or 'none')[:12]}: reverted")
+                              f"{(failed or 'none')[:12]}: reverted")
                     telemetry.reverts.append(reason)
-                    failed = confirm[0]
                     confirm = None
-                    target = dataclasses.replace(previous or Desired(mode="none"), source="revert")
+                    target = dataclasses.replace(previous or Desired(mode="none"), source="revert",
+                                                 reverted_from=(failed, taken_back.deployment_id))
                     previous = None
                     pending_revert_report[:] = [failed, reason]
                     if in_flight is None:
@@ -107,10 +112,13 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                         waiting = target
                 continue
             if isinstance(msg, Confirmed):
-                if confirm is not None and msg.digest == confirm[0]:
+                if confirm is not None and msg.digest == confirm[0].digest:
                     confirm = None
                 continue
             if isinstance(msg, Desired):
+                held = current.reverted_from if current is not None else None
+                if msg.source == "hub" and msg.active and held == (msg.digest, msg.deployment_id):
+                    continue  # taken back and reported; the hub must name another deployment
                 if msg.source == "hub" and msg.active:
                     try:
                         lockout.check_plan(msg.plan, msg.list_entries(), config)
@@ -159,7 +167,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                         telemetry.drift = []
                     if done.desired.source == "hub" and new_plan:
                         previous = old
-                        confirm = (current.digest, trio.current_time() + config.confirm_window_s)
+                        confirm = (current, trio.current_time() + config.confirm_window_s)
                     if pending_revert_report:
                         failed, reason = pending_revert_report
                         pending_revert_report.clear()

@@ -73,7 +73,10 @@ class ListState:
 
 @dataclass(frozen=True)
 class Desired:
-    """What the kernel should enforce. `source`: "policy" (standalone) or "hub"."""
+    """What the kernel should enforce. `source`: "policy" (standalone), "hub", or "revert"
+    (the hub's previous state, applied again when a new one went unconfirmed; then
+    `reverted_from` is the (digest, deployment id) taken back, held back until the hub
+    names another deployment)."""
     mode: str = "none"
     plan: Plan | None = None
     lists: tuple[ListState, ...] = ()
@@ -82,6 +85,7 @@ class Desired:
     deployment_id: str | None = None
     # list deltas since the previous Desired (name -> (added, removed)), when only lists moved
     deltas: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = field(default=(), compare=False)
+    reverted_from: tuple[str | None, str | None] | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str | None:
@@ -100,6 +104,7 @@ class Desired:
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "plan": None if self.plan is None else json.loads(self.plan.to_json()),
                 "source": self.source, "etag": self.etag, "deployment_id": self.deployment_id,
+                "reverted_from": None if self.reverted_from is None else list(self.reverted_from),
                 "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": list(x.entries)}
                           for x in self.lists]}
 
@@ -113,8 +118,10 @@ class Desired:
                 raise ValueError(f"mode {mode!r}")
             lists = tuple(ListState(x["name"], int(x.get("revision", 0)), Entries(x.get("entries", ())),
                                     x.get("id", "")) for x in doc.get("lists", ()))
+            reverted = doc.get("reverted_from")
             return cls(mode=mode, plan=plan, lists=lists, source=doc.get("source", "policy"),
-                       etag=doc.get("etag"), deployment_id=doc.get("deployment_id"))
+                       etag=doc.get("etag"), deployment_id=doc.get("deployment_id"),
+                       reverted_from=None if reverted is None else (reverted[0], reverted[1]))
         except (KeyError, TypeError, ValueError, PlanError) as exc:
             raise StateError(f"not a desired state: {exc}") from None
 

@@ -3,8 +3,12 @@ state directories, and probes that ask the kernel what it enforces."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +47,46 @@ def make_config(tmp_path):
         base.update(kw)
         return AgentConfig(**base)
     return make
+
+
+class HubProcess:
+    """A real hub (tests/agent/hub_server.py) on a loopback port; can be stopped and
+    started again on the same data and port (a hub going away and coming back)."""
+
+    def __init__(self, data_dir: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen | None = None
+        self.info: dict = {}
+
+    def start(self) -> dict:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.agent.hub_server", str(self.data_dir), str(self.port)],
+            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.info = json.loads(self.proc.stdout.readline())
+        return self.info
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.stdout.close()
+            self.proc = None
+
+    def __getitem__(self, key):  # hub["url"], hub["join_token"] ...
+        return self.info[key]
+
+
+@pytest.fixture
+def hub_process(tmp_path):
+    hub = HubProcess(tmp_path / "hub")
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
 
 
 def frame(src: str, dport: int, *, dst: str = "192.0.2.1", proto: int = 17, sport: int = 4000) -> bytes:

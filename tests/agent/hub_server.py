@@ -1,6 +1,8 @@
 """A real hub process on loopback for the managed-mode tests: serves with Hypercorn, makes
 a user, a tenant, an API token and a join token through its own HTTP API, then prints
 one JSON line {"url", "tenant", "api_token", "join_token"} and serves until killed.
+Started again on the same DATA_DIR (a hub coming back), it serves the same data and
+prints the same line.
 
     python -m tests.agent.hub_server DATA_DIR PORT
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import httpx
 from hypercorn.asyncio import serve
@@ -36,6 +39,11 @@ async def main(data_dir: str, port: int) -> None:
                 break
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
+        saved = Path(data_dir) / "test-hub.json"
+        if saved.exists():
+            print(saved.read_text().strip(), flush=True)
+            await server
+            return
         from hub.services import accounts
         user = await accounts.create_user(app.extensions["bulwark"], "ops@example.com", PASSWORD)
         r = await client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
@@ -48,7 +56,9 @@ async def main(data_dir: str, port: int) -> None:
         r = await client.post(f"/api/v1/tenants/{tenant}/join-tokens", json={"ttl_s": 600},
                               headers={"Authorization": f"Bearer {token}"})
         join = r.json()["token"]
-    print(json.dumps({"url": url, "tenant": tenant, "api_token": token, "join_token": join}), flush=True)
+    line = json.dumps({"url": url, "tenant": tenant, "api_token": token, "join_token": join})
+    saved.write_text(line)
+    print(line, flush=True)
     await server
 
 

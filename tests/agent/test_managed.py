@@ -3,13 +3,8 @@ state by long-poll, a list delta edits the live maps, the hub's disable deactiva
 enable restores, and with the hub gone a denied source stays dropped."""
 from __future__ import annotations
 
-import json
 import os
-import socket
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,44 +17,29 @@ from tests.agent.conftest import POLICY_B, VERDICT_B, guard_verdicts, nft_rule_p
 from tests.agent.test_daemon import attached, until
 
 pytestmark = pytest.mark.kernel
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+async def enroll(hub, cfg):
+    """Enrol through the CLI; the config completed with the hub's values, and the credential."""
+    flags = ["--name", cfg.name, "--pin-root", cfg.pin_root, "--state-root", cfg.state_root,
+             "--iface", cfg.iface, "--netns", cfg.netns]
+    assert await trio.to_thread.run_sync(main, ["enroll", "--hub", hub["url"], "--token", hub["join_token"], *flags]) == 0
+    cred = load_credential(cfg)
+    return cfg.replace(hub_url=cred["hub_url"], hub_address="127.0.0.1", hub_port=hub.port), cred
 
 
-@pytest.fixture
-def hub_process(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.agent.hub_server", str(tmp_path / "hub"), str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        info = json.loads(proc.stdout.readline())
-        info["proc"] = proc
-        yield info
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+def tenant_api(hub) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"{hub['url']}/api/v1/tenants/{hub['tenant']}",
+                             headers={"Authorization": f"Bearer {hub['api_token']}"}, timeout=10)
 
 
 async def test_managed_mode_end_to_end(veth_lab, pin_dir, make_config, hub_process, tmp_path):
     lab, hub = veth_lab, hub_process
     lab.add_peer_address("203.0.113.9")
-    cfg = make_config(lab, pin_dir, confirm_window_s=600, long_poll_s=2)
-    flags = ["--name", cfg.name, "--pin-root", cfg.pin_root, "--state-root", cfg.state_root,
-             "--iface", lab.iface, "--netns", lab.ns]
-    assert await trio.to_thread.run_sync(main, ["enroll", "--hub", hub["url"], "--token", hub["join_token"], *flags]) == 0
-    cred = load_credential(cfg)
+    cfg, cred = await enroll(hub, make_config(lab, pin_dir, confirm_window_s=600, long_poll_s=2))
     assert stat.S_IMODE(os.stat(cfg.credential_path).st_mode) == 0o600
-    cfg = cfg.replace(hub_url=cred["hub_url"], hub_address="127.0.0.1", hub_port=int(hub["url"].rsplit(":", 1)[1]))
 
-    api = httpx.AsyncClient(base_url=f"{hub['url']}/api/v1/tenants/{hub['tenant']}",
-                            headers={"Authorization": f"Bearer {hub['api_token']}"}, timeout=10)
-    async with api:
+    async with tenant_api(hub) as api:
         r = await api.post("/lists", json={"name": "ban", "kind": "deny"})
         list_id = r.json()["id"]
         r = await api.post("/policies", json={"name": "b", "source": POLICY_B})
@@ -91,7 +71,7 @@ async def test_managed_mode_end_to_end(veth_lab, pin_dir, make_config, hub_proce
             await until(lambda: udp_delivered(lab, "203.0.113.9", 5000, 5) == 0, 10, 0.2)
 
             # the hub goes away: nothing changes in enforcement
-            hub["proc"].kill()
+            hub.stop()
             await trio.sleep(3)
             assert await trio.to_thread.run_sync(udp_delivered, lab, "203.0.113.9", 5000) == 0
             assert agent.telemetry.hub.get("connected") is False

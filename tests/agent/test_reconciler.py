@@ -89,6 +89,36 @@ async def test_confirm_or_revert(tmp_path, autojump_clock):
         nursery.cancel_scope.cancel()
 
 
+async def test_reverted_deployment_is_held_back_until_another(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_A, deployment_id="a"))
+        await trio.sleep(1)
+        await h.in_tx.send(Confirmed(PLAN_A.digest))
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
+        await trio.sleep(61)  # unconfirmed: reverted
+        assert h.store.load().reverted_from == (PLAN_B.digest, "b")
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))  # the hub, back, still names b
+        await trio.sleep(1)
+        assert len(h.applied) == 3
+        nursery.cancel_scope.cancel()
+    # across a restart too (the held-back deployment is persisted with the reverted state)
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
+        await trio.sleep(1)
+        assert [a.desired.digest for a in h.applied] == [PLAN_A.digest]  # the re-apply at start only
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b2"))  # deployed again: a new deployment
+        await trio.sleep(1)
+        assert [a.desired.digest for a in h.applied] == [PLAN_A.digest, PLAN_B.digest]
+        await h.in_tx.send(Confirmed(PLAN_B.digest))
+        await trio.sleep(300)
+        assert len(h.applied) == 2 and h.store.load().reverted_from is None
+        nursery.cancel_scope.cancel()
+
+
 async def test_confirmed_plan_stays(tmp_path, autojump_clock):
     h = Harness(tmp_path)
     async with trio.open_nursery() as nursery:

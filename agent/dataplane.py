@@ -29,6 +29,7 @@ from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import PINNED_MAPS, Guard, GuardCounter, GuardSample, GuardState
 from bpf.guard_plan import spec_from_plan
 from bpf.guard_tables import SLOTS, GuardSpecError
+from rules_dsl.nft import monitor_nft
 
 TABLE = {"family": "inet", "name": "bulwark"}
 LINK_PIN = "link"
@@ -209,11 +210,15 @@ class Dataplane:
     # ---- nftables ----
     @kernel
     def apply_nft(self, desired: Desired) -> bool:
-        """Replace our table with the Plan's, in one transaction (or remove it). Returns
-        whether a table is now installed. Touches no other table."""
+        """Replace our table with the Plan's, in one transaction (or remove it). In monitor
+        mode the table is the Plan's projected to count only (`monitor_nft`), as the
+        guard's maps get the monitor flag. Returns whether a table is now installed.
+        Touches no other table."""
         doc = desired.plan.nft if desired.plan is not None else {"nftables": []}
+        if desired.mode == "monitor":
+            doc = monitor_nft(doc)
         cmds = [c for c in doc.get("nftables", []) if "metainfo" not in c]
-        wanted = desired.mode == "enforce" and desired.plan is not None and len(cmds) > 1
+        wanted = desired.active and len(cmds) > 1
         with self.ns():
             with contextlib.closing(_nft()) as nft:
                 if wanted:

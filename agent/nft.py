@@ -1,7 +1,8 @@
 """The nft actor: owns exactly one nftables table, `inet bulwark`, and replaces it in one
-transaction (the Plan's batch deletes and re-adds it), or removes it when deactivated
-or in monitor mode. Never lists, edits or deletes any other table. Last in the pipeline:
-it hands the finished message back to the reconciler as a Result."""
+transaction (the Plan's batch deletes and re-adds it) — in monitor mode a table that
+counts what it would drop and drops nothing — or removes it when deactivated. Never
+lists, edits or deletes any other table. Last in the pipeline: it hands the finished
+message back to the reconciler as a Result."""
 from __future__ import annotations
 
 import trio

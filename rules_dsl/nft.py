@@ -2,6 +2,10 @@
 
 The document replaces the table in one transaction: add (so delete cannot fail), delete,
 add, then the chains, sets and rules. It touches no other table.
+
+Monitor mode is a projection of the enforce document (`monitor_nft`), so a policy in
+`mode monitor` and a dry-run deployment of an enforce Plan (the agent projects it at
+install time, as it sets the guard's monitor flag) install the same table.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ def _payload(proto, fld):
     return {"payload": {"protocol": proto, "field": fld}}
 
 
-def _rule_exprs(r: RStateful, fam: int | None, monitor: bool, set_name: str | None) -> list:
+def _rule_exprs(r: RStateful, fam: int | None, set_name: str | None) -> list:
     ip = "ip" if fam == 4 else "ip6"
     ex = []
     for nets, fld in ((r.src, "saddr"), (r.dst, "daddr")):
@@ -83,7 +87,7 @@ def _rule_exprs(r: RStateful, fam: int | None, monitor: bool, set_name: str | No
         ex.append({"synproxy": opts})
     elif r.action == "pass":
         ex.append({"accept": None})
-    elif not monitor:
+    else:
         ex.append({"drop": None})
     return ex
 
@@ -101,7 +105,36 @@ def _families(r: RStateful) -> list[int | None]:
 
 
 def build_nft(rules: list[RStateful], mode: str) -> dict:
-    monitor = mode == "monitor"
+    doc = _build_enforce(rules)
+    return monitor_nft(doc) if mode == "monitor" else doc
+
+
+DROPPING = ("drop", "reject")
+
+
+def monitor_nft(doc: dict) -> dict:
+    """The same table counting instead of dropping: every rule keeps its matches and
+    counter but loses its drop/reject verdict; synproxy (which answers for the port, so
+    it cannot only watch) is left out with its prerouting chain. Idempotent."""
+    cmds = doc.get("nftables", [])
+    rules = [c["add"]["rule"] for c in cmds if "rule" in c.get("add", {})]
+    synproxy = {r.get("comment") for r in rules if r["chain"] == "prerouting"}
+    out = []
+    for c in cmds:
+        add = c.get("add", {})
+        if add.get("chain", {}).get("name") == "prerouting":
+            continue
+        rule = add.get("rule")
+        if rule is not None:
+            if rule["chain"] == "prerouting" or rule.get("comment") in synproxy:
+                continue
+            c = {"add": {"rule": {**rule, "expr": [e for e in rule["expr"] if not (
+                isinstance(e, dict) and set(e) & set(DROPPING))]}}}
+        out.append(c)
+    return {**doc, "nftables": out}
+
+
+def _build_enforce(rules: list[RStateful]) -> dict:
     cmds: list[dict] = [
         {"metainfo": {"json_schema_version": 1}},
         {"add": {"table": dict(TABLE)}},
@@ -110,14 +143,12 @@ def build_nft(rules: list[RStateful], mode: str) -> dict:
         {"add": {"chain": {**_REF, "name": "input", "type": "filter", "hook": "input",
                            "prio": 0, "policy": "accept"}}},
     ]
-    synproxies = [r for r in rules if r.action == "synproxy" and not monitor]
+    synproxies = [r for r in rules if r.action == "synproxy"]
     if synproxies:
         cmds.append({"add": {"chain": {**_REF, "name": "prerouting", "type": "filter",
                                        "hook": "prerouting", "prio": -300, "policy": "accept"}}})
     body: list[dict] = []
     for i, r in enumerate(rules):
-        if r.action == "synproxy" and monitor:
-            continue
         comment = format_stateful(r.node)[:120]
         for fam in _families(r):
             set_name = None
@@ -129,13 +160,13 @@ def build_nft(rules: list[RStateful], mode: str) -> dict:
                     s["flags"] = ["timeout"]
                     s["timeout"] = SET_TIMEOUT_S[r.rate[1]]
                 cmds.append({"add": {"set": s}})
-            exprs = _rule_exprs(r, fam if fam is not None else 4, monitor, set_name)
+            exprs = _rule_exprs(r, fam if fam is not None else 4, set_name)
             if fam is None:
                 exprs = [e for e in exprs]
             body.append({"add": {"rule": {**_REF, "chain": "input", "comment": comment,
                                           "expr": exprs}}})
         if r.action == "synproxy":
-            pre = [e for e in _rule_exprs(r, 4, monitor, None)
+            pre = [e for e in _rule_exprs(r, 4, None)
                    if "match" in e and "ct" not in e["match"]["left"]]
             cmds.append({"add": {"rule": {**_REF, "chain": "prerouting", "comment": comment,
                                           "expr": pre + [_match(_payload("tcp", "flags"), "syn", "in"),

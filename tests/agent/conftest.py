@@ -147,6 +147,33 @@ def nft_rule_ports(ns: str) -> set[int] | None:
     return ports
 
 
+def nft_counter(ns: str, comment: str) -> int:
+    """Packets counted by the rule of our table with that comment (-1: no such rule)."""
+    for o in nft_table(ns) or ():
+        if "rule" in o and o["rule"].get("comment") == comment:
+            return sum(e["counter"]["packets"] for e in o["rule"]["expr"] if "counter" in e)
+    return -1
+
+
+def tcp_connects(lab, dport: int) -> bool:
+    """Whether a TCP connection from the peer reaches a listener on the protected side."""
+    from bpf import in_netns
+
+    with in_netns(lab.ns):
+        listener = socket.socket()
+    with in_netns(lab.peer_ns):
+        client = socket.socket()
+    with listener, client:
+        listener.bind((lab.addr, dport))
+        listener.listen()
+        client.settimeout(1.0)
+        try:
+            client.connect((lab.addr, dport))
+        except OSError:
+            return False
+        return True
+
+
 def udp_delivered(lab, src: str, dport: int, count: int = 20) -> int:
     """Datagrams from src that reach a listener on the protected side."""
     from bpf import in_netns

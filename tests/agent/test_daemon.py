@@ -11,7 +11,8 @@ from agent.daemon import build, run_agent
 from agent.state import Desired
 from bpf import Link, Map, in_netns
 from rules_dsl import load
-from tests.agent.conftest import POLICY_A, POLICY_B, VERDICT_A, VERDICT_B, guard_verdicts, nft_rule_ports, nft_table
+from tests.agent.conftest import (POLICY_A, POLICY_B, VERDICT_A, VERDICT_B, guard_verdicts, nft_counter,
+                                  nft_rule_ports, nft_table, tcp_connects, udp_delivered)
 
 pytestmark = pytest.mark.kernel
 
@@ -117,5 +118,26 @@ async def test_deactivate_and_reactivate(veth_lab, pin_dir, make_config):
         await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
         await until(lambda: attached(veth_lab, pin) and nft_rule_ports(veth_lab.ns) == {23}
                     and guard_verdicts(pin) == VERDICT_A)
+        nursery.cancel_scope.cancel()
+    agent.dataplane.close()
+
+
+async def test_monitor_mode_installs_a_table_that_counts_and_drops_nothing(veth_lab, pin_dir, make_config):
+    lab = veth_lab
+    agent = build(make_config(lab, pin_dir))
+    rule = "drop tcp dport 23"  # PLAN_A's stateful drop, which enforce mode applies
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        await agent.to_reconciler.send(Desired(mode="monitor", plan=PLAN_A))
+        await until(lambda: nft_rule_ports(lab.ns) == {23} and attached(lab, agent.config.pin_dir))
+        assert nft_counter(lab.ns, rule) == 0
+        assert await trio.to_thread.run_sync(tcp_connects, lab, 23)  # passes nftables ...
+        assert nft_counter(lab.ns, rule) > 0  # ... and is counted there
+        assert await trio.to_thread.run_sync(udp_delivered, lab, lab.peer_addr, 9999, 5) == 5  # XDP too
+        await trio.sleep(1)  # the watchdog takes the monitor table as ours
+        assert agent.telemetry.repairs == 0
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
+        await until(lambda: guard_verdicts(agent.config.pin_dir) == VERDICT_A)
+        await until(lambda: not tcp_connects(lab, 23), 10)
         nursery.cancel_scope.cancel()
     agent.dataplane.close()

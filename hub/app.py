@@ -7,6 +7,7 @@ Errors become HTTP here and only here (`_install_error_handlers`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -16,6 +17,7 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema, RequestSchemaVal
 from werkzeug.exceptions import HTTPException
 
 from hub import db
+from hub.api_schemas.openapi import BulwarkOpenAPI
 from hub.config import HubConfig
 from hub.errors import HubError, PayloadTooLarge, TooManyRequests
 from hub.runtime import Runtime
@@ -55,10 +57,13 @@ def create_app(config: HubConfig) -> Quart:
         info=Info(title="Bulwark hub API", version="1"),
         security_schemes={"token": HttpSecurityScheme(scheme="bearer", bearer_format="bwt_...")},
         security=[{"token": []}],
+        openapi_provider_class=BulwarkOpenAPI,
     )
 
     from hub.blueprints import register_all
+    from hub.web import IntIdConverter
 
+    app.url_map.converters["int"] = IntIdConverter
     register_all(app)
     _install_error_handlers(app)
     _install_request_hooks(app, runtime)
@@ -68,6 +73,8 @@ def create_app(config: HubConfig) -> Quart:
         app.extensions["bulwark_db"] = ctx = await db.open_db(config)
         if config.should_migrate_on_start:
             await db.migrate(ctx)
+        app.extensions["bulwark_resources"] = resources = contextlib.AsyncExitStack()
+        await resources.enter_async_context(runtime.listening())
         from hub.services import background
 
         app.extensions["bulwark_tasks"] = background.start(runtime)
@@ -78,6 +85,9 @@ def create_app(config: HubConfig) -> Quart:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        resources = app.extensions.pop("bulwark_resources", None)
+        if resources is not None:
+            await resources.aclose()
         ctx = app.extensions.pop("bulwark_db", None)
         if ctx is not None:
             await ctx.close_connections()

@@ -5,6 +5,7 @@ explicitly (services never reach for the Quart app themselves).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -13,6 +14,7 @@ from hub.config import HubConfig
 from hub.security import Passwords
 from hub.services.audit import AuditLog
 from hub.services.notify import LocalNotifier, Notifier
+from hub.services.notify_pg import PostgresNotifier, is_postgres_url
 
 
 @dataclasses.dataclass
@@ -48,7 +50,14 @@ class Runtime:
         return cls(
             config=config,
             passwords=Passwords(config),
-            notifier=LocalNotifier(),
+            # Several processes share a PostgreSQL database, so they notify through it.
+            notifier=PostgresNotifier.for_url(config.db_url) if is_postgres_url(config.db_url) else LocalNotifier(),
             audit=AuditLog(),
             metrics=HubMetrics.create(),
         )
+
+    def listening(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held while serving: keeps changes made by other hub processes arriving."""
+        if isinstance(self.notifier, PostgresNotifier):
+            return self.notifier
+        return contextlib.nullcontext()

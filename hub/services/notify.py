@@ -1,9 +1,9 @@
 """Change notification: wakes the agents' waiting requests when their state changes.
 
-`Notifier` is the interface; `LocalNotifier` serves one hub process. A PostgreSQL
-implementation replaces it by turning `publish` into `NOTIFY bulwark, '<channel>'` and
-feeding the `LISTEN` connection's notifications into `LocalNotifier.deliver`, so that
-any hub process can wake any agent's request.
+`Notifier` is the interface; `LocalNotifier` serves one hub process. On PostgreSQL,
+`hub.services.notify_pg.PostgresNotifier` replaces it by turning `publish` into
+`NOTIFY bulwark, '<channels>'` and feeding its `LISTEN` connection's notifications into
+`LocalNotifier.deliver`, so that any hub process can wake any agent's request.
 
 Channels are plain strings: `tenant:<id>` (tenant-wide: lists, suspension),
 `agent:<id>` (one agent's deployment or enablement), `metrics:<tenant id>`.
@@ -61,6 +61,13 @@ class LocalNotifier:
     def deliver(self, *channels: str) -> None:
         for channel in channels:
             for sub in self._subs.get(channel, ()):
+                sub._fire()
+
+    def deliver_all(self) -> None:
+        """Wake every subscription: for when changes may have been missed. A waiter
+        re-reads its state on waking, so a wake without a change costs one read."""
+        for subs in self._subs.values():
+            for sub in subs:
                 sub._fire()
 
     @contextlib.asynccontextmanager

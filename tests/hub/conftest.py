@@ -4,6 +4,9 @@ pytest-trio's trio_mode marks every `async def` test as a trio test. Here, after
 done so, the mark is taken off tests in this folder and they are run with `asyncio.run`
 instead. Fixtures stay synchronous; a fixture value that is an `InLoop` (an async context
 manager) is entered inside the test's event loop and the test receives what it yields.
+
+Tests in the modules of `BOTH_BACKENDS` run twice, on SQLite and on PostgreSQL (a server
+started once per session by tests/hub/postgres.py, a fresh database per harness).
 """
 from __future__ import annotations
 
@@ -13,10 +16,13 @@ import inspect
 from pathlib import Path
 
 import pytest
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+from tests.hub import postgres
 from tests.hub.harness import HubHarness, InLoop
 
 HERE = Path(__file__).parent
+BOTH_BACKENDS = {"test_models", "test_lists", "test_deploy", "test_agents", "test_isolation", "test_metrics"}
 
 
 def _is_hub_async(item: pytest.Item) -> bool:
@@ -52,6 +58,43 @@ def pytest_pyfunc_call(pyfuncitem):
     return True
 
 
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "backend" in metafunc.fixturenames and module in BOTH_BACKENDS:
+        metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    reason = postgres.unavailable()
+    if reason is not None:
+        if postgres.REQUIRE_POSTGRES:
+            pytest.fail(f"BULWARK_REQUIRE_POSTGRES/KERNEL=1 but PostgreSQL tests cannot run: {reason}")
+        pytest.skip(f"PostgreSQL tests: {reason}")
+    server = postgres.PostgresServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def backend(request):
+    """The hub's database for this test: "sqlite" unless parametrized (or asked for)."""
+    # Tortoise caches each model's INSERT/UPDATE SQL by connection name and table, not by
+    # dialect; one process serves one backend, but this one switches between tests.
+    EXECUTOR_CACHE.clear()
+    name = getattr(request, "param", "sqlite")
+    if name != "postgres":
+        yield name
+        return
+    server = request.getfixturevalue("postgres_server")
+    HubHarness.postgres = server
+    try:
+        yield name
+    finally:
+        HubHarness.postgres = None
+        server.drop_created()
+
+
 @pytest.fixture
-def hub(tmp_path) -> HubHarness:
+def hub(tmp_path, backend) -> HubHarness:
     return HubHarness(tmp_path)

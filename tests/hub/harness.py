@@ -1,11 +1,12 @@
-"""A hub on a temporary SQLite file, with helpers to make users, tenants and tokens."""
+"""A hub on a temporary SQLite file (or a fresh PostgreSQL database), with helpers to
+make users, tenants and tokens."""
 from __future__ import annotations
 
 import contextlib
 import itertools
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hub.app import create_app
 from hub.config import load_config
@@ -19,6 +20,10 @@ class InLoop(contextlib.AbstractAsyncContextManager):
 
 
 class HubHarness(InLoop):
+    # Set by tests/hub/conftest.py while a test runs on PostgreSQL: harnesses made without
+    # a database_url then get a fresh database from this server (tests/hub/postgres.py).
+    postgres: ClassVar[Any] = None
+
     def __init__(self, tmp_path: Path, **overrides: Any) -> None:
         settings = {
             "data_dir": str(tmp_path / "hub"),
@@ -27,6 +32,8 @@ class HubHarness(InLoop):
             "argon2_time_cost": 1,
             "public_url": "http://127.0.0.1:8443",
         }
+        if self.postgres is not None and "database_url" not in overrides:
+            settings["database_url"] = self.postgres.new_database()
         settings.update(overrides)
         self.config = load_config(env={}, **settings)
         self.app = create_app(self.config)

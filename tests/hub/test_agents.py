@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from hub.models import Agent, JoinToken
 from tests.hub.harness import enroll
 
@@ -26,7 +28,7 @@ async def test_join_tokens_live_at_most_an_hour_and_expire(hub):
     assert r.status_code == 400
     r = await t.token.post(t.base + "/join-tokens", json={"ttl_s": 60})
     join = (await r.get_json())["token"]
-    await JoinToken.filter(tenant_id=t.id).update(expires_at="2000-01-01T00:00:00+00:00")
+    await JoinToken.filter(tenant_id=t.id).update(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
     r = await hub.client().post("/agent/v1/enroll", json={"join_token": join, "inventory": {}})
     assert r.status_code == 401
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from quart import current_app, g, request
 from quart_auth import current_user
+from werkzeug.routing import IntegerConverter
 
 from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
@@ -36,6 +37,15 @@ PATH_OBJECTS: dict[str, tuple[type, str]] = {
     "token_id": (ApiToken, "token"),
     "member_id": (Membership, "membership"),
 }
+
+
+class IntIdConverter(IntegerConverter):
+    """`<int:...>` in paths: numbers beyond the database's 32-bit integer columns match no
+    route (404) instead of overflowing in the database driver (500)."""
+
+    def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
+                 max: int | None = 2**31 - 1, signed: bool = False) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits, min, max, signed)
 
 
 def rt() -> Runtime:

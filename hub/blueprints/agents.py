@@ -1,92 +1,106 @@
 """Agents in the public API: join tokens, inventory, labels, enable/disable, rotate, revoke."""
 from __future__ import annotations
 
-from pydantic import Field
-from quart import Blueprint, Response, jsonify
-from quart_schema import validate_request
+from typing import Any
 
-from hub.blueprints.schema import Strict
+from quart import Blueprint
+from quart_schema import tag_blueprint, validate_request
+
+from hub.api_schemas.agents import (
+    AgentOut,
+    AgentsOut,
+    CredentialOut,
+    JoinTokenIn,
+    JoinTokenOut,
+    LabelsIn,
+    ProtectionIn,
+    ProtectionOut,
+)
+from hub.api_schemas.common import BODY_ERRORS, TENANT_ERRORS, responds
 from hub.models import Agent
 from hub.services import agents
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
 
 bp = Blueprint("agents", __name__, url_prefix="/api/v1/tenants/<uuid:tenant_id>")
-
-
-class JoinTokenIn(Strict):
-    ttl_s: int = Field(default=3600, gt=0, le=3600)
-    labels: list[str] = Field(default_factory=list, max_length=64)
-
-
-class LabelsIn(Strict):
-    labels: list[str] = Field(max_length=64)
-
-
-class ProtectionIn(Strict):
-    label: str
-    enabled: bool
+tag_blueprint(bp, ["agents"])
 
 
 @bp.post("/join-tokens")
+@responds(JoinTokenOut, 201, errors=BODY_ERRORS)
 @tenant_route("write")
 @validate_request(JoinTokenIn)
-async def create_join_token(scope: TenantScope, data: JoinTokenIn) -> tuple[Response, int]:
+async def create_join_token(scope: TenantScope, data: JoinTokenIn) -> tuple[dict[str, Any], int]:
+    """A single-use token that enrols one server into this tenant."""
     token, credential = await agents.create_join_token(rt(), scope, data.ttl_s, data.labels)
-    return jsonify({"id": str(token.id), "token": credential, "expires_at": token.expires_at.isoformat()}), 201
+    return {"id": token.id, "token": credential, "expires_at": token.expires_at}, 201
 
 
 @bp.get("/agents")
+@responds(AgentsOut)
 @tenant_route("read")
-async def list_agents(scope: TenantScope) -> Response:
+async def list_agents(scope: TenantScope) -> dict[str, Any]:
     rows = await scope.query(Agent).order_by("enrolled_at")
-    return jsonify({"agents": [agents.agent_json(a) for a in rows]})
+    return {"agents": [agents.agent_json(a) for a in rows]}
 
 
 @bp.get("/agents/<uuid:agent_id>")
+@responds(AgentOut)
 @tenant_route("read")
-async def get_agent(scope: TenantScope, agent: Agent) -> Response:
-    return jsonify(agents.agent_json(agent))
+async def get_agent(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    return agents.agent_json(agent)
 
 
 @bp.put("/agents/<uuid:agent_id>/labels")
+@responds(AgentOut, errors=BODY_ERRORS)
 @tenant_route("write")
 @validate_request(LabelsIn)
-async def set_labels(scope: TenantScope, agent: Agent, data: LabelsIn) -> Response:
-    return jsonify(agents.agent_json(await agents.set_labels(rt(), scope, agent, data.labels)))
+async def set_labels(scope: TenantScope, agent: Agent, data: LabelsIn) -> dict[str, Any]:
+    """Replace the agent's labels (deployments can target a label)."""
+    return agents.agent_json(await agents.set_labels(rt(), scope, agent, data.labels))
 
 
 @bp.post("/agents/<uuid:agent_id>/enable")
+@responds(AgentOut)
 @tenant_route("deploy")
-async def enable(scope: TenantScope, agent: Agent) -> Response:
+async def enable(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    """Protect again with the agent's last deployment."""
     await agents.set_enabled(rt(), scope, [agent], True)
-    return jsonify(agents.agent_json(agent))
+    return agents.agent_json(agent)
 
 
 @bp.post("/agents/<uuid:agent_id>/disable")
+@responds(AgentOut)
 @tenant_route("deploy")
-async def disable(scope: TenantScope, agent: Agent) -> Response:
+async def disable(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    """Tell the agent to deactivate its protection (its deployment is kept)."""
     await agents.set_enabled(rt(), scope, [agent], False)
-    return jsonify(agents.agent_json(agent))
+    return agents.agent_json(agent)
 
 
 @bp.post("/protection")
+@responds(ProtectionOut, errors=BODY_ERRORS)
 @tenant_route("deploy")
 @validate_request(ProtectionIn)
-async def protection_by_label(scope: TenantScope, data: ProtectionIn) -> Response:
+async def protection_by_label(scope: TenantScope, data: ProtectionIn) -> dict[str, Any]:
+    """Enable or disable every agent carrying a label."""
     targets = await agents.agents_with_label(scope, data.label)
     await agents.set_enabled(rt(), scope, targets, data.enabled)
-    return jsonify({"agents": [str(a.id) for a in targets], "enabled": data.enabled})
+    return {"agents": [a.id for a in targets], "enabled": data.enabled}
 
 
 @bp.post("/agents/<uuid:agent_id>/rotate")
+@responds(CredentialOut, errors=(*TENANT_ERRORS, 409))
 @tenant_route("admin")
-async def rotate(scope: TenantScope, agent: Agent) -> Response:
-    return jsonify({"id": str(agent.id), "credential": await agents.rotate(rt(), scope, agent)})
+async def rotate(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    """A new credential for the agent; the old one stops working at once."""
+    return {"id": agent.id, "credential": await agents.rotate(rt(), scope, agent)}
 
 
 @bp.post("/agents/<uuid:agent_id>/revoke")
+@responds(AgentOut)
 @tenant_route("admin")
-async def revoke(scope: TenantScope, agent: Agent) -> Response:
+async def revoke(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    """Refuse the agent's credential from now on."""
     await agents.revoke(rt(), scope, agent)
-    return jsonify(agents.agent_json(agent))
+    return agents.agent_json(agent)

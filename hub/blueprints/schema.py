@@ -1,14 +1,6 @@
-"""Request/response schema base: unknown fields are refused, not ignored."""
+"""Kept for the agent protocol's models: the base now lives in `hub.api_schemas.common`."""
 from __future__ import annotations
 
-import datetime as dt
+from hub.api_schemas.common import Strict
 
-from pydantic import BaseModel, ConfigDict
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+__all__ = ["Strict"]

@@ -1,0 +1,86 @@
+"""What every area of the public API shares: the strict base, the error body, `responds`.
+
+A response model refuses unknown fields like a request model does: a service that adds
+a field without adding it here fails loudly (500, and the contract tests) instead of
+sending something the published schema does not describe.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart_schema import document_response, validate_response
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# The largest integer the database stores: bigger ones are a client's mistake (400),
+# never an overflow in the driver (500).
+MAX_INT = 2**63 - 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    """An error (hub/errors.py, mapped to HTTP in hub/app.py)."""
+
+    error: str = Field(description="machine-readable code: invalid_input, unauthenticated, forbidden, "
+                                   "not_found, conflict, payload_too_large, ...")
+    message: str = Field(description="what went wrong, for a person")
+    details: Any = Field(default=None, description="invalid_input only: the offending fields or lines")
+
+
+# What each documented error status means across the API.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "the request does not match its schema, or its content is wrong (see `details`)",
+    401: "no API token, or one that is unknown, revoked or expired",
+    403: "the token's scopes (or the user's role) do not allow this",
+    404: "no such object in this tenant (another tenant's objects are absent too)",
+    409: "the request clashes with the current state",
+    413: "the body is larger than this route accepts",
+}
+
+# Every tenant route can fail authentication, scope and lookup.
+TENANT_ERRORS = (401, 403, 404)
+# ...and those taking a body or query string can fail validation.
+INPUT_ERRORS = (400, *TENANT_ERRORS)
+BODY_ERRORS = (*INPUT_ERRORS, 413)
+
+
+def responds(model: type, status: int = 200, *, errors: Iterable[int] = TENANT_ERRORS) -> Callable[[F], F]:
+    """Validate the handler's answer against `model` (sent with `status`) and document
+    the error statuses it may answer with, all with `ErrorBody`."""
+
+    def decorate(func: F) -> F:
+        for code in sorted(set(errors)):
+            func = document_response(ErrorBody, code)(func)
+        return validate_response(model, status)(func)
+
+    return decorate
+
+
+def raw_request(*media_types: str, description: str) -> Callable[[F], F]:
+    """Document a body the handler reads itself (not JSON), e.g. a list import."""
+
+    def decorate(func: F) -> F:
+        func.bulwark_raw_request = (media_types, description)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def raw_response(media_type: str, description: str, status: int = 200, *,
+                 errors: Iterable[int] = TENANT_ERRORS) -> Callable[[F], F]:
+    """Document a success answer that is not a JSON model (a Plan as stored, an event
+    stream), and the error statuses, like `responds`."""
+
+    def decorate(func: F) -> F:
+        for code in sorted(set(errors)):
+            func = document_response(ErrorBody, code)(func)
+        func.bulwark_raw_response = (status, media_type, description)  # type: ignore[attr-defined]
+        return func
+
+    return decorate

@@ -38,3 +38,12 @@ native: $(STAMPS)/native
 
 clean:
 	rm -rf $(STAMPS) build *.egg-info bpf/*.o bpf/_native*.so tests/bpf/*.o
+
+# Two agents under attack, watched live (demo/): Ctrl-C stops it and removes what it made;
+# demo-stop clears what a killed run left (processes, namespaces bwdemo-*, pins).
+.PHONY: demo demo-stop
+demo: native
+	$(BIN)/python -m demo $(DEMO_ARGS)
+
+demo-stop:
+	$(BIN)/python -m demo stop

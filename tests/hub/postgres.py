@@ -56,7 +56,7 @@ def unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -74,7 +74,7 @@ class PostgresServer:
         bindir = bin_dir()
         assert bindir is not None, unavailable()
         root = Path(tempfile.mkdtemp(prefix="bulwark-pg-"))
-        server = cls(root, bindir, _free_port())
+        server = cls(root, bindir, free_port())
         try:
             server._init()
             server._run()
@@ -142,10 +142,10 @@ class PostgresServer:
 
         asyncio.run(migrate())
 
-    def new_database(self) -> str:
-        """A fresh, migrated database; returns its URL."""
+    def new_database(self, *, migrated: bool = True) -> str:
+        """A fresh database, migrated or empty; returns its URL."""
         name = f"test_{os.getpid()}_{next(self._names)}"
-        self.sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        self.sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE if migrated else 'template0'}")
         self._created.append(name)
         return self.url(name)
 

@@ -1,0 +1,167 @@
+"""Several hub processes on one PostgreSQL database: LISTEN/NOTIFY carries changes between
+them, and survives the loss of the LISTEN connection."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from hub.services import notify_pg
+from tests.hub import postgres
+from tests.hub.harness import AgentClient, enroll
+
+on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+
+def test_payloads_carry_every_channel_once_under_the_size_limit():
+    assert notify_pg.payloads(["tenant:1", "agent:2", "tenant:1"]) == ["tenant:1 agent:2"]
+    assert notify_pg.payloads([]) == []
+    many = [f"agent:{i:036d}" for i in range(1000)]
+    out = notify_pg.payloads(many)
+    assert len(out) > 1
+    assert all(len(p.encode()) <= notify_pg.MAX_PAYLOAD_BYTES for p in out)
+    assert [c for p in out for c in p.split()] == many
+    with pytest.raises(ValueError):
+        notify_pg.payloads(["two words"])
+
+
+def test_listen_params_come_from_the_database_url_without_pool_options():
+    params = notify_pg.listen_params("postgres://hub:s%40cret@db.internal:6432/bulwark?maxsize=20")
+    assert params == {"host": "db.internal", "port": 6432, "user": "hub", "password": "s@cret",
+                      "database": "bulwark", "server_settings": {"application_name": notify_pg.APPLICATION_NAME}}
+    assert notify_pg.is_postgres_url("postgres://x/y") and not notify_pg.is_postgres_url("sqlite://x")
+
+
+async def _until(condition) -> None:
+    async with asyncio.timeout(30):  # a guard against hanging, not a timing assertion
+        while not await condition():
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def hub_process(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """`bulwark hub serve` in its own process on `database_url`; yields a client for it."""
+    port = postgres.free_port()
+    env = {**os.environ, "BULWARK_HUB_DATABASE_URL": database_url, "BULWARK_HUB_DATA_DIR": str(tmp_path / "b"),
+           "BULWARK_HUB_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    log = tmp_path / "hub-b.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bulwark.cli", "hub", "serve", "--bind", f"127.0.0.1:{port}"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            async def ready() -> bool:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await _until(ready)
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def _waiting_on(client: httpx.AsyncClient) -> int:
+    text = (await client.get("/metrics")).text
+    return int(float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("bulwark_hub_pending_pushes "))))
+
+
+async def _poll_while(client: httpx.AsyncClient, agent: AgentClient, change) -> httpx.Response:
+    """The agent's long-poll on `client`'s hub, with `change` made once it waits there."""
+    body = {"etag": agent.etag, "applied_digest": None, "lists": agent.lists, "wait_s": 30}
+    poll = asyncio.create_task(client.post("/agent/v1/desired", json=body,
+                                           headers={"Authorization": f"Bearer {agent.token}"}))
+
+    async def waiting() -> bool:
+        return poll.done() or await _waiting_on(client) > 0
+
+    await _until(waiting)
+    await change(agent)
+    return await poll
+
+
+async def _kill_listeners(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()", notify_pg.APPLICATION_NAME)
+    finally:
+        await conn.close()
+
+
+async def _new_list(t, name: str = "scanners") -> str:
+    r = await t.token.post(t.base + "/lists", json={"name": name, "kind": "deny"})
+    assert r.status_code == 201
+    return f"{t.base}/lists/{(await r.get_json())['id']}"
+
+
+@on_postgres
+async def test_a_change_through_one_hub_process_wakes_an_agent_waiting_on_another(hub, tmp_path):
+    async with hub_process(tmp_path, hub.config.database_url) as b:
+        t = await hub.tenant()
+        agent = await enroll(t)
+        assert (await agent.desired())["lists"] == []
+
+        async def create_list(_agent):
+            await _new_list(t)
+
+        r = await _poll_while(b, agent, create_list)
+        assert r.status_code == 200, "the agent waiting on hub B was not woken by the change on hub A"
+        assert [x["name"] for x in r.json()["lists"]] == ["scanners"]
+
+
+@on_postgres
+async def test_the_notifier_recovers_when_its_listen_connection_is_killed(hub, tmp_path):
+    async with hub_process(tmp_path, hub.config.database_url) as b:
+        t = await hub.tenant()
+        base = await _new_list(t)
+        agent = await enroll(t)
+        await agent.desired()
+        async with hub.rt.notifier.subscribe(["nobody-publishes-here"]) as sub:
+            assert await _kill_listeners(hub.config.database_url) == 2  # hub A's and hub B's
+            # Nothing was published: only the reconnection wakes it, so that a waiter
+            # re-reads whatever changed while nobody listened.
+            assert await sub.wait(30)
+
+        async def add_entry(_agent):
+            r = await t.token.post(base + "/entries", json={"add": [{"network": "192.0.2.1/32"}]})
+            assert r.status_code == 200
+
+        r = await _poll_while(b, agent, add_entry)
+        assert r.status_code == 200, "hub B stopped hearing hub A after its LISTEN connection was killed"
+        assert r.json()["lists"][0]["added"] == ["192.0.2.1/32"]
+
+
+def test_bulwark_hub_migrate_builds_the_schema_on_postgres(postgres_server, monkeypatch, tmp_path):
+    from hub import cli
+
+    url = postgres_server.new_database(migrated=False)
+    try:
+        monkeypatch.setenv("BULWARK_HUB_DATABASE_URL", url)
+        monkeypatch.setenv("BULWARK_HUB_DATA_DIR", str(tmp_path))
+        assert cli.main(["migrate"]) == 0
+        assert cli.main(["migrate"]) == 0  # idempotent
+
+        async def tables() -> set[str]:
+            conn = await asyncpg.connect(url)
+            try:
+                return {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            finally:
+                await conn.close()
+
+        assert {"tenant", "agent", "ip_entry", "audit_entry", "metric_point"} <= asyncio.run(tables())
+    finally:
+        postgres_server.drop_created()

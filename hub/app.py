@@ -61,8 +61,9 @@ def create_app(config: HubConfig) -> Quart:
     )
 
     from hub.blueprints import register_all
-    from hub.web import IntIdConverter
+    from hub.web import HubRequest, IntIdConverter
 
+    app.request_class = HubRequest
     app.url_map.converters["int"] = IntIdConverter
     register_all(app)
     _install_error_handlers(app)

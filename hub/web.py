@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from quart import current_app, g, request
+from quart import Request, current_app, g, request
 from quart_auth import current_user
 from werkzeug.routing import IntegerConverter
 
@@ -46,6 +46,17 @@ class IntIdConverter(IntegerConverter):
     def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
                  max: int | None = 2**31 - 1, signed: bool = False) -> None:  # noqa: A002
         super().__init__(map, fixed_digits, min, max, signed)
+
+
+class HubRequest(Request):
+    """Quart decodes a body strictly before parsing JSON, so a body that is not UTF-8 would
+    escape as UnicodeDecodeError (a 500); it is the caller's mistake like any bad JSON."""
+
+    async def get_data(self, cache: bool = True, as_text: bool = False, parse_form_data: bool = False) -> Any:
+        try:
+            return await super().get_data(cache, as_text, parse_form_data)
+        except UnicodeDecodeError:
+            raise InvalidInput("the body is not UTF-8 text") from None
 
 
 def rt() -> Runtime:

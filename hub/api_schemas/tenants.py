@@ -18,7 +18,7 @@ class TenantIn(Strict):
 
 
 class InviteIn(Strict):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     role: Role
 
 

@@ -1,0 +1,86 @@
+"""The OpenAPI document covers the public API, and only it, with a schema for every answer.
+
+Generated from the route table, so a route added without a response schema (or hidden by
+mistake) fails here.
+"""
+from __future__ import annotations
+
+import re
+
+from hub.api_schemas.common import ErrorBody
+
+AREAS = ("agents", "policies", "deployments", "lists", "metrics", "audit")
+
+
+async def _spec(hub) -> dict:
+    r = await hub.client().get("/api/v1/openapi.json")
+    assert r.status_code == 200
+    return await r.get_json()
+
+
+def _public_operations(app):
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/tenants") or rule.rule.startswith("/api/v1/invitations"):
+            path = re.sub(r"<(?:[^:<>]+:)?([^:<>]+)>", r"{\1}", rule.rule)
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                yield path, method.lower()
+
+
+async def test_every_public_route_is_documented_with_a_response_schema(hub):
+    spec = await _spec(hub)
+    operations = list(_public_operations(hub.app))
+    assert len(operations) > 30
+    for path, method in operations:
+        assert method in spec["paths"].get(path, {}), f"{method.upper()} {path} is missing from the spec"
+        responses = spec["paths"][path][method]["responses"]
+        ok = [status for status in responses if status.startswith("2")]
+        assert ok, f"{method.upper()} {path} documents no success response"
+        for status in ok:
+            (media,) = responses[status]["content"].values()
+            assert media["schema"], f"{method.upper()} {path} {status} has no schema"
+        if path.startswith("/api/v1/tenants/{"):
+            assert {"401", "403", "404"} <= responses.keys(), f"{method.upper()} {path} hides its errors"
+
+
+async def test_each_area_has_its_paths(hub):
+    spec = await _spec(hub)
+    for area in AREAS:
+        paths = [p for p, ops in spec["paths"].items() if any(area in op.get("tags", []) for op in ops.values())]
+        assert any(p.startswith(f"/api/v1/tenants/{{tenant_id}}/{area}") for p in paths), area
+
+
+async def test_errors_share_one_body_and_the_token_scheme_guards_everything(hub):
+    spec = await _spec(hub)
+    assert spec["components"]["securitySchemes"]["token"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "bwt_..."}
+    assert spec["security"] == [{"token": []}]
+    error_schema = ErrorBody.model_json_schema(mode="serialization")
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith("4"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema["properties"] == error_schema["properties"], f"{method} {path} {status}"
+                    assert response["description"], f"{method} {path} {status}"
+
+
+async def test_sign_in_and_the_agent_protocol_are_not_in_the_public_spec(hub):
+    spec = await _spec(hub)
+    assert all(path.startswith("/api/v1/") for path in spec["paths"])
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+
+
+async def test_bad_input_is_a_clear_400(hub):
+    t = await hub.tenant()
+    r = await t.token.post(t.base + "/lists", json={"name": "x", "kind": "maybe"})
+    assert r.status_code == 400
+    body = await r.get_json()
+    assert body["error"] == "invalid_input"
+    assert [d["loc"] for d in body["details"]] == [["kind"]]
+    r = await t.token.get(t.base + "/audit?limit=0")
+    assert r.status_code == 400
+    assert [d["loc"] for d in (await r.get_json())["details"]] == [["limit"]]
+    r = await t.token.post(t.base + "/lists", data=b"\xff{", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert (await r.get_json())["error"] == "invalid_input"

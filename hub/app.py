@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from hub import db
 from hub.api_schemas.openapi import BulwarkOpenAPI
 from hub.config import HubConfig
-from hub.errors import HubError, PayloadTooLarge, TooManyRequests
+from hub.errors import ClientError, HubError, InvalidInput, PayloadTooLarge, TooManyRequests
 from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub")
@@ -104,6 +104,10 @@ def error_response(exc: HubError) -> Response:
     return response
 
 
+# Quart's own HTTP errors (unknown URL, malformed JSON, body too large) use the hub's codes.
+HTTP_CODES = {cls.status: cls.code for cls in ClientError.__subclasses__()}
+
+
 def _install_error_handlers(app: Quart) -> None:
     @app.errorhandler(HubError)
     async def _hub_error(exc: HubError) -> Response:
@@ -116,15 +120,12 @@ def _install_error_handlers(app: Quart) -> None:
         err = exc.validation_error
         details = err.errors(include_url=False, include_context=False, include_input=False) \
             if hasattr(err, "errors") else str(err)
-        response = jsonify({"error": "invalid_input", "message": "the request does not match its schema",
-                            "details": details})
-        response.status_code = 400
-        return response
+        return error_response(InvalidInput("the request does not match its schema", details=details))
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:
-        response = jsonify({"error": (exc.name or "error").lower().replace(" ", "_"),
-                            "message": exc.description or exc.name})
+        code = HTTP_CODES.get(exc.code or 0) or (exc.name or "error").lower().replace(" ", "_")
+        response = jsonify({"error": code, "message": exc.description or exc.name})
         response.status_code = exc.code or 500
         return response
 

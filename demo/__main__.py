@@ -29,12 +29,6 @@ ADMIN_EMAIL = "admin@example.com"
 WINDOW_S = 10.0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def port_in_use(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -85,6 +79,7 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
     from demo.display import AgentView, render
     from demo.hub import HubProcess, open_tenant
     from demo.observe import enforced
+    from demo.processes import free_port
     from demo.policy import DENY_LIST, hardened_policy, web_policy
     from demo.topology import Topology
     from demo.traffic import DENIED_SOURCE, GREEDY_SOURCE, Clients, HttpServer, Sender, attack_flows

@@ -138,13 +138,15 @@ class Sender(threading.Thread):
 
 
 class Receiver(threading.Thread):
-    """Counts, by IPv4 source, the frames that reach the site's stack: a packet socket on
-    the protected interface sees only what XDP passed."""
+    """Counts, by IPv4 source, the frames that reach the site's stack, and when each source
+    was last seen (time.monotonic): a packet socket on the protected interface sees only
+    what XDP passed."""
 
     def __init__(self, site: Site):
         super().__init__(name=f"demo-receiver-{site.index}", daemon=True)
         self.site = site
         self.seen: collections.Counter[str] = collections.Counter()
+        self.last_seen: dict[str, float] = {}
         self._halt = threading.Event()
         with in_netns(site.ns):
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -163,7 +165,9 @@ class Receiver(threading.Thread):
             except TimeoutError:
                 continue
             if addr[2] != PACKET_OUTGOING and len(data) >= 34 and data[12:14] == b"\x08\x00":
-                self.seen[socket.inet_ntoa(data[26:30])] += 1
+                src = socket.inet_ntoa(data[26:30])
+                self.seen[src] += 1
+                self.last_seen[src] = time.monotonic()
 
 
 def http_get(addr: str, *, source: str | None = None, timeout_s: float = 1.0) -> bool:

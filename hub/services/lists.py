@@ -8,8 +8,8 @@ Invariants:
 - A delta since N is exact when N >= `horizon_rev`: every tombstone newer than
   `horizon_rev` is kept. Older knowledge gets a full snapshot.
 - Imports are all-or-nothing: every line is checked before anything is written.
-Bulk writes go through `executemany` on the raw connection: a million ORM objects
-would cost more than the database does.
+Bulk writes bypass the ORM (`_insert`: COPY on PostgreSQL, executemany on SQLite): a
+million ORM objects would cost more than the database does.
 """
 from __future__ import annotations
 
@@ -106,12 +106,6 @@ def parse_import(text: str, fmt: str) -> list[Entry]:
     return list(entries.values())
 
 
-def _placeholders(conn: BaseDBAsyncClient, n: int) -> str:
-    if conn.capabilities.dialect == "postgres":
-        return ", ".join(f"${i}" for i in range(1, n + 1))
-    return ", ".join("?" * n)
-
-
 async def create_list(rt: Runtime, scope: TenantScope, name: str, kind: str) -> IpList:
     scope.require("write")
     if kind not in KINDS:
@@ -157,16 +151,29 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
         gone_ids = [live[n][0] for n in gone]
         for i in range(0, len(gone_ids), BATCH):
             await IpEntry.filter(id__in=gone_ids[i:i + BATCH]).using_db(conn).update(removed_rev=rev)
-        sql = (f"INSERT INTO ip_entry (ip_list_id, network, expires_at, comment, added_rev) "
-               f"VALUES ({_placeholders(conn, 5)})")
-        list_id = ip_list.id if conn.capabilities.dialect == "postgres" else str(ip_list.id)
-        for i in range(0, len(new), BATCH):
-            await conn.execute_many(sql, [[list_id, e.network, e.expires_at, e.comment, rev]
-                                          for e in new[i:i + BATCH]])
+        await _insert(conn, ip_list.id, rev, new)
         await _compact(conn, fresh, rt.config.list_delta_max_revisions)
     ip_list.revision = rev
     await rt.notifier.publish(tenant_channel(ip_list.tenant_id))
     return {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
+
+
+_COLUMNS = ("ip_list_id", "network", "expires_at", "comment", "added_rev")
+
+
+async def _insert(conn: BaseDBAsyncClient, list_id: uuid.UUID, rev: int, entries: list[Entry]) -> None:
+    """Add rows in bulk: COPY on PostgreSQL (a million rows in seconds, where executemany
+    takes several times longer), executemany in batches on SQLite."""
+    if conn.capabilities.dialect == "postgres":
+        async with conn.acquire_connection() as raw:  # the transaction's own connection
+            await raw.copy_records_to_table(
+                "ip_entry", columns=_COLUMNS,
+                records=[(list_id, e.network, e.expires_at, e.comment, rev) for e in entries])
+        return
+    sql = f"INSERT INTO ip_entry ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    for i in range(0, len(entries), BATCH):
+        await conn.execute_many(sql, [[str(list_id), e.network, e.expires_at, e.comment, rev]
+                                      for e in entries[i:i + BATCH]])
 
 
 async def _compact(conn: BaseDBAsyncClient, ip_list: IpList, keep_revisions: int) -> None:

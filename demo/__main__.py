@@ -99,8 +99,11 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
     stack.callback(hub.stop)
     api = open_tenant(url, ADMIN_EMAIL, password)
     stack.callback(api.close)
-    say(f"  first admin: {ADMIN_EMAIL} / {password}   tenant {api.tenant}")
-    say(f"  API token (read, write, deploy): {api.token}")
+    notes = (f"  sign in: {ADMIN_EMAIL} / {password}   tenant {api.tenant}",
+             f"  API token (read, write, deploy): {api.token}",
+             f"  try: curl -H 'Authorization: Bearer {api.token}' {url}/api/v1/tenants/{api.tenant}/agents")
+    for note in notes:
+        say(note)
 
     api.create_list(DENY_LIST, "deny", [f"{DENIED_SOURCE}/32"])
     policy = api.create_policy("web", web_policy("127.0.0.1", args.port))
@@ -142,7 +145,7 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
             views.append(AgentView(agent.name, agent.site.addr, agent.site.ns, enforced(agent.config()),
                                    agent.status(), tally.recent_rate(), (tally.ok, tally.ok + tally.failed)))
         screen = render(views, hub_url=url, elapsed_s=time.monotonic() - start, window_s=WINDOW_S,
-                        sent_pps=sent_pps)
+                        sent_pps=sent_pps, notes=notes)
         if out.isatty():
             screen = "\x1b[H\x1b[2J" + screen
         say(screen)

@@ -53,10 +53,11 @@ def render_agent(v: AgentView, window_s: float) -> list[str]:
 
 
 def render(views: list[AgentView], *, hub_url: str, elapsed_s: float, window_s: float,
-           sent_pps: float) -> str:
+           sent_pps: float, notes: tuple[str, ...] = ()) -> str:
+    """The whole screen; `notes` (sign-in details, say) go under the title line."""
     m, s = divmod(int(elapsed_s), 60)
     lines = [f"Bulwark demo: hub {hub_url}  up {m:02d}:{s:02d}  attack traffic ~{sent_pps:,.0f} packets/s  "
-             f"(Ctrl-C to stop)", ""]
+             f"(Ctrl-C to stop)", *notes, ""]
     for v in views:
         lines += render_agent(v, window_s) + [""]
     return "\n".join(lines)

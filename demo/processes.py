@@ -42,10 +42,13 @@ def _cmdline(pid: int) -> str:
 
 
 def record(pid_file: Path, pid: int) -> None:
-    """Write pid and its current command line (Popen returns after the exec, so a
-    child's is already its own)."""
+    """Write pid and its command line. Popen returns once the exec is under way, a moment
+    before the kernel shows the new command line: wait (briefly) until it does."""
+    deadline = time.monotonic() + 2
+    while not (cmdline := _cmdline(pid)) and time.monotonic() < deadline:
+        time.sleep(0.01)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{pid}\n{_cmdline(pid)}\n")
+    pid_file.write_text(f"{pid}\n{cmdline}\n")
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 10) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -22,11 +23,19 @@ import sys
 import time
 from pathlib import Path
 
+from demo.agents import AgentFailed, AgentProcess
+from demo.display import AgentView, render
+from demo.hub import HubCallFailed, HubProcess, open_tenant
+from demo.observe import enforced
+from demo.policy import DENY_LIST, hardened_policy, web_policy
+from demo.processes import free_port, record, stop_recorded
+from demo.topology import Topology, sweep
+from demo.traffic import DENIED_SOURCE, GREEDY_SOURCE, Clients, HttpServer, Sender, attack_flows
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".demo"
 PREFIX = "bwdemo"
 ADMIN_EMAIL = "admin@example.com"
-WINDOW_S = 10.0
 
 
 def port_in_use(port: int) -> bool:
@@ -35,9 +44,6 @@ def port_in_use(port: int) -> bool:
 
 
 def clean_leftovers() -> list[str]:
-    from demo.processes import stop_recorded
-    from demo.topology import sweep
-
     return stop_recorded(RUN_DIR / "pids") + sweep(PREFIX)
 
 
@@ -53,9 +59,7 @@ def _stop_handler(owner: int):
 
 
 def run(args: argparse.Namespace, out) -> None:
-    from demo.processes import record
-
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+    say = functools.partial(print, file=out, flush=True)
     left = clean_leftovers()
     if left:
         say("cleared what an earlier run left: " + ", ".join(left))
@@ -75,15 +79,6 @@ def run(args: argparse.Namespace, out) -> None:
 
 
 def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
-    from demo.agents import AgentProcess
-    from demo.display import AgentView, render
-    from demo.hub import HubProcess, open_tenant
-    from demo.observe import enforced
-    from demo.processes import free_port
-    from demo.policy import DENY_LIST, hardened_policy, web_policy
-    from demo.topology import Topology
-    from demo.traffic import DENIED_SOURCE, GREEDY_SOURCE, Clients, HttpServer, Sender, attack_flows
-
     duration_s = args.minutes * 60
     say("network: namespaces bwdemo-gen, bwdemo-a1, bwdemo-a2 and their veths")
     topo = Topology.create(PREFIX, sites=2, extra_sources=(DENIED_SOURCE, GREEDY_SOURCE))
@@ -135,20 +130,21 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
         stack.callback(thread.stop)
     sender.start()
     stack.callback(sender.stop)
-    sent_pps = sum(flow.pps for _, flow in flows)
+    _watch(args, out, say, url=url, notes=notes, agents=agents, clients=clients, sender=sender,
+           sent_pps=sum(flow.pps for _, flow in flows))
 
+
+def _watch(args, out, say, *, url: str, notes: tuple[str, ...], agents: list[AgentProcess],
+           clients: list[Clients], sender: Sender, sent_pps: float) -> None:
+    """Redraw what each agent counts every refresh_s until the time is up."""
     start = time.monotonic()
-    while time.monotonic() - start < duration_s:
-        views = []
-        for agent, client in zip(agents, clients):
-            tally = client.tally
-            views.append(AgentView(agent.name, agent.site.addr, agent.site.ns, enforced(agent.config()),
-                                   agent.status(), tally.recent_rate(), (tally.ok, tally.ok + tally.failed)))
-        screen = render(views, hub_url=url, elapsed_s=time.monotonic() - start, window_s=WINDOW_S,
-                        sent_pps=sent_pps, notes=notes)
-        if out.isatty():
-            screen = "\x1b[H\x1b[2J" + screen
-        say(screen)
+    while time.monotonic() - start < sender.duration_s:
+        views = [AgentView(agent.name, agent.site.addr, agent.site.ns, enforced(agent.config()), agent.status(),
+                           client.tally.recent_rate(), (client.tally.ok, client.tally.ok + client.tally.failed))
+                 for agent, client in zip(agents, clients)]
+        screen = render(views, hub_url=url, elapsed_s=time.monotonic() - start,
+                        window_s=clients[0].tally.window_s, sent_pps=sent_pps, notes=notes)
+        say(("\x1b[H\x1b[2J" if out.isatty() else "") + screen)
         if sender.error:
             raise sender.error
         time.sleep(args.refresh_s)
@@ -175,9 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     handler = _stop_handler(os.getpid())
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    from demo.agents import AgentFailed
-    from demo.hub import HubCallFailed
-
     try:
         run(args, sys.stdout)
     except KeyboardInterrupt:

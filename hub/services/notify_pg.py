@@ -1,12 +1,16 @@
 """Change notification across hub processes through PostgreSQL LISTEN/NOTIFY.
 
-`publish` sends `pg_notify('bulwark', '<channel> <channel> ...')` on the hub's own
-database connection, so a publish made inside a transaction goes out at its commit.
-Each process holds one dedicated asyncpg connection that LISTENs on `bulwark` and feeds
-what arrives into a `LocalNotifier`, which wakes that process's waiting requests. A
-process's own publishes come back to it the same way, after the commit is visible.
+`publish` queues channels; one sender task per process sends what is queued as
+`pg_notify('bulwark', '<channel> <channel> ...')` through the hub's database pool.
+Services publish after their commit, so a listener never wakes before the change is
+visible. Each process holds one dedicated asyncpg connection that LISTENs on `bulwark`
+and feeds what arrives into a `LocalNotifier`, which wakes that process's waiting
+requests; a process's own publishes come back to it the same way.
 
 Invariants:
+- At most one NOTIFY is in flight per process: publishes made meanwhile are sent together
+  by the next one. (PostgreSQL serialises the commits of notifying transactions across
+  the database, so a busy process must not send one per change.)
 - A payload is channel names joined by spaces, shorter than PostgreSQL's 8000-byte
   limit; more channels go as several notifications.
 - Notifications sent while the LISTEN connection is down are lost to this process, so
@@ -70,15 +74,17 @@ def listen_params(db_url: str) -> dict[str, Any]:
 
 class PostgresNotifier:
     """A `Notifier` shared by every hub process on one database. Enter it (`async with`)
-    while serving: that holds the LISTEN connection. Entering raises `Unavailable` when
-    the database cannot be reached."""
+    while serving: that holds the LISTEN connection and runs the sender. Entering raises
+    `Unavailable` when the database cannot be reached."""
 
     def __init__(self, connect_params: dict[str, Any], *, retry_s: float = 1.0, ping_s: float = 15.0,
                  connect_timeout_s: float = 10.0) -> None:
         self._params = connect_params
         self._retry_s, self._ping_s, self._timeout_s = retry_s, ping_s, connect_timeout_s
         self._local = LocalNotifier()
-        self._task: asyncio.Task[None] | None = None
+        self._queued: dict[str, None] = {}  # channels to send, in order
+        self._wake_sender = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def for_url(cls, db_url: str) -> PostgresNotifier:
@@ -92,8 +98,17 @@ class PostgresNotifier:
         return self._local.subscribe(channels)
 
     async def publish(self, *channels: str) -> None:
-        """NOTIFY every hub process. A failure is logged, not raised: the change itself is
-        already committed, and agents still see it on their next poll."""
+        """Queue a NOTIFY of `channels` to every hub process. Outside `async with` (no
+        sender running: the CLI) it is sent at once."""
+        if not self._tasks:
+            await self._notify(channels)
+            return
+        self._queued.update(dict.fromkeys(channels))
+        self._wake_sender.set()
+
+    async def _notify(self, channels: Iterable[str]) -> None:
+        """A failure is logged, not raised: the changes are committed, and agents see them
+        on their next poll at the latest."""
         conn = get_connections().get("default")
         try:
             for payload in payloads(channels):
@@ -101,20 +116,36 @@ class PostgresNotifier:
         except (BaseORMException, OSError) as exc:
             log.warning("could not notify %s: %s", " ".join(channels), exc)
 
+    async def _send(self) -> None:
+        while True:
+            await self._wake_sender.wait()
+            self._wake_sender.clear()
+            channels, self._queued = self._queued, {}
+            try:
+                await self._notify(channels)
+            except asyncio.CancelledError:  # stopping: __aexit__ sends what is left
+                self._queued = {**channels, **self._queued}
+                raise
+            except Exception:  # never let one bad send stop every later one
+                log.exception("notify failed")
+
     async def __aenter__(self) -> PostgresNotifier:
         try:
             conn = await self._listen()
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise Unavailable(f"cannot LISTEN for changes: {exc}") from exc
-        self._task = asyncio.create_task(self._supervise(conn), name="bulwark:listen")
+        self._tasks = [asyncio.create_task(self._supervise(conn), name="bulwark:listen"),
+                       asyncio.create_task(self._send(), name="bulwark:notify")]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._queued:  # what was queued before the sender stopped
+            channels, self._queued = self._queued, {}
+            await self._notify(channels)
 
     async def _listen(self) -> asyncpg.Connection:
         conn = await asyncpg.connect(timeout=self._timeout_s, **self._params)

@@ -165,3 +165,25 @@ def test_bulwark_hub_migrate_builds_the_schema_on_postgres(postgres_server, monk
         assert {"tenant", "agent", "ip_entry", "audit_entry", "metric_point"} <= asyncio.run(tables())
     finally:
         postgres_server.drop_created()
+
+
+@on_postgres
+async def test_a_burst_of_publishes_goes_out_as_one_notification(hub):
+    conn = await asyncpg.connect(hub.config.database_url)
+    heard: list[str] = []
+    try:
+        await conn.add_listener(notify_pg.PG_CHANNEL, lambda *args: heard.append(args[-1]))
+        async with hub.rt.notifier.subscribe(["agent:last"]) as sub:
+            for i in range(100):
+                await hub.rt.notifier.publish(f"agent:{i}", "tenant:t")
+            await hub.rt.notifier.publish("agent:last")
+            assert await sub.wait(30)
+
+        async def heard_last() -> bool:
+            return any("agent:last" in p for p in heard)
+
+        await _until(heard_last)
+    finally:
+        await conn.close()
+    assert len(heard) == 1  # 101 publishes made in one go, one NOTIFY
+    assert sorted(heard[0].split()) == sorted([*(f"agent:{i}" for i in range(100)), "tenant:t", "agent:last"])

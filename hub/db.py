@@ -6,10 +6,14 @@ by Tortoise's own migration tool (`tortoise -c hub.db.TORTOISE_ORM makemigration
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from tortoise.context import TortoiseContext
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.executor import MigrationExecutor
 
 from hub.config import HubConfig
@@ -36,6 +40,21 @@ def tortoise_config(db_url: str) -> dict[str, Any]:
 TORTOISE_ORM = tortoise_config("sqlite://:memory:")
 
 
+# The database is unreachable or refuses us (as opposed to a query failing). OSError
+# covers refused connections and timeouts; PostgreSQL connects lazily, on first use.
+_UNREACHABLE = (OSError, DBConnectionError, asyncpg.InvalidAuthorizationSpecificationError,
+                asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+@contextlib.contextmanager
+def reaching_db() -> Iterator[None]:
+    """Turns a failure to reach the database into `Unavailable`."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        raise Unavailable(f"cannot reach the database: {exc}") from exc
+
+
 async def open_db(config: HubConfig, *, global_fallback: bool = True) -> TortoiseContext:
     """Connect; the context is made the process-wide fallback so that request tasks and
     background tasks (which do not inherit the startup task's context) find it.
@@ -45,15 +64,13 @@ async def open_db(config: HubConfig, *, global_fallback: bool = True) -> Tortois
     if config.is_sqlite:
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
     ctx = TortoiseContext()
-    try:
-        with ctx:  # init needs the context active; afterwards the global fallback serves
-            await ctx.init(config=tortoise_config(config.db_url), _enable_global_fallback=global_fallback)
-    except OSError as exc:
-        raise Unavailable(f"cannot open the database: {exc}") from exc
+    with reaching_db(), ctx:  # init needs the context active; afterwards the global fallback serves
+        await ctx.init(config=tortoise_config(config.db_url), _enable_global_fallback=global_fallback)
     return ctx
 
 
 async def migrate(ctx: TortoiseContext) -> None:
-    """Apply every migration not yet applied (idempotent)."""
+    """Apply every migration not yet applied (idempotent). Raises `Unavailable`."""
     executor = MigrationExecutor(ctx.db("default"), tortoise_config("")["apps"])
-    await executor.migrate()
+    with reaching_db():
+        await executor.migrate()

@@ -187,3 +187,12 @@ async def test_a_burst_of_publishes_goes_out_as_one_notification(hub):
         await conn.close()
     assert len(heard) == 1  # 101 publishes made in one go, one NOTIFY
     assert sorted(heard[0].split()) == sorted([*(f"agent:{i}" for i in range(100)), "tenant:t", "agent:last"])
+
+
+def test_an_unreachable_database_is_a_clear_error_not_a_traceback(monkeypatch, tmp_path, capsys):
+    from hub import cli
+
+    monkeypatch.setenv("BULWARK_HUB_DATABASE_URL", f"postgres://bulwark@127.0.0.1:{postgres.free_port()}/bulwark")
+    monkeypatch.setenv("BULWARK_HUB_DATA_DIR", str(tmp_path))
+    assert cli.main(["migrate"]) == 2
+    assert "bulwark hub: cannot reach the database" in capsys.readouterr().err

@@ -29,7 +29,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 
 DENIED_SOURCE = "203.0.113.66"      # on the hub's deny list from the start
-GREEDY_SOURCE = "198.19.0.77"       # opens connections at about twice its allowance
+GREEDY_SOURCE = "198.19.0.77"       # opens connections faster than its allowance
 HTTP_PORT = 80
 
 
@@ -57,9 +57,9 @@ def attack_flows(site: Site, scale: float = 1.0) -> list[Flow]:
     """The attacks, as web.bw sees them:
     - syn-flood: SYNs to :80 from 4 bots at 100/s each, twice the per-source limit;
     - dns-reflection: 1200-byte answers from port 53 (web.bw passes them; v2 drops them);
-    - ntp-reflection: 468-byte monlist answers from port 123;
+    - ntp-reflection: 468-byte monlist answers from port 123 (web.bw's default drop);
     - denied-source: ACKs to :80 (which would pass) from an address on the deny list;
-    - over-limit: one client's SYNs to :443 at 80/s against a limit of 50/s."""
+    - over-limit: one client's SYNs to :443 at 80/s against 50/s (drops once its burst is spent)."""
     def many(n: int, make) -> tuple[bytes, ...]:
         return tuple(make(i) for i in range(n))
     return [

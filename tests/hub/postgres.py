@@ -13,11 +13,13 @@ BULWARK_REQUIRE_KERNEL=1 (CI), where a skip would hide a failure: they fail.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import glob
 import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -54,6 +56,14 @@ def unavailable() -> str | None:
         except KeyError:
             return "running as root and there is no 'postgres' user to run the server as"
     return None
+
+
+_prctl = ctypes.CDLL(None).prctl
+
+
+def _die_with_parent() -> None:
+    """In the server's process before exec: stop (SIGINT, fast shutdown) if pytest dies."""
+    _prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -105,7 +115,8 @@ class PostgresServer:
             self.proc = subprocess.Popen(
                 [self.bindir / "postgres", "-D", self.root / "data", "-h", "127.0.0.1", "-p", str(self.port),
                  "-k", self.root, *options],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.root, **self._user_kw(),
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.root, preexec_fn=_die_with_parent,
+                **self._user_kw(),
             )
         deadline = time.monotonic() + 30
         while subprocess.run([self.bindir / "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode:
@@ -156,7 +167,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: fast shutdown
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:

@@ -18,6 +18,7 @@ from quart import Request, current_app, g, request
 from quart_auth import current_user
 from werkzeug.routing import IntegerConverter
 
+from hub.api_schemas.common import MAX_INT32
 from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
 from hub.runtime import Runtime
@@ -44,7 +45,7 @@ class IntIdConverter(IntegerConverter):
     route (404) instead of overflowing in the database driver (500)."""
 
     def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
-                 max: int | None = 2**31 - 1, signed: bool = False) -> None:  # noqa: A002
+                 max: int | None = MAX_INT32, signed: bool = False) -> None:  # noqa: A002
         super().__init__(map, fixed_digits, min, max, signed)
 
 

@@ -9,19 +9,40 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart_schema import document_response, validate_response
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# The largest integer the database stores: bigger ones are a client's mistake (400),
-# never an overflow in the driver (500).
+# The largest integers the database stores (BigIntField, IntField): bigger ones are a
+# client's mistake (400, or 404 in a path), never an overflow in the driver (500).
 MAX_INT = 2**63 - 1
+MAX_INT32 = 2**31 - 1
 
 
 class Strict(BaseModel):
+    """Unknown fields are refused, not ignored; so is NUL in any text, which PostgreSQL
+    cannot store (in text or JSON columns)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("text may not contain NUL (\\u0000)")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
 
 
 class ErrorBody(BaseModel):

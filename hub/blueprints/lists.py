@@ -94,6 +94,8 @@ async def import_(scope: TenantScope, ip_list: IpList, query_args: ImportQuery) 
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the body must be UTF-8 text") from None
+    if "\x00" in text:
+        raise InvalidInput("the body may not contain NUL characters")
     return await lists.import_entries(rt(), scope, ip_list, text, query_args.format, query_args.replace)
 
 

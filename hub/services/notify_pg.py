@@ -40,6 +40,8 @@ log = logging.getLogger("bulwark.hub.notify")
 PG_CHANNEL = "bulwark"
 APPLICATION_NAME = "bulwark-hub-listen"  # how the LISTEN connection shows in pg_stat_activity
 MAX_PAYLOAD_BYTES = 7999
+# The LISTEN connection failed or could not be made (TimeoutError is an OSError).
+_LOST = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def is_postgres_url(url: str) -> bool:
@@ -132,7 +134,7 @@ class PostgresNotifier:
     async def __aenter__(self) -> PostgresNotifier:
         try:
             conn = await self._listen()
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except _LOST as exc:
             raise Unavailable(f"cannot LISTEN for changes: {exc}") from exc
         self._tasks = [asyncio.create_task(self._supervise(conn), name="bulwark:listen"),
                        asyncio.create_task(self._send(), name="bulwark:notify")]
@@ -165,7 +167,7 @@ class PostgresNotifier:
         while True:
             try:
                 await self._hold(conn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except _LOST as exc:
                 log.warning("LISTEN connection failed: %s", exc)
             finally:
                 conn.terminate()
@@ -187,7 +189,7 @@ class PostgresNotifier:
             await asyncio.sleep(self._retry_s)
             try:
                 conn = await self._listen()
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except _LOST as exc:
                 log.warning("LISTEN reconnect failed: %s", exc)
                 continue
             log.info("LISTEN connection re-established")

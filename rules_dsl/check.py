@@ -301,12 +301,15 @@ def _lock_report(rep, sev, res, what, kind, i, said, stateful) -> None:
         rep.warning(pos, f"this rule rate-limits {what}: an operator could be locked out",
                     "pass management traffic in an earlier rule")
         return
+    example = (f"pass tcp from {what.split()[3]} sport {what.split()[5]}" if what.startswith("the hub")
+               else "pass tcp from ADMIN_PREFIX dport 22")
     if kind == "default":
         rep.add(sev, pos, f"the default verdict drops {what}: this would lock the operator out"
-                + override, "pass it in a rule, e.g. pass tcp from ADMIN_PREFIX dport 22")
+                + override, f"pass it in a rule, e.g. {example} (or pass tcp flags ack/ack "
+                "for every reply to this server's own connections)")
         return
     rep.add(sev, pos, f"this rule drops {what}: this would lock the operator out" + override,
-            "pass management traffic in an earlier rule, or, if intended, write 'lockout-guard off'")
+            f"pass it in an earlier rule, e.g. {example}, or, if intended, write 'lockout-guard off'")
 
 
 def res_default_pos(res: Resolved) -> n.Pos:
@@ -316,20 +319,22 @@ def res_default_pos(res: Resolved) -> n.Pos:
 def _established(res: Resolved, rep: Reporter) -> None:
     if res.default != "drop":
         return
+    # Replies to a connection this server opens: the SYN-ACK, then ACKs.
     for net in (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")):
-        flow = Flow(net, (1, 65535), (1024, 65535), 0x10)
-        safe = False
-        for r in res.rules:
-            # Only a rule dropping *all* such replies hides the pass; one dropping some
-            # (a deny list, odd flags, low TTLs) is a filter the operator meant.
-            _, must = flow_match(r, flow)
-            if must:
-                safe = r.action == "pass"
-                break
-        if not safe:
-            rep.warning(res_default_pos(res), "the default is drop and no rule passes "
-                        "established traffic: replies to connections this server opens "
-                        f"(IPv{net.version}) will be dropped",
-                        "add 'pass tcp flags ack/syn|ack' early, and in stateful "
-                        "{ drop ct state invalid }")
-            return
+        for flags, what in ((0x12, "SYN-ACK"), (0x10, "ACK")):
+            flow = Flow(net, (1, 65535), (1024, 65535), flags)
+            safe = False
+            for r in res.rules:
+                # Only a rule dropping *all* such replies hides the pass; one dropping some
+                # (a deny list, odd flags, low TTLs) is a filter the operator meant.
+                _, must = flow_match(r, flow)
+                if must:
+                    safe = r.action == "pass"
+                    break
+            if not safe:
+                rep.warning(res_default_pos(res), "the default is drop and no rule passes "
+                            f"replies to connections this server opens (IPv{net.version} {what}): "
+                            "its own outgoing connections, the hub's included, will fail",
+                            "add 'pass tcp flags ack/ack' early, and in stateful "
+                            "{ drop ct state invalid }")
+                return

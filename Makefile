@@ -23,7 +23,8 @@ $(STAMPS)/apt: Makefile
 	fi
 	@mkdir -p $(STAMPS) && touch $@
 
-$(STAMPS)/venv: $(STAMPS)/apt pyproject.toml setup.py
+# Order-only on apt: an edit of the Makefile re-checks the packages, not the venv.
+$(STAMPS)/venv: pyproject.toml setup.py | $(STAMPS)/apt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -47,3 +48,9 @@ demo: native
 
 demo-stop:
 	$(BIN)/python -m demo stop
+
+# Every benchmark under bench/, medians of 5 runs beside peers from the same run, written to
+# bench/REPORT.md (takes about half an hour; needs root, like the kernel tests).
+.PHONY: bench
+bench: native
+	$(BIN)/python bench/report.py $(BENCH_ARGS)

@@ -127,6 +127,9 @@ def _install_error_handlers(app: Quart) -> None:
         code = HTTP_CODES.get(exc.code or 0) or (exc.name or "error").lower().replace(" ", "_")
         response = jsonify({"error": code, "message": exc.description or exc.name})
         response.status_code = exc.code or 500
+        for name, value in exc.get_headers():  # e.g. 405's Allow
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

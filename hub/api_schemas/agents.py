@@ -3,24 +3,28 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from hub.api_schemas.common import Strict
+from hub.services.agents import LABEL
+
+# A label as deployments and the protection switch use it.
+Label = Annotated[str, Field(pattern=LABEL.pattern)]
 
 
 class JoinTokenIn(Strict):
     ttl_s: int = Field(default=3600, gt=0, le=3600)
-    labels: list[str] = Field(default_factory=list, max_length=64)
+    labels: list[Label] = Field(default_factory=list, max_length=64, description="given to the agent it enrols")
 
 
 class LabelsIn(Strict):
-    labels: list[str] = Field(max_length=64)
+    labels: list[Label] = Field(max_length=64)
 
 
 class ProtectionIn(Strict):
-    label: str = Field(max_length=63)
+    label: Label
     enabled: bool
 
 

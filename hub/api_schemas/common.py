@@ -84,7 +84,8 @@ def responds(model: type, status: int = 200, *, errors: Iterable[int] = TENANT_E
 
 
 def raw_request(*media_types: str, description: str) -> Callable[[F], F]:
-    """Document a body the handler reads itself (not JSON), e.g. a list import."""
+    """Document a body the handler reads itself (not JSON), e.g. a list import; an
+    absent body counts as empty."""
 
     def decorate(func: F) -> F:
         func.bulwark_raw_request = (media_types, description)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from hub.api_schemas.agents import Label
 from hub.api_schemas.common import MAX_INT32, Strict
 
 
@@ -14,7 +15,7 @@ class DeployIn(Strict):
     policy_id: uuid.UUID
     version: int | None = Field(default=None, ge=1, le=MAX_INT32, description="default: the latest version")
     agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10000)
-    labels: list[str] = Field(default_factory=list, max_length=100)
+    labels: list[Label] = Field(default_factory=list, max_length=100)
     canary_agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
     dry_run: bool = Field(default=False, description="deploy in monitor mode: count, never drop")
 

@@ -50,9 +50,11 @@ def _complete(operation: dict[str, Any], func: Callable) -> None:
     if raw_request is not None:
         media_types, description = raw_request
         operation["requestBody"] = {
-            "required": True, "description": description,
+            "required": False, "description": description,
             "content": {m: {"schema": {"type": "string"}} for m in media_types},
         }
+    elif "requestBody" in operation:  # a JSON model: a request without one is refused
+        operation["requestBody"] = {**operation["requestBody"], "required": True}
     # quart-schema shares one responses dict between a rule's methods: build a new one.
     responses = {}
     for status, response in operation["responses"].items():

@@ -84,3 +84,7 @@ async def test_bad_input_is_a_clear_400(hub):
     r = await t.token.post(t.base + "/lists", data=b"\xff{", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     assert (await r.get_json())["error"] == "invalid_input"
+    r = await t.token.delete(t.base + "/agents")
+    assert r.status_code == 405
+    assert "GET" in r.headers["Allow"]
+    assert (await r.get_json())["error"] == "method_not_allowed"

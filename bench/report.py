@@ -3,6 +3,9 @@ peer from the same run, the target from its issue, and whether it is met.
 
     .venv/bin/python bench/report.py [--runs 5] [--only guard,dsl] [--out bench/REPORT.md]
 
+The medians are kept beside the report (REPORT.json); with --only, the benches not run
+keep their figures from there, marked with the date they were measured.
+
 Each benchmark script takes `--json FILE` and writes a flat (or nested) dict of figures.
 A script that repeats internally (`--runs`, `--rounds`) is run once with that many
 repeats; the others are run `--runs` times. Either way a figure is the median of at
@@ -174,7 +177,8 @@ def machine() -> str:
             f"Python {platform.python_version()}; commit {commit or 'unknown'}")
 
 
-def render(results: dict[str, float], failures: dict[str, str], runs: int, took_s: float) -> str:
+def render(results: dict[str, float], failures: dict[str, str], runs: int, took_s: float,
+           measured: dict[str, str]) -> str:
     lines = [
         "# Benchmark report",
         "",
@@ -183,6 +187,7 @@ def render(results: dict[str, float], failures: dict[str, str], runs: int, took_
         f"Machine: {machine()}.",
         f"Every figure is a median of {runs} runs; peers were measured in the same run unless quoted. "
         "The machine is shared and noisy: the ratios are steadier than the absolutes.",
+        "Measured on: " + ", ".join(f"{name} {day}" for name, day in sorted(measured.items())) + ".",
         "",
     ]
     section = None
@@ -220,18 +225,29 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown bench {', '.join(sorted(unknown))}; known: {', '.join(b.name for b in BENCHES)}")
     start = time.monotonic()
+    kept_path = args.out.with_suffix(".json")
+    kept = json.loads(kept_path.read_text()) if kept_path.exists() else {"results": {}, "measured": {}}
     results: dict[str, float] = {}
     failures: dict[str, str] = {}
+    measured: dict[str, str] = {}
     for bench in BENCHES:
         if bench.name not in wanted:
-            failures[bench.name] = "not run"
+            old = {k: v for k, v in kept["results"].items() if k.split(".", 1)[0] == bench.name}
+            if old:
+                results.update(old)
+                measured[bench.name] = kept["measured"].get(bench.name, "earlier")
+            else:
+                failures[bench.name] = "not run"
             continue
         medians, error = run_bench(bench, args.runs)
         results.update(medians)
         if error:
             failures[bench.name] = error
             print(f"{bench.name}: {error}", file=sys.stderr)
-    args.out.write_text(render(results, failures, args.runs, time.monotonic() - start))
+        else:
+            measured[bench.name] = datetime.date.today().isoformat()
+    kept_path.write_text(json.dumps({"results": results, "measured": measured}, indent=1, sort_keys=True))
+    args.out.write_text(render(results, failures, args.runs, time.monotonic() - start, measured))
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 1 if failures and not args.only else 0
 

@@ -9,7 +9,9 @@ Channels are plain strings: `tenant:<id>` (tenant-wide: lists, suspension),
 `agent:<id>` (one agent's deployment or enablement), `metrics:<tenant id>`.
 
 Waiting is race-free when the caller subscribes *before* reading the state it waits on:
-a publish between the read and the wait still sets the subscription's flag.
+a publish between the read and the wait still sets the subscription's flag. Publishing
+is race-free when it follows the commit of the change (never inside a transaction): a
+waiter woken earlier would re-read the old state and wait on.
 """
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ instead. Fixtures stay synchronous; a fixture value that is an `InLoop` (an asyn
 manager) is entered inside the test's event loop and the test receives what it yields.
 
 Tests in the modules of `BOTH_BACKENDS` run twice, on SQLite and on PostgreSQL (a server
-started once per session by tests/hub/postgres.py, a fresh database per harness).
+started once per session by tests/hub/postgres.py, a fresh database per harness); any
+test may instead parametrize `backend` itself (indirect=True).
 """
 from __future__ import annotations
 

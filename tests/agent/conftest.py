@@ -49,14 +49,18 @@ def make_config(tmp_path):
     return make
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class HubProcess:
     """A real hub (tests/agent/hub_server.py) on a loopback port; can be stopped and
     started again on the same data and port (a hub going away and coming back)."""
 
     def __init__(self, data_dir: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.data_dir = data_dir
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}

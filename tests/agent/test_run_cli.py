@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.conftest import POLICY_A, VERDICT_A, guard_verdicts, udp_delivered
-from tests.agent.test_managed import free_port
+from tests.agent.conftest import POLICY_A, VERDICT_A, free_port, guard_verdicts, udp_delivered
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,6 +20,7 @@ from agent import hub_link, http, loader, maps, nft, reconciler, sampler, watchd
 from agent.config import AgentConfig
 from agent.dataplane import Dataplane
 from agent.lockout import compile_policy
+from agent.memory import single_arena
 from agent.state import Desired, StateStore
 from agent.supervisor import ActorSpec, supervise
 from agent.telemetry import Telemetry
@@ -85,6 +86,7 @@ async def run_agent(agent: Agent, *, initial: Desired | None = None,
 
 
 async def main(config: AgentConfig, *, initial: Desired | None, credential: dict | None) -> None:
+    single_arena()  # before any worker thread allocates: see agent/memory.py
     agent = build(config, credential=credential)
     try:
         async with trio.open_nursery() as nursery:

@@ -23,7 +23,8 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.errors import DataplaneError, NotInstalled, PolicyRejected
-from agent.state import Desired, StateStore, release_memory
+from agent.memory import release_memory
+from agent.state import Desired, StateStore
 from bpf import Link, Map, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import PINNED_MAPS, Guard, GuardCounter, GuardSample, GuardState

@@ -26,9 +26,9 @@ import random
 import socket
 from pathlib import Path
 from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 import trio
 
 from agent.config import AgentConfig
@@ -37,6 +37,9 @@ from agent.messages import Confirmed, MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore, read_json, write_atomic
 from agent.telemetry import Telemetry
 from rules_dsl import Plan, PlanError
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: a standalone daemon never loads it (~8 MB idle)
 
 AGENT_VERSION = "0.1.0"
 MAX_FAILURE_REPORTS = 8  # kept for the hub while it is away, beside the newest report
@@ -93,6 +96,8 @@ def _raise_for(resp: httpx.Response, what: str) -> None:
 
 def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]:
     """Enrol with a join token; stores the credential (mode 0600). Raises HubError."""
+    import httpx
+
     url = hub_url.rstrip("/") + "/agent/v1/enroll"
     try:
         with httpx.Client(**_client(config)) as client:
@@ -184,6 +189,8 @@ def metrics_body(batches: list[MetricsBatch]) -> dict[str, Any]:
 async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetry: Telemetry,
               credential: dict[str, str], rng: random.Random | None = None,
               task_status=trio.TASK_STATUS_IGNORED) -> None:
+    import httpx
+
     rng = rng or random.Random()
     base = credential["hub_url"].rstrip("/") + "/agent/v1"
     headers = {"Authorization": f"Bearer {credential['credential']}"}

@@ -7,7 +7,6 @@ rename, fsync of the directory; a crash leaves the old file or the new one, neve
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import StateError
+from agent.memory import release_memory
 from rules_dsl import Plan, PlanError
 
 MODES = ("enforce", "monitor", "deactivate", "none")
@@ -35,6 +35,19 @@ class Entries:
         unique = sorted({e.strip() for e in entries} - {""})
         self._blob = "\n".join(unique).encode()
         self._count = len(unique)
+
+    @classmethod
+    def from_text(cls, text: str) -> "Entries":
+        """From `text()` as persisted (sorted, unique, newline-joined): one string in, no
+        million objects on the way. A hand-edited file is at worst re-applied whole or
+        refused with the bad entry named when the guard parses it."""
+        self = cls.__new__(cls)
+        self._blob = text.encode()
+        self._count = text.count("\n") + 1 if text else 0
+        return self
+
+    def text(self) -> str:
+        return self._blob.decode()
 
     def __iter__(self):
         return iter(self._blob.decode().split("\n") if self._count else ())
@@ -105,7 +118,7 @@ class Desired:
         return {"mode": self.mode, "plan": None if self.plan is None else json.loads(self.plan.to_json()),
                 "source": self.source, "etag": self.etag, "deployment_id": self.deployment_id,
                 "reverted_from": None if self.reverted_from is None else list(self.reverted_from),
-                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": list(x.entries)}
+                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": x.entries.text()}
                           for x in self.lists]}
 
     @classmethod
@@ -116,7 +129,7 @@ class Desired:
             mode = doc["mode"]
             if mode not in MODES:
                 raise ValueError(f"mode {mode!r}")
-            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), Entries(x.get("entries", ())),
+            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), _entries(x.get("entries", ())),
                                     x.get("id", "")) for x in doc.get("lists", ()))
             reverted = doc.get("reverted_from")
             return cls(mode=mode, plan=plan, lists=lists, source=doc.get("source", "policy"),
@@ -124,6 +137,16 @@ class Desired:
                        reverted_from=None if reverted is None else (reverted[0], reverted[1]))
         except (KeyError, TypeError, ValueError, PlanError) as exc:
             raise StateError(f"not a desired state: {exc}") from None
+
+
+def _entries(doc: Any) -> Entries:
+    """A list's entries as persisted: one newline-joined string (a million entries load
+    and save as one object), or a JSON list (files written before)."""
+    if isinstance(doc, str):
+        return Entries.from_text(doc)
+    if not isinstance(doc, list):
+        raise TypeError("entries: expected a string or a list")
+    return Entries(doc)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -153,15 +176,6 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise StateError(f"cannot write {path}: {exc.strerror}") from exc
-
-
-def release_memory() -> None:
-    """Give freed heap back to the system (glibc's malloc_trim; elsewhere a no-op), so an
-    idle agent that once handled a million-entry list does not keep its peak."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def read_json(path: Path) -> Any | None:

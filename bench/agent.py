@@ -1,7 +1,8 @@
 """Agent benchmarks: the idle daemon's footprint with a big list, and how fast desired
 states reach the maps.
 
-    .venv/bin/python bench/agent.py [--entries 1000000] [--idle-s 30] [--json FILE]
+    .venv/bin/python bench/agent.py [--entries 1000000] [--idle-s 30] [--repeat 3]
+                                    [--only idle|latency] [--json FILE]
 
 1. RSS and CPU of an idle `bulwark agent run` (standalone, persisted state holding a Plan
    whose set names a 1,000,000-entry list, sampler and watchdog running) in a throwaway
@@ -9,6 +10,7 @@ states reach the maps.
 2. Time from a desired state arriving at the reconciler to the maps updated (the
    pipeline's Result), in-process, for a 1-entry and a 100,000-entry list delta on top
    of the 1,000,000-entry list; and a whole re-apply (generation flip) for comparison.
+Each measure is run --repeat times; the median is reported (the runs too).
 Needs root. Figures are from a shared, noisy machine: read the ratios.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,6 +109,7 @@ async def delta_latency(lab: VethLab, root: Path, entries: int) -> dict:
     out = {}
 
     async def timed(desired: Desired) -> float:
+        await trio.sleep(1.0)  # the agent idle: the previous apply's table and persist done
         t0 = trio.current_time()
         await agent.to_reconciler.send(desired)
         while agent.dataplane.maps_desired is not desired:  # set once the maps hold it
@@ -141,22 +145,32 @@ def main() -> int:
     p.add_argument("--entries", type=int, default=1_000_000)
     p.add_argument("--idle-s", type=float, default=30)
     p.add_argument("--port", type=int, default=19731)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--only", choices=("idle", "latency"))
     p.add_argument("--json")
     args = p.parse_args()
-    pin_root = Path(tempfile.mkdtemp(prefix="bulwark-bench-", dir=ensure_bpffs()))
     results = {}
-    lab = VethLab.create("bench")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            os.symlink(pin_root, root / "pins")
-            results["idle"] = idle_footprint(lab, root, args.entries, args.idle_s, args.port)
-            print(json.dumps(results["idle"]), flush=True)
-            results["latency"] = trio.run(delta_latency, lab, root, args.entries)
-            print(json.dumps(results["latency"]), flush=True)
-    finally:
-        lab.remove()
-        subprocess.run(["rm", "-rf", str(pin_root)], check=False)
+    for what in ("idle", "latency"):
+        if args.only not in (None, what):
+            continue
+        runs = []
+        for _ in range(args.repeat):
+            pin_root = Path(tempfile.mkdtemp(prefix="bulwark-bench-", dir=ensure_bpffs()))
+            lab = VethLab.create("bench")
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    root = Path(tmp)
+                    os.symlink(pin_root, root / "pins")
+                    if what == "idle":
+                        runs.append(idle_footprint(lab, root, args.entries, args.idle_s, args.port))
+                    else:
+                        runs.append(trio.run(delta_latency, lab, root, args.entries))
+                    print(json.dumps(runs[-1]), flush=True)
+            finally:
+                lab.remove()
+                subprocess.run(["rm", "-rf", str(pin_root)], check=False)
+        results[what] = {"median": {k: statistics.median(r[k] for r in runs) for k in runs[0]}, "runs": runs}
+        print("median", what, json.dumps(results[what]["median"]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

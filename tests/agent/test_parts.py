@@ -13,7 +13,7 @@ from agent.config import AgentConfig
 from agent.errors import StateError
 from agent.hub_link import DesiredTracker, metrics_body, save_credential, status_body
 from agent.messages import MetricsBatch, Report
-from agent.state import Desired, StateStore
+from agent.state import Desired, ListState, StateStore
 from agent.telemetry import Telemetry
 from bpf.guard import RuleCounters
 from rules_dsl import load
@@ -110,6 +110,26 @@ def test_state_round_trip_previous_and_torn_files(tmp_path):
     with pytest.raises(StateError):
         store.load()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_lists_persist_as_one_string_and_old_files_still_load(tmp_path):
+    store = StateStore(tmp_path)
+    entries = {"192.0.2.9", "203.0.113.0/24", "2001:db8::/32"}
+    d = Desired(mode="enforce", plan=PLAN_B, source="revert", reverted_from=("abc", "d1"),
+                lists=(ListState("ban", 3, entries, "L1"), ListState("empty", 1, (), "L2")))
+    store.save(d)
+    saved = json.loads((tmp_path / "applied.json").read_text())
+    assert [x["entries"] for x in saved["lists"]] == ["192.0.2.9\n2001:db8::/32\n203.0.113.0/24", ""]
+    back = store.load()
+    assert back == d and back.reverted_from == ("abc", "d1")
+    assert back.list_entries()["ban"] == entries and len(back.list_entries()["empty"]) == 0
+    saved["lists"][0]["entries"] = sorted(entries, reverse=True)  # written before: a JSON list
+    (tmp_path / "applied.json").write_text(json.dumps(saved))
+    assert store.load() == d
+    saved["lists"][0]["entries"] = 7
+    (tmp_path / "applied.json").write_text(json.dumps(saved))
+    with pytest.raises(StateError):
+        store.load()
 
 
 def test_credential_is_private(tmp_path):

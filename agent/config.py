@@ -1,22 +1,21 @@
 """The agent's configuration: one frozen, typed object, built once per process.
 
 Layers, each overriding the one before: defaults → TOML file → `BULWARK_AGENT_<KEY>`
-environment variables → command-line flags. Unknown keys in any layer are errors
-(ConfigError), so a typo never silently falls back to a default. Every path is
+environment variables → command-line flags, built by `bulwark.settings` (shared with the
+hub). Unknown keys in any layer are errors (ConfigError), so a typo never silently falls
+back to a default. Every path is
 configurable, so several agents (one per namespace) can share a host.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from agent.errors import ConfigError
+from bulwark import settings
 
 ENV_PREFIX = "BULWARK_AGENT_"
 XDP_MODES = ("native", "generic", "auto")
@@ -67,58 +66,6 @@ class AgentConfig:
         return _validated(dataclasses.replace(self, **changes))
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
-_HINTS = typing.get_type_hints(AgentConfig)
-
-
-def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
-    hint = _HINTS[key]
-    args = typing.get_args(hint)
-    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
-    if optional and (value is None or (from_text and value in ("", "none"))):
-        return None
-    try:
-        if typing.get_origin(base) is tuple:
-            if from_text and isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise TypeError("expected a list")
-            return tuple(str(v) for v in value)
-        if base is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("1", "true", "yes")
-            if not isinstance(value, bool):
-                raise TypeError("expected true or false")
-            return value
-        if base is int:
-            if isinstance(value, bool) or not isinstance(value, (int, str)):
-                raise TypeError("expected an integer")
-            return int(value)
-        if base is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise TypeError("expected a number")
-            return float(value)
-        if base is str:
-            if not isinstance(value, str):
-                raise TypeError("expected a string")
-            return value
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}: bad value {value!r} ({exc})") from None
-    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover
-
-
-def _layer(values: Mapping[str, Any], source: str, *, from_text: bool) -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        if key not in _FIELDS:
-            raise ConfigError(f"{source}: unknown key {key!r}")
-        out[key] = _coerce(key, value, from_text=from_text)
-    return out
-
-
 def _validated(cfg: AgentConfig) -> AgentConfig:
     if cfg.xdp_mode not in XDP_MODES:
         raise ConfigError(f"xdp_mode must be one of {', '.join(XDP_MODES)}, not {cfg.xdp_mode!r}")
@@ -135,23 +82,10 @@ def _validated(cfg: AgentConfig) -> AgentConfig:
 
 def load_config(*, file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
                 flags: Mapping[str, Any] | None = None) -> AgentConfig:
-    """Build the config from its layers. Raises ConfigError naming the bad key or value."""
+    """Build the config from its layers (`bulwark.settings`; the file may also be named by
+    BULWARK_AGENT_CONFIG, and may hold one `[agent]` table). Raises ConfigError naming
+    the bad key or value."""
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    file = file if file is not None else env.get(ENV_PREFIX + "CONFIG")
-    if file:
-        try:
-            with open(file, "rb") as fh:
-                doc = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {file}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: {exc}") from None
-        values.update(_layer(doc.get("agent", doc) if set(doc) == {"agent"} else doc, str(file),
-                             from_text=False))
-    from_env = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items()
-                if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG"}
-    values.update(_layer(from_env, "environment", from_text=True))
-    values.update(_layer({k: v for k, v in (flags or {}).items() if v is not None}, "flags",
-                         from_text=False))
-    return _validated(AgentConfig(**values))
+    file = file if file is not None else (env.get(ENV_PREFIX + "CONFIG") or None)
+    return _validated(settings.load(AgentConfig, error=ConfigError, env_prefix=ENV_PREFIX, file=file,
+                                    section="agent", env=env, flags=flags))

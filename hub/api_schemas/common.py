@@ -46,7 +46,7 @@ def _has_nul(value: Any) -> bool:
 
 
 class ErrorBody(BaseModel):
-    """An error (hub/errors.py, mapped to HTTP in hub/app.py)."""
+    """An error: a code for programs, a message for people."""
 
     error: str = Field(description="machine-readable code: invalid_input, unauthenticated, forbidden, "
                                    "not_found, conflict, payload_too_large, ...")

@@ -7,6 +7,7 @@ describes each error status once (`ERROR_DESCRIPTIONS`), and names operations
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from quart_schema.openapi import OpenAPIProvider
@@ -42,7 +43,7 @@ class BulwarkOpenAPI(OpenAPIProvider):
 
     def operation_id(self, method: str, path: str, func: Callable) -> str | None:
         area = func.__module__.rsplit(".", 1)[-1]
-        return f"{method.lower()}_{area}_{func.__name__}"
+        return f"{method.lower()}_{area}_{func.__name__.rstrip('_')}"
 
 
 def _complete(operation: dict[str, Any], func: Callable) -> None:
@@ -60,6 +61,8 @@ def _complete(operation: dict[str, Any], func: Callable) -> None:
     for status, response in operation["responses"].items():
         if int(status) in ERROR_DESCRIPTIONS:  # not the error body's docstring each time
             response = {**response, "description": ERROR_DESCRIPTIONS[int(status)]}
+        elif not response.get("description"):
+            response = {**response, "description": HTTPStatus(int(status)).phrase}
         responses[status] = response
     raw_response = getattr(func, "bulwark_raw_response", None)
     if raw_response is not None:

@@ -40,6 +40,7 @@ async def create_join_token(scope: TenantScope, data: JoinTokenIn) -> tuple[dict
 @responds(AgentsOut)
 @tenant_route("read")
 async def list_agents(scope: TenantScope) -> dict[str, Any]:
+    """Every enrolled agent, oldest first."""
     rows = await scope.query(Agent).order_by("enrolled_at")
     return {"agents": [agents.agent_json(a) for a in rows]}
 
@@ -48,6 +49,7 @@ async def list_agents(scope: TenantScope) -> dict[str, Any]:
 @responds(AgentOut)
 @tenant_route("read")
 async def get_agent(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    """One agent: inventory, labels, what it runs and its last status."""
     return agents.agent_json(agent)
 
 

@@ -49,6 +49,7 @@ async def index(scope: TenantScope) -> dict[str, Any]:
 @responds(DeploymentDetail)
 @tenant_route("read")
 async def get(scope: TenantScope, deployment: Deployment) -> dict[str, Any]:
+    """One deployment with each target's rollout status."""
     return await deployments.deployment_json(deployment, with_targets=True)
 
 
@@ -56,6 +57,7 @@ async def get(scope: TenantScope, deployment: Deployment) -> dict[str, Any]:
 @raw_response("application/json", "the Plan exactly as deployed (its sha256 is the digest)")
 @tenant_route("read")
 async def plan(scope: TenantScope, deployment: Deployment) -> Response:
+    """The deployed Plan, byte for byte."""
     return Response(deployment.plan_json, content_type="application/json")
 
 

@@ -39,6 +39,7 @@ def list_json(ip_list: IpList) -> dict[str, Any]:
 @tenant_route("write")
 @validate_request(ListIn)
 async def create(scope: TenantScope, data: ListIn) -> tuple[dict[str, Any], int]:
+    """A new, empty allow or deny list."""
     return list_json(await lists.create_list(rt(), scope, data.name, data.kind)), 201
 
 
@@ -46,6 +47,7 @@ async def create(scope: TenantScope, data: ListIn) -> tuple[dict[str, Any], int]
 @responds(ListsOut)
 @tenant_route("read")
 async def index(scope: TenantScope) -> dict[str, Any]:
+    """Every list, by name."""
     return {"lists": [list_json(x) for x in await scope.query(IpList).order_by("name")]}
 
 
@@ -53,6 +55,7 @@ async def index(scope: TenantScope) -> dict[str, Any]:
 @responds(ListDetail)
 @tenant_route("read")
 async def get(scope: TenantScope, ip_list: IpList) -> dict[str, Any]:
+    """One list with its revision and size."""
     count = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).count()
     return {**list_json(ip_list), "entries": count}
 

@@ -37,6 +37,7 @@ async def create(scope: TenantScope, data: PolicyIn) -> tuple[dict[str, Any], in
 @responds(PoliciesOut)
 @tenant_route("read")
 async def index(scope: TenantScope) -> dict[str, Any]:
+    """Every policy, by name."""
     return {"policies": [policy_json(p) for p in await scope.query(Policy).order_by("name")]}
 
 
@@ -63,6 +64,7 @@ async def save(scope: TenantScope, policy: Policy, data: SourceIn) -> dict[str, 
 @responds(VersionsOut)
 @tenant_route("read")
 async def versions(scope: TenantScope, policy: Policy) -> dict[str, Any]:
+    """Every saved version with its diagnostics, oldest first."""
     rows = await PolicyVersion.filter(policy_id=policy.id).order_by("version")
     return {"versions": [policies.version_json(v) for v in rows]}
 
@@ -71,6 +73,7 @@ async def versions(scope: TenantScope, policy: Policy) -> dict[str, Any]:
 @responds(VersionWithSource)
 @tenant_route("read")
 async def version(scope: TenantScope, policy: Policy, version: int) -> dict[str, Any]:
+    """One version with its source."""
     v = await PolicyVersion.get_or_none(policy_id=policy.id, version=version)
     if v is None:
         raise NotFound("policy version")

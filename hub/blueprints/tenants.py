@@ -62,6 +62,7 @@ async def list_tenants() -> dict[str, Any]:
 @responds(TenantDetail)
 @tenant_route("read")
 async def get_tenant(scope: TenantScope) -> dict[str, Any]:
+    """The tenant and what the caller may do in it."""
     tenant = await scope.get(Tenant, scope.tenant_id)
     return {"id": tenant.id, "name": tenant.name, "suspended": tenant.suspended,
             "permissions": sorted(scope.permissions)}
@@ -71,6 +72,7 @@ async def get_tenant(scope: TenantScope) -> dict[str, Any]:
 @responds(MembersOut)
 @tenant_route("read")
 async def list_members(scope: TenantScope) -> dict[str, Any]:
+    """The tenant's members and their roles."""
     rows = await scope.query(Membership).prefetch_related("user")
     return {"members": [{"id": m.id, "email": m.user.email, "role": m.role} for m in rows]}
 
@@ -80,6 +82,7 @@ async def list_members(scope: TenantScope) -> dict[str, Any]:
 @tenant_route("admin")
 @validate_request(RoleIn)
 async def set_role(scope: TenantScope, membership: Membership, data: RoleIn) -> dict[str, Any]:
+    """Change a member's role (a tenant keeps at least one owner)."""
     m = await tenants.set_role(rt(), scope, membership, data.role)
     return {"id": m.id, "role": m.role}
 
@@ -89,6 +92,7 @@ async def set_role(scope: TenantScope, membership: Membership, data: RoleIn) -> 
 @tenant_route("admin")
 @validate_request(InviteIn)
 async def invite(scope: TenantScope, data: InviteIn) -> tuple[dict[str, Any], int]:
+    """Invite someone by email with a role; the token is shown once."""
     token = await tenants.invite(rt(), scope, data.email, data.role)
     return {"token": token}, 201
 
@@ -106,6 +110,7 @@ async def accept(data: AcceptIn) -> dict[str, Any]:
 @responds(TokensOut, errors=TENANT_ERRORS)
 @tenant_route("admin")
 async def list_tokens(scope: TenantScope) -> dict[str, Any]:
+    """The tenant's API tokens (never their secrets)."""
     rows = await scope.query(ApiToken).order_by("created_at")
     return {"tokens": [token_json(t) for t in rows]}
 
@@ -124,5 +129,6 @@ async def create_token(scope: TenantScope, data: TokenIn) -> tuple[dict[str, Any
 @responds(TokenOut)
 @tenant_route("admin")
 async def revoke_token(scope: TenantScope, token: ApiToken) -> dict[str, Any]:
+    """Revoke a token: it is refused from the next request on."""
     await tenants.revoke_token(rt(), scope, token)
     return token_json(token)

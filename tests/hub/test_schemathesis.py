@@ -180,7 +180,8 @@ def test_every_operation_keeps_its_contract(tmp_path, backend):
         # Then what tokens may not do (403 above), as the signed-in owner.
         r = browser.post(url + "/auth/login", json={"email": seeded.owner_email, "password": PASSWORD}, timeout=10)
         assert r.status_code == 200, r.text
-        for_users = [op for op in operations if op.label in _needs_a_user(seeded.config)]
+        needs_a_user = _needs_a_user(seeded.config)
+        for_users = [op for op in operations if op.label in needs_a_user]
         assert len(for_users) >= 8
         failures += _fuzz(for_users, seeded, url, browser, {"X-CSRF-Token": r.json()["csrf_token"]})
         assert not failures, "\n\n".join(failures)

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 from pydantic import Field, RootModel
 
 from hub.api_schemas.common import MAX_INT, Strict
+from hub.services.lists import KINDS
 
-Kind = Literal["allow", "deny"]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class ListIn(Strict):

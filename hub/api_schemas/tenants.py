@@ -8,9 +8,11 @@ from typing import Literal
 from pydantic import Field
 
 from hub.api_schemas.common import Strict
+from hub.models.access import ROLES, TOKEN_SCOPES
 
-Role = Literal["viewer", "operator", "admin", "owner"]
-Scope = Literal["read", "write", "deploy", "billing"]
+# Literal of a tuple is the Literal of its items: the words stay defined in one place.
+Role = Literal[ROLES]  # type: ignore[valid-type]
+Scope = Literal[TOKEN_SCOPES]  # type: ignore[valid-type]
 
 
 class TenantIn(Strict):

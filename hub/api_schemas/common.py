@@ -73,14 +73,21 @@ BODY_ERRORS = (*INPUT_ERRORS, 413)
 
 def responds(model: type, status: int = 200, *, errors: Iterable[int] = TENANT_ERRORS) -> Callable[[F], F]:
     """Validate the handler's answer against `model` (sent with `status`) and document
-    the error statuses it may answer with, all with `ErrorBody`."""
+    the error statuses it may answer with, all with `ErrorBody`.
+
+    Goes right under the route decorator: the handler below returns a dict or a model.
+    """
 
     def decorate(func: F) -> F:
-        for code in sorted(set(errors)):
-            func = document_response(ErrorBody, code)(func)
-        return validate_response(model, status)(func)
+        return validate_response(model, status)(_document_errors(func, errors))
 
     return decorate
+
+
+def _document_errors(func: F, errors: Iterable[int]) -> F:
+    for code in sorted(set(errors)):
+        func = document_response(ErrorBody, code)(func)
+    return func
 
 
 def raw_request(*media_types: str, description: str) -> Callable[[F], F]:
@@ -100,8 +107,7 @@ def raw_response(media_type: str, description: str, status: int = 200, *,
     stream), and the error statuses, like `responds`."""
 
     def decorate(func: F) -> F:
-        for code in sorted(set(errors)):
-            func = document_response(ErrorBody, code)(func)
+        func = _document_errors(func, errors)
         func.bulwark_raw_response = (status, media_type, description)  # type: ignore[attr-defined]
         return func
 

@@ -1,6 +1,7 @@
 """The OpenAPI document: quart-schema's, plus what its decorators cannot say.
 
-Covers `/api/v1/` only; adds bodies and answers that are not JSON models (`raw_request`, `raw_response`),
+Covers `/api/v1/` only; adds bodies and answers that are not JSON models (`raw_request`,
+`raw_response`), marks JSON bodies required, gives path ids their format and bounds,
 describes each error status once (`ERROR_DESCRIPTIONS`), and names operations
 `<method>_<area>_<handler>` so ids stay unique across blueprints.
 """
@@ -57,7 +58,7 @@ def _complete(operation: dict[str, Any], func: Callable) -> None:
     elif "requestBody" in operation:  # a JSON model: a request without one is refused
         operation["requestBody"] = {**operation["requestBody"], "required": True}
     # quart-schema shares one responses dict between a rule's methods: build a new one.
-    responses = {}
+    responses: dict[Any, Any] = {}
     for status, response in operation["responses"].items():
         if int(status) in ERROR_DESCRIPTIONS:  # not the error body's docstring each time
             response = {**response, "description": ERROR_DESCRIPTIONS[int(status)]}

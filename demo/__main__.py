@@ -101,8 +101,8 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
         say(note)
 
     api.create_list(DENY_LIST, "deny", [f"{DENIED_SOURCE}/32"])
-    policy = api.create_policy("web", web_policy("127.0.0.1", args.port))
-    api.save_policy(policy["id"], hardened_policy("127.0.0.1", args.port))
+    policy = api.create_policy("web", web_policy())
+    api.save_policy(policy["id"], hardened_policy())
     say(f"  deny list '{DENY_LIST}' with {DENIED_SOURCE}; policy 'web': v1 examples/web.bw with the hub's "
         "replies passed, v2 also drops reflected answers")
 

@@ -1,10 +1,7 @@
-"""The policies the demo deploys: examples/web.bw made deployable from a hub (v1), then a
-version that also drops reflected answers (v2).
+"""The policies the demo deploys: examples/web.bw as it stands (v1; its `pass tcp flags
+ack/ack` passes the hub's replies, so the lockout guard accepts it), then a version that
+also drops reflected answers (v2).
 
-- web.bw's default drop also drops the hub's SYN-ACKs (it passes ACKs only with SYN
-  clear), so an agent's lockout guard rightly refuses it as it stands (`bulwark rules check
-  --hub ADDR:PORT examples/web.bw` says so). Every version here therefore starts with the
-  one rule a managed server needs: replies from the hub's address and port.
 - web.bw passes every UDP packet from port 53, because a web server resolves names; DNS
   reflection rides on exactly that. v2 drops answers from ports 53 and 123 larger than a
   plain DNS answer (512 bytes), ahead of that pass.
@@ -17,7 +14,6 @@ from pathlib import Path
 WEB_BW = Path(__file__).resolve().parents[1] / "examples" / "web.bw"
 DENY_LIST = "crowdsec-ban"  # the hub list web.bw's blocklist set names
 REFLECTION_RULE = "drop udp sport { 53, 123 } length > 512"
-_FIRST_RULE = "drop from @blocklist\n"
 _DNS_PASS = "pass udp sport 53\n"
 
 
@@ -27,11 +23,11 @@ def _insert_before(text: str, anchor: str, line: str) -> str:
     return text.replace(anchor, f"{line}\n{anchor}")
 
 
-def web_policy(hub_address: str, hub_port: int) -> str:
-    """v1: web.bw plus the hub's replies."""
-    return _insert_before(WEB_BW.read_text(), _FIRST_RULE, f"pass tcp from {hub_address} sport {hub_port}")
+def web_policy() -> str:
+    """v1: web.bw."""
+    return WEB_BW.read_text()
 
 
-def hardened_policy(hub_address: str, hub_port: int) -> str:
+def hardened_policy() -> str:
     """v2: v1 plus REFLECTION_RULE before web.bw's `pass udp sport 53`."""
-    return _insert_before(web_policy(hub_address, hub_port), _DNS_PASS, REFLECTION_RULE)
+    return _insert_before(web_policy(), _DNS_PASS, REFLECTION_RULE)

@@ -76,17 +76,32 @@ def attack_flows(site: Site, scale: float = 1.0) -> list[Flow]:
     ]
 
 
-class Sender(threading.Thread):
+class _Worker(threading.Thread):
+    """A daemon thread that runs until `stop`; a socket it owns is closed after it ends."""
+
+    _sock: socket.socket | None = None
+
+    def __init__(self, name: str):
+        super().__init__(name=name, daemon=True)
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+        if self._sock is not None:
+            self._sock.close()
+
+
+class Sender(_Worker):
     """Replays flows from the generator namespace until stopped or `duration_s` is up."""
 
     TICK_S = 0.01
 
     def __init__(self, gen_ns: str, flows: list[tuple[Site, Flow]], duration_s: float):
-        super().__init__(name="demo-sender", daemon=True)
+        super().__init__("demo-sender")
         self.gen_ns, self.flows, self.duration_s = gen_ns, flows, duration_s
         self.sent: collections.Counter[tuple[int, str]] = collections.Counter()
         self.error: BaseException | None = None
-        self._halt = threading.Event()
         self._ready = threading.Event()
 
     def start(self) -> "Sender":
@@ -95,10 +110,6 @@ class Sender(threading.Thread):
         if self.error:
             raise self.error
         return self
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(5)
 
     def run(self) -> None:
         socks: dict[str, socket.socket] = {}
@@ -137,26 +148,20 @@ class Sender(threading.Thread):
                     self.sent[(site.index, flow.name)] = n + 1
 
 
-class Receiver(threading.Thread):
+class Receiver(_Worker):
     """Counts, by IPv4 source, the frames that reach the site's stack, and when each source
     was last seen (time.monotonic): a packet socket on the protected interface sees only
     what XDP passed."""
 
     def __init__(self, site: Site):
-        super().__init__(name=f"demo-receiver-{site.index}", daemon=True)
+        super().__init__(f"demo-receiver-{site.index}")
         self.site = site
         self.seen: collections.Counter[str] = collections.Counter()
         self.last_seen: dict[str, float] = {}
-        self._halt = threading.Event()
         with in_netns(site.ns):
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self._sock.bind((site.iface, ETH_P_ALL))
         self._sock.settimeout(0.2)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(5)
-        self._sock.close()
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -209,19 +214,14 @@ class Tally:
             return sum(ok for _, ok in self.recent), len(self.recent)
 
 
-class Clients(threading.Thread):
+class Clients(_Worker):
     """Legitimate users: `rate` HTTP requests a second to one site, from the generator's
     own address on that link, each counted in `tally`."""
 
     def __init__(self, gen_ns: str, site: Site, rate: float, duration_s: float):
-        super().__init__(name=f"demo-clients-{site.index}", daemon=True)
+        super().__init__(f"demo-clients-{site.index}")
         self.gen_ns, self.site, self.rate, self.duration_s = gen_ns, site, rate, duration_s
         self.tally = Tally()
-        self._halt = threading.Event()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(5)
 
     def run(self) -> None:
         end = time.monotonic() + self.duration_s
@@ -232,25 +232,19 @@ class Clients(threading.Thread):
                 self._halt.wait(max(0.0, 1 / self.rate - (time.monotonic() - t)))
 
 
-class HttpServer(threading.Thread):
+class HttpServer(_Worker):
     """A tiny HTTP server on the site's address, port 80: answers 200 to anything."""
 
     REPLY = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 
     def __init__(self, site: Site):
-        super().__init__(name=f"demo-http-{site.index}", daemon=True)
+        super().__init__(f"demo-http-{site.index}")
         with in_netns(site.ns):
             self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((site.addr, HTTP_PORT))
         self._sock.listen(128)
         self._sock.settimeout(0.2)
-        self._halt = threading.Event()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(5)
-        self._sock.close()
 
     def run(self) -> None:
         while not self._halt.is_set():

@@ -123,10 +123,10 @@ def wait_for(what: str, predicate, timeout_s: float = 5) -> None:
 def test_a_deployment_through_its_life(fleet):
     api, sites, hub_port = fleet.api, fleet.topo.sites, int(fleet.hub.url.rsplit(":", 1)[1])
     ids = [a.agent_id for a in fleet.agents]
-    policy = api.create_policy("web", web_policy("127.0.0.1", hub_port))
+    policy = api.create_policy("web", web_policy())
     v1 = api.deploy(policy["id"], ids)
     wait_applied(fleet, v1["digest"])
-    api.save_policy(policy["id"], hardened_policy("127.0.0.1", hub_port))
+    api.save_policy(policy["id"], hardened_policy())
     v2 = api.deploy(policy["id"], ids)
     assert v2["digest"] != v1["digest"]
     wait_applied(fleet, v2["digest"])
@@ -162,7 +162,7 @@ def test_a_deployment_through_its_life(fleet):
 
     # the hub shows each agent's applied digest (wait_applied) and its metrics
     wait_applied(fleet, v2["digest"])
-    blocklist = rule_name(next(i for i, r in enumerate(load(hardened_policy("127.0.0.1", hub_port)).plan.xdp.rules)
+    blocklist = rule_name(next(i for i, r in enumerate(load(hardened_policy()).plan.xdp.rules)
                                if r.text == "drop from @blocklist"))
     for agent in fleet.agents:
         wait_for(f"metrics of {agent.name} at the hub",

@@ -90,7 +90,7 @@ def cmd_apply(config: AgentConfig) -> int:
     finally:
         dp.close()
     print(f"applied {desired.plan.name} ({desired.digest[:12]}) on {config.iface}: "
-          f"xdp {result['xdp_mode']}, nftables table {'installed' if result['nft_table'] else 'none'}")
+          f"xdp {result['xdp_mode']}, nftables table {'none' if result['nft_table'] == 'none' else 'installed'}")
     if result["fallback_reason"]:
         print(f"note: {result['fallback_reason']}")
     return 0

@@ -75,6 +75,7 @@ class Dataplane:
         self.maps_desired: Desired | None = None  # what our maps were last made to hold
         self._maps_check: tuple[int, int] | None = None  # live config (words, fields) then
         self.nft_expected: Any = None  # normalized listing of our table, None: no table
+        self._nft_doc: Any = None  # the document that table was installed from
         self.program_wanted = False
         self._ring = None
 
@@ -210,10 +211,13 @@ class Dataplane:
 
     # ---- nftables ----
     @kernel
-    def apply_nft(self, desired: Desired) -> bool:
-        """Replace our table with the Plan's, in one transaction (or remove it). In monitor
+    def apply_nft(self, desired: Desired, *, repair: bool = False) -> str:
+        """Replace our table with the Plan's, in one transaction, or remove it. In monitor
         mode the table is the Plan's projected to count only (`monitor_nft`), as the
-        guard's maps get the monitor flag. Returns whether a table is now installed.
+        guard's maps get the monitor flag. A table this process installed from the same
+        document and still intact is kept (not repair): a list delta or a Plan that changes
+        only its XDP part neither resets rate-limit and connection-count state nor opens a
+        window between the two parts. Returns "table" (replaced), "kept" or "none".
         Touches no other table."""
         doc = desired.plan.nft if desired.plan is not None else {"nftables": []}
         if desired.mode == "monitor":
@@ -223,18 +227,29 @@ class Dataplane:
         with self.ns():
             with contextlib.closing(_nft()) as nft:
                 if wanted:
+                    if not repair and doc == self._nft_doc and self._nft_intact(nft):
+                        return "kept"
                     nft.run(doc)  # the compiler emits add+delete+add of the table: one batch
                     self.nft_expected = normalized(nft.list("table inet bulwark"))
+                    self._nft_doc = doc
                 else:
                     nft.run([{"add": {"table": TABLE}}, {"delete": {"table": TABLE}}])
-                    self.nft_expected = None
-        return wanted
+                    self.nft_expected = self._nft_doc = None
+        return "table" if wanted else "none"
+
+    def _nft_intact(self, nft) -> bool:
+        if self.nft_expected is None:
+            return False
+        try:
+            return normalized(nft.list("table inet bulwark")) == self.nft_expected
+        except NftError:
+            return False
 
     @kernel
     def remove_nft(self) -> None:
         with self.ns(), contextlib.closing(_nft()) as nft:
             nft.run([{"add": {"table": TABLE}}, {"delete": {"table": TABLE}}])
-        self.nft_expected = None
+        self.nft_expected = self._nft_doc = None
 
     # ---- drift ----
     @kernel
@@ -305,7 +320,7 @@ class Dataplane:
             if any(t["table"]["family"] == "inet" and t["table"]["name"] == "bulwark" for t in existing):
                 nft.run([{"delete": {"table": TABLE}}])
                 removed.append("nft table inet bulwark")
-        self.nft_expected = None
+        self.nft_expected = self._nft_doc = None
         if self.pin_dir.exists():
             for name in (*PINNED_MAPS, LINK_PIN):
                 if (self.pin_dir / name).exists():

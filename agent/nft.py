@@ -22,10 +22,9 @@ async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane,
             if not msg.errors:
                 def work():
                     with dataplane.lock:
-                        return dataplane.apply_nft(msg.desired)
+                        return dataplane.apply_nft(msg.desired, repair="nft" in msg.repair)
                 try:
-                    installed = await trio.to_thread.run_sync(work)
-                    msg = msg.did("nft:table" if installed else "nft:none")
+                    msg = msg.did(f"nft:{await trio.to_thread.run_sync(work)}")
                 except AgentError as exc:
                     msg = msg.failed("nft", exc)
             await outbox.send(Result(msg))

@@ -63,8 +63,8 @@ async def test_plan_unconfirmed_is_reverted_and_confirmed_plan_stays(veth_lab, p
     applied_b = trio.Event()
     apply_nft = agent.dataplane.apply_nft
 
-    def apply_nft_then_hub_gone(desired):
-        out = apply_nft(desired)
+    def apply_nft_then_hub_gone(desired, **kw):
+        out = apply_nft(desired, **kw)
         if desired.digest == DIGEST_B and not applied_b.is_set():
             hub.stop()
             trio.from_thread.run_sync(applied_b.set)

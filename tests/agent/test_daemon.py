@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from agent.daemon import build, run_agent
-from agent.state import Desired
+from agent.state import Desired, ListState
 from bpf import Link, Map, in_netns
 from rules_dsl import load
 from tests.agent.conftest import (POLICY_A, POLICY_B, VERDICT_A, VERDICT_B, guard_verdicts, nft_counter,
@@ -139,5 +139,25 @@ async def test_monitor_mode_installs_a_table_that_counts_and_drops_nothing(veth_
         await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
         await until(lambda: guard_verdicts(agent.config.pin_dir) == VERDICT_A)
         await until(lambda: not tcp_connects(lab, 23), 10)
+        nursery.cancel_scope.cancel()
+    agent.dataplane.close()
+
+
+async def test_list_delta_keeps_the_table_and_its_state(veth_lab, pin_dir, make_config):
+    lab = veth_lab
+    lab.add_peer_address("203.0.113.9")
+    agent = build(make_config(lab, pin_dir))
+    rule = "drop tcp dport 24"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_agent, agent)
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_B, lists=(ListState("ban", 1, ()),)))
+        await until(lambda: nft_rule_ports(lab.ns) == {24})
+        assert not await trio.to_thread.run_sync(tcp_connects, lab, 24)
+        counted = nft_counter(lab.ns, rule)
+        assert counted > 0
+        await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_B, lists=(
+            ListState("ban", 2, {"203.0.113.9"}),), deltas=(("ban", ("203.0.113.9",), ()),)))
+        await until(lambda: udp_delivered(lab, "203.0.113.9", 5000, 5) == 0)
+        assert nft_counter(lab.ns, rule) == counted  # the same table: not replaced, counters kept
         nursery.cancel_scope.cancel()
     agent.dataplane.close()

@@ -168,6 +168,28 @@ class DesiredTracker:
                        etag=self.etag, deployment_id=(deployment or {}).get("id"), deltas=clean)
 
 
+class Reports:
+    """Status reports waiting for the hub, oldest first. A newer report replaces the older
+    ones, except reports of a failure (a refused or reverted Plan): the hub must hear each
+    of those, in order (it marks that deployment failed), even when it was away while the
+    agent moved on. Pure."""
+
+    def __init__(self, max_failures: int = MAX_FAILURE_REPORTS):
+        self.waiting: list[Report] = []
+        self.max_failures = max_failures
+
+    def add(self, report: Report) -> None:
+        failures = [r for r in self.waiting if r.failed_digest][-self.max_failures:]
+        self.waiting = [*failures, report]
+
+    def next(self) -> Report | None:
+        return self.waiting[0] if self.waiting else None
+
+    def sent(self, report: Report) -> None:
+        """The hub accepted `report` (it may have been replaced meanwhile)."""
+        self.waiting = [r for r in self.waiting if r is not report]
+
+
 def status_body(report: Report, *, healthy: bool = True) -> dict[str, Any]:
     return {"applied_digest": report.applied_digest, "failed_digest": report.failed_digest,
             "healthy": healthy and not report.errors, "mode": report.mode,
@@ -199,7 +221,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
     except StateError:
         start = None
     tracker = DesiredTracker(start if start is not None and start.source in ("hub", "revert") else None)
-    reports: list[Report] = []  # to post, oldest first
+    reports = Reports()
     buffer: collections.deque[MetricsBatch] = collections.deque(maxlen=config.buffer_max_batches)
     wake = trio.Event()
 
@@ -241,7 +263,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
     async def receive() -> None:
         async for msg in inbox:
             if isinstance(msg, Report):
-                reports[:] = [*[r for r in reports if r.failed_digest][-MAX_FAILURE_REPORTS:], msg]
+                reports.add(msg)
                 if msg.failed_digest:
                     tracker.etag = None  # make the hub answer again after a revert or failure
             elif isinstance(msg, MetricsBatch):
@@ -256,11 +278,9 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 await wake.wait()
             wake = trio.Event()
             try:
-                while reports:
-                    report = reports[0]
+                while (report := reports.next()) is not None:
                     await post(client, "status", status_body(report))
-                    if reports and reports[0] is report:
-                        reports.pop(0)
+                    reports.sent(report)
                     await outbox.send(Confirmed(report.applied_digest))
                 if buffer:
                     batch = list(buffer)

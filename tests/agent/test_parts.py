@@ -11,7 +11,7 @@ import trio
 from agent import http, sampler
 from agent.config import AgentConfig
 from agent.errors import StateError
-from agent.hub_link import DesiredTracker, metrics_body, save_credential, status_body
+from agent.hub_link import DesiredTracker, Reports, metrics_body, save_credential, status_body
 from agent.messages import MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore
 from agent.telemetry import Telemetry
@@ -45,6 +45,26 @@ def test_tracker_snapshot_then_delta_then_current():
                       plan=False, mode="deactivate"))
     assert d3.mode == "deactivate" and not d3.active and d3.list_entries() == d2.list_entries()
     assert t.update(doc([], plan=False, mode="none")) is None  # no deployment: keep what we have
+
+
+def test_failure_reports_wait_for_the_hub_in_order():
+    q = Reports(max_failures=2)
+    ok_a = Report(applied_digest="a", mode="enforce")
+    reverted = Report(applied_digest="a", mode="enforce", failed_digest="b", errors=("reverted",))
+    q.add(ok_a)
+    q.add(reverted)
+    q.add(Report(applied_digest="c", mode="enforce"))
+    latest = Report(applied_digest="c", mode="enforce", drift=("nft",))
+    q.add(latest)  # the hub was away: older plain reports are replaced, the failure is not
+    assert q.waiting == [reverted, latest]
+    q.sent(q.next())
+    assert q.next() is latest
+    q.add(Report(applied_digest="d", mode="enforce"))  # arrived while `latest` was being posted
+    q.sent(latest)
+    assert [r.applied_digest for r in q.waiting] == ["d"]
+    for n in range(4):
+        q.add(Report(applied_digest="a", mode="enforce", failed_digest=str(n)))
+    assert [r.failed_digest for r in q.waiting] == ["1", "2", "3"]  # at most 2 old failures kept
 
 
 def test_rates_and_counter_reset():

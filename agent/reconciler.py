@@ -12,7 +12,8 @@ Invariants:
   within `confirm_window_s`, else the previous state is applied again and the reason is
   reported when the hub is back. A revert is never itself reverted, and the deployment
   it took back is not applied again until the hub names another one (no flapping
-  between a Plan that cuts the hub off and its predecessor).
+  between a Plan that cuts the hub off and its predecessor). A restart inside the window
+  (unconfirmed.json) arms a whole window again, with the same state to go back to.
 
 Transitions:
     state     message            → action
@@ -81,6 +82,24 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
             except trio.WouldBlock:
                 pass  # the hub link is behind; the next report carries the same state
 
+        def keep_unconfirmed(applied: Desired | None) -> None:
+            try:
+                if applied is None:
+                    store.clear_unconfirmed()
+                else:
+                    store.save_unconfirmed(applied, previous)
+            except AgentError as exc:
+                telemetry.last_errors = [str(exc)]
+
+        try:  # a restart inside a confirm window: a whole window again, same state to go back to
+            unconfirmed, back_to = store.load_unconfirmed(current)
+        except AgentError as exc:
+            unconfirmed, back_to = False, None
+            telemetry.last_errors = [f"state: {exc}"]
+        if unconfirmed:
+            previous = back_to
+            confirm = (current, trio.current_time() + config.confirm_window_s)
+
         if current is not None:
             await start(current, frozenset({"maps"}))  # fail static: re-apply before anything else
         task_status.started()
@@ -114,6 +133,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
             if isinstance(msg, Confirmed):
                 if confirm is not None and msg.digest == confirm[0].digest:
                     confirm = None
+                    keep_unconfirmed(None)
                 continue
             if isinstance(msg, Desired):
                 held = current.reverted_from if current is not None else None
@@ -168,6 +188,9 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     if done.desired.source == "hub" and new_plan:
                         previous = old
                         confirm = (current, trio.current_time() + config.confirm_window_s)
+                        keep_unconfirmed(current)
+                    elif confirm is None:
+                        keep_unconfirmed(None)  # confirmed, or reverted: nothing awaits the hub
                     if pending_revert_report:
                         failed, reason = pending_revert_report
                         pending_revert_report.clear()

@@ -1,8 +1,9 @@
 """The desired state, and keeping it on disk so protections survive restarts (fail static).
 
 A `Desired` is data: what the kernel should hold (mode, Plan, list contents). The
-`StateStore` keeps the last applied one (`applied.json`) and the one before
-(`previous.json`, for confirm-or-revert), each written atomically: temp file, fsync,
+`StateStore` keeps the last applied one (`applied.json`), the one before (`previous.json`)
+and, while a hub Plan awaits confirmation, what a revert goes back to (`unconfirmed.json`),
+each written atomically: temp file, fsync,
 rename, fsync of the directory; a crash leaves the old file or the new one, never half.
 """
 from __future__ import annotations
@@ -219,8 +220,33 @@ class StateStore:
             return
         write_atomic(self.applied_path, json.dumps(desired.to_dict(), sort_keys=True).encode())
 
+    def save_unconfirmed(self, applied: Desired, previous: Desired | None) -> None:
+        """`applied` awaits the hub's confirmation; `previous` is what a revert goes back to.
+        Kept apart from previous.json, which a list change during the window overwrites, so
+        that a restart inside the window still reverts to the right state."""
+        doc = {"digest": applied.digest, "deployment_id": applied.deployment_id,
+               "previous": None if previous is None else previous.to_dict()}
+        write_atomic(self.dir / "unconfirmed.json", json.dumps(doc, sort_keys=True).encode())
+
+    def load_unconfirmed(self, applied: Desired | None) -> tuple[bool, Desired | None]:
+        """(whether `applied` is the state awaiting confirmation, the state to revert to).
+        Raises StateError when the file cannot be read."""
+        doc = read_json(self.dir / "unconfirmed.json")
+        if doc is None or applied is None or not isinstance(doc, dict) \
+                or (doc.get("digest"), doc.get("deployment_id")) != (applied.digest, applied.deployment_id):
+            return False, None
+        return True, None if doc.get("previous") is None else Desired.from_dict(doc["previous"])
+
+    def clear_unconfirmed(self) -> None:
+        try:
+            (self.dir / "unconfirmed.json").unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot remove {self.dir / 'unconfirmed.json'}: {exc.strerror}") from exc
+
     def clear(self) -> None:
-        for name in ("applied.json", "previous.json", "installed.json"):
+        for name in ("applied.json", "previous.json", "installed.json", "unconfirmed.json"):
             try:
                 (self.dir / name).unlink()
             except FileNotFoundError:

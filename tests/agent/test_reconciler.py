@@ -7,7 +7,7 @@ import trio
 from agent import reconciler
 from agent.config import AgentConfig
 from agent.messages import Apply, Confirmed, Drift, Report, Result
-from agent.state import Desired, StateStore
+from agent.state import Desired, ListState, StateStore
 from agent.telemetry import Telemetry
 from rules_dsl import load
 from tests.agent.conftest import POLICY_A, POLICY_B
@@ -116,6 +116,55 @@ async def test_reverted_deployment_is_held_back_until_another(tmp_path, autojump
         await h.in_tx.send(Confirmed(PLAN_B.digest))
         await trio.sleep(300)
         assert len(h.applied) == 2 and h.store.load().reverted_from is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_restart_inside_the_confirm_window_still_reverts(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_A, deployment_id="a"))
+        await trio.sleep(1)
+        await h.in_tx.send(Confirmed(PLAN_A.digest))
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
+        await trio.sleep(1)
+        # a list change during the window rewrites previous.json: the revert must not use it
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b", lists=(ListState("ban", 2, {"192.0.2.7"}),)))
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()  # the agent stops (crash, reboot) before the hub confirmed B
+    assert h.store.load("previous").digest == PLAN_B.digest
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await trio.sleep(59)
+        assert [a.desired.digest for a in h.applied] == [PLAN_B.digest]  # fail static first
+        await trio.sleep(2)  # a whole window after the restart: back to A
+        assert [a.desired.digest for a in h.applied] == [PLAN_B.digest, PLAN_A.digest]
+        assert h.store.load().source == "revert" and h.store.load().lists == ()
+        assert h.reports()[-1].failed_digest == PLAN_B.digest
+        nursery.cancel_scope.cancel()
+    h = Harness(tmp_path)  # reverted: nothing awaits the hub any more
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await trio.sleep(300)
+        assert len(h.applied) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_confirmed_plan_survives_a_restart(tmp_path, autojump_clock):
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
+        await trio.sleep(1)
+        await h.in_tx.send(Confirmed(PLAN_B.digest))
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    h = Harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await trio.sleep(300)
+        assert [a.desired.digest for a in h.applied] == [PLAN_B.digest]
         nursery.cancel_scope.cancel()
 
 

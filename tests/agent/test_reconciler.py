@@ -2,6 +2,8 @@
 fail-static re-apply at start, confirm-or-revert, the lockout guard, failures."""
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
 from agent import reconciler
@@ -89,24 +91,33 @@ async def test_confirm_or_revert(tmp_path, autojump_clock):
         nursery.cancel_scope.cancel()
 
 
-async def test_reverted_deployment_is_held_back_until_another(tmp_path, autojump_clock):
-    h = Harness(tmp_path)
+@contextlib.asynccontextmanager
+async def running(tmp_path, **cfg):
+    """A started reconciler on tmp_path's state; stopped (as by a crash) on leaving."""
+    h = Harness(tmp_path, **cfg)
     async with trio.open_nursery() as nursery:
         await h.start(nursery)
-        await h.in_tx.send(hub(PLAN_A, deployment_id="a"))
-        await trio.sleep(1)
-        await h.in_tx.send(Confirmed(PLAN_A.digest))
-        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
-        await trio.sleep(61)  # unconfirmed: reverted
+        yield h
+        nursery.cancel_scope.cancel()
+
+
+async def a_confirmed_then_b(h) -> None:
+    await h.in_tx.send(hub(PLAN_A, deployment_id="a"))
+    await trio.sleep(1)
+    await h.in_tx.send(Confirmed(PLAN_A.digest))
+    await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
+    await trio.sleep(1)
+
+
+async def test_reverted_deployment_is_held_back_until_another(tmp_path, autojump_clock):
+    async with running(tmp_path) as h:
+        await a_confirmed_then_b(h)
+        await trio.sleep(60)  # unconfirmed: reverted
         assert h.store.load().reverted_from == (PLAN_B.digest, "b")
         await h.in_tx.send(hub(PLAN_B, deployment_id="b"))  # the hub, back, still names b
         await trio.sleep(1)
         assert len(h.applied) == 3
-        nursery.cancel_scope.cancel()
-    # across a restart too (the held-back deployment is persisted with the reverted state)
-    h = Harness(tmp_path)
-    async with trio.open_nursery() as nursery:
-        await h.start(nursery)
+    async with running(tmp_path) as h:  # across a restart too (persisted with the reverted state)
         await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
         await trio.sleep(1)
         assert [a.desired.digest for a in h.applied] == [PLAN_A.digest]  # the re-apply at start only
@@ -116,56 +127,36 @@ async def test_reverted_deployment_is_held_back_until_another(tmp_path, autojump
         await h.in_tx.send(Confirmed(PLAN_B.digest))
         await trio.sleep(300)
         assert len(h.applied) == 2 and h.store.load().reverted_from is None
-        nursery.cancel_scope.cancel()
 
 
 async def test_restart_inside_the_confirm_window_still_reverts(tmp_path, autojump_clock):
-    h = Harness(tmp_path)
-    async with trio.open_nursery() as nursery:
-        await h.start(nursery)
-        await h.in_tx.send(hub(PLAN_A, deployment_id="a"))
-        await trio.sleep(1)
-        await h.in_tx.send(Confirmed(PLAN_A.digest))
-        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
-        await trio.sleep(1)
+    async with running(tmp_path) as h:
+        await a_confirmed_then_b(h)
         # a list change during the window rewrites previous.json: the revert must not use it
         await h.in_tx.send(hub(PLAN_B, deployment_id="b", lists=(ListState("ban", 2, {"192.0.2.7"}),)))
         await trio.sleep(10)
-        nursery.cancel_scope.cancel()  # the agent stops (crash, reboot) before the hub confirmed B
+    # the agent stopped (crash, reboot) before the hub confirmed B
     assert h.store.load("previous").digest == PLAN_B.digest
-    h = Harness(tmp_path)
-    async with trio.open_nursery() as nursery:
-        await h.start(nursery)
+    async with running(tmp_path) as h:
         await trio.sleep(59)
         assert [a.desired.digest for a in h.applied] == [PLAN_B.digest]  # fail static first
         await trio.sleep(2)  # a whole window after the restart: back to A
         assert [a.desired.digest for a in h.applied] == [PLAN_B.digest, PLAN_A.digest]
         assert h.store.load().source == "revert" and h.store.load().lists == ()
         assert h.reports()[-1].failed_digest == PLAN_B.digest
-        nursery.cancel_scope.cancel()
-    h = Harness(tmp_path)  # reverted: nothing awaits the hub any more
-    async with trio.open_nursery() as nursery:
-        await h.start(nursery)
+    async with running(tmp_path) as h:  # reverted: nothing awaits the hub any more
         await trio.sleep(300)
         assert len(h.applied) == 1
-        nursery.cancel_scope.cancel()
 
 
 async def test_confirmed_plan_survives_a_restart(tmp_path, autojump_clock):
-    h = Harness(tmp_path)
-    async with trio.open_nursery() as nursery:
-        await h.start(nursery)
-        await h.in_tx.send(hub(PLAN_B, deployment_id="b"))
-        await trio.sleep(1)
+    async with running(tmp_path) as h:
+        await a_confirmed_then_b(h)
         await h.in_tx.send(Confirmed(PLAN_B.digest))
         await trio.sleep(1)
-        nursery.cancel_scope.cancel()
-    h = Harness(tmp_path)
-    async with trio.open_nursery() as nursery:
-        await h.start(nursery)
+    async with running(tmp_path) as h:
         await trio.sleep(300)
         assert [a.desired.digest for a in h.applied] == [PLAN_B.digest]
-        nursery.cancel_scope.cancel()
 
 
 async def test_confirmed_plan_stays(tmp_path, autojump_clock):

@@ -217,10 +217,11 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
     base = credential["hub_url"].rstrip("/") + "/agent/v1"
     headers = {"Authorization": f"Bearer {credential['credential']}"}
     try:
-        start = store.load()
+        start = store.load()  # the reconciler's copy (the store keeps it): one big list, not two
     except StateError:
         start = None
     tracker = DesiredTracker(start if start is not None and start.source in ("hub", "revert") else None)
+    del start  # the tracker keeps what it needs; a policy state is not the hub's to hold
     reports = Reports()
     buffer: collections.deque[MetricsBatch] = collections.deque(maxlen=config.buffer_max_batches)
     wake = trio.Event()

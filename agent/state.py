@@ -190,23 +190,45 @@ def read_json(path: Path) -> Any | None:
 
 
 class StateStore:
-    """applied.json (what the kernel was last made to hold) and previous.json."""
+    """applied.json (what the kernel was last made to hold) and previous.json.
+
+    The applied state last loaded or saved is kept (while the file is unchanged), so the
+    actors that read it at start (reconciler, hub link) share one copy of a big list."""
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
+        self._applied: tuple[tuple[int, int, int], Desired] | None = None  # (file identity, state)
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.applied_path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
     @property
     def applied_path(self) -> Path:
         return self.dir / "applied.json"
 
     def load(self, which: str = "applied") -> Desired | None:
-        doc = read_json(self.dir / f"{which}.json")
-        return None if doc is None else Desired.from_dict(doc)
+        if which != "applied":
+            doc = read_json(self.dir / f"{which}.json")
+            return None if doc is None else Desired.from_dict(doc)
+        seen = self._identity()
+        if seen is not None and self._applied is not None and self._applied[0] == seen:
+            return self._applied[1]
+        doc = read_json(self.applied_path)
+        desired = None if doc is None else Desired.from_dict(doc)
+        self._applied = (seen, desired) if seen is not None and desired is not None else None
+        return desired
 
     def save(self, desired: Desired, *, keep_previous: bool = True) -> None:
         """Persist desired as the applied state; the one it replaces becomes previous."""
+        self._applied = None
         try:
             self._save(desired, keep_previous)
+            seen = self._identity()
+            self._applied = (seen, desired) if seen is not None else None
         finally:
             release_memory()  # a big list's JSON was built and dropped here
 
@@ -246,6 +268,7 @@ class StateStore:
             raise StateError(f"cannot remove {self.dir / 'unconfirmed.json'}: {exc.strerror}") from exc
 
     def clear(self) -> None:
+        self._applied = None
         for name in ("applied.json", "previous.json", "installed.json", "unconfirmed.json"):
             try:
                 (self.dir / name).unlink()

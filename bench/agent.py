@@ -4,9 +4,10 @@ states reach the maps.
     .venv/bin/python bench/agent.py [--entries 1000000] [--idle-s 30] [--repeat 3]
                                     [--only idle|latency] [--json FILE]
 
-1. RSS and CPU of an idle `bulwark agent run` (standalone, persisted state holding a Plan
-   whose set names a 1,000,000-entry list, sampler and watchdog running) in a throwaway
-   namespace. Targets: under 80 MB RSS, under 1 % of a core.
+1. RSS and CPU of an idle `bulwark agent run` (persisted state holding a Plan whose set
+   names a 1,000,000-entry list, sampler and watchdog running) in a throwaway namespace,
+   standalone and managed (enrolled with a hub that does not answer: the hub link and
+   its HTTP client loaded, backing off). Targets: under 80 MB RSS, under 1 % of a core.
 2. Time from a desired state arriving at the reconciler to the maps updated (the
    pipeline's Result), in-process, for a 1-entry and a 100,000-entry list delta on top
    of the 1,000,000-entry list; and a whole re-apply (generation flip) for comparison.
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.config import AgentConfig  # noqa: E402
+from agent.hub_link import save_credential  # noqa: E402
 from agent.state import Desired, ListState, StateStore  # noqa: E402
 from bpf import ensure_bpffs  # noqa: E402
 from rules_dsl import load  # noqa: E402
@@ -62,12 +64,15 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def idle_footprint(lab: VethLab, root: Path, entries: int, idle_s: float, port: int) -> dict:
+def idle_footprint(lab: VethLab, root: Path, entries: int, idle_s: float, port: int,
+                   managed: bool = False) -> dict:
     plan = load(POLICY, "bench.bw").plan
     cfg = AgentConfig(name="bench", iface=lab.iface, netns=lab.ns, xdp_mode="native",
                       pin_root=str(root / "pins"), state_root=str(root / "state"), http_port=port)
     StateStore(cfg.state_dir).save(Desired(mode="enforce", plan=plan, lists=(
         ListState("ban", 1, frozenset(hosts(entries))),)))
+    if managed:  # a hub on a port nobody listens on: the link loads and backs off
+        save_credential(cfg, "http://127.0.0.1:9", "bench", "bwa_bench_x")
     argv = [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))",
             "run", "--name", "bench", "--iface", lab.iface, "--netns", lab.ns, "--pin-root", cfg.pin_root,
             "--state-root", cfg.state_root, "--http-port", str(port)]
@@ -89,7 +94,7 @@ def idle_footprint(lab: VethLab, root: Path, entries: int, idle_s: float, port: 
         cpu0, t1 = proc_cpu_s(child.pid), time.monotonic()
         time.sleep(idle_s)
         cpu = (proc_cpu_s(child.pid) - cpu0) / (time.monotonic() - t1)
-        return {"entries": entries, "start_to_applied_s": round(startup_s, 2),
+        return {"entries": entries, "managed": managed, "start_to_applied_s": round(startup_s, 2),
                 "idle_rss_mb": round(proc_rss_mb(child.pid), 1), "idle_cpu_percent": round(cpu * 100, 2)}
     finally:
         child.terminate()
@@ -150,8 +155,8 @@ def main() -> int:
     p.add_argument("--json")
     args = p.parse_args()
     results = {}
-    for what in ("idle", "latency"):
-        if args.only not in (None, what):
+    for what in ("idle", "idle_managed", "latency"):
+        if args.only not in (None, what.split("_")[0]):
             continue
         runs = []
         for _ in range(args.repeat):
@@ -161,8 +166,9 @@ def main() -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     root = Path(tmp)
                     os.symlink(pin_root, root / "pins")
-                    if what == "idle":
-                        runs.append(idle_footprint(lab, root, args.entries, args.idle_s, args.port))
+                    if what.startswith("idle"):
+                        runs.append(idle_footprint(lab, root, args.entries, args.idle_s, args.port,
+                                                   managed=what == "idle_managed"))
                     else:
                         runs.append(trio.run(delta_latency, lab, root, args.entries))
                     print(json.dumps(runs[-1]), flush=True)

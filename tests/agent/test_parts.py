@@ -126,7 +126,9 @@ def test_state_round_trip_previous_and_torn_files(tmp_path):
     store.save(a)
     store.save(Desired(mode="deactivate", plan=PLAN_B, source="hub"))
     assert store.load().mode == "deactivate" and store.load("previous") == a
-    (tmp_path / "applied.json").write_text('{"mode": "enf')
+    assert store.load() is store.load()  # one copy for the actors that read it
+    assert StateStore(tmp_path).load() == store.load()
+    (tmp_path / "applied.json").write_text('{"mode": "enf')  # changed behind the store's back
     with pytest.raises(StateError):
         store.load()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]

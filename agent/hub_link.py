@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import trio
 
 from agent.config import AgentConfig
+from agent.entries import SMALL_DELTA
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
 from agent.messages import Confirmed, MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore, read_json, write_atomic
@@ -150,10 +151,14 @@ class DesiredTracker:
             elif item["mode"] == "delta" and old is not None:
                 added = tuple(_network(e) for e in item.get("added", ()))
                 removed = tuple(item.get("removed", ()))
-                entries = old.entries.set()
-                lists[key] = ListState(name, rev, (entries - set(removed)) | set(added), key)
-                deltas.append((name, added, tuple(r for r in removed if r in entries)))
-                del entries
+                lists[key] = ListState(name, rev, old.entries.changed(added, removed), key)
+                if len(removed) > SMALL_DELTA:
+                    held = old.entries.set()
+                    removed = tuple(r for r in removed if r in held)
+                    del held
+                else:
+                    removed = tuple(r for r in removed if r in old.entries)
+                deltas.append((name, added, removed))
             else:
                 lists[key] = ListState(name, rev, (_network(e) for e in item.get("entries", ())), key)
                 pure = False

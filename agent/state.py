@@ -14,63 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.entries import Entries
 from agent.errors import StateError
 from agent.memory import release_memory
 from rules_dsl import Plan, PlanError
 
 MODES = ("enforce", "monitor", "deactivate", "none")
-
-
-class Entries:
-    """A list's entries (address/prefix text), packed: one sorted, newline-joined bytes
-    object instead of a million str objects (~12 MB rather than ~90 MB for 1,000,000
-    hosts), so an idle agent holding a big list stays small. Immutable; iterates as str;
-    equal to a set of the same strings."""
-
-    __slots__ = ("_blob", "_count")
-
-    def __init__(self, entries=()):
-        if isinstance(entries, Entries):
-            self._blob, self._count = entries._blob, entries._count
-            return
-        unique = sorted({e.strip() for e in entries} - {""})
-        self._blob = "\n".join(unique).encode()
-        self._count = len(unique)
-
-    @classmethod
-    def from_text(cls, text: str) -> "Entries":
-        """From `text()` as persisted (sorted, unique, newline-joined): one string in, no
-        million objects on the way. A hand-edited file is at worst re-applied whole or
-        refused with the bad entry named when the guard parses it."""
-        self = cls.__new__(cls)
-        self._blob = text.encode()
-        self._count = text.count("\n") + 1 if text else 0
-        return self
-
-    def text(self) -> str:
-        return self._blob.decode()
-
-    def __iter__(self):
-        return iter(self._blob.decode().split("\n") if self._count else ())
-
-    def __len__(self) -> int:
-        return self._count
-
-    def set(self) -> frozenset[str]:
-        return frozenset(self)
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, Entries):
-            return self._blob == other._blob
-        if isinstance(other, (set, frozenset)):
-            return self.set() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._blob)
-
-    def __repr__(self) -> str:
-        return f"Entries({self._count} entries)"
 
 
 @dataclass(frozen=True)

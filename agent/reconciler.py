@@ -68,6 +68,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
         confirm: tuple[Desired, float] | None = None  # (applied, unconfirmed; deadline)
         previous: Desired | None = None
         pending_revert_report: list = []  # [failed digest, reason] until reported
+        held_back = current.reverted_from if current is not None else None  # (digest, deployment)
 
         async def start(desired: Desired, repair: frozenset = frozenset()) -> None:
             nonlocal serial, in_flight, in_flight_deadline
@@ -124,6 +125,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     target = dataclasses.replace(previous or Desired(mode="none"), source="revert",
                                                  reverted_from=(failed, taken_back.deployment_id))
                     previous = None
+                    held_back = target.reverted_from  # from now on, even before the revert is applied
                     pending_revert_report[:] = [failed, reason]
                     if in_flight is None:
                         await start(target)
@@ -136,8 +138,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     keep_unconfirmed(None)
                 continue
             if isinstance(msg, Desired):
-                held = current.reverted_from if current is not None else None
-                if msg.source == "hub" and msg.active and held == (msg.digest, msg.deployment_id):
+                if msg.source == "hub" and msg.active and held_back == (msg.digest, msg.deployment_id):
                     continue  # taken back and reported; the hub must name another deployment
                 if msg.source == "hub" and msg.active:
                     try:
@@ -146,6 +147,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                         telemetry.last_errors = [str(exc)]
                         await report(failed_digest=msg.digest, errors=(str(exc),))
                         continue
+                    held_back = None  # the hub named another deployment
                 if in_flight is None:
                     await start(msg)
                 else:

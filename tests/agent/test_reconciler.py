@@ -29,10 +29,13 @@ class Harness:
         self.pipe_tx, self.pipe_rx = trio.open_memory_channel(100)
         self.applied: list[Apply] = []
         self.fail = fail
+        self.gate: trio.Event | None = None  # when set, the pipeline waits for it
 
     async def pipeline(self):
         async for msg in self.pipe_rx:
             self.applied.append(msg)
+            if self.gate is not None:
+                await self.gate.wait()
             error = self.fail(msg)
             await self.in_tx.send(Result(msg.failed("maps", error) if error else msg.did("maps:flip")))
 
@@ -127,6 +130,22 @@ async def test_reverted_deployment_is_held_back_until_another(tmp_path, autojump
         await h.in_tx.send(Confirmed(PLAN_B.digest))
         await trio.sleep(300)
         assert len(h.applied) == 2 and h.store.load().reverted_from is None
+
+
+async def test_reverted_deployment_arriving_before_the_revert_is_applied_is_held_back(tmp_path, autojump_clock):
+    slow = trio.Event()
+    async with running(tmp_path) as h:
+        await a_confirmed_then_b(h)
+        h.in_tx.send_nowait(hub(PLAN_B, deployment_id="b", lists=(ListState("ban", 2, {"192.0.2.7"}),)))
+        await trio.sleep(58.5)  # a list change of B in the pipeline when the window closes
+        h.gate = slow
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b", lists=(ListState("ban", 3, {"192.0.2.8"}),)))
+        await trio.sleep(1)  # window closed: the revert waits behind the Apply under way ...
+        await h.in_tx.send(hub(PLAN_B, deployment_id="b", lists=(ListState("ban", 4, {"192.0.2.9"}),)))
+        slow.set()  # ... and B, named again by a hub just back, does not take its place
+        await trio.sleep(5)
+        assert h.applied[-1].desired.digest == PLAN_A.digest and h.store.load().source == "revert"
+        assert h.applied[-2].desired.lists[0].revision == 3
 
 
 async def test_restart_inside_the_confirm_window_still_reverts(tmp_path, autojump_clock):

@@ -24,6 +24,7 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.errors import DataplaneError, NotInstalled, PolicyRejected
 from agent.memory import release_memory
+from agent.nft_docs import both_tables, from_listing
 from agent.state import Desired, StateStore
 from bpf import Link, Map, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
@@ -147,6 +148,7 @@ class Dataplane:
             raise PolicyRejected("a list entry is not an address", (str(exc),)) from exc
         if desired.mode == "monitor":
             spec = dataclasses.replace(spec, monitor=True)
+        self._widen_nft(desired)
         guard.apply(spec, content_id=(desired.digest, desired.content_id()))
         guard.spec = None  # the maps hold it now; a million-entry spec is ~60 MB we need not keep
         del spec
@@ -219,11 +221,7 @@ class Dataplane:
         only its XDP part neither resets rate-limit and connection-count state nor opens a
         window between the two parts. Returns "table" (replaced), "kept" or "none".
         Touches no other table."""
-        doc = desired.plan.nft if desired.plan is not None else {"nftables": []}
-        if desired.mode == "monitor":
-            doc = monitor_nft(doc)
-        cmds = [c for c in doc.get("nftables", []) if "metainfo" not in c]
-        wanted = desired.active and len(cmds) > 1
+        doc, wanted = _table_doc(desired)
         with self.ns():
             with contextlib.closing(_nft()) as nft:
                 if wanted:
@@ -236,6 +234,23 @@ class Dataplane:
                     nft.run([{"add": {"table": TABLE}}, {"delete": {"table": TABLE}}])
                     self.nft_expected = self._nft_doc = None
         return "table" if wanted else "none"
+
+    def _widen_nft(self, desired: Desired) -> None:
+        """Before an XDP flip that comes with a new table: a table that drops what the
+        live one or the new one drops (`agent/nft_docs.py`), so the gap until the nft stage
+        installs the new table is at least as strict as one of the two Plans."""
+        doc, wanted = _table_doc(desired)
+        if not wanted or doc == self._nft_doc:
+            return  # no table to come, or the nft stage keeps the one there
+        with self.ns(), contextlib.closing(_nft()) as nft:
+            try:
+                live = nft.list("table inet bulwark")
+            except NftError:
+                return  # no table: nothing to be looser than
+            both = both_tables(from_listing(live), doc)
+            nft.run(both)
+            self.nft_expected = normalized(nft.list("table inet bulwark"))
+            self._nft_doc = both  # not the new document: the nft stage installs that
 
     def _nft_intact(self, nft) -> bool:
         if self.nft_expected is None:
@@ -337,6 +352,16 @@ def _nft():
     from bpf import Nft
 
     return Nft()
+
+
+def _table_doc(desired: Desired) -> tuple[dict, bool]:
+    """The table document for desired (monitor mode: projected to count only), and
+    whether a table is wanted at all."""
+    doc = desired.plan.nft if desired.plan is not None else {"nftables": []}
+    if desired.mode == "monitor":
+        doc = monitor_nft(doc)
+    cmds = [c for c in doc.get("nftables", []) if "metainfo" not in c]
+    return doc, desired.active and len(cmds) > 1
 
 
 # ---- reading pinned state with no daemon and no program load ----

@@ -36,3 +36,8 @@ def test_a_one_entry_delta_on_a_big_list_stays_packed():
     after = base.changed(["192.0.2.1", " 10.0.0.5 "], ["10.0.0.7", "203.0.113.1"])
     assert len(after) == len(base) and "192.0.2.1" in after and "10.0.0.7" not in after
     assert after.changed([], []) is after and Entries().changed(["a"], []) == {"a"}
+
+
+def test_prefixes_are_found_in_the_packed_form():
+    e = Entries(["192.0.2.1", "198.51.100.0/24", "2001:db8::/32", "203.0.113.7"])
+    assert sorted(e.prefixes()) == ["198.51.100.0/24", "2001:db8::/32"] and Entries().prefixes() == []

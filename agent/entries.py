@@ -56,6 +56,14 @@ class Entries:
     def __contains__(self, entry: object) -> bool:
         return isinstance(entry, str) and _has(self._blob, entry.strip().encode())
 
+    def present(self, candidates: Iterable[str]) -> tuple[str, ...]:
+        """Those of candidates that are entries, in their order."""
+        candidates = tuple(candidates)
+        if len(candidates) > SMALL_DELTA:
+            held = self.set()
+            return tuple(c for c in candidates if c.strip() in held)
+        return tuple(c for c in candidates if c in self)
+
     def prefixes(self) -> list[str]:
         """The entries written as prefixes (with a "/"), found by scanning the packed form
         for "/" (a list of hosts costs one fast search)."""

@@ -25,14 +25,12 @@ import platform
 import random
 import socket
 from pathlib import Path
-from typing import Any
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import trio
 
 from agent.config import AgentConfig
-from agent.entries import SMALL_DELTA
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
 from agent.messages import Confirmed, MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore, read_json, write_atomic
@@ -152,13 +150,7 @@ class DesiredTracker:
                 added = tuple(_network(e) for e in item.get("added", ()))
                 removed = tuple(item.get("removed", ()))
                 lists[key] = ListState(name, rev, old.entries.changed(added, removed), key)
-                if len(removed) > SMALL_DELTA:
-                    held = old.entries.set()
-                    removed = tuple(r for r in removed if r in held)
-                    del held
-                else:
-                    removed = tuple(r for r in removed if r in old.entries)
-                deltas.append((name, added, removed))
+                deltas.append((name, added, old.entries.present(removed)))
             else:
                 lists[key] = ListState(name, rev, (_network(e) for e in item.get("entries", ())), key)
                 pure = False

@@ -19,6 +19,7 @@ def test_small_delta_in_packed_form_is_set_arithmetic(base, added, removed):
     assert after == Entries((base - (removed - added)) | added)  # removed first, then added
     assert len(after) == len(after.set())
     assert all(e in before for e in base) and not any(e in before for e in added - base)
+    assert set(before.present(added | removed)) == (added | removed) & base
 
 
 @given(SETS, SETS, SETS)

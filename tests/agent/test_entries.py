@@ -28,6 +28,7 @@ def test_large_delta_takes_the_set_path_with_the_same_result(base, added, remove
     limit, entries_module.SMALL_DELTA = entries_module.SMALL_DELTA, 0
     try:
         assert Entries(base).changed(added, removed) == small
+        assert set(Entries(base).present(added | removed)) == (added | removed) & base
     finally:
         entries_module.SMALL_DELTA = limit
 

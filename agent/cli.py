@@ -119,7 +119,12 @@ def cmd_status(config: AgentConfig, as_json: bool) -> int:
     print(f"agent {st['agent']}: {st['mode']} on {st['iface']}"
           f"{' in netns ' + st['netns'] if st['netns'] else ''}")
     print(f"  xdp: {'attached (' + str(st['xdp_mode']) + ')' if st['attached'] else 'NOT attached'}")
-    print(f"  plan: {st['policy']} {(st['digest'] or '')[:12]}")
+    note = " (awaiting the hub's confirmation)" if st["awaiting_confirmation"] else ""
+    print(f"  plan: {st['policy']} {(st['digest'] or '')[:12]}{note}")
+    if st["reverted_from"]:
+        digest, deployment = st["reverted_from"]
+        print(f"  reverted from {(digest or 'none')[:12]} (deployment {deployment}): held back until "
+              "the hub names another deployment")
     for slot, c in sorted(st["counters"].items()):
         print(f"  rule {slot}: {c['packets']} packets, {c['bytes']} bytes, {c['dropped']} dropped")
     live = st.get("daemon")

@@ -44,6 +44,11 @@ def status(config: AgentConfig) -> dict[str, Any]:
     out["digest"] = applied.digest if applied else None
     out["mode"] = applied.mode if applied else "none"
     out["policy"] = applied.plan.name if applied and applied.plan else None
+    try:
+        out["awaiting_confirmation"] = store.load_unconfirmed(applied)[0]
+    except AgentError:
+        out["awaiting_confirmation"] = False
+    out["reverted_from"] = list(applied.reverted_from) if applied and applied.reverted_from else None
     out["daemon"] = daemon_status(config)
     return out
 

@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from agent.daemon import build, run_agent
+from agent.standalone import status
 from rules_dsl import load
 from tests.agent.conftest import (POLICY_A, POLICY_B, VERDICT_A, VERDICT_B, guard_verdicts, nft_rule_ports,
                                   udp_delivered)
@@ -80,10 +81,13 @@ async def test_plan_unconfirmed_is_reverted_and_confirmed_plan_stays(veth_lab, p
         with trio.fail_after(20):
             await applied_b.wait()
         await until(lambda: agent.store.load().digest == DIGEST_B)  # B applied and persisted
+        await until(lambda: status(cfg)["awaiting_confirmation"])  # what `agent status` shows
         # no hub within the window: the kernel goes back to A
         await until(lambda: enforces(lab, pin, VERDICT_A, 23), WINDOW_S + 10)
         assert agent.store.load().digest == DIGEST_A and agent.dataplane.maps_desired.digest == DIGEST_A
         assert await trio.to_thread.run_sync(udp_delivered, lab, lab.peer_addr, 7777, 5) == 5  # B's drop is gone
+        st = await trio.to_thread.run_sync(status, cfg)
+        assert st["reverted_from"] == [DIGEST_B, deployment_b] and not st["awaiting_confirmation"]
 
         # the hub comes back and hears what happened and why
         hub.start()

@@ -40,6 +40,10 @@ def test_apply_status_detach(veth_lab, pin_dir, tmp_path, capsys):
     assert st["iface"] == lab.iface and len(st["digest"]) == 64
     dropped = sum(c["dropped"] for c in st["counters"].values())
     assert dropped >= 20 and st["daemon"] is None
+    assert not st["awaiting_confirmation"] and st["reverted_from"] is None
+    assert main(["status", *flags(lab, pin_dir, tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "plan: agent-a " in text and "awaiting" not in text and "daemon: not running" in text
 
     # a second apply replaces everything (same link, new generation, new table)
     assert main(["apply", str(tmp_path / "b.bw"), *flags(lab, pin_dir, tmp_path)]) == 0

@@ -45,6 +45,9 @@ class HubConfig:
 
     join_token_max_ttl_s: int = 3600
     long_poll_max_s: int = 60
+    # An agent counts as connected (Prometheus gauge) while a request of it waits, or
+    # for this long after its last request.
+    agent_connected_window_s: int = 120
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 64 * 1024 * 1024
     max_metrics_points: int = 5000

@@ -3,12 +3,14 @@ status, send metrics. Authenticated by the agent credential; bodies are size-lim
 (max_body_bytes, before parsing) and schema-checked; a bad request changes nothing."""
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
 import ipaddress
+import logging
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from pydantic import Field, field_validator
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, current_app, jsonify, request
 from quart_schema import hide, validate_request
 
 from hub.blueprints.schema import Strict
@@ -16,6 +18,8 @@ from hub.errors import Unauthenticated
 from hub.models import Agent
 from hub.services import agents, deployments, desired, metrics
 from hub.web import client_address, rt
+
+log = logging.getLogger("bulwark.hub.agents")
 
 bp = Blueprint("agent_protocol", __name__, url_prefix="/agent/v1")
 
@@ -84,17 +88,44 @@ class MetricsIn(Strict):
     top_sources: list[Source] = Field(default_factory=list, max_length=10000)
 
 
-async def current_agent() -> Agent:
+LAST_SEEN_SAVE_S = 15.0  # how stale Agent.last_seen_at may be
+
+
+@bp.record_once
+def _set_up(state) -> None:  # noqa: ANN001 (Quart's BlueprintSetupState)
+    config = state.app.extensions["bulwark"].config
+    state.app.extensions["bulwark_agents"] = agents.LiveAgents(config.agent_connected_window_s)
+    state.app.extensions["bulwark_desired"] = desired.DesiredStates()
+
+
+@bp.while_app_serving
+async def _save_last_seen() -> AsyncIterator[None]:
+    live = live_agents()
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(LAST_SEEN_SAVE_S)
+            try:
+                await live.save_last_seen()
+            except Exception:  # retried next period
+                log.exception("saving agents' last_seen_at failed")
+
+    task = asyncio.create_task(loop(), name="bulwark:last-seen")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await live.save_last_seen()
+
+
+def live_agents() -> agents.LiveAgents:
+    return current_app.extensions["bulwark_agents"]
+
+
+async def current_agent() -> agents.AgentRow:
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() != "bearer ":
         raise Unauthenticated("send the agent credential as a bearer token")
-    agent = await agents.authenticate_agent(auth[7:].strip())
-    now = dt.datetime.now(dt.timezone.utc)
-    # A write per request would serialise every agent on the database; a minute is
-    # precision enough for "last seen".
-    if agent.last_seen_at is None or now - agent.last_seen_at > dt.timedelta(seconds=60):
-        await Agent.filter(id=agent.id).update(last_seen_at=now)
-    return agent
+    return await live_agents().authenticate(auth[7:].strip())
 
 
 @bp.post("/enroll")
@@ -112,7 +143,8 @@ async def desired_state(data: DesiredIn) -> Response:
     """Long-poll: answers at once when the state differs from `etag`, else waits."""
     agent = await current_agent()
     wait_s = min(data.wait_s, rt().config.long_poll_max_s)
-    doc = await desired.wait_for_change(rt(), agent, data.etag, data.applied_digest, data.lists, wait_s)
+    doc = await desired.wait_for_change(rt(), current_app.extensions["bulwark_desired"], live_agents(), agent,
+                                        data.etag, data.applied_digest, data.lists, wait_s)
     if doc is None:
         return Response(status=204)
     return jsonify(doc)
@@ -130,7 +162,7 @@ async def status(data: StatusIn) -> Response:
         fields["inventory"] = data.inventory.model_dump()
         fields["hostname"] = data.inventory.hostname
     await Agent.filter(id=agent.id).update(**fields)
-    await deployments.on_status(rt(), agent, data.applied_digest, data.failed_digest, data.healthy,
+    await deployments.on_status(rt(), await Agent.get(id=agent.id), data.applied_digest, data.failed_digest, data.healthy,
                                 "; ".join(data.errors))
     return jsonify({"ok": True})
 
@@ -140,6 +172,6 @@ async def status(data: StatusIn) -> Response:
 @validate_request(MetricsIn)
 async def ingest(data: MetricsIn) -> Response:
     agent = await current_agent()
-    n = await metrics.ingest(rt(), agent, [p.model_dump() for p in data.points],
+    n = await metrics.ingest(rt(), agent.tenant_id, agent.id, [p.model_dump() for p in data.points],
                              [s.model_dump() for s in data.top_sources])
     return jsonify({"accepted": n})

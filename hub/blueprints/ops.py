@@ -37,6 +37,9 @@ async def ready() -> Response:
 @bp.get("/metrics")
 @hide
 async def metrics() -> Response:
+    """Per process: a Prometheus server scrapes each hub process and sums."""
     runtime = rt()
-    runtime.metrics.pending_pushes.set(runtime.notifier.waiting)
+    live = current_app.extensions["bulwark_agents"]
+    runtime.metrics.pending_pushes.set(live.pending_pushes)
+    runtime.metrics.connected_agents.set(live.connected())
     return Response(generate_latest(runtime.metrics.registry), content_type=CONTENT_TYPE_LATEST)

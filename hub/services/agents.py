@@ -7,12 +7,19 @@ Invariants:
   the old credential stops working on the next request; a revoked agent is refused.
 - Disabling keeps the agent's deployment pointer and makes its desired state say
   "deactivate"; enabling therefore restores the last deployment.
+- The agent protocol's hot path reads agent rows through `LiveAgents`, which shares one
+  query among the requests that need rows at the same moment, and writes nothing per
+  request: "last seen" is kept in memory and saved in bulk.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import re
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from hub.errors import Conflict, InvalidInput, Unauthenticated
@@ -20,6 +27,7 @@ from hub.models import Agent, JoinToken, Tenant
 from hub.runtime import Runtime
 from hub.security import digest, make_credential, same, split_credential
 from hub.services.accounts import now
+from hub.services.coalesce import Coalescer
 from hub.services.scope import TenantScope
 
 JOIN_PREFIX = "bwj"
@@ -91,16 +99,114 @@ async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], a
     return agent, credential
 
 
-async def authenticate_agent(credential: str) -> Agent:
-    parts = split_credential(AGENT_PREFIX, credential)
-    if parts is None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentRow:
+    """The columns the agent protocol needs on every request."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    credential_hash: str
+    enabled: bool
+    revoked_at: dt.datetime | None
+    deployment_id: uuid.UUID | None
+
+
+ROW_FIELDS = tuple(f.name for f in dataclasses.fields(AgentRow))
+ROWS_PER_QUERY = 500  # SQLite binds at most a few thousand parameters per statement
+
+
+def verify_agent(row: AgentRow | None, secret: str) -> AgentRow:
+    """The row, if `secret` is its current credential. Raises Unauthenticated."""
+    if row is None or not same(row.credential_hash, digest(secret)):
         raise Unauthenticated("bad agent credential")
-    agent = await Agent.get_or_none(id=parts[0])
-    if agent is None or not same(agent.credential_hash, digest(parts[1])):
-        raise Unauthenticated("bad agent credential")
-    if agent.revoked_at is not None:
+    if row.revoked_at is not None:
         raise Unauthenticated("this agent was revoked")
-    return agent
+    return row
+
+
+class LiveAgents:
+    """What one hub process knows about agents right now.
+
+    `row(id)` reads agent rows through a `Coalescer` (every request woken by one change
+    shares one query); `seen` and `waiting` feed the connected-agents and pending-pushes
+    gauges; `save_last_seen` writes "last seen" in bulk, so no request writes.
+    """
+
+    def __init__(self, connected_window_s: float) -> None:
+        self.connected_window_s = connected_window_s
+        self.rows: Coalescer[None, uuid.UUID, dict[uuid.UUID, AgentRow]] = Coalescer(self._load_rows)
+        self._seen: dict[uuid.UUID, float] = {}  # agent id -> unix time of its last request
+        self._unsaved: set[uuid.UUID] = set()
+        self._waiting: dict[uuid.UUID, int] = {}  # agent id -> its requests waiting now
+
+    @staticmethod
+    async def _load_rows(_: None, ids: list[uuid.UUID]) -> dict[uuid.UUID, AgentRow]:
+        wanted = list(dict.fromkeys(ids))
+        out: dict[uuid.UUID, AgentRow] = {}
+        for i in range(0, len(wanted), ROWS_PER_QUERY):
+            for values in await Agent.filter(id__in=wanted[i:i + ROWS_PER_QUERY]).values_list(*ROW_FIELDS):
+                row = AgentRow(*values)
+                out[row.id] = row
+        return out
+
+    async def row(self, agent_id: uuid.UUID) -> AgentRow | None:
+        """The agent's row as read after this call began (None if there is none)."""
+        return (await self.rows.get(None, agent_id)).get(agent_id)
+
+    async def authenticate(self, credential: str) -> AgentRow:
+        """The calling agent. Raises Unauthenticated for a bad, rotated or revoked credential."""
+        parts = split_credential(AGENT_PREFIX, credential)
+        if parts is None:
+            raise Unauthenticated("bad agent credential")
+        row = verify_agent(await self.row(parts[0]), parts[1])
+        self.seen(row.id)
+        return row
+
+    def seen(self, agent_id: uuid.UUID, at: float | None = None) -> None:
+        self._seen[agent_id] = time.time() if at is None else at
+        self._unsaved.add(agent_id)
+
+    @contextlib.contextmanager
+    def waiting(self, agent_id: uuid.UUID) -> Iterator[None]:
+        """Held while one of the agent's requests waits for a change."""
+        self._waiting[agent_id] = self._waiting.get(agent_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._waiting.pop(agent_id) - 1
+            if left:
+                self._waiting[agent_id] = left
+
+    @property
+    def pending_pushes(self) -> int:
+        """Agent requests waiting for a change on this process."""
+        return sum(self._waiting.values())
+
+    def connected(self, at: float | None = None) -> int:
+        """Agents with a request waiting here, or seen here within `connected_window_s`
+        (a long-polling agent is back within `long_poll_max_s` of each answer)."""
+        at = time.time() if at is None else at
+        cutoff = at - self.connected_window_s
+        for agent_id in [a for a, t in self._seen.items() if t < cutoff and a not in self._unsaved]:
+            del self._seen[agent_id]
+        recent = {a for a, t in self._seen.items() if t >= cutoff}
+        return len(recent | self._waiting.keys())
+
+    async def save_last_seen(self) -> int:
+        """Write `last_seen_at` of the agents seen since the last save; returns how many."""
+        unsaved, self._unsaved = self._unsaved, set()
+        by_time: dict[int, list[uuid.UUID]] = {}
+        for agent_id in unsaved:
+            by_time.setdefault(int(self._seen[agent_id]), []).append(agent_id)
+        try:
+            for at, ids in by_time.items():
+                when = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+                for i in range(0, len(ids), ROWS_PER_QUERY):
+                    await Agent.filter(id__in=ids[i:i + ROWS_PER_QUERY]).update(last_seen_at=when)
+        except BaseException:
+            self._unsaved |= unsaved  # try again next time
+            raise
+        return len(unsaved)
 
 
 async def rotate(rt: Runtime, scope: TenantScope, agent: Agent) -> str:

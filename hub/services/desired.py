@@ -7,57 +7,131 @@ The document (see docs/agent-protocol.md):
 
 `etag` fingerprints everything that would change the document, so an agent that sends
 back the etag it holds waits until there is something new.
+
+A change wakes every waiting agent of a tenant in the same moment. What they share —
+the tenant row, its lists, the list updates they need, the deployments they point at —
+is read once for all of them as a `TenantView` (through a `Coalescer`, so it is never
+older than the change that woke them); each agent's document is then built from its
+own row and the view without touching the database (`document`, pure).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import hashlib
 import json
+import uuid
 from typing import Any
 
 from hub.errors import Unauthenticated
-from hub.models import Agent, Deployment, IpList, Tenant
+from hub.models import Deployment, IpList, Tenant
 from hub.runtime import Runtime
 from hub.services import lists
-from hub.services.agents import agent_channel, tenant_channel
+from hub.services.agents import AgentRow, LiveAgents, agent_channel, tenant_channel
+from hub.services.coalesce import Coalescer
+
+DEPLOYMENTS_CACHED = 256
 
 
-async def _facts(agent: Agent) -> tuple[str, Deployment | None, list[IpList]]:
-    tenant = await Tenant.get(id=agent.tenant_id)
-    deployment = await Deployment.get_or_none(id=agent.deployment_id) if agent.deployment_id else None
-    if not agent.enabled or tenant.suspended or agent.revoked_at is not None:
-        mode = "deactivate"
-    elif deployment is None:
-        mode = "none"
-    else:
-        mode = "monitor" if deployment.monitor else "enforce"
-    ip_lists = await IpList.filter(tenant_id=agent.tenant_id).order_by("name")
-    return mode, deployment, ip_lists
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeploymentFacts:
+    """What a document says of a deployment; deployments are immutable, so this is cached."""
+
+    id: uuid.UUID
+    digest: str
+    monitor: bool
+    plan: dict[str, Any]
 
 
-def _etag(mode: str, deployment: Deployment | None, ip_lists: list[IpList]) -> str:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ask:
+    """What one waiting agent needs from its tenant's view."""
+
+    deployment_id: uuid.UUID | None
+    known_lists: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TenantView:
+    suspended: bool
+    lists: tuple[IpList, ...]
+    deployments: dict[uuid.UUID, DeploymentFacts]
+    # (list id, revision the agent holds or None) -> that agent's entry in "lists"
+    updates: dict[tuple[uuid.UUID, int | None], dict[str, Any]]
+
+
+def mode_of(row: AgentRow, view: TenantView, deployment: DeploymentFacts | None) -> str:
+    if not row.enabled or view.suspended or row.revoked_at is not None:
+        return "deactivate"
+    if deployment is None:
+        return "none"
+    return "monitor" if deployment.monitor else "enforce"
+
+
+def etag_of(mode: str, deployment: DeploymentFacts | None, ip_lists: tuple[IpList, ...]) -> str:
     basis = json.dumps([mode, str(deployment.id) if deployment else None,
                         [(str(x.id), x.revision) for x in ip_lists]])
     return hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
-async def desired_state(agent: Agent, applied_digest: str | None, known_lists: dict[str, int],
-                        facts: tuple[str, Deployment | None, list[IpList]] | None = None) -> dict[str, Any]:
-    mode, deployment, ip_lists = facts or await _facts(agent)
+def document(row: AgentRow, view: TenantView, applied_digest: str | None,
+             known_lists: dict[str, int]) -> dict[str, Any]:
+    """The agent's desired-state document, from its row and its tenant's view. Pure."""
+    deployment = view.deployments.get(row.deployment_id) if row.deployment_id else None
+    mode = mode_of(row, view, deployment)
     doc: dict[str, Any] = {
-        "agent_id": str(agent.id),
-        "etag": _etag(mode, deployment, ip_lists),
+        "agent_id": str(row.id),
+        "etag": etag_of(mode, deployment, view.lists),
         "mode": mode,
-        "deployment": None if deployment is None else {"id": str(deployment.id), "digest": deployment.plan_digest},
-        "lists": [await lists.update_for(x, known_lists.get(str(x.id))) for x in ip_lists],
+        "deployment": None if deployment is None else {"id": str(deployment.id), "digest": deployment.digest},
+        "lists": [view.updates[(x.id, known_lists.get(str(x.id)))] for x in view.lists],
     }
-    if deployment is not None and mode != "deactivate" and applied_digest != deployment.plan_digest:
-        doc["plan"] = json.loads(deployment.plan_json)
+    if deployment is not None and mode != "deactivate" and applied_digest != deployment.digest:
+        doc["plan"] = deployment.plan
     return doc
 
 
-async def wait_for_change(rt: Runtime, agent: Agent, etag: str | None, applied_digest: str | None,
-                          known_lists: dict[str, int], wait_s: float) -> dict[str, Any] | None:
+class DesiredStates:
+    """Builds documents for one hub process; holds the per-tenant view loader and the
+    deployment cache."""
+
+    def __init__(self) -> None:
+        self.views: Coalescer[uuid.UUID, Ask, TenantView] = Coalescer(self._load_view)
+        self._deployments: collections.OrderedDict[uuid.UUID, DeploymentFacts] = collections.OrderedDict()
+
+    async def view(self, row: AgentRow, known_lists: dict[str, int]) -> TenantView:
+        return await self.views.get(row.tenant_id, Ask(row.deployment_id, known_lists))
+
+    async def _load_view(self, tenant_id: uuid.UUID, asks: list[Ask]) -> TenantView:
+        # A tenant that is gone is treated as suspended: its agents deactivate.
+        suspended = await Tenant.filter(id=tenant_id).values_list("suspended", flat=True)
+        ip_lists = tuple(await IpList.filter(tenant_id=tenant_id).order_by("name"))
+        updates: dict[tuple[uuid.UUID, int | None], dict[str, Any]] = {}
+        for ip_list in ip_lists:
+            for since in {ask.known_lists.get(str(ip_list.id)) for ask in asks}:
+                updates[(ip_list.id, since)] = await lists.update_for(ip_list, since)
+        wanted = {ask.deployment_id for ask in asks if ask.deployment_id is not None}
+        return TenantView(suspended=suspended != [False], lists=ip_lists,
+                          deployments=await self._deployment_facts(wanted), updates=updates)
+
+    async def _deployment_facts(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, DeploymentFacts]:
+        missing = ids - self._deployments.keys()
+        if missing:
+            for d in await Deployment.filter(id__in=list(missing)).only("id", "plan_digest", "monitor", "plan_json"):
+                self._deployments[d.id] = DeploymentFacts(d.id, d.plan_digest, d.monitor, json.loads(d.plan_json))
+        out = {}
+        for deployment_id in ids & self._deployments.keys():
+            self._deployments.move_to_end(deployment_id)
+            out[deployment_id] = self._deployments[deployment_id]
+        while len(self._deployments) > DEPLOYMENTS_CACHED:
+            self._deployments.popitem(last=False)
+        return out
+
+
+async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: AgentRow,
+                          etag: str | None, applied_digest: str | None, known_lists: dict[str, int],
+                          wait_s: float) -> dict[str, Any] | None:
     """The desired state once it differs from `etag`, or None after `wait_s` seconds.
 
     Subscribes before reading, so a change between the read and the wait is not lost.
@@ -65,14 +139,17 @@ async def wait_for_change(rt: Runtime, agent: Agent, etag: str | None, applied_d
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    credential_hash = agent.credential_hash
-    async with rt.notifier.subscribe([agent_channel(agent.id), tenant_channel(agent.tenant_id)]) as sub:
+    channels = [agent_channel(agent.id), tenant_channel(agent.tenant_id)]
+    async with rt.notifier.subscribe(channels) as sub:
         while True:
-            facts = await _facts(agent)
-            if etag is None or _etag(*facts) != etag:
-                return await desired_state(agent, applied_digest, known_lists, facts)
-            if not await sub.wait(max(0.0, deadline - loop.time())):
-                return None
-            agent = await Agent.get(id=agent.id)
-            if agent.revoked_at is not None or agent.credential_hash != credential_hash:
+            row = await live.row(agent.id)
+            if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
                 raise Unauthenticated("this agent's credential is no longer valid")
+            view = await states.view(row, known_lists)
+            doc = document(row, view, applied_digest, known_lists)
+            if etag is None or doc["etag"] != etag:
+                return doc
+            with live.waiting(agent.id):
+                changed = await sub.wait(max(0.0, deadline - loop.time()))
+            if not changed:
+                return None

@@ -16,7 +16,7 @@ from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from hub.errors import InvalidInput
-from hub.models import Agent, MetricPoint, MetricRollup, TopSource
+from hub.models import MetricPoint, MetricRollup, TopSource
 from hub.runtime import Runtime
 from hub.services.background import job
 
@@ -37,7 +37,7 @@ def _uuid(conn: BaseDBAsyncClient, value: uuid.UUID) -> Any:
     return value if conn.capabilities.dialect == "postgres" else str(value)
 
 
-async def ingest(rt: Runtime, agent: Agent, points: list[dict[str, Any]], top: list[dict[str, Any]]) -> int:
+async def ingest(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID, points: list[dict[str, Any]], top: list[dict[str, Any]]) -> int:
     if len(points) + len(top) > rt.config.max_metrics_points:
         raise InvalidInput(f"a batch holds at most {rt.config.max_metrics_points} points")
     now = int(time.time())
@@ -46,7 +46,7 @@ async def ingest(rt: Runtime, agent: Agent, points: list[dict[str, Any]], top: l
         if not oldest <= p["ts"] <= now + 300:
             raise InvalidInput(f"point at {p['ts']} is outside the accepted time window")
     conn = get_connection("default")
-    t, a = _uuid(conn, agent.tenant_id), _uuid(conn, agent.id)
+    t, a = _uuid(conn, tenant_id), _uuid(conn, agent_id)
     if points:
         await conn.execute_many(
             "INSERT INTO metric_point (tenant_id, agent_id, rule, ts, packets, bytes, interval_s) "
@@ -58,7 +58,7 @@ async def ingest(rt: Runtime, agent: Agent, points: list[dict[str, Any]], top: l
             f"INSERT INTO top_source (tenant_id, agent_id, ts, source, packets) VALUES ({_ph(conn, 5)})",
             [[t, a, s["ts"], s["source"], s["packets"]] for s in top],
         )
-    await rt.notifier.publish(metrics_channel(agent.tenant_id))
+    await rt.notifier.publish(metrics_channel(tenant_id))
     return len(points) + len(top)
 
 

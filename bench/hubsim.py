@@ -1,0 +1,178 @@
+"""Shared parts of the hub benchmarks: a hub in its own process (Hypercorn on loopback),
+the rows a run needs made directly in its database, and a minimal HTTP/1.1 client.
+
+The simulated agents run in the benchmark's process and the hub in another, as on a
+real network: the clients' own work does not slow the hub's event loop, and the
+client is a few lines over asyncio streams (one connection per agent), because a
+general HTTP client's connection pool costs more per request than the hub does.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from hub.config import HubConfig, load_config
+
+
+def bench_config(data_dir: str, database_url: str = "", **kw: Any) -> HubConfig:
+    return load_config(env={}, data_dir=data_dir, database_url=database_url, argon2_memory_kib=1024,
+                       argon2_time_cost=1, long_poll_max_s=300, migrate_on_start="yes", **kw)
+
+
+@dataclass
+class Setup:
+    tenant_id: uuid.UUID
+    api_token: str
+    credentials: list[str]
+
+
+async def prepare(config: HubConfig, n_agents: int) -> Setup:
+    """A tenant, an API token and `n_agents` enrolled agents, made straight in the database."""
+    from hub import db
+    from hub.models import Agent
+    from hub.runtime import Runtime
+    from hub.security import make_credential
+    from hub.services import accounts, tenants
+    from hub.services.scope import Principal, resolve_scope
+
+    ctx = await db.open_db(config)
+    try:
+        await db.migrate(ctx)
+        rt = Runtime.create(config)
+        user = await accounts.create_user(rt, f"bench-{uuid.uuid4().hex[:8]}@example.com", "bench password 123")
+        owner = Principal(actor="user:bench", user_id=user.id)
+        tenant = await tenants.create_tenant(rt, owner, "bench")
+        scope = await resolve_scope(owner, tenant.id, "admin")
+        _, api_token = await tenants.create_token(rt, scope, "bench", ["read", "write"], None)
+        creds, rows = [], []
+        for _ in range(n_agents):
+            agent_id = uuid.uuid4()
+            cred, h = make_credential("bwa", agent_id)
+            creds.append(cred)
+            rows.append(Agent(id=agent_id, tenant_id=tenant.id, credential_hash=h, hostname="sim"))
+        await Agent.bulk_create(rows, batch_size=500)
+    finally:
+        await ctx.close_connections()
+    return Setup(tenant.id, api_token, creds)
+
+
+def serve_forever(data_dir: str, database_url: str, port: int) -> None:
+    """The hub process: `python bench/hubsim.py DATA_DIR DATABASE_URL PORT`."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config as HypercornConfig
+
+    from hub.app import create_app
+
+    hc = HypercornConfig()
+    hc.bind = [f"127.0.0.1:{port}"]
+    hc.accesslog = None
+    hc.errorlog = None
+    hc.backlog = 16384
+    hc.keep_alive_timeout = 600
+    app = create_app(bench_config(data_dir, database_url))
+    profile = os.environ.get("HUBSIM_PROFILE")  # a path: write the hub's cProfile stats there
+    if not profile:
+        asyncio.run(serve(app, hc))
+        return
+    import cProfile
+    import signal
+
+    stop = asyncio.Event()
+    profiler = cProfile.Profile()
+
+    async def run() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await serve(app, hc, shutdown_trigger=stop.wait)
+
+    profiler.enable()
+    asyncio.run(run())
+    profiler.disable()
+    profiler.dump_stats(profile)
+
+
+def new_config(database_url: str = "") -> HubConfig:
+    """A fresh data directory (SQLite there unless `database_url` names PostgreSQL)."""
+    return bench_config(tempfile.mkdtemp(prefix="bulwark-bench-"), database_url)
+
+
+@contextlib.asynccontextmanager
+async def started(config: HubConfig, port: int) -> AsyncIterator[None]:
+    """The hub serving `config` on 127.0.0.1:`port` in a child process, until exit."""
+    log = open(os.path.join(config.data_dir, "hub.log"), "wb")  # noqa: SIM115 (closed below)
+    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, config.data_dir,
+                                                config.database_url, str(port), stderr=log)
+    try:
+        while True:
+            try:
+                conn = await Conn.open(port)
+                status, _ = await conn.request("GET", "/healthz")
+                conn.close()
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.returncode is not None:
+                raise RuntimeError(f"the hub process exited; see {log.name}")
+            await asyncio.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        await proc.wait()
+        log.close()
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection; requests on it go one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**24)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      token: str | None = None, raw: bool = False) -> tuple[int, Any]:
+        """(status, decoded JSON body or None); with `raw`, the body's bytes."""
+        data = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(data)}"]
+        if body is not None:
+            head.append("Content-Type: application/json")
+        if token:
+            head.append(f"Authorization: Bearer {token}")
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        status = int((await self.reader.readline()).split()[1])
+        length, chunked = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value:
+                chunked = True
+        if chunked:
+            parts = []
+            while size := int(await self.reader.readline(), 16):
+                parts.append(await self.reader.readexactly(size + 2))
+            await self.reader.readline()
+            payload = b"".join(p[:-2] for p in parts)
+        else:
+            payload = await self.reader.readexactly(length)
+        if raw:
+            return status, payload
+        return status, (json.loads(payload) if payload else None)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+if __name__ == "__main__":
+    serve_forever(sys.argv[1], sys.argv[2], int(sys.argv[3]))

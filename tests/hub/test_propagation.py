@@ -1,0 +1,213 @@
+"""A change reaches every waiting agent with the shared work done once per tenant.
+
+The agents here wait on one hub (in-process test client); the assertions count loads
+and SQL statements, never time.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import pytest
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from hub.services.coalesce import Coalescer
+from tests.hub.harness import AgentClient, enroll
+
+N = 30
+
+
+async def _agents(t, n: int) -> list[AgentClient]:
+    """n agents of tenant t, made straight in the database (enrolment is tested elsewhere)."""
+    from hub.models import Agent
+    from hub.security import make_credential
+
+    out, rows = [], []
+    for _ in range(n):
+        agent_id = uuid.uuid4()
+        cred, h = make_credential("bwa", agent_id)
+        rows.append(Agent(id=agent_id, tenant_id=t.id, credential_hash=h, hostname="sim"))
+        out.append(AgentClient(t.hub.client(), cred, str(agent_id)))
+    await Agent.bulk_create(rows)
+    return out
+
+
+@contextlib.contextmanager
+def counting_sql(monkeypatch):
+    """Counts SQL statements sent through Tortoise while the block runs."""
+    counter = {"n": 0}
+    for name in ("execute_query", "execute_query_dict", "execute_insert", "execute_many"):
+        for cls in {type(c) for c in _clients()} | {BaseDBAsyncClient}:
+            original = getattr(cls, name, None)
+            if original is None or getattr(original, "_counting", False):
+                continue
+
+            def wrap(original=original):
+                async def counted(self, *args, **kw):
+                    counter["n"] += 1
+                    return await original(self, *args, **kw)
+                counted._counting = True
+                return counted
+
+            monkeypatch.setattr(cls, name, wrap())
+    yield counter
+
+
+def _clients():
+    from tortoise.connection import get_connections
+
+    return get_connections().all()
+
+
+async def _all_waiting(hub, n: int) -> None:
+    live = hub.app.extensions["bulwark_agents"]
+    while live.pending_pushes < n:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_list_change_is_read_once_for_all_waiting_agents(hub, monkeypatch):
+    t = await hub.tenant()
+    r = await t.token.post(t.base + "/lists", json={"name": "bad", "kind": "deny"})
+    list_path = f"{t.base}/lists/{(await r.get_json())['id']}"
+    agents = await _agents(t, N)
+    for a in agents:
+        await a.desired()
+    views = hub.app.extensions["bulwark_desired"].views
+    rows = hub.app.extensions["bulwark_agents"].rows
+    waiters = [asyncio.create_task(a.desired(wait_s=30)) for a in agents]
+    await _all_waiting(hub, N)
+    view_loads, row_loads = views.loads, rows.loads
+    with counting_sql(monkeypatch) as sql:
+        r = await t.token.post(list_path + "/entries", json={"add": [{"network": "203.0.113.7/32"}]})
+        change_sql = sql["n"]
+        docs = await asyncio.gather(*waiters)
+        wake_sql = sql["n"] - change_sql
+    assert all(d["lists"][0] == {**docs[0]["lists"][0]} for d in docs)
+    assert docs[0]["lists"][0]["mode"] == "delta" and docs[0]["lists"][0]["added"] == ["203.0.113.7/32"]
+    assert len({d["etag"] for d in docs}) == 1 and len({d["agent_id"] for d in docs}) == N
+    assert views.loads - view_loads == 1  # the tenant, its lists and the delta: once
+    assert rows.loads - row_loads == 1    # the agents' rows: one batch
+    assert change_sql > 0 and wake_sql <= 6  # not proportional to N
+
+
+async def test_agents_at_different_revisions_get_their_own_update_from_one_view(hub):
+    t = await hub.tenant()
+    r = await t.token.post(t.base + "/lists", json={"name": "bad", "kind": "deny"})
+    list_id = (await r.get_json())["id"]
+    current, behind, empty = await _agents(t, 3)
+    await t.token.post(f"{t.base}/lists/{list_id}/entries", json={"add": [{"network": "192.0.2.1/32"}]})
+    await t.token.post(f"{t.base}/lists/{list_id}/entries", json={"add": [{"network": "192.0.2.2/32"}]})
+    await current.desired()
+    # Same etag, different list knowledge (say, an agent that lost its list store).
+    behind.etag, behind.lists = current.etag, {list_id: 1}
+    empty.etag, empty.lists = current.etag, {}
+    views = hub.app.extensions["bulwark_desired"].views
+    waiters = [asyncio.create_task(a.desired(wait_s=30)) for a in (current, behind, empty)]
+    await _all_waiting(hub, 3)
+    loads = views.loads
+    await t.token.post(f"{t.base}/lists/{list_id}/entries", json={"remove": ["192.0.2.1/32"]})
+    docs = await asyncio.gather(*waiters)
+    assert views.loads - loads == 1
+    assert [d["lists"][0]["mode"] for d in docs] == ["delta", "delta", "snapshot"]
+    assert (docs[0]["lists"][0]["since"], docs[0]["lists"][0]["removed"], docs[0]["lists"][0]["added"]) \
+        == (2, ["192.0.2.1/32"], [])
+    assert (docs[1]["lists"][0]["since"], docs[1]["lists"][0]["added"]) == (1, ["192.0.2.2/32"])
+    assert docs[2]["lists"][0]["entries"] == ["192.0.2.2/32"]
+    assert len({d["etag"] for d in docs}) == 1
+
+
+async def test_revoking_one_waiting_agent_refuses_it_at_once_and_leaves_the_others(hub):
+    t = await hub.tenant()
+    revoked = await enroll(t)
+    others = await _agents(t, 5)
+    for a in [revoked, *others]:
+        await a.desired()
+    waiters = [asyncio.create_task(a.post("/agent/v1/desired", json={"etag": a.etag, "wait_s": 30}))
+               for a in [revoked, *others]]
+    await _all_waiting(hub, 6)
+    r = await t.owner.post(f"{t.base}/agents/{revoked.id}/revoke")
+    assert r.status_code in (200, 204)
+    first = await asyncio.wait_for(waiters[0], 10)
+    assert first.status_code == 401
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiters[1:])
+    assert hub.app.extensions["bulwark_agents"].pending_pushes == 5
+    for w in waiters[1:]:
+        w.cancel()
+    await asyncio.gather(*waiters[1:], return_exceptions=True)
+
+
+async def test_disable_reaches_only_that_agent_with_deactivate(hub):
+    t = await hub.tenant()
+    agents = await _agents(t, 4)
+    for a in agents:
+        await a.desired()
+    waiters = [asyncio.create_task(a.desired(wait_s=30)) for a in agents]
+    await _all_waiting(hub, 4)
+    r = await t.token.post(f"{t.base}/agents/{agents[0].id}/disable")
+    assert r.status_code in (200, 204), await r.get_data(as_text=True)
+    doc = await asyncio.wait_for(waiters[0], 10)
+    assert doc["mode"] == "deactivate"
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiters[1:])
+    for w in waiters[1:]:
+        w.cancel()
+    await asyncio.gather(*waiters[1:], return_exceptions=True)
+
+
+# ---- the coalescer on its own -----------------------------------------------------------
+
+
+async def test_coalescer_serves_every_ask_made_before_the_load_began_with_one_load():
+    calls: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def load(key: str, asks: list[int]) -> list[int]:
+        calls.append(list(asks))
+        await gate.wait()
+        return sorted(asks)
+
+    c: Coalescer[str, int, list[int]] = Coalescer(load)
+    first = [asyncio.create_task(c.get("t", i)) for i in range(5)]
+    await asyncio.sleep(0)  # the load starts after the asks queued before it
+    await asyncio.sleep(0)
+    late = [asyncio.create_task(c.get("t", i)) for i in (10, 11)]  # while the load runs
+    await asyncio.sleep(0)
+    gate.set()
+    assert [await f for f in first] == [[0, 1, 2, 3, 4]] * 5
+    assert [await f for f in late] == [[10, 11]] * 2  # a later load: fresh for them
+    assert calls == [[0, 1, 2, 3, 4], [10, 11]] and c.loads == 2
+
+
+async def test_coalescer_one_callers_cancel_does_not_cancel_the_others():
+    gate = asyncio.Event()
+
+    async def load(key: str, asks: list[int]) -> int:
+        await gate.wait()
+        return len(asks)
+
+    c: Coalescer[str, int, int] = Coalescer(load)
+    a, b = asyncio.create_task(c.get("t", 1)), asyncio.create_task(c.get("t", 2))
+    await asyncio.sleep(0)
+    a.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    assert await b == 2
+    with pytest.raises(asyncio.CancelledError):
+        await a
+
+
+async def test_coalescer_failure_reaches_every_caller_of_the_batch_only():
+    n = {"calls": 0}
+
+    async def load(key: str, asks: list[int]) -> int:
+        n["calls"] += 1
+        if n["calls"] == 1:
+            raise RuntimeError("database gone")
+        return len(asks)
+
+    c: Coalescer[str, int, int] = Coalescer(load)
+    results = await asyncio.gather(c.get("t", 1), c.get("t", 2), return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+    assert await c.get("t", 3) == 1

@@ -19,7 +19,7 @@ from hubsim import Conn, new_config, prepare, started
 async def main(n_agents: int, rounds: int, port: int, database_url: str) -> None:
     config = new_config(database_url)
     setup = await prepare(config, n_agents)
-    async with started(config, port):
+    async with started(config, port) as hub:
         api = await Conn.open(port)
         status, body = await api.request("POST", f"/api/v1/tenants/{setup.tenant_id}/lists",
                                          {"name": "bad", "kind": "deny"}, setup.api_token)
@@ -58,16 +58,18 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str) -> None
             await asyncio.sleep(0.5)
             arrivals.clear()
             expected["rev"] = rnd
+            cpu0 = hub.cpu_s()
             t0 = time.perf_counter()
             status, body = await api.request("POST", f"/api/v1/tenants/{setup.tenant_id}/lists/{list_id}/entries",
                                              {"add": [{"network": f"203.0.113.{rnd}/32"}]}, setup.api_token)
             assert status == 200 and body["revision"] == rnd, body
             while len(arrivals) < n_agents:
                 await asyncio.sleep(0.01)
+            cpu_ms = (hub.cpu_s() - cpu0) * 1000
             lat = sorted((t - t0) * 1000 for t in arrivals)
             p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
             results.append((p50, p99))
-            print(f"round {rnd}: {n_agents} agents  p50 {p50:.0f} ms  p99 {p99:.0f} ms  max {lat[-1]:.0f} ms", flush=True)
+            print(f"round {rnd}: {n_agents} agents  p50 {p50:.0f} ms  p99 {p99:.0f} ms  max {lat[-1]:.0f} ms  hub CPU {cpu_ms:.0f} ms", flush=True)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

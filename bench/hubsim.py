@@ -104,7 +104,7 @@ def new_config(database_url: str = "") -> HubConfig:
 
 
 @contextlib.asynccontextmanager
-async def started(config: HubConfig, port: int) -> AsyncIterator[None]:
+async def started(config: HubConfig, port: int) -> AsyncIterator[HubProcess]:
     """The hub serving `config` on 127.0.0.1:`port` in a child process, until exit."""
     log = open(os.path.join(config.data_dir, "hub.log"), "wb")  # noqa: SIM115 (closed below)
     proc = await asyncio.create_subprocess_exec(sys.executable, __file__, config.data_dir,
@@ -122,11 +122,22 @@ async def started(config: HubConfig, port: int) -> AsyncIterator[None]:
             if proc.returncode is not None:
                 raise RuntimeError(f"the hub process exited; see {log.name}")
             await asyncio.sleep(0.1)
-        yield
+        yield HubProcess(proc.pid)
     finally:
         proc.terminate()
         await proc.wait()
         log.close()
+
+
+@dataclass
+class HubProcess:
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the hub process has used so far."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Conn:

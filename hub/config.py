@@ -9,6 +9,7 @@ Raises `ConfigError` (bad input: the operator's file or environment).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -55,6 +56,15 @@ class HubConfig:
     # Agents further behind than this many revisions get a full snapshot.
     list_delta_max_revisions: int = 1000
 
+    # The lockout guard at policy save and deploy: a policy that would drop replies from
+    # the hub (these addresses, as the protected servers see them, port `hub_port`; 0 means
+    # public_url's port) or SSH (`admin_ssh_port`) from `admin_prefixes` is refused.
+    # Lists: TOML arrays, or comma-separated in the environment. Empty: no check.
+    hub_addresses: tuple[str, ...] = ()
+    hub_port: int = 0
+    admin_prefixes: tuple[str, ...] = ()
+    admin_ssh_port: int = 22
+
     metrics_raw_retention_s: int = 6 * 3600
     metrics_rollup_s: int = 60
     metrics_rollup_retention_s: int = 30 * 86400
@@ -76,6 +86,14 @@ class HubConfig:
         if self.migrate_on_start == "auto":
             return self.is_sqlite
         return self.migrate_on_start == "yes"
+
+    @property
+    def hub_tcp_port(self) -> int:
+        """The port agents connect to: `hub_port`, else the one in `public_url`."""
+        if self.hub_port:
+            return self.hub_port
+        url = urlsplit(self.public_url)
+        return url.port or (443 if url.scheme == "https" else 80)
 
     @property
     def secure_cookies(self) -> bool:
@@ -107,6 +125,12 @@ _TYPES = typing.get_type_hints(HubConfig)
 
 def _coerce(name: str, value: object, source: str) -> object:
     kind = _TYPES[name]
+    if kind == tuple[str, ...]:
+        if isinstance(value, str):  # the environment: comma-separated
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {name} must be a list of strings, not {value!r}")
+        return tuple(value)
     if kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{source}: {name} must be an integer, not {value!r}")
@@ -157,4 +181,21 @@ def load_config(
         raise ConfigError("migrate_on_start must be one of auto, yes, no")
     if config.join_token_max_ttl_s > 3600:
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
+    _check_addresses(config)
     return config
+
+
+def _check_addresses(config: HubConfig) -> None:
+    for address in config.hub_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"hub_addresses: {address!r} is not an IP address") from None
+    for prefix in config.admin_prefixes:
+        try:
+            ipaddress.ip_network(prefix, strict=True)
+        except ValueError as exc:
+            raise ConfigError(f"admin_prefixes: {prefix!r} is not an IP prefix ({exc})") from None
+    for name in ("hub_port", "admin_ssh_port"):
+        if not 0 <= getattr(config, name) <= 65535 or (name == "admin_ssh_port" and not config.admin_ssh_port):
+            raise ConfigError(f"{name} must be a TCP port")

@@ -20,6 +20,7 @@ from typing import Any
 from hub.errors import Conflict, InvalidInput
 from hub.models import Agent, Deployment, DeploymentTarget, PolicyVersion
 from hub.runtime import Runtime
+from hub.services import policies
 from hub.services.agents import agent_channel, agents_with_label
 from hub.services.scope import TenantScope
 
@@ -76,8 +77,7 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
 
 
 async def deploy_version(rt: Runtime, scope: TenantScope, version: PolicyVersion, **kw: Any) -> Deployment:
-    if version.plan_json is None or version.plan_digest is None:
-        raise Conflict("this policy version has errors and cannot be deployed")
+    policies.check_deployable(rt.config, version)
     return await create(rt, scope, plan_json=version.plan_json, plan_digest=version.plan_digest,
                         policy_version=version, **kw)
 

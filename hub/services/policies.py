@@ -2,11 +2,18 @@
 
 rules_dsl is imported here and nowhere else in the hub, so the rest of the hub works
 (and its tests run) independently of the language package.
+
+The lockout guard: the checker is given the hub's management settings (`hub_addresses`,
+`admin_prefixes`, see hub/config.py), so a policy that would drop the hub's replies or
+the operators' SSH is saved with an error (unless it says `lockout-guard off`) and
+cannot be deployed; `check_deployable` repeats the check at deploy time, as the
+settings may have changed since the version was saved.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from hub.config import HubConfig
 from hub.errors import Conflict, InvalidInput
 from hub.models import Policy, PolicyVersion
 from hub.runtime import Runtime
@@ -15,25 +22,57 @@ from hub.services.scope import TenantScope
 MAX_SOURCE_CHARS = 256 * 1024
 
 
-def compile_source(name: str, source: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """(diagnostics, plan JSON, plan digest); the plan is None when there are errors."""
+def _managements(config: HubConfig | None) -> list[Any]:
+    """rules_dsl `Management` values for the configured hub addresses (the DSL checks one
+    hub address at a time); [None] when nothing is configured."""
+    from rules_dsl import Management
+
+    if config is None or not (config.hub_addresses or config.admin_prefixes):
+        return [None]
+    hubs: list[str | None] = list(config.hub_addresses) or [None]
+    return [Management(hub_address=hub, hub_port=config.hub_tcp_port, ssh_port=config.admin_ssh_port,
+                       admin_prefixes=tuple(config.admin_prefixes) if i == 0 else ())
+            for i, hub in enumerate(hubs)]
+
+
+def compile_source(name: str, source: str, config: HubConfig | None = None
+                   ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """(diagnostics, plan JSON, plan digest); the plan is None when there are errors,
+    including the lockout guard's for `config`'s management addresses."""
     import rules_dsl
 
-    checked = rules_dsl.load(source, filename=f"{name}.bw")
+    first, *more = _managements(config)
+    checked = rules_dsl.load(source, filename=f"{name}.bw", management=first)
+    found = list(checked.diagnostics)
+    if checked.policy is not None:
+        for management in more:
+            found += [d for d in rules_dsl.check(checked.policy, management) if d not in found]
     diagnostics = [
         {"severity": d.severity, "line": d.line, "col": d.col, "message": d.message,
          "hint": d.hint, "rendered": d.render()}
-        for d in checked.diagnostics
+        for d in found
     ]
-    if checked.plan is None:
+    if checked.plan is None or any(d.severity == "error" for d in found):
         return diagnostics, None, None
     return diagnostics, checked.plan.to_json(), checked.plan.digest
 
 
-async def _save_version(scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
+def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
+    """Raises Conflict when the version has errors, now including the lockout guard's
+    under the current management settings."""
+    if version.plan_json is None or version.plan_digest is None:
+        raise Conflict("this policy version has errors and cannot be deployed")
+    diagnostics, plan_json, _ = compile_source(f"v{version.version}", version.source, config)
+    if plan_json is None:
+        errors = [d for d in diagnostics if d["severity"] == "error"]
+        raise Conflict(f"policy version {version.version} would lock the operator out: "
+                       f"{errors[0]['message'] if errors else 'it no longer checks'}", details=errors)
+
+
+async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
     if len(source) > MAX_SOURCE_CHARS:
         raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
-    diagnostics, plan_json, digest = compile_source(policy.name, source)
+    diagnostics, plan_json, digest = compile_source(policy.name, source, rt.config)
     # The version number comes from the row lock of the UPDATE: concurrent saves differ.
     from tortoise.expressions import F
     from tortoise.transactions import in_transaction
@@ -54,7 +93,7 @@ async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tup
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
     policy = await Policy.create(tenant_id=scope.tenant_id, name=name)
-    version = await _save_version(scope, policy, source)
+    version = await _save_version(rt, scope, policy, source)
     await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
                           target=str(policy.id), address=scope.address, details={"name": name})
     return policy, version
@@ -62,7 +101,7 @@ async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tup
 
 async def save(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
     scope.require("write")
-    version = await _save_version(scope, policy, source)
+    version = await _save_version(rt, scope, policy, source)
     await rt.audit.append(actor=scope.actor, action="policy.save", tenant_id=scope.tenant_id,
                           target=str(policy.id), address=scope.address,
                           details={"version": version.version, "errors": version.error_count})

@@ -4,6 +4,7 @@ status, send metrics. Authenticated by the agent credential; bodies are size-lim
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
@@ -80,7 +81,14 @@ class Source(Strict):
     @field_validator("source")
     @classmethod
     def _is_address(cls, v: str) -> str:
-        return str(ipaddress.ip_network(v, strict=False))
+        return canonical_network(v)
+
+
+@functools.lru_cache(maxsize=65536)
+def canonical_network(text: str) -> str:
+    """`203.0.113.9` → `203.0.113.9/32`. Cached: the same sources top every batch for a while,
+    and parsing them was a fifth of the cost of a metrics batch."""
+    return str(ipaddress.ip_network(text, strict=False))
 
 
 class MetricsIn(Strict):
@@ -96,6 +104,7 @@ def _set_up(state) -> None:  # noqa: ANN001 (Quart's BlueprintSetupState)
     config = state.app.extensions["bulwark"].config
     state.app.extensions["bulwark_agents"] = agents.LiveAgents(config.agent_connected_window_s)
     state.app.extensions["bulwark_desired"] = desired.DesiredStates()
+    state.app.extensions["bulwark_metrics"] = metrics.MetricsWriter(state.app.extensions["bulwark"])
 
 
 @bp.while_app_serving
@@ -172,6 +181,6 @@ async def status(data: StatusIn) -> Response:
 @validate_request(MetricsIn)
 async def ingest(data: MetricsIn) -> Response:
     agent = await current_agent()
-    n = await metrics.ingest(rt(), agent.tenant_id, agent.id, [p.model_dump() for p in data.points],
-                             [s.model_dump() for s in data.top_sources])
+    n = await current_app.extensions["bulwark_metrics"].ingest(metrics.Batch(
+        agent.tenant_id, agent.id, [p.model_dump() for p in data.points], [s.model_dump() for s in data.top_sources]))
     return jsonify({"accepted": n})

@@ -62,3 +62,22 @@ async def test_sse_streams_live_rates(hub):
         await conn.disconnect()
     body = b"".join(chunks).decode()
     assert '"rule": "ssh"' in body and '"pps": 10.0' in body
+
+
+async def test_concurrent_batches_share_transactions_and_all_are_stored(hub):
+    t = await hub.tenant()
+    agents = [await enroll(t, hostname=f"web{i}") for i in range(12)]
+    writer = hub.app.extensions["bulwark_metrics"]
+    loads = writer.writes.loads
+    now = int(time.time())
+    results = await asyncio.gather(*[
+        a.post("/agent/v1/metrics", json={
+            "points": [{"ts": now, "rule": f"r{j}", "packets": 1, "bytes": 60} for j in range(5)],
+            "top_sources": [{"ts": now, "source": "203.0.113.9", "packets": 1}]})
+        for a in agents])
+    assert [(await r.get_json()) for r in results] == [{"accepted": 6}] * 12
+    assert writer.writes.loads - loads < 12  # grouped: fewer transactions than batches
+    raw = (await (await t.token.get(f"{t.base}/metrics?start={now - 10}")).get_json())["points"]
+    assert len(raw) == 12 * 5 and len({p["agent_id"] for p in raw}) == 12
+    top = (await (await t.token.get(f"{t.base}/metrics/top-sources")).get_json())["sources"]
+    assert top == [{"source": "203.0.113.9/32", "packets": 12}]

@@ -9,7 +9,7 @@ and builds it once with `load`, from layers that override one another in order:
 Unknown keys in any layer are refused, so a typo never silently falls back to a default.
 Values are checked against the field's type: str, int, float, bool, `X | None` and
 `tuple[str, ...]`. Environment values are text: "" or "none" give None for an optional
-field, "a, b" a tuple. The part's own rules (ranges, choices) are checked by the part
+field; "a, b" gives a tuple (in any layer). The part's own rules (ranges, choices) are checked by the part
 after `load`. Errors are raised as the caller's own error class (the agent's and the
 hub's ConfigError), each naming the layer and the key.
 """
@@ -46,11 +46,11 @@ def coerce(cls: type, key: str, value: Any, *, source: str, from_text: bool,
         return error(f"{source}: {key} must be {expected}, not {value!r}")
 
     if typing.get_origin(base) is tuple:
-        if from_text and isinstance(value, str):
+        if isinstance(value, str):  # "a, b": the environment's way, accepted everywhere
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise bad("a list")
-        return tuple(str(v) for v in value)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        return tuple(value)
     if base is bool:
         if isinstance(value, str) and value.lower() in ("1", "0", "true", "false", "yes", "no"):
             return value.lower() in ("1", "true", "yes")

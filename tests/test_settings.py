@@ -35,6 +35,7 @@ def test_layers_override_in_order_and_env_is_text(tmp_path):
                           "T_CONFIG": "ignored.toml", "OTHER": "x"},
              flags={"name": "flag", "ratio_s": None})
     assert s == S(name="flag", port=3, ratio_s=0.5, on=True, iface=None, prefixes=("a", "b"))
+    assert load(flags={"prefixes": "c,d"}).prefixes == ("c", "d")
     assert load() == S()
 
 
@@ -62,7 +63,8 @@ def test_unknown_keys_are_refused_in_every_layer(tmp_path, layer, match):
                                          ("name = 3", "name must be a string"),
                                          ("on = 1", "on must be true or false"),
                                          ("ratio_s = \"fast\"", "ratio_s must be a number"),
-                                         ("prefixes = \"a\"", "prefixes must be a list")])
+                                         ("prefixes = 5", "prefixes must be a list of strings"),
+                                         ("prefixes = [\"a\", 5]", "prefixes must be a list of strings")])
 def test_wrong_types_are_refused(tmp_path, text, match):
     f = tmp_path / "s.toml"
     f.write_text(text + "\n")

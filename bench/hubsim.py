@@ -104,40 +104,51 @@ def new_config(database_url: str = "") -> HubConfig:
 
 
 @contextlib.asynccontextmanager
-async def started(config: HubConfig, port: int) -> AsyncIterator[HubProcess]:
-    """The hub serving `config` on 127.0.0.1:`port` in a child process, until exit."""
-    log = open(os.path.join(config.data_dir, "hub.log"), "wb")  # noqa: SIM115 (closed below)
-    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, config.data_dir,
-                                                config.database_url, str(port), stderr=log)
+async def started(config: HubConfig, port: int, processes: int = 1) -> AsyncIterator[Hubs]:
+    """The hub serving `config` in `processes` child processes on 127.0.0.1, ports `port`,
+    `port + 1`, ... (as behind a load balancer), until exit."""
+    logs, procs = [], []
     try:
-        while True:
-            try:
-                conn = await Conn.open(port)
-                status, _ = await conn.request("GET", "/healthz")
-                conn.close()
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.returncode is not None:
-                raise RuntimeError(f"the hub process exited; see {log.name}")
-            await asyncio.sleep(0.1)
-        yield HubProcess(proc.pid)
+        for i in range(processes):
+            log = open(os.path.join(config.data_dir, f"hub{i}.log"), "wb")  # noqa: SIM115 (closed below)
+            logs.append(log)
+            procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, __file__, config.data_dir, config.database_url, str(port + i), stderr=log))
+        for i, proc in enumerate(procs):
+            while True:
+                try:
+                    conn = await Conn.open(port + i)
+                    status, _ = await conn.request("GET", "/healthz")
+                    conn.close()
+                    if status == 200:
+                        break
+                except OSError:
+                    pass
+                if proc.returncode is not None:
+                    raise RuntimeError(f"a hub process exited; see {logs[i].name}")
+                await asyncio.sleep(0.1)
+        yield Hubs([p.pid for p in procs], [port + i for i in range(processes)])
     finally:
-        proc.terminate()
-        await proc.wait()
-        log.close()
+        for proc in procs:
+            proc.terminate()
+            await proc.wait()
+        for log in logs:
+            log.close()
 
 
 @dataclass
-class HubProcess:
-    pid: int
+class Hubs:
+    pids: list[int]
+    ports: list[int]
 
     def cpu_s(self) -> float:
-        """CPU seconds (user + system) the hub process has used so far."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds (user + system) the hub processes have used so far."""
+        total = 0
+        for pid in self.pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
 
 class Conn:

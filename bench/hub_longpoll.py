@@ -16,10 +16,12 @@ import time
 from hubsim import Conn, new_config, prepare, started
 
 
-async def main(n_agents: int, rounds: int, port: int, database_url: str) -> None:
+async def main(n_agents: int, rounds: int, port: int, database_url: str, processes: int) -> None:
+    if processes > 1 and not database_url:
+        raise SystemExit("several hub processes wake each other through PostgreSQL: give --database-url")
     config = new_config(database_url)
     setup = await prepare(config, n_agents)
-    async with started(config, port) as hub:
+    async with started(config, port, processes) as hub:
         api = await Conn.open(port)
         status, body = await api.request("POST", f"/api/v1/tenants/{setup.tenant_id}/lists",
                                          {"name": "bad", "kind": "deny"}, setup.api_token)
@@ -29,7 +31,7 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str) -> None
         expected = {"rev": 0}
         waiting = {"n": 0}
 
-        async def agent(cred: str) -> None:
+        async def agent(cred: str, port: int) -> None:
             conn = await Conn.open(port)
             etag, lists = None, {}
             while True:
@@ -48,12 +50,13 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str) -> None
 
         tasks = []
         for i in range(0, n_agents, 200):  # connect in steps, not as one SYN flood
-            tasks += [asyncio.create_task(agent(c)) for c in setup.credentials[i:i + 200]]
+            tasks += [asyncio.create_task(agent(c, hub.ports[j % processes]))
+                      for j, c in enumerate(setup.credentials[i:i + 200], start=i)]
             await asyncio.sleep(0.05)
-        metrics = await Conn.open(port)
+        metrics = [await Conn.open(p) for p in hub.ports]
         results = []
         for rnd in range(1, rounds + 1):
-            while await gauge(metrics, "bulwark_hub_pending_pushes") < n_agents:
+            while sum([await gauge(m, "bulwark_hub_pending_pushes") for m in metrics]) < n_agents:
                 await asyncio.sleep(0.2)
             await asyncio.sleep(0.5)
             arrivals.clear()
@@ -74,7 +77,7 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str) -> None
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     db = "postgresql" if database_url else "sqlite"
-    print(f"summary: agents={n_agents} db={db} median over {rounds} rounds: "
+    print(f"summary: agents={n_agents} db={db} hub processes={processes} median over {rounds} rounds: "
           f"p50={statistics.median(r[0] for r in results):.0f}ms p99={statistics.median(r[1] for r in results):.0f}ms "
           f"(target p99 <= 250 ms at 1,000)")
 
@@ -93,5 +96,6 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--port", type=int, default=18443)
     p.add_argument("--database-url", default="", help="postgres://... (default: SQLite in a temporary directory)")
+    p.add_argument("--hub-processes", type=int, default=1, help="hub processes sharing a PostgreSQL database")
     args = p.parse_args()
-    asyncio.run(main(args.agents, args.rounds, args.port, args.database_url))
+    asyncio.run(main(args.agents, args.rounds, args.port, args.database_url, args.hub_processes))

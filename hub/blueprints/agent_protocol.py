@@ -171,7 +171,8 @@ async def status(data: StatusIn) -> Response:
         fields["inventory"] = data.inventory.model_dump()
         fields["hostname"] = data.inventory.hostname
     await Agent.filter(id=agent.id).update(**fields)
-    await deployments.on_status(rt(), await Agent.get(id=agent.id), data.applied_digest, data.failed_digest, data.healthy,
+    full = await Agent.get(id=agent.id)  # rollouts read the deployment pointer it has now
+    await deployments.on_status(rt(), full, data.applied_digest, data.failed_digest, data.healthy,
                                 "; ".join(data.errors))
     return jsonify({"ok": True})
 

@@ -82,8 +82,27 @@ async def deploy_version(rt: Runtime, scope: TenantScope, version: PolicyVersion
                         policy_version=version, **kw)
 
 
+async def _source_of(deployment: Deployment) -> PolicyVersion | None:
+    """The policy version a deployment's Plan was compiled from, through earlier rollbacks."""
+    seen: set[uuid.UUID] = set()
+    while deployment.policy_version_id is None and deployment.rollback_of is not None \
+            and deployment.rollback_of not in seen:
+        seen.add(deployment.rollback_of)
+        earlier = await Deployment.get_or_none(id=deployment.rollback_of)
+        if earlier is None:
+            return None
+        deployment = earlier
+    if deployment.policy_version_id is None:
+        return None
+    return await PolicyVersion.get_or_none(id=deployment.policy_version_id)
+
+
 async def rollback_to(rt: Runtime, scope: TenantScope, earlier: Deployment, monitor: bool = False) -> Deployment:
-    """A new deployment of `earlier`'s Plan to the agents `earlier` targeted."""
+    """A new deployment of `earlier`'s Plan to the agents `earlier` targeted, once the
+    lockout guard has checked its source under today's management settings."""
+    source = await _source_of(earlier)
+    if source is not None:
+        policies.check_deployable(rt.config, source)
     agent_ids = [t.agent_id for t in await DeploymentTarget.filter(deployment_id=earlier.id)]
     return await create(rt, scope, plan_json=earlier.plan_json, plan_digest=earlier.plan_digest,
                         policy_version=None, agent_ids=agent_ids, labels=[], canary_ids=[],

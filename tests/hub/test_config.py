@@ -108,6 +108,10 @@ async def test_a_version_saved_before_the_setting_is_checked_again_at_deploy(tmp
         r = await t.token.post(t.base + "/policies", json={"name": "web", "source": WEB_ONLY})
         policy_id = (await r.get_json())["id"]
         assert (await r.get_json())["latest"]["plan_digest"] is not None  # nothing to guard yet
+        first = await enroll(t)
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": policy_id, "agent_ids": [first.id]})
+        assert r.status_code == 201, await r.get_json()
+        earlier = (await r.get_json())["id"]
         token, tenant_id = t.token.token, t.id
     async with HubHarness(tmp_path, **data, admin_prefixes="198.51.100.0/24") as hub:
         from tests.hub.harness import Tenant, TokenClient
@@ -119,3 +123,6 @@ async def test_a_version_saved_before_the_setting_is_checked_again_at_deploy(tmp
         body = await r.get_json()
         assert r.status_code == 409 and "would lock the operator out" in body["message"]
         assert "SSH (port 22) from 198.51.100.0/24" in body["message"]
+        # A rollback to a deployment made before the setting is checked the same way.
+        r = await t.token.post(f"{t.base}/deployments/{earlier}/rollback", json={})
+        assert r.status_code == 409 and "would lock the operator out" in (await r.get_json())["message"]

@@ -1,11 +1,16 @@
-"""Periodic housekeeping run by every hub process (each step is idempotent, so several
-processes running it at once only repeat work): list-entry expiry, metrics rollups,
-the connected-agents gauge."""
+"""Periodic housekeeping run by every hub process: list-entry expiry, metrics rollups.
+
+Each step is idempotent, but two processes running the same step at the same moment
+would collide (a rollup's unique rows, an expiry sweep's revision): on PostgreSQL a run
+holds a transaction-level advisory lock named after its job, and a process that finds
+it taken skips that period. SQLite serves one process, which runs its jobs one by one."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+
+from tortoise.transactions import in_transaction
 
 from hub.runtime import Runtime
 
@@ -23,11 +28,25 @@ def job(name: str, every_s: float) -> Callable[[Callable[[Runtime], Awaitable[No
     return register
 
 
+async def run_once(rt: Runtime, name: str, fn: Callable[[Runtime], Awaitable[None]]) -> bool:
+    """Run the job unless another process is running it now; True when it ran."""
+    if rt.config.is_sqlite:
+        await fn(rt)
+        return True
+    async with in_transaction() as conn:  # the job's queries run in this transaction
+        rows = await conn.execute_query_dict(
+            "SELECT pg_try_advisory_xact_lock(hashtext($1)) AS got", [f"bulwark:{name}"])
+        if not rows[0]["got"]:
+            return False
+        await fn(rt)
+    return True
+
+
 async def _loop(rt: Runtime, name: str, every_s: float, fn: Callable[[Runtime], Awaitable[None]]) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            await fn(rt)
+            await run_once(rt, name, fn)
         except Exception:  # a failed run is retried next period; never kill the loop
             log.exception("background job %s failed", name)
 

@@ -3,6 +3,7 @@ them, and survives the loss of the LISTEN connection."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import contextlib
 import os
 import subprocess
@@ -196,3 +197,33 @@ def test_an_unreachable_database_is_a_clear_error_not_a_traceback(monkeypatch, t
     monkeypatch.setenv("BULWARK_HUB_DATA_DIR", str(tmp_path))
     assert cli.main(["migrate"]) == 2
     assert "bulwark hub: cannot reach the database" in capsys.readouterr().err
+
+
+@on_postgres
+async def test_a_background_job_runs_in_one_process_at_a_time(hub):
+    from hub.services import background
+
+    running, ran = asyncio.Event(), []
+
+    async def job(rt) -> None:
+        ran.append(1)
+        running.set()
+        await asyncio.sleep(0.5)
+
+    first = asyncio.create_task(background.run_once(hub.rt, "test-job", job))
+    await running.wait()
+    # Another process (another connection) finds the lock taken and skips this period.
+    assert await background.run_once(hub.rt, "test-job", job) is False
+    assert await first is True and len(ran) == 1
+    assert await background.run_once(hub.rt, "test-job", job) is True  # free again
+    # The hub's own jobs run inside the lock's transaction.
+    for module in background.JOB_MODULES:
+        importlib.import_module(module)
+    t = await hub.tenant()
+    r = await t.token.post(t.base + "/lists", json={"name": "l", "kind": "deny"})
+    await t.token.post(f"{t.base}/lists/{(await r.get_json())['id']}/entries",
+                       json={"add": [{"network": "192.0.2.1/32", "expires_at": 1}]})
+    for name, _, fn in background.JOBS:
+        assert await background.run_once(hub.rt, name, fn) is True, name
+    r = await t.token.get(f"{t.base}/lists/{(await r.get_json())['id']}")
+    assert (await r.get_json())["revision"] == 2  # the expired entry was swept

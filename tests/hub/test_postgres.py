@@ -3,8 +3,8 @@ them, and survives the loss of the LISTEN connection."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import contextlib
+import importlib
 import os
 import subprocess
 import sys

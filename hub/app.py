@@ -68,6 +68,9 @@ def create_app(config: HubConfig) -> Quart:
     register_all(app)
     _install_error_handlers(app)
     _install_request_hooks(app, runtime)
+    from hub.agent_asgi import AgentFastPath
+
+    app.asgi_app = AgentFastPath(app, app.asgi_app)  # type: ignore[method-assign]  # hot agent routes skip Quart
 
     @app.before_serving
     async def _open() -> None:

@@ -1,22 +1,26 @@
 """The agent protocol (docs/agent-protocol.md): enrol, wait for desired state, report
 status, send metrics. Authenticated by the agent credential; bodies are size-limited
-(max_body_bytes, before parsing) and schema-checked; a bad request changes nothing."""
+(max_body_bytes, before parsing) and schema-checked; a bad request changes nothing.
+
+Enrolment is a Quart route; the hot routes (desired, status, metrics) are `HOT_ROUTES`,
+served by `hub.agent_asgi` without Quart's per-request machinery."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from quart import Blueprint, Response, current_app, jsonify, request
+from quart import Blueprint, Quart, Response, current_app, jsonify
 from quart_schema import hide, validate_request
 
 from hub.blueprints.schema import Strict
-from hub.errors import Unauthenticated
 from hub.models import Agent
+from hub.runtime import Runtime
 from hub.services import agents, deployments, desired, metrics
 from hub.web import client_address, rt
 
@@ -130,13 +134,6 @@ def live_agents() -> agents.LiveAgents:
     return current_app.extensions["bulwark_agents"]
 
 
-async def current_agent() -> agents.AgentRow:
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() != "bearer ":
-        raise Unauthenticated("send the agent credential as a bearer token")
-    return await live_agents().authenticate(auth[7:].strip())
-
-
 @bp.post("/enroll")
 @hide
 @validate_request(EnrollIn)
@@ -145,25 +142,33 @@ async def enroll(data: EnrollIn) -> tuple[Response, int]:
     return jsonify({"agent_id": str(agent.id), "credential": credential}), 201
 
 
-@bp.post("/desired")
-@hide
-@validate_request(DesiredIn)
-async def desired_state(data: DesiredIn) -> Response:
-    """Long-poll: answers at once when the state differs from `etag`, else waits."""
-    agent = await current_agent()
-    wait_s = min(data.wait_s, rt().config.long_poll_max_s)
-    doc = await desired.wait_for_change(rt(), current_app.extensions["bulwark_desired"], live_agents(), agent,
-                                        data.etag, data.applied_digest, data.lists, wait_s)
-    if doc is None:
-        return Response(status=204)
-    return jsonify(doc)
+# The hot routes: served by `hub.agent_asgi` in front of Quart (no Quart route), which
+# authenticates the agent and validates the body before calling these.
 
 
-@bp.post("/status")
-@hide
-@validate_request(StatusIn)
-async def status(data: StatusIn) -> Response:
-    agent = await current_agent()
+@dataclasses.dataclass(frozen=True, slots=True)
+class Served:
+    """What the hot routes' handlers use; one per process (made at registration)."""
+
+    rt: Runtime
+    live: agents.LiveAgents
+    desired: desired.DesiredStates
+    metrics: metrics.MetricsWriter
+
+    @classmethod
+    def of(cls, app: Quart) -> Served:
+        ext = app.extensions
+        return cls(ext["bulwark"], ext["bulwark_agents"], ext["bulwark_desired"], ext["bulwark_metrics"])
+
+
+async def desired_state(hub: Served, agent: agents.AgentRow, data: DesiredIn) -> dict[str, Any] | None:
+    """Long-poll: answers at once when the state differs from `etag`, else waits (None: 204)."""
+    wait_s = min(data.wait_s, hub.rt.config.long_poll_max_s)
+    return await desired.wait_for_change(hub.rt, hub.desired, hub.live, agent, data.etag, data.applied_digest,
+                                         data.lists, wait_s)
+
+
+async def status(hub: Served, agent: agents.AgentRow, data: StatusIn) -> dict[str, Any]:
     fields = {"applied_digest": data.applied_digest, "list_revisions": data.list_revisions,
               "last_status": {"healthy": data.healthy, "mode": data.mode, "errors": data.errors,
                               "drift": data.drift, "failed_digest": data.failed_digest}}
@@ -172,16 +177,27 @@ async def status(data: StatusIn) -> Response:
         fields["hostname"] = data.inventory.hostname
     await Agent.filter(id=agent.id).update(**fields)
     full = await Agent.get(id=agent.id)  # rollouts read the deployment pointer it has now
-    await deployments.on_status(rt(), full, data.applied_digest, data.failed_digest, data.healthy,
+    await deployments.on_status(hub.rt, full, data.applied_digest, data.failed_digest, data.healthy,
                                 "; ".join(data.errors))
-    return jsonify({"ok": True})
+    return {"ok": True}
 
 
-@bp.post("/metrics")
-@hide
-@validate_request(MetricsIn)
-async def ingest(data: MetricsIn) -> Response:
-    agent = await current_agent()
-    n = await current_app.extensions["bulwark_metrics"].ingest(metrics.Batch(
+async def ingest(hub: Served, agent: agents.AgentRow, data: MetricsIn) -> dict[str, Any]:
+    n = await hub.metrics.ingest(metrics.Batch(
         agent.tenant_id, agent.id, [p.model_dump() for p in data.points], [s.model_dump() for s in data.top_sources]))
-    return jsonify({"accepted": n})
+    return {"accepted": n}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HotRoute:
+    endpoint: str  # the name in the hub's request metrics, as when Quart served it
+    model: type[Strict]
+    handler: Callable[[Served, agents.AgentRow, Any], Awaitable[dict[str, Any] | None]]
+    long_poll: bool = False  # cancelled when the agent hangs up
+
+
+HOT_ROUTES: dict[str, HotRoute] = {
+    "/agent/v1/desired": HotRoute("agent_protocol.desired_state", DesiredIn, desired_state, long_poll=True),
+    "/agent/v1/status": HotRoute("agent_protocol.status", StatusIn, status),
+    "/agent/v1/metrics": HotRoute("agent_protocol.ingest", MetricsIn, ingest),
+}

@@ -1,0 +1,207 @@
+"""The agent protocol's hot routes, served on plain ASGI in front of Quart.
+
+Why: at 1,000 long-polling agents nearly all of the hub's CPU per request went to Quart
+and its request machinery (request object, contexts, hooks, two tasks per request), not
+to the services. `AgentFastPath` wraps `app.asgi_app`: a POST to one of
+`agent_protocol.HOT_ROUTES` is answered here; anything else goes to Quart unchanged.
+
+Byte-compatible with what Quart answered: the same order of checks (body size → JSON →
+schema → credential), the same error bodies and codes (`hub.errors`; Quart's own wording
+for malformed JSON and a wrong method), `405` with `Allow`, JSON as Quart's provider
+writes it, and the same request metrics (endpoint names unchanged). The pure parts
+(`read_json`, `validated`, `bearer_token`, `json_answer`, `error_answer`) are tested alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from quart import Quart
+from werkzeug.exceptions import BadRequest, MethodNotAllowed
+
+from hub.blueprints.agent_protocol import HOT_ROUTES, HotRoute, Served
+from hub.errors import HubError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthenticated
+
+log = logging.getLogger("bulwark.hub")
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
+
+ALLOW = b"OPTIONS, POST"
+JSON_TYPE = (b"content-type", b"application/json")
+EMPTY_TYPE = (b"content-type", b"text/html; charset=utf-8")  # what Quart sent with an empty answer
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = (EMPTY_TYPE,)
+
+
+class Disconnected(Exception):
+    """The agent hung up before its answer; nothing is sent."""
+
+
+# --- pure helpers ----------------------------------------------------------------------
+
+def is_json(content_type: str) -> bool:
+    """As Quart decides whether to parse a body as JSON (otherwise it counts as absent)."""
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def read_json(body: bytes, content_type: str) -> Any:
+    """The body as JSON, or None if it is not sent as JSON. Raises InvalidInput."""
+    if not is_json(content_type):
+        return None
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise InvalidInput("the body is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidInput(BadRequest.description) from None
+
+
+def validated(model: type[M], data: Any) -> M:
+    """`data` as `model`. Raises InvalidInput with pydantic's errors as `details`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        details = err.errors(include_url=False, include_context=False, include_input=False)
+        raise InvalidInput("the request does not match its schema", details=details) from None
+
+
+def bearer_token(authorization: str) -> str:
+    """The credential in an `Authorization: Bearer ...` header. Raises Unauthenticated."""
+    if authorization[:7].lower() != "bearer ":
+        raise Unauthenticated("send the agent credential as a bearer token")
+    return authorization[7:].strip()
+
+
+def json_answer(dumps: Callable[..., str], doc: Any, status: int = 200,
+                extra: Iterable[tuple[bytes, bytes]] = ()) -> Answer:
+    """`doc` written as Quart's jsonify writes it (`dumps` is the app's JSON provider)."""
+    return Answer(status, (dumps(doc, separators=(",", ":")) + "\n").encode(), (JSON_TYPE, *extra))
+
+
+def error_answer(dumps: Callable[..., str], exc: HubError) -> Answer:
+    extra = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, TooManyRequests) else []
+    return json_answer(dumps, exc.to_json(), exc.status, extra)
+
+
+def wrong_method(dumps: Callable[..., str], method: str) -> Answer:
+    if method == "OPTIONS":
+        return Answer(200, b"", (EMPTY_TYPE, (b"allow", ALLOW)))
+    return json_answer(dumps, {"error": "method_not_allowed", "message": MethodNotAllowed.description}, 405,
+                       [(b"allow", ALLOW)])
+
+
+def header(scope: dict, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin1")
+    return ""
+
+
+# --- the ASGI shell ----------------------------------------------------------------------
+
+async def read_body(receive: Callable[[], Awaitable[dict]], content_length: str, limit: int) -> bytes:
+    """The whole body, refused past `limit` bytes before it is read when the length is
+    declared, else as soon as it grows past. Raises PayloadTooLarge, Disconnected."""
+    too_large = PayloadTooLarge(f"the body may have at most {limit} bytes")
+    if content_length.isdigit() and int(content_length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def unless_disconnected(receive: Callable[[], Awaitable[dict]], work: Awaitable[Any]) -> Any:
+    """The result of `work`, cancelled if the client hangs up first (a long-poll then
+    stops counting as waiting at once, as under Quart). Raises Disconnected."""
+    task = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, watcher):
+            t.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)  # let `work` clean up
+    if task.cancelled():
+        raise Disconnected
+    return task.result()
+
+
+class AgentFastPath:
+    """ASGI: the hot agent routes here, everything else to `inner` (Quart's asgi_app)."""
+
+    def __init__(self, app: Quart, inner: ASGIApp) -> None:
+        self.app = app
+        self.inner = inner
+        self._served: Served | None = None
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]],
+                       send: Callable[[dict], Awaitable[None]]) -> None:
+        route = HOT_ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            return await self.inner(scope, receive, send)
+        started = time.perf_counter()
+        hub = self._served or self._serve()
+        try:
+            answer = await self._answer(hub, route, scope, receive)
+        except Disconnected:
+            return
+        endpoint = route.endpoint if scope["method"] in ("POST", "OPTIONS") else "unmatched"
+        hub.rt.metrics.requests.labels(scope["method"], endpoint, str(answer.status)).inc()
+        hub.rt.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    def _serve(self) -> Served:
+        self._served = Served.of(self.app)
+        return self._served
+
+    async def _answer(self, hub: Served, route: HotRoute, scope: dict, receive: Callable[[], Awaitable[dict]]) -> Answer:
+        dumps = self.app.json.dumps
+        if scope["method"] != "POST":
+            return wrong_method(dumps, scope["method"])
+        try:
+            body = await read_body(receive, header(scope, b"content-length"), hub.rt.config.max_body_bytes)
+            data = validated(route.model, read_json(body, header(scope, b"content-type")))
+            agent = await hub.live.authenticate(bearer_token(header(scope, b"authorization")))
+            work = route.handler(hub, agent, data)
+            doc = await (unless_disconnected(receive, work) if route.long_poll else work)
+        except HubError as exc:
+            if exc.status >= 500:
+                log.error("request failed: %s", exc, exc_info=exc)
+            return error_answer(dumps, exc)
+        except Disconnected:
+            raise
+        except Exception:
+            log.exception("unhandled error")
+            return json_answer(dumps, {"error": "internal", "message": "internal error"}, 500)
+        return Answer(204) if doc is None else json_answer(dumps, doc)

@@ -32,6 +32,7 @@ log = logging.getLogger("bulwark.hub")
 
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 ALLOW = b"OPTIONS, POST"
 JSON_TYPE = (b"content-type", b"application/json")
@@ -105,21 +106,13 @@ def wrong_method(dumps: Callable[..., str], method: str) -> Answer:
                        [(b"allow", ALLOW)])
 
 
-def header(scope: dict, name: bytes) -> str:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return value.decode("latin1")
-    return ""
-
-
 # --- the ASGI shell ----------------------------------------------------------------------
 
 async def read_body(receive: Callable[[], Awaitable[dict]], content_length: str, limit: int) -> bytes:
     """The whole body, refused past `limit` bytes before it is read when the length is
     declared, else as soon as it grows past. Raises PayloadTooLarge, Disconnected."""
-    too_large = PayloadTooLarge(f"the body may have at most {limit} bytes")
     if content_length.isdigit() and int(content_length) > limit:
-        raise too_large
+        raise PayloadTooLarge(f"the body may have at most {limit} bytes")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -128,31 +121,36 @@ async def read_body(receive: Callable[[], Awaitable[dict]], content_length: str,
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise PayloadTooLarge(f"the body may have at most {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
-async def unless_disconnected(receive: Callable[[], Awaitable[dict]], work: Awaitable[Any]) -> Any:
-    """The result of `work`, cancelled if the client hangs up first (a long-poll then
-    stops counting as waiting at once, as under Quart). Raises Disconnected."""
-    task = asyncio.ensure_future(work)
+async def unless_disconnected(receive: Callable[[], Awaitable[dict]], work: Awaitable[T]) -> T:
+    """`await work`, cancelled if the client hangs up first (a long-poll then stops
+    counting as waiting at once, as under Quart). One watcher task, no second task for
+    `work`: this runs for every long-poll. Raises Disconnected."""
+    request = asyncio.current_task()
+    assert request is not None
+    hung_up = False
 
-    async def hang_up() -> None:
+    async def watch() -> None:
+        nonlocal hung_up
         while (await receive())["type"] != "http.disconnect":
             pass
+        hung_up = True
+        request.cancel()
 
-    watcher = asyncio.ensure_future(hang_up())
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if hung_up and request.uncancel() == 0:  # our own cancel, not the server stopping
+            raise Disconnected from None
+        raise
     finally:
-        for t in (task, watcher):
-            t.cancel()
-        await asyncio.gather(task, watcher, return_exceptions=True)  # let `work` clean up
-    if task.cancelled():
-        raise Disconnected
-    return task.result()
+        watcher.cancel()
 
 
 class AgentFastPath:
@@ -189,10 +187,11 @@ class AgentFastPath:
         dumps = self.app.json.dumps
         if scope["method"] != "POST":
             return wrong_method(dumps, scope["method"])
+        headers = {name.lower(): value.decode("latin1") for name, value in reversed(scope["headers"])}  # first wins
         try:
-            body = await read_body(receive, header(scope, b"content-length"), hub.rt.config.max_body_bytes)
-            data = validated(route.model, read_json(body, header(scope, b"content-type")))
-            agent = await hub.live.authenticate(bearer_token(header(scope, b"authorization")))
+            body = await read_body(receive, headers.get(b"content-length", ""), hub.rt.config.max_body_bytes)
+            data = validated(route.model, read_json(body, headers.get(b"content-type", "")))
+            agent = await hub.live.authenticate(bearer_token(headers.get(b"authorization", "")))
             work = route.handler(hub, agent, data)
             doc = await (unless_disconnected(receive, work) if route.long_poll else work)
         except HubError as exc:

@@ -159,7 +159,7 @@ class AgentFastPath:
     def __init__(self, app: Quart, inner: ASGIApp) -> None:
         self.app = app
         self.inner = inner
-        self._served: Served | None = None
+        self.served = Served.of(app)  # set up when the agent_protocol blueprint registered
 
     async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]],
                        send: Callable[[dict], Awaitable[None]]) -> None:
@@ -167,7 +167,7 @@ class AgentFastPath:
         if route is None:
             return await self.inner(scope, receive, send)
         started = time.perf_counter()
-        hub = self._served or self._serve()
+        hub = self.served
         try:
             answer = await self._answer(hub, route, scope, receive)
         except Disconnected:
@@ -178,10 +178,6 @@ class AgentFastPath:
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
         await send({"type": "http.response.body", "body": answer.body})
-
-    def _serve(self) -> Served:
-        self._served = Served.of(self.app)
-        return self._served
 
     async def _answer(self, hub: Served, route: HotRoute, scope: dict, receive: Callable[[], Awaitable[dict]]) -> Answer:
         dumps = self.app.json.dumps

@@ -163,11 +163,15 @@ class Conn:
         return cls(reader, writer)
 
     async def request(self, method: str, path: str, body: Any = None,
-                      token: str | None = None, raw: bool = False) -> tuple[int, Any]:
-        """(status, decoded JSON body or None); with `raw`, the body's bytes."""
-        data = b"" if body is None else json.dumps(body).encode()
+                      token: str | None = None, raw: bool = False,
+                      text: bytes | None = None) -> tuple[int, Any]:
+        """(status, decoded JSON body or None); with `raw`, the body's bytes. `text` sends
+        a text/plain body instead of JSON."""
+        data = text if text is not None else b"" if body is None else json.dumps(body).encode()
         head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(data)}"]
-        if body is not None:
+        if text is not None:
+            head.append("Content-Type: text/plain")
+        elif body is not None:
             head.append("Content-Type: application/json")
         if token:
             head.append(f"Authorization: Bearer {token}")

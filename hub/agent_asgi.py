@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Quart
 from werkzeug.exceptions import BadRequest, MethodNotAllowed
 
+from hub.api_schemas.common import has_nul
 from hub.blueprints.agent_protocol import HOT_ROUTES, HotRoute, Served
 from hub.errors import HubError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthenticated
 
@@ -67,9 +68,12 @@ def read_json(body: bytes, content_type: str) -> Any:
     except UnicodeDecodeError:
         raise InvalidInput("the body is not UTF-8 text") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except ValueError:
         raise InvalidInput(BadRequest.description) from None
+    if has_nul(text, data):  # once here, so the models need not check every field
+        raise InvalidInput("text may not contain NUL (\\u0000)")
+    return data
 
 
 def validated(model: type[M], data: Any) -> M:

@@ -21,11 +21,16 @@ MAX_INT = 2**63 - 1
 MAX_INT32 = 2**31 - 1
 
 
-class Strict(BaseModel):
-    """Unknown fields are refused, not ignored; so is NUL in any text, which PostgreSQL
-    cannot store (in text or JSON columns)."""
+class Closed(BaseModel):
+    """Unknown fields are refused, not ignored. For bodies whose NUL check was done once
+    on the raw text (`has_nul_escape`), as the agent protocol's hot routes do."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Strict(Closed):
+    """Closed, and NUL in any text is refused too: PostgreSQL cannot store it (in text
+    or JSON columns)."""
 
     @field_validator("*", mode="after")
     @classmethod
@@ -33,6 +38,12 @@ class Strict(BaseModel):
         if _has_nul(value):
             raise ValueError("text may not contain NUL (\\u0000)")
         return value
+
+
+def has_nul(text: str, data: Any) -> bool:
+    """Whether JSON `text`, parsed as `data`, holds NUL in a string: a NUL can only come
+    from the escape, so the walk over `data` runs only when the text has one."""
+    return "\\u0000" in text and _has_nul(data)
 
 
 def _has_nul(value: Any) -> bool:

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from quart import Blueprint, Quart, Response, current_app, jsonify
 from quart_schema import hide, validate_request
 
-from hub.blueprints.schema import Strict
+from hub.api_schemas.common import Closed, Strict
 from hub.models import Agent
 from hub.runtime import Runtime
 from hub.services import agents, deployments, desired, metrics
@@ -51,14 +51,14 @@ class EnrollIn(Strict):
     inventory: Inventory
 
 
-class DesiredIn(Strict):
+class DesiredIn(Closed):
     etag: str | None = Field(default=None, max_length=64)
     applied_digest: str | None = Field(default=None, pattern=DIGEST)
     lists: dict[str, int] = Field(default_factory=dict, max_length=1000)
     wait_s: float = Field(default=30, ge=0, le=300)
 
 
-class StatusIn(Strict):
+class StatusIn(Closed):
     applied_digest: str | None = Field(default=None, pattern=DIGEST)
     failed_digest: str | None = Field(default=None, pattern=DIGEST)
     healthy: bool = True
@@ -69,7 +69,7 @@ class StatusIn(Strict):
     inventory: Inventory | None = None
 
 
-class Point(Strict):
+class Point(Closed):
     ts: int = Field(ge=0)
     rule: str = Field(min_length=1, max_length=200)
     packets: int = Field(ge=0)
@@ -77,7 +77,7 @@ class Point(Strict):
     interval_s: int = Field(default=1, ge=1, le=3600)
 
 
-class Source(Strict):
+class Source(Closed):
     ts: int = Field(ge=0)
     source: str = Field(max_length=64)
     packets: int = Field(ge=0)
@@ -95,7 +95,7 @@ def canonical_network(text: str) -> str:
     return str(ipaddress.ip_network(text, strict=False))
 
 
-class MetricsIn(Strict):
+class MetricsIn(Closed):
     points: list[Point] = Field(default_factory=list, max_length=100000)
     top_sources: list[Source] = Field(default_factory=list, max_length=10000)
 
@@ -191,7 +191,7 @@ async def ingest(hub: Served, agent: agents.AgentRow, data: MetricsIn) -> dict[s
 @dataclasses.dataclass(frozen=True, slots=True)
 class HotRoute:
     endpoint: str  # the name in the hub's request metrics, as when Quart served it
-    model: type[Strict]
+    model: type[Closed]  # the body's NUL check is read_json's
     handler: Callable[[Served, agents.AgentRow, Any], Awaitable[dict[str, Any] | None]]
     long_poll: bool = False  # cancelled when the agent hangs up
 

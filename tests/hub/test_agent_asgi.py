@@ -40,6 +40,15 @@ def test_read_json_refuses_what_is_not_json_and_ignores_what_is_not_sent_as_json
         read_json(b'{"a": "\xff"}', "application/json")
 
 
+def test_nul_is_refused_once_on_the_raw_body_and_an_escaped_backslash_is_not_nul():
+    """PostgreSQL cannot store NUL; the hot routes' models leave the check to read_json."""
+    with pytest.raises(InvalidInput, match="NUL"):
+        read_json(b'{"errors": ["a\\u0000b"]}', "application/json")
+    with pytest.raises(InvalidInput, match="NUL"):
+        read_json(b'{"lists": {"\\u0000": 1}}', "application/json")
+    assert read_json(b'{"errors": ["C:\\\\u0000"]}', "application/json") == {"errors": ["C:\\u0000"]}
+
+
 def test_validation_errors_name_the_fields():
     with pytest.raises(InvalidInput) as caught:
         validated(DesiredIn, {"wait_s": 301, "surprise": 1})

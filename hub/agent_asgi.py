@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Quart
 from werkzeug.exceptions import BadRequest, MethodNotAllowed
 
-from hub.api_schemas.common import has_nul
+from hub.api_schemas.common import has_nul, schema_error
 from hub.blueprints.agent_protocol import HOT_ROUTES, HotRoute, Served
 from hub.errors import HubError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthenticated
 
@@ -81,8 +81,7 @@ def validated(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        details = err.errors(include_url=False, include_context=False, include_input=False)
-        raise InvalidInput("the request does not match its schema", details=details) from None
+        raise schema_error(err) from None
 
 
 def bearer_token(authorization: str) -> str:

@@ -17,9 +17,10 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema, RequestSchemaVal
 from werkzeug.exceptions import HTTPException
 
 from hub import db
+from hub.api_schemas.common import schema_error
 from hub.api_schemas.openapi import BulwarkOpenAPI
 from hub.config import HubConfig
-from hub.errors import ClientError, HubError, InvalidInput, PayloadTooLarge, TooManyRequests
+from hub.errors import ClientError, HubError, PayloadTooLarge, TooManyRequests
 from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub")
@@ -120,10 +121,7 @@ def _install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _invalid(exc: RequestSchemaValidationError) -> Response:
-        err = exc.validation_error
-        details = err.errors(include_url=False, include_context=False, include_input=False) \
-            if hasattr(err, "errors") else str(err)
-        return error_response(InvalidInput("the request does not match its schema", details=details))
+        return error_response(schema_error(exc.validation_error))
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:

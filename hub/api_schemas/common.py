@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart_schema import document_response, validate_response
 
+from hub.errors import InvalidInput
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -38,6 +40,13 @@ class Strict(Closed):
         if _has_nul(value):
             raise ValueError("text may not contain NUL (\\u0000)")
         return value
+
+
+def schema_error(err: Any) -> InvalidInput:
+    """A failed validation (pydantic's, or whatever quart-schema raised) as the hub's 400."""
+    details = err.errors(include_url=False, include_context=False, include_input=False) \
+        if hasattr(err, "errors") else str(err)
+    return InvalidInput("the request does not match its schema", details=details)
 
 
 def has_nul(text: str, data: Any) -> bool:

@@ -1,7 +1,8 @@
 """The hub's one typed, frozen configuration, built once per process.
 
 Sources, later wins: the defaults below → a TOML file (flat keys, the field names) →
-`BULWARK_HUB_<FIELD>` environment variables. Unknown keys in either source are refused,
+`BULWARK_HUB_<FIELD>` environment variables → keyword overrides, layered and type-checked
+by `bulwark.settings` (shared with the agent). Unknown keys in any source are refused,
 so a typo never silently falls back to a default. Units are in the names.
 
 Raises `ConfigError` (bad input: the operator's file or environment).
@@ -12,11 +13,11 @@ import dataclasses
 import ipaddress
 import os
 import secrets
-import tomllib
 import typing
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bulwark import settings
 from hub.errors import ConfigError
 
 ENV_PREFIX = "BULWARK_HUB_"
@@ -119,64 +120,15 @@ class HubConfig:
         return key
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(HubConfig)}
-_TYPES = typing.get_type_hints(HubConfig)
-
-
-def _coerce(name: str, value: object, source: str) -> object:
-    kind = _TYPES[name]
-    if kind == tuple[str, ...]:
-        if isinstance(value, str):  # the environment: comma-separated
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: {name} must be a list of strings, not {value!r}")
-        return tuple(value)
-    if kind is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{source}: {name} must be an integer, not {value!r}")
-        try:
-            return int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{source}: {name} must be an integer, not {value!r}") from None
-    if not isinstance(value, str):
-        raise ConfigError(f"{source}: {name} must be a string, not {value!r}")
-    return value
-
-
 def load_config(
     toml_path: str | os.PathLike[str] | None = None,
     env: typing.Mapping[str, str] | None = None,
     **overrides: object,
 ) -> HubConfig:
-    """Build the config: defaults → TOML → environment → keyword overrides (tests, flags)."""
-    env = os.environ if env is None else env
-    values: dict[str, object] = {}
-    if toml_path is not None:
-        try:
-            with open(toml_path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {toml_path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{toml_path}: {exc}") from exc
-        for key, value in data.items():
-            if key not in _FIELDS:
-                raise ConfigError(f"{toml_path}: unknown setting {key!r}")
-            values[key] = _coerce(key, value, str(toml_path))
-    for key, value in env.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        name = key[len(ENV_PREFIX):].lower()
-        if name == "config":  # BULWARK_HUB_CONFIG names the TOML file itself
-            continue
-        if name not in _FIELDS:
-            raise ConfigError(f"environment: unknown setting {key}")
-        values[name] = _coerce(name, value, "environment")
-    for key, value in overrides.items():
-        if key not in _FIELDS:
-            raise ConfigError(f"unknown setting {key!r}")
-        values[key] = _coerce(key, value, "override")
-    config = HubConfig(**values)  # type: ignore[arg-type]
+    """Build the config: defaults → TOML → environment → keyword overrides (tests, flags),
+    through the loader shared with the agent (`bulwark.settings`)."""
+    config = settings.load(HubConfig, error=ConfigError, env_prefix=ENV_PREFIX, file=toml_path, env=env,
+                           flags=overrides, flags_source="override")
     if config.migrate_on_start not in {"auto", "yes", "no"}:
         raise ConfigError("migrate_on_start must be one of auto, yes, no")
     if config.join_token_max_ttl_s > 3600:

@@ -26,6 +26,11 @@ class Apply:
     def failed(self, part: str, error: BaseException | str) -> "Apply":
         return replace(self, errors=(*self.errors, f"{part}: {error}"))
 
+    def program_state(self) -> str | None:
+        """What the loader left: "native" or "generic" (attached), "detached" or "absent";
+        None when the loader did not run on this state."""
+        return next((what.partition(":")[2] for what in self.done if what.startswith("program:")), None)
+
 
 @dataclass(frozen=True)
 class Result:

@@ -184,6 +184,9 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                         telemetry.last_errors = [str(exc)]
                     current = done.desired
                     telemetry.applied_digest, telemetry.mode = current.digest, current.mode
+                    program = done.program_state()
+                    if program is not None:
+                        telemetry.xdp_mode = program if program in ("native", "generic") else None
                     telemetry.m_applied.set_to_current_time()
                     if not done.repair:
                         telemetry.drift = []

@@ -111,10 +111,12 @@ async def test_deactivate_and_reactivate(veth_lab, pin_dir, make_config):
         await nursery.start(run_agent, agent)
         await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
         await until(lambda: guard_verdicts(pin) == VERDICT_A and attached(veth_lab, pin))
+        await until(lambda: agent.telemetry.xdp_mode == "native")  # what `status` shows
         await agent.to_reconciler.send(Desired(mode="deactivate", plan=PLAN_A))
         await until(lambda: not attached(veth_lab, pin) and nft_table(veth_lab.ns) is None)
         await trio.sleep(1)  # the watchdog does not call that drift
         assert not attached(veth_lab, pin) and agent.telemetry.mode == "deactivate"
+        assert agent.telemetry.xdp_mode is None
         await agent.to_reconciler.send(Desired(mode="enforce", plan=PLAN_A))
         await until(lambda: attached(veth_lab, pin) and nft_rule_ports(veth_lab.ns) == {23}
                     and guard_verdicts(pin) == VERDICT_A)

@@ -50,7 +50,7 @@ demo-stop:
 	$(BIN)/python -m demo stop
 
 # Every benchmark under bench/, medians of 5 runs beside peers from the same run, written to
-# bench/REPORT.md (takes about half an hour; needs root, like the kernel tests).
+# bench/REPORT.md (about 15 minutes; needs root, like the kernel tests).
 .PHONY: bench
 bench: native
 	$(BIN)/python bench/report.py $(BENCH_ARGS)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
+import signal
 import sys
 
 from hub.config import load_config
-from hub.errors import HubError
+from hub.errors import ConfigError, HubError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the hub with Hypercorn")
     serve.add_argument("--bind", help="host:port (overrides the setting)")
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="hub processes sharing the port (SO_REUSEPORT); more than one needs PostgreSQL")
     sub.add_parser("migrate", help="apply database migrations")
     admin = sub.add_parser("create-admin", help="create the first platform operator")
     admin.add_argument("email")
@@ -84,16 +87,49 @@ async def _audit_verify(config) -> int:
 
 
 def _serve(config, bind: str | None, workers: int) -> int:
-    from hypercorn.asyncio import serve
+    """Serve in this process, or in `workers` forked processes each binding the same port
+    with SO_REUSEPORT (the kernel spreads connections); this one forwards SIGTERM and
+    SIGINT to them and returns the worst exit status."""
     from hypercorn.config import Config as HypercornConfig
+
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if workers > 1 and config.is_sqlite:
+        raise ConfigError("--workers above 1 needs PostgreSQL (database_url): an agent waiting on one process "
+                          "is woken by a change made on another through LISTEN/NOTIFY")
+    hc = HypercornConfig()
+    hc.bind = [bind or config.bind]
+    hc.workers = workers  # Hypercorn sets SO_REUSEPORT on the socket when above 1
+    hc.accesslog = "-"
+    if workers == 1:
+        return _serve_here(config, hc)
+    children: list[int] = []
+
+    def forward(signum, _frame) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)  # the children's event loops install their own
+    signal.signal(signal.SIGINT, forward)
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (runs in the child)
+            code = 1
+            try:
+                code = _serve_here(config, hc)
+            finally:
+                os._exit(code)
+        children.append(pid)
+    return max(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children)
+
+
+def _serve_here(config, hc) -> int:
+    from hypercorn.asyncio import serve
 
     from hub.app import create_app
 
-    hc = HypercornConfig()
-    hc.bind = [bind or config.bind]
-    hc.workers = workers
-    hc.accesslog = "-"
-    asyncio.run(serve(create_app(config), hc))
+    asyncio.run(serve(create_app(config), hc))  # returns on SIGTERM or SIGINT
     return 0
 
 

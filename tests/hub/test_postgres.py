@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -48,15 +49,19 @@ async def _until(condition) -> None:
 
 
 @contextlib.asynccontextmanager
-async def hub_process(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """`bulwark hub serve` in its own process on `database_url`; yields a client for it."""
+async def hub_process(tmp_path: Path, database_url: str, *args: str,
+                      started: list[subprocess.Popen] | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """`bulwark hub serve [ARGS]` in its own process on `database_url`; yields a client for
+    it (and appends the process to `started`, for a test that signals it)."""
     port = postgres.free_port()
     env = {**os.environ, "BULWARK_HUB_DATABASE_URL": database_url, "BULWARK_HUB_DATA_DIR": str(tmp_path / "b"),
            "BULWARK_HUB_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     log = tmp_path / "hub-b.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "bulwark.cli", "hub", "serve", "--bind", f"127.0.0.1:{port}"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "bulwark.cli", "hub", "serve", "--bind", f"127.0.0.1:{port}",
+                                 *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    if started is not None:
+        started.append(proc)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             async def ready() -> bool:
@@ -227,3 +232,31 @@ async def test_a_background_job_runs_in_one_process_at_a_time(hub):
         assert await background.run_once(hub.rt, name, fn) is True, name
     r = await t.token.get(f"{t.base}/lists/{(await r.get_json())['id']}")
     assert (await r.get_json())["revision"] == 2  # the expired entry was swept
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@on_postgres
+async def test_serve_with_workers_runs_that_many_processes_on_one_port(hub, tmp_path):
+    started: list[subprocess.Popen] = []
+    async with hub_process(tmp_path, hub.config.database_url, "--workers", "2", started=started) as b:
+        workers = _children(started[0].pid)
+        assert len(workers) == 2
+        seen = set()
+        for _ in range(40):  # new connections, spread by the kernel (SO_REUSEPORT)
+            async with httpx.AsyncClient(base_url=str(b.base_url)) as fresh:
+                seen.add((await fresh.get("/healthz")).status_code)
+        assert seen == {200}
+        started[0].send_signal(signal.SIGTERM)  # forwarded to both workers
+        assert started[0].wait(30) == 0
+        assert not any(Path(f"/proc/{w}").exists() for w in workers)
+
+
+def test_serve_with_workers_on_sqlite_is_refused(tmp_path, monkeypatch, capsys):
+    from hub.cli import main
+
+    monkeypatch.setenv("BULWARK_HUB_DATA_DIR", str(tmp_path))
+    assert main(["serve", "--workers", "2"]) == 2
+    assert "needs PostgreSQL" in capsys.readouterr().err

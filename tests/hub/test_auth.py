@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import time
 
 import pyotp
@@ -158,7 +159,8 @@ async def test_api_tokens_are_scoped_hashed_shown_once_and_revocable(hub):
 async def test_expired_token_is_refused(hub):
     t = await hub.tenant()
     tok = await t.make_token(["read"], expires_in_s=1)
-    await ApiToken.filter(tenant_id=t.id, scopes=["read"]).update(expires_at="2000-01-01T00:00:00+00:00")
+    await ApiToken.filter(tenant_id=t.id, scopes=["read"]).update(
+        expires_at=datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc))
     r = await tok.get(t.base)
     assert r.status_code == 401 and "expired" in (await r.get_json())["message"]
 

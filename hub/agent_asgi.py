@@ -27,7 +27,7 @@ from werkzeug.exceptions import BadRequest, MethodNotAllowed
 
 from hub.api_schemas.common import has_nul, schema_error
 from hub.blueprints.agent_protocol import HOT_ROUTES, HotRoute, Served
-from hub.errors import HubError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthenticated
+from hub.errors import HubError, InvalidInput, PayloadTooLarge, Unauthenticated
 
 log = logging.getLogger("bulwark.hub")
 
@@ -98,7 +98,7 @@ def json_answer(dumps: Callable[..., str], doc: Any, status: int = 200,
 
 
 def error_answer(dumps: Callable[..., str], exc: HubError) -> Answer:
-    extra = [(b"retry-after", str(exc.retry_after_s).encode())] if isinstance(exc, TooManyRequests) else []
+    extra = [(name.lower().encode(), value.encode()) for name, value in exc.headers().items()]
     return json_answer(dumps, exc.to_json(), exc.status, extra)
 
 

@@ -20,7 +20,7 @@ from hub import db
 from hub.api_schemas.common import schema_error
 from hub.api_schemas.openapi import BulwarkOpenAPI
 from hub.config import HubConfig
-from hub.errors import ClientError, HubError, PayloadTooLarge, TooManyRequests
+from hub.errors import ClientError, HubError, PayloadTooLarge
 from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub")
@@ -103,8 +103,7 @@ def create_app(config: HubConfig) -> Quart:
 def error_response(exc: HubError) -> Response:
     response = jsonify(exc.to_json())
     response.status_code = exc.status
-    if isinstance(exc, TooManyRequests):
-        response.headers["Retry-After"] = str(exc.retry_after_s)
+    response.headers.update(exc.headers())
     return response
 
 

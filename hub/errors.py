@@ -1,4 +1,5 @@
-"""The hub's one exception hierarchy; `hub.app` maps it to HTTP in one place.
+"""The hub's one exception hierarchy, and its one mapping to HTTP (`status`, `to_json`,
+`headers`), used by Quart's handlers (`hub.app`) and the agent fast path (`hub.agent_asgi`).
 
     HubError
     ├── ConfigError              the operator's TOML or environment is wrong (startup)
@@ -34,6 +35,11 @@ class HubError(Exception):
         if self.details is not None:
             body["details"] = self.details
         return body
+
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides its JSON body (the one mapping that Quart's
+        handlers and the agent fast path both use)."""
+        return {}
 
 
 class ConfigError(HubError):
@@ -85,6 +91,9 @@ class TooManyRequests(ClientError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class ServerError(HubError):

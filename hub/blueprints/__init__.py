@@ -1,14 +1,13 @@
-"""A blueprint per area; `register_all` wires them onto the app."""
+"""A blueprint per area; `register_all` wires them onto the app, each named here."""
 from __future__ import annotations
 
 from quart import Quart
 
 
 def register_all(app: Quart) -> None:
-    from hub.blueprints import auth, ops, tenants
+    from hub.blueprints import (
+        agent_protocol, agents, audit, auth, deployments, lists, metrics, ops, policies, tenants,
+    )
 
-    for module in (ops, auth, tenants):
+    for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit):
         app.register_blueprint(module.bp)
-    from hub.blueprints import optional_areas
-
-    optional_areas.register(app)

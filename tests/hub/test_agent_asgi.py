@@ -11,7 +11,7 @@ from hub import agent_asgi
 from hub.agent_asgi import bearer_token, is_json, read_json, validated
 from hub.blueprints import agent_protocol
 from hub.blueprints.agent_protocol import DesiredIn
-from hub.errors import InvalidInput, Unauthenticated
+from hub.errors import InvalidInput, TooManyRequests, Unauthenticated
 from tests.hub.harness import enroll
 
 HOT = ["/agent/v1/desired", "/agent/v1/status", "/agent/v1/metrics"]
@@ -193,3 +193,22 @@ def test_the_quart_routes_for_the_hot_paths_are_gone(hub):
     assert "/agent/v1/enroll" in rules
     assert not rules & set(HOT)
     assert agent_asgi.AgentFastPath  # the layer that serves them instead
+
+
+@pytest.mark.parametrize("exc", [TooManyRequests("slow down", retry_after_s=7), Unauthenticated("who?"),
+                                 InvalidInput("bad", details=[{"loc": ["x"]}])])
+async def test_fast_path_and_quart_map_a_hub_error_alike(exc):
+    """One error-to-HTTP mapping: status, body and headers (Retry-After) are the same on both."""
+    from quart import Quart
+
+    from hub.app import error_response
+
+    async with Quart(__name__).app_context():
+        quart = error_response(exc)
+        fast = agent_asgi.error_answer(json.dumps, exc)
+        assert fast.status == quart.status_code
+        assert json.loads(fast.body) == json.loads(await quart.get_data())
+        quart_headers = {k.lower(): v for k, v in quart.headers.items()
+                         if k.lower() not in ("content-type", "content-length")}
+        fast_headers = {k.decode(): v.decode() for k, v in fast.headers[1:]}
+        assert fast_headers == quart_headers

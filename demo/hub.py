@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class HubProcess:
     log: Path
     pid_file: Path | None = None
     proc: subprocess.Popen | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # more of the hub's settings (database_url...)
+    workers: int = 1  # `serve --workers N` (PostgreSQL only)
 
     @property
     def config_path(self) -> Path:
@@ -47,7 +49,7 @@ class HubProcess:
         """`bulwark hub --config <this hub's file> ARGS`; writes the file (flat TOML)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         values = {"data_dir": str(self.data_dir), "public_url": self.url, "bind": self.bind,
-                  "log_level": "WARNING"}
+                  "log_level": "WARNING", **self.settings}
         self.config_path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
         return [*bulwark_command(), "hub", "--config", str(self.config_path), *args]
 
@@ -60,7 +62,8 @@ class HubProcess:
 
     def start(self, timeout_s: float = 60) -> None:
         """Serve, and return once /healthz answers. Raises HubCallFailed if it never does."""
-        self.proc = spawn(self.command("serve"), self.log, pid_file=self.pid_file)
+        serve = ["serve", "--workers", str(self.workers)] if self.workers > 1 else ["serve"]
+        self.proc = spawn(self.command(*serve), self.log, pid_file=self.pid_file)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,237 @@
+"""Benchmark: a 1,000,000-entry deny list through the real hub and two real agents, timed
+the way a user would time it: from the API call to the last packet of the newly denied
+source seen behind the guard.
+
+    .venv/bin/python bench/e2e_scale.py [--entries 1000000] [--changes 20] [--small-changes 10]
+                                        [--database-url postgres://...] [--hub-processes 2]
+                                        [--idle-s 10] [--json FILE]
+
+The set-up is `make demo`'s: a `bulwark hub serve` process (SQLite in a temporary
+directory, or PostgreSQL with --database-url, several processes with --hub-processes),
+two `bulwark agent run` processes enrolled with join tokens, each protecting a veth in a
+namespace of its own, examples/web.bw deployed with its deny list. Packets come from a
+generator namespace (packet sockets); a packet socket on each protected interface sees
+only what XDP passed.
+
+1. Peer, from the same run: `--small-changes` one-entry additions while the list is small.
+2. The list is imported through the public API (`POST .../lists/{id}/import`, hosts one a
+   line as a user's file has them). Import to enforced: from the call until neither site
+   sees the list's last address any more.
+3. `--changes` one-entry additions (`POST .../lists/{id}/entries`, alternately `a.b.c.d` and
+   `a.b.c.d/32`, the two forms users send), each timed from the call to the last packet of
+   that source seen on either site. p50 / p99.
+4. Idle agents with the list (RSS, CPU over --idle-s) and the hub's RSS and peak.
+Needs root. The machine is shared and noisy: read the medians beside their peers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from demo.agents import AgentProcess  # noqa: E402
+from demo.hub import HubProcess, open_tenant  # noqa: E402
+from demo.policy import DENY_LIST, web_policy  # noqa: E402
+from demo.processes import free_port  # noqa: E402
+from demo.topology import Site, Topology  # noqa: E402
+from demo.traffic import ACK, HTTP_PORT, TCP, Flow, Receiver, Sender, frame  # noqa: E402
+
+EMAIL, PASSWORD = "bench@example.com", "correct horse battery staple"
+PROBE_PPS = 1000        # per probed source and site: 1 ms resolution on the timings
+QUIET_S = 0.5           # a source unseen this long on every site counts as enforced
+ENFORCE_TIMEOUT_S = 60
+
+
+def hosts(count: int) -> bytes:
+    """`count` distinct IPv4 hosts, one a line, from 100.64.0.0 on (as a user's file has them)."""
+    base = (100 << 24) + (64 << 16)
+    return "\n".join(f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}"
+                     for a in range(base, base + count)).encode()
+
+
+def last_host(count: int) -> str:
+    a = (100 << 24) + (64 << 16) + count - 1
+    return f"{a >> 24 & 255}.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}"
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_mem_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def hub_pids(hub: HubProcess) -> list[int]:
+    """The serving process and, with --hub-processes, the workers it forked."""
+    pids = [hub.proc.pid]
+    children = Path(f"/proc/{hub.proc.pid}/task/{hub.proc.pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+def probe(topo: Topology, source: str) -> Sender:
+    """ACKs to each site's HTTP port from `source`: web.bw passes them unless it is denied."""
+    flows = [(site, Flow(f"probe-{source}", PROBE_PPS,
+                         (frame(site, source, proto=TCP, sport=45000, dport=HTTP_PORT, flags=ACK),)))
+             for site in topo.sites]
+    return Sender(topo.gen_ns, flows, ENFORCE_TIMEOUT_S + 10).start()
+
+
+def enforced_after(receivers: list[Receiver], source: str, t0: float) -> float:
+    """Seconds from t0 to the last packet of `source` seen on any site, once it is quiet on
+    every site. Raises TimeoutError if it never goes quiet."""
+    deadline = t0 + ENFORCE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if all(now - r.last_seen.get(source, 0.0) > QUIET_S for r in receivers):
+            return max(0.0, max(r.last_seen.get(source, t0) for r in receivers) - t0)
+        time.sleep(0.01)
+    raise TimeoutError(f"{source} still passes {ENFORCE_TIMEOUT_S} s after it was denied")
+
+
+def wait_seen(receivers: list[Receiver], source: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(r.seen[source] for r in receivers):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{source} never reached every site before being denied")
+        time.sleep(0.01)
+
+
+def timed_change(api, list_id: str, topo: Topology, receivers: list[Receiver], source: str, form: str) -> float:
+    sender = probe(topo, source)
+    try:
+        wait_seen(receivers, source)
+        t0 = time.monotonic()
+        api.change_list(list_id, add=[form])
+        return enforced_after(receivers, source, t0)
+    finally:
+        sender.stop()
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(args: argparse.Namespace, work: Path) -> dict:
+    topo = Topology.create(f"bwx{os.getpid() % 100000}", sites=2)
+    port = free_port()
+    settings = {"database_url": args.database_url} if args.database_url else {}
+    hub = HubProcess(url=f"http://127.0.0.1:{port}", data_dir=work / "hub", bind=f"127.0.0.1:{port}",
+                     log=work / "hub.log", settings=settings, workers=args.hub_processes)
+    agents: list[AgentProcess] = []
+    receivers: list[Receiver] = []
+    api = None
+    try:
+        hub.create_admin(EMAIL, PASSWORD)
+        hub.start()
+        api = open_tenant(hub.url, EMAIL, PASSWORD)
+        list_id = api.create_list(DENY_LIST, "deny", ["203.0.113.66"])
+        for site in topo.sites:
+            agent = AgentProcess(f"a{site.index}", site, topo.pin_root, work, free_port())
+            agent.write_config()
+            agent.enroll(hub.url, api.join_token())
+            agent.start()
+            agents.append(agent)
+        policy = api.create_policy("web", web_policy())
+        digest = api.deploy(policy["id"], [a.agent_id for a in agents])["digest"]
+        for agent in agents:
+            agent.wait_for("the policy applied", lambda st: st.get("applied_digest") == digest, 60)
+        receivers = [Receiver(site) for site in topo.sites]
+        for r in receivers:
+            r.start()
+
+        def change(i: int) -> float:
+            source = f"198.51.{100 + i // 250}.{1 + i % 250}"
+            return timed_change(api, list_id, topo, receivers, source, source if i % 2 else f"{source}/32")
+
+        small = [change(i) for i in range(args.small_changes)]
+        print(f"small list, one-entry change to enforced: p50 {statistics.median(small) * 1e3:.1f} ms", flush=True)
+
+        probe_src = last_host(args.entries)
+        sender = probe(topo, probe_src)
+        try:
+            wait_seen(receivers, probe_src)
+            t0 = time.monotonic()
+            api._call("POST", f"/lists/{list_id}/import", content=hosts(args.entries),
+                      headers={"Content-Type": "text/plain"})
+            imported_s = time.monotonic() - t0
+            import_to_enforced_s = enforced_after(receivers, probe_src, t0)
+        finally:
+            sender.stop()
+        print(f"import {imported_s:.1f} s, import to enforced on both agents {import_to_enforced_s:.1f} s", flush=True)
+
+        big = [change(args.small_changes + i) for i in range(args.changes)]
+        print(f"{args.entries:,}-entry list, one-entry change to enforced: p50 {statistics.median(big) * 1e3:.1f} ms, "
+              f"p99 {quantile(big, 0.99) * 1e3:.1f} ms", flush=True)
+
+        time.sleep(2)  # let the last change's work settle before the idle window
+        pids = [a.proc.pid for a in agents]
+        cpu0, w0 = [proc_cpu_s(p) for p in pids], time.monotonic()
+        time.sleep(args.idle_s)
+        wall = time.monotonic() - w0
+        idle_cpu = [100 * (proc_cpu_s(p) - c) / wall for p, c in zip(pids, cpu0)]
+        hub_procs = hub_pids(hub)
+        return {
+            "entries": args.entries,
+            "hub_processes": args.hub_processes,
+            "database": "postgresql" if args.database_url else "sqlite",
+            "small_change_p50_ms": statistics.median(small) * 1e3,
+            "small_change_p99_ms": quantile(small, 0.99) * 1e3,
+            "change_p50_ms": statistics.median(big) * 1e3,
+            "change_p99_ms": quantile(big, 0.99) * 1e3,
+            "changes_ms": [round(x * 1e3, 2) for x in big],
+            "import_s": imported_s,
+            "import_to_enforced_s": import_to_enforced_s,
+            "agent_idle_rss_mb": max(proc_mem_mb(p, "VmRSS") for p in pids),
+            "agent_peak_rss_mb": max(proc_mem_mb(p, "VmHWM") for p in pids),
+            "agent_idle_cpu_percent": max(idle_cpu),
+            "hub_rss_mb": sum(proc_mem_mb(p, "VmRSS") for p in hub_procs),
+            "hub_peak_rss_mb": max(proc_mem_mb(p, "VmHWM") for p in hub_procs),
+        }
+    finally:
+        for r in receivers:
+            r.stop()
+        for agent in agents:
+            agent.stop()
+        hub.stop()
+        if api is not None:
+            api.close()
+        topo.remove()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--entries", type=int, default=1_000_000, help="hosts imported into the deny list")
+    p.add_argument("--changes", type=int, default=20, help="one-entry changes timed with the big list")
+    p.add_argument("--small-changes", type=int, default=10, help="the same with the small list (the peer)")
+    p.add_argument("--database-url", default="", help="postgres://... (default: SQLite in a temporary directory)")
+    p.add_argument("--hub-processes", type=int, default=1, help="hub processes (PostgreSQL only)")
+    p.add_argument("--idle-s", type=float, default=10, help="how long idle agents are watched")
+    p.add_argument("--json", default="", metavar="FILE", help="write the figures there (bench/report.py reads them)")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("e2e_scale: needs root (namespaces, XDP)")
+    with tempfile.TemporaryDirectory(prefix="bulwark-e2e-scale-") as tmp:
+        figures = run(args, Path(tmp))
+    print(json.dumps({k: v for k, v in figures.items() if k != "changes_ms"}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,10 +13,8 @@ What was installed (interface, namespace, mode) is recorded in the state directo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import functools
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,11 @@ from agent.errors import DataplaneError, NotInstalled, PolicyRejected
 from agent.memory import release_memory
 from agent.nft_docs import both_tables, from_listing
 from agent.state import Desired, StateStore
-from bpf import Link, Map, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
+from bpf import Link, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
-from bpf.guard import PINNED_MAPS, Guard, GuardCounter, GuardSample, GuardState
+from bpf.guard import PINNED_MAPS, Guard, GuardSample, PinnedView
 from bpf.guard_plan import spec_from_plan
-from bpf.guard_tables import SLOTS, GuardSpecError
+from bpf.guard_tables import GuardSpecError
 from rules_dsl.nft import monitor_nft
 
 TABLE = {"family": "inet", "name": "bulwark"}
@@ -380,24 +378,9 @@ def read_pinned(config: AgentConfig) -> dict[str, Any]:
                 out["prog_id"] = link.prog_id
                 out["attached"] = bool(link.prog_id) and link.mode is not None
                 out["xdp_mode"] = link.mode.value if link.mode else None
-    with Map.open_pinned(pin / "g_state", key_type=ctypes.c_uint32, value_type=GuardState) as st:
-        gen = st[0].gen & 1
-    out["generation"] = gen
-    with Map.open_pinned(pin / "g_counters", key_type=ctypes.c_uint32, value_type=GuardCounter) as cm:
-        keys, values, count = cm.lookup_batch_raw()
-        size, ncpus = ctypes.sizeof(GuardCounter), cm.ncpus
-        rules = {}
-        for i in range(count):
-            slot = int.from_bytes(keys[i * 4:i * 4 + 4], "little")
-            if slot // SLOTS != gen:
-                continue
-            tot = [0, 0, 0]
-            for cpu in range(ncpus):
-                c = GuardCounter.from_buffer_copy(values, (i * ncpus + cpu) * size)
-                tot[0] += c.packets
-                tot[1] += c.bytes
-                tot[2] += c.dropped
-            if tot[0]:
-                rules[slot % SLOTS] = {"packets": tot[0], "bytes": tot[1], "dropped": tot[2]}
+    with PinnedView(pin) as view:
+        out["generation"] = view.generation
+        rules = {slot: {"packets": c.packets, "bytes": c.bytes, "dropped": c.dropped}
+                 for slot, c in view.counters().items()}
     out["counters"] = rules
     return out

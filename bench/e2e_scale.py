@@ -41,7 +41,7 @@ from demo.agents import AgentProcess  # noqa: E402
 from demo.hub import HubProcess, open_tenant  # noqa: E402
 from demo.policy import DENY_LIST, web_policy  # noqa: E402
 from demo.processes import free_port  # noqa: E402
-from demo.topology import Site, Topology  # noqa: E402
+from demo.topology import Topology  # noqa: E402
 from demo.traffic import ACK, HTTP_PORT, TCP, Flow, Receiver, Sender, frame  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.com", "correct horse battery staple"

@@ -370,25 +370,65 @@ class Guard:
     def counters(self) -> dict[int, RuleCounters]:
         """Per-rule counters of the live generation, summed over CPUs (rule index,
         gt.RULE_DEFAULT, gt.RULE_MALFORMED); slots that saw nothing are left out."""
-        gen = self.generation
-        keys, values, count = self.counters_map.lookup_batch_raw()
-        size = ctypes.sizeof(GuardCounter)
-        ncpus = self.counters_map.ncpus
-        out = {}
-        for i in range(count):
-            slot = int.from_bytes(keys[i * 4:i * 4 + 4], "little")
-            if slot // gt.SLOTS != gen:
-                continue
-            base = i * size * ncpus
-            packets = bytes_ = dropped = 0
-            for cpu in range(ncpus):
-                c = GuardCounter.from_buffer_copy(values, base + cpu * size)
-                packets += c.packets
-                bytes_ += c.bytes
-                dropped += c.dropped
-            if packets:
-                out[slot % gt.SLOTS] = RuleCounters(packets, bytes_, dropped)
-        return out
+        return live_counters(self.counters_map, self.generation)
+
+
+def live_counters(counters_map: Map, gen: int) -> dict[int, RuleCounters]:
+    """The per-CPU counters of generation `gen` in g_counters, summed: the one reading of
+    that map, for a loaded Guard and for the read-only view of the pins alike."""
+    keys, values, count = counters_map.lookup_batch_raw()
+    size = ctypes.sizeof(GuardCounter)
+    ncpus = counters_map.ncpus
+    out = {}
+    for i in range(count):
+        slot = int.from_bytes(keys[i * 4:i * 4 + 4], "little")
+        if slot // gt.SLOTS != gen:
+            continue
+        base = i * size * ncpus
+        packets = bytes_ = dropped = 0
+        for cpu in range(ncpus):
+            c = GuardCounter.from_buffer_copy(values, base + cpu * size)
+            packets += c.packets
+            bytes_ += c.bytes
+            dropped += c.dropped
+        if packets:
+            out[slot % gt.SLOTS] = RuleCounters(packets, bytes_, dropped)
+    return out
+
+
+class PinnedView:
+    """What a guard pinned in a directory is doing, read without loading the program or
+    opening more than the two maps it needs (`bulwark agent status`, the demo's view).
+    Raises NotFound when nothing is pinned there."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        if not (directory / "g_state").exists():
+            raise NotFound(errno.ENOENT, f"no guard maps pinned in {directory}")
+        self._state = Map.open_pinned(directory / "g_state", key_type=ctypes.c_uint32, value_type=GuardState)
+        try:
+            self._counters = Map.open_pinned(directory / "g_counters", key_type=ctypes.c_uint32,
+                                             value_type=GuardCounter)
+        except BaseException:
+            self._state.close()
+            raise
+
+    @property
+    def generation(self) -> int:
+        return self._state[0].gen & 1
+
+    def counters(self) -> dict[int, RuleCounters]:
+        return live_counters(self._counters, self.generation)
+
+    def close(self) -> None:
+        self._state.close()
+        self._counters.close()
+
+    def __enter__(self) -> "PinnedView":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # ---- what each part of Tables puts in which map, for one generation ----

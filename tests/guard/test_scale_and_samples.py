@@ -81,3 +81,24 @@ def test_plain_ipv4_hosts_take_the_fast_path_with_the_same_result():
     hosts = [f"10.0.{i // 256}.{i % 256}" for i in range(1000)]
     assert v4_hosts_fast(hosts) == split_entries(hosts + ["10.9.0.0/16"]).v4_hosts
     assert v4_hosts_fast(hosts + ["10.9.0.0/16"]) is None
+
+
+def test_the_read_only_view_of_the_pins_reads_what_the_guard_counts(pin_dir):
+    """`bulwark agent status` reads pinned counters through PinnedView, never a copy of the
+    guard's reading: both agree, generation included, after packets and after a flip."""
+    from bpf.errors import NotFound
+    from bpf.guard import Guard, PinnedView
+
+    plan = compile(parse('policy "v"\ndefault pass\ndrop udp dport 53\n'))
+    with Guard() as g:
+        g.pin_maps(pin_dir)
+        apply_plan(g, plan)
+        for f in (frame("192.0.2.9", 17, 53), frame("192.0.2.9", 17, 54), frame("192.0.2.9", 17, 53)):
+            g.program.test_run(f)
+        with PinnedView(pin_dir) as view:
+            assert view.generation == g.generation
+            assert view.counters() == g.counters() != {}
+            apply_plan(g, plan)  # a new generation starts from zero
+            assert view.generation == g.generation and view.counters() == g.counters() == {}
+    with pytest.raises(NotFound, match="no guard maps pinned"):
+        PinnedView(pin_dir + "/nothing-here")

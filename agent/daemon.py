@@ -45,6 +45,7 @@ def build(config: AgentConfig, *, credential: dict | None = None, rng: random.Ra
     tele = Telemetry()
     chan = trio.open_memory_channel
     rec_tx, rec_rx = chan(math.inf)
+    prep_tx, prep_rx = chan(16)
     maps_tx, maps_rx = chan(16)
     load_tx, load_rx = chan(16)
     nft_tx, nft_rx = chan(16)
@@ -56,7 +57,8 @@ def build(config: AgentConfig, *, credential: dict | None = None, rng: random.Ra
         ActorSpec("nft", nft.run, nft_rx, rec_tx, deps),
         ActorSpec("loader", loader.run, load_rx, nft_tx, deps),
         ActorSpec("maps", maps.run, maps_rx, load_tx, deps),
-        ActorSpec("reconciler", lambda cfg, **kw: reconciler.run(cfg, pipeline=maps_tx.clone(), **kw),
+        ActorSpec("nft_prepare", nft.prepare, prep_rx, maps_tx, deps),
+        ActorSpec("reconciler", lambda cfg, **kw: reconciler.run(cfg, pipeline=prep_tx.clone(), **kw),
                   rec_rx, hub_tx, {"store": store, "telemetry": tele}),
         ActorSpec("watchdog", watchdog.run, wd_rx, rec_tx, deps),
         ActorSpec("sampler", sampler.run, none_rx, hub_tx, {**deps, "telemetry": tele}),

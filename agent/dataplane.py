@@ -146,7 +146,6 @@ class Dataplane:
             raise PolicyRejected("a list entry is not an address", (str(exc),)) from exc
         if desired.mode == "monitor":
             spec = dataclasses.replace(spec, monitor=True)
-        self._widen_nft(desired)
         guard.apply(spec, content_id=(desired.digest, desired.content_id()))
         guard.spec = None  # the maps hold it now; a million-entry spec is ~60 MB we need not keep
         del spec
@@ -233,22 +232,25 @@ class Dataplane:
                     self.nft_expected = self._nft_doc = None
         return "table" if wanted else "none"
 
-    def _widen_nft(self, desired: Desired) -> None:
-        """Before an XDP flip that comes with a new table: a table that drops what the
-        live one or the new one drops (`agent/nft_docs.py`), so the gap until the nft stage
-        installs the new table is at least as strict as one of the two Plans."""
+    @kernel
+    def widen_nft(self, desired: Desired) -> bool:
+        """Before the maps take a Plan that comes with a new table: a table that drops what
+        the live one or the new one drops (`agent/nft_docs.py`), so the gap until apply_nft
+        installs the new table is at least as strict as one of the two Plans. A new table
+        means a new Plan or mode, so the maps will flip. Returns whether it widened."""
         doc, wanted = _table_doc(desired)
         if not wanted or doc == self._nft_doc:
-            return  # no table to come, or the nft stage keeps the one there
+            return False  # no table to come, or apply_nft keeps the one there
         with self.ns(), contextlib.closing(_nft()) as nft:
             try:
                 live = nft.list("table inet bulwark")
             except NftError:
-                return  # no table: nothing to be looser than
+                return False  # no table: nothing to be looser than
             both = both_tables(from_listing(live), doc)
             nft.run(both)
             self.nft_expected = normalized(nft.list("table inet bulwark"))
-            self._nft_doc = both  # not the new document: the nft stage installs that
+            self._nft_doc = both  # not the new document: apply_nft installs that
+        return True
 
     def _nft_intact(self, nft) -> bool:
         if self.nft_expected is None:

@@ -1,6 +1,6 @@
 """What actors say to each other over their channels: frozen values, nothing live.
 
-    source (policy file / hub_link) ─Desired─► reconciler ─Apply─► maps ─► loader ─► nft ─Result─► reconciler
+    source (policy file / hub_link) ─Desired─► reconciler ─Apply─► nft.prepare ─► maps ─► loader ─► nft ─Result─► reconciler
     watchdog ─Drift─► reconciler            reconciler ─Report─► hub_link ─Confirmed─► reconciler
     sampler ─MetricsBatch─► hub_link
 """

@@ -3,7 +3,7 @@
 Invariants:
 - At start, before any hub contact, the persisted state (applied.json) is applied again:
   a restarted agent enforces what it enforced (fail static).
-- One Apply travels the pipeline (maps → loader → nft) at a time; a newer Desired that
+- One Apply travels the pipeline (nft.prepare → maps → loader → nft) at a time; a newer Desired that
   arrives meanwhile waits, and only the newest waiting one is applied.
 - applied.json changes only after the pipeline reports success; the state it replaces
   becomes previous.json.

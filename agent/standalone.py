@@ -13,10 +13,13 @@ from agent.state import Desired, StateStore
 
 
 def install(dp: Dataplane, desired: Desired) -> dict[str, Any]:
-    """Maps first (a first attach meets a filled guard), then the program, then the table;
+    """The widened table when a new one comes (no moment looser than both Plans), the maps
+    (a first attach meets a filled guard), then the program, then the table;
     persisted last. Each step is atomic on its own; a crash between steps leaves the old
     state or the new one per part, and the next start re-applies the persisted state."""
     with dp.lock:
+        if desired.active:
+            dp.widen_nft(desired)
         how = dp.apply_maps(desired)
         mode = dp.attach() if desired.active else None
         if not desired.active:

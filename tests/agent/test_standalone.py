@@ -78,3 +78,33 @@ def test_apply_refuses_a_lockout(veth_lab, pin_dir, tmp_path, capsys):
                *flags(veth_lab, pin_dir, tmp_path)])
     assert rc == 2
     assert "lock" in capsys.readouterr().err.lower()
+
+
+def test_only_the_nft_stage_writes_the_table(veth_lab, pin_dir, make_config):
+    """One writer per kernel object: the maps stage flips the guard and leaves the table
+    alone; the nft stage widens it first (both Plans' drops) and installs the new one last."""
+    from agent.dataplane import Dataplane
+    from agent.lockout import compile_policy
+    from agent.state import Desired, StateStore
+
+    config = make_config(veth_lab, pin_dir)
+    dp = Dataplane(config, StateStore(config.state_dir))
+    a, b = (Desired(mode="enforce", plan=compile_policy(p, "p.bw", config), source="policy")
+            for p in (POLICY_A, POLICY_B))
+    try:
+        dp.apply_maps(a)
+        dp.attach()
+        dp.apply_nft(a)
+        assert nft_rule_ports(veth_lab.ns) == {23}
+        assert dp.apply_maps(b) == "flip"
+        assert guard_verdicts(config.pin_dir) == VERDICT_B
+        assert nft_rule_ports(veth_lab.ns) == {23}      # the maps stage did not touch it
+        assert dp.widen_nft(b) is True
+        assert nft_rule_ports(veth_lab.ns) == {23, 24}  # as strict as either Plan
+        assert dp.apply_nft(b) == "table"
+        assert nft_rule_ports(veth_lab.ns) == {24}
+        assert dp.widen_nft(b) is False                 # the table is b's already
+    finally:
+        dp.detach_program()
+        dp.apply_nft(Desired(mode="deactivate"))
+        dp.close()

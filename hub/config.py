@@ -70,6 +70,22 @@ class HubConfig:
     metrics_rollup_s: int = 60
     metrics_rollup_retention_s: int = 30 * 86400
 
+    # Alerts leave through the outbox (hub/services/outbox.py). Email: an SMTP relay,
+    # STARTTLS unless turned off (smtp_cafile: a CA bundle to trust instead of the system's).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_cafile: str = ""
+    smtp_username: str = ""
+    smtp_password: str = ""
+    mail_from: str = "bulwark@localhost"
+    outbox_max_attempts: int = 8
+    outbox_backoff_initial_s: int = 30
+    webhook_timeout_s: int = 10
+    # Webhooks to http:// or to loopback/private addresses (a lab, or tests): off, since
+    # otherwise a tenant could make the hub call into the hub's own network.
+    webhook_allow_private: bool = False
+
     @property
     def db_url(self) -> str:
         if self.database_url:

@@ -20,7 +20,7 @@ from werkzeug.routing import IntegerConverter
 
 from hub.api_schemas.common import MAX_INT32
 from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
-from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
+from hub.models import Agent, AlertChannel, ApiToken, Deployment, IpList, Membership, OutboxMessage, Policy
 from hub.runtime import Runtime
 from hub.security import same
 from hub.services import accounts, tenants
@@ -37,6 +37,8 @@ PATH_OBJECTS: dict[str, tuple[type, str]] = {
     "list_id": (IpList, "ip_list"),
     "token_id": (ApiToken, "token"),
     "member_id": (Membership, "membership"),
+    "channel_id": (AlertChannel, "channel"),
+    "message_id": (OutboxMessage, "message"),
 }
 
 

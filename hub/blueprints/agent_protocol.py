@@ -21,7 +21,7 @@ from quart_schema import hide, validate_request
 from hub.api_schemas.common import Closed, Strict
 from hub.models import Agent
 from hub.runtime import Runtime
-from hub.services import agents, deployments, desired, metrics
+from hub.services import agents, alerts, deployments, desired, metrics
 from hub.web import client_address, rt
 
 log = logging.getLogger("bulwark.hub.agents")
@@ -179,6 +179,8 @@ async def status(hub: Served, agent: agents.AgentRow, data: StatusIn) -> dict[st
     full = await Agent.get(id=agent.id)  # rollouts read the deployment pointer it has now
     await deployments.on_status(hub.rt, full, data.applied_digest, data.failed_digest, data.healthy,
                                 "; ".join(data.errors))
+    await alerts.on_agent_status(hub.rt, full, failed_digest=data.failed_digest, errors=data.errors,
+                                 drift=data.drift, xdp_mode=data.inventory.xdp_mode if data.inventory else None)
     return {"ok": True}
 
 

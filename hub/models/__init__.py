@@ -17,6 +17,7 @@ from hub.models.access import (
     User,
 )
 from hub.models.agents import Agent, JoinToken
+from hub.models.alerts import AlertChannel, AlertRule, Incident, OutboxMessage
 from hub.models.audit import AuditEntry
 from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.models.lists import IpEntry, IpList
@@ -25,6 +26,7 @@ from hub.models.metrics import MetricPoint, MetricRollup, TopSource
 MODEL_MODULES = [
     "hub.models.access",
     "hub.models.agents",
+    "hub.models.alerts",
     "hub.models.audit",
     "hub.models.deploy",
     "hub.models.lists",
@@ -32,7 +34,7 @@ MODEL_MODULES = [
 ]
 
 __all__ = [
-    "Agent", "ApiToken", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
+    "Agent", "AlertChannel", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
     "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
     "TopSource", "User", "MODEL_MODULES",

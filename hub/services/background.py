@@ -16,7 +16,8 @@ from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub.background")
 
-JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics"]
+JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics", "hub.services.alerts",
+                          "hub.services.outbox"]
 JOBS: list[tuple[str, float, Callable[[Runtime], Awaitable[None]]]] = []
 
 

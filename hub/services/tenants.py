@@ -119,6 +119,10 @@ async def create_token(rt: Runtime, scope: TenantScope, name: str, scopes: list[
     )
     await rt.audit.append(actor=scope.actor, action="token.create", tenant_id=scope.tenant_id,
                           target=str(token.id), address=scope.address, details={"scopes": token.scopes})
+    from hub.services import alerts
+
+    await alerts.security_event(rt, scope.tenant_id, f"new API token {name!r} ({', '.join(token.scopes)}) "
+                                f"created by {scope.actor}", f"token:{token.id}")
     return token, credential
 
 

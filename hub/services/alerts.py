@@ -1,0 +1,297 @@
+"""Alerts: observations become incidents, incidents become messages in the outbox.
+
+Invariants:
+- One open incident per (tenant, kind, subject): a repeated observation only counts on
+  it (`observations`, `last_seen_at`); people get one message when it opens and one when
+  it resolves, not one a minute.
+- An observation within the rule's quiet period (`quiet_s`) after a resolve re-opens that
+  incident silently: a flapping agent is one incident, not a storm.
+- A disabled rule opens nothing; resolving still works, so nothing stays open forever.
+- Messages go only through the outbox (`hub.services.outbox`), which retries and keeps
+  the dead letters. Everything here takes `now`, so tests move the clock.
+
+Transitions of an incident (state, event → state, message):
+    none      observe → open      "opened"
+    open      observe → open      —
+    open      resolve → resolved  "resolved"
+    resolved  observe → open      "opened", or — within quiet_s of the resolve
+    resolved  resolve → resolved  —
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+from hub.models import Agent, AlertChannel, AlertRule, Deployment, Incident, IpList, MetricPoint
+from hub.runtime import Runtime
+from hub.services import outbox
+from hub.services.background import job
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    title: str
+    params: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+# Every kind of alert, on by default, with its default parameters.
+KINDS: dict[str, Kind] = {
+    "agent_offline": Kind("Agent offline", {"minutes": 5}),
+    "deployment_failed": Kind("Deployment failed on an agent"),
+    "deployment_reverted": Kind("Deployment reverted by an agent (hub not reached in its confirm window)"),
+    "drift": Kind("Protections changed outside Bulwark (drift)"),
+    "xdp_generic": Kind("Agent fell back to generic XDP"),
+    "list_capacity": Kind("IP list near its capacity", {"percent": 90}),
+    "attack_surge": Kind("Attack surge: dropped packets per second over the threshold", {"dropped_pps": 10_000}),
+    "security": Kind("Security event on the account"),
+}
+
+# (state, event) → (new state, message to send); see the module docstring.
+TRANSITIONS: dict[tuple[str | None, str], tuple[str, str | None]] = {
+    (None, "observe"): ("open", "opened"),
+    ("open", "observe"): ("open", None),
+    ("open", "resolve"): ("resolved", "resolved"),
+    ("resolved", "observe"): ("open", "opened"),  # silent within quiet_s (see observe)
+    ("resolved", "resolve"): ("resolved", None),
+    (None, "resolve"): ("none", None),
+}
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    kind: str
+    enabled: bool
+    params: dict[str, int]
+    quiet_s: int
+
+
+async def setting(tenant_id: uuid.UUID, kind: str) -> Setting:
+    """The tenant's rule for `kind`, or the default one."""
+    row = await AlertRule.get_or_none(tenant_id=tenant_id, kind=kind)
+    params = dict(KINDS[kind].params)
+    if row is None:
+        return Setting(kind, True, params, 600)
+    params.update({k: v for k, v in row.params.items() if k in params})
+    return Setting(kind, row.enabled, params, row.quiet_s)
+
+
+async def settings_of(tenant_id: uuid.UUID) -> list[Setting]:
+    return [await setting(tenant_id, kind) for kind in KINDS]
+
+
+async def set_rule(tenant_id: uuid.UUID, kind: str, *, enabled: bool, params: dict[str, int],
+                   quiet_s: int) -> Setting:
+    unknown = set(params) - set(KINDS[kind].params)
+    if unknown:
+        from hub.errors import InvalidInput
+
+        raise InvalidInput(f"alert {kind} has no parameter {sorted(unknown)[0]!r}",
+                           details={"known": sorted(KINDS[kind].params)})
+    row, _ = await AlertRule.get_or_create(tenant_id=tenant_id, kind=kind)
+    row.enabled, row.params, row.quiet_s = enabled, params, quiet_s
+    await row.save()
+    return await setting(tenant_id, kind)
+
+
+async def observe(rt: Runtime, tenant_id: uuid.UUID, kind: str, subject: str, summary: str,
+                  details: dict[str, Any] | None = None, *, now: dt.datetime | None = None) -> Incident | None:
+    """Something is wrong. Opens (or counts on) the incident. Returns it, or None when the
+    tenant turned this kind of alert off."""
+    now = now or now_utc()
+    rule = await setting(tenant_id, kind)
+    if not rule.enabled:
+        return None
+    incident = await Incident.filter(tenant_id=tenant_id, kind=kind, subject=subject).order_by("-opened_at").first()
+    state, message = TRANSITIONS[(incident.state if incident else None, "observe")]
+    if incident is None:
+        incident = await Incident.create(tenant_id=tenant_id, kind=kind, subject=subject, summary=summary[:500],
+                                         details=details or {}, opened_at=now, last_seen_at=now)
+    else:
+        quiet = (incident.state == "resolved" and incident.resolved_at is not None
+                 and (now - incident.resolved_at).total_seconds() < rule.quiet_s)
+        if incident.state == "resolved" and not quiet:
+            incident = await Incident.create(tenant_id=tenant_id, kind=kind, subject=subject,
+                                             summary=summary[:500], details=details or {},
+                                             opened_at=now, last_seen_at=now)
+        else:
+            message = None if quiet else message
+            incident.state, incident.resolved_at = state, None
+            incident.observations += 1
+            incident.last_seen_at = now
+            await incident.save()
+    if message:
+        await _notify(rt, incident, message, now)
+    return incident
+
+
+async def resolve(rt: Runtime, tenant_id: uuid.UUID, kind: str, subject: str, *,
+                  now: dt.datetime | None = None) -> Incident | None:
+    """It is fine again: resolves the open incident, if any (one message)."""
+    now = now or now_utc()
+    incident = await Incident.get_or_none(tenant_id=tenant_id, kind=kind, subject=subject, state="open")
+    if incident is None:
+        return None
+    incident.state, _ = TRANSITIONS[("open", "resolve")]
+    incident.resolved_at = now
+    await incident.save(update_fields=["state", "resolved_at"])
+    await _notify(rt, incident, "resolved", now)
+    return incident
+
+
+async def _notify(rt: Runtime, incident: Incident, what: str, now: dt.datetime) -> None:
+    title = KINDS[incident.kind].title
+    event = {"event": f"alert.{what}", "incident": incident_json(incident), "title": title}
+    subject = f"[Bulwark] {'Resolved' if what == 'resolved' else 'Alert'}: {incident.summary}"
+    for channel in await AlertChannel.filter(tenant_id=incident.tenant_id, enabled=True):
+        await outbox.enqueue(channel, subject, event, now=now)
+    await rt.audit.append(actor="hub", action=f"alert.{what}", tenant_id=incident.tenant_id,
+                          target=str(incident.id), details={"kind": incident.kind, "subject": incident.subject})
+
+
+def incident_json(i: Incident) -> dict[str, Any]:
+    return {"id": str(i.id), "kind": i.kind, "subject": i.subject, "summary": i.summary, "details": i.details,
+            "state": i.state, "observations": i.observations, "opened_at": i.opened_at.isoformat(),
+            "last_seen_at": i.last_seen_at.isoformat(),
+            "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None}
+
+
+# ---- what the hub observes ----------------------------------------------------------
+
+async def on_agent_status(rt: Runtime, agent: Agent, *, failed_digest: str | None, errors: list[str],
+                          drift: list[str], xdp_mode: str | None, now: dt.datetime | None = None) -> None:
+    """An agent's report: failed or reverted deployments, drift, a generic-XDP fallback."""
+    subject = str(agent.id)
+    name = agent.hostname or subject[:8]
+    if failed_digest:
+        reverted = any("reverted" in e for e in errors)
+        kind = "deployment_reverted" if reverted else "deployment_failed"
+        await observe(rt, agent.tenant_id, kind, f"{subject}:{failed_digest[:12]}",
+                      f"{name}: deployment {failed_digest[:12]} {'reverted' if reverted else 'failed'}",
+                      {"agent_id": subject, "digest": failed_digest, "errors": errors[:5]}, now=now)
+    if drift:
+        await observe(rt, agent.tenant_id, "drift", subject, f"{name}: protections changed outside Bulwark",
+                      {"agent_id": subject, "drift": drift[:10]}, now=now)
+    else:
+        await resolve(rt, agent.tenant_id, "drift", subject, now=now)
+    if xdp_mode == "generic":
+        await observe(rt, agent.tenant_id, "xdp_generic", subject, f"{name}: running in generic XDP mode",
+                      {"agent_id": subject}, now=now)
+    elif xdp_mode == "native":
+        await resolve(rt, agent.tenant_id, "xdp_generic", subject, now=now)
+
+
+async def security_event(rt: Runtime, tenant_id: uuid.UUID, what: str, subject: str, *,
+                         now: dt.datetime | None = None) -> None:
+    """A new API token, a 2FA change, a sign-in from a new place: each its own incident,
+    resolved at once (a notice, not a condition that lasts)."""
+    await observe(rt, tenant_id, "security", subject, what, now=now)
+    await resolve(rt, tenant_id, "security", subject, now=now)
+
+
+async def _settings_for(kind: str) -> dict[uuid.UUID, Setting]:
+    """Every tenant's own rule for `kind` (tenants without one get the default)."""
+    out = {}
+    for row in await AlertRule.filter(kind=kind):
+        params = {**KINDS[kind].params, **{k: v for k, v in row.params.items() if k in KINDS[kind].params}}
+        out[row.tenant_id] = Setting(kind, row.enabled, params, row.quiet_s)
+    return out
+
+
+async def _open_subjects(kind: str) -> set[tuple[uuid.UUID, str]]:
+    return {(i.tenant_id, i.subject) for i in await Incident.filter(kind=kind, state="open")}
+
+
+@job("alerts.agents", every_s=30)
+async def sweep_agents(rt: Runtime, *, now: dt.datetime | None = None) -> None:
+    """Agents that stopped calling: a few queries for the whole fleet, and writes only for
+    incidents that open or resolve."""
+    now = now or now_utc()
+    rules, default = await _settings_for("agent_offline"), Setting("agent_offline", True, KINDS["agent_offline"].params, 600)
+    open_now = await _open_subjects("agent_offline")
+    for agent in await Agent.filter(revoked_at=None, enabled=True).only(
+            "id", "tenant_id", "hostname", "last_seen_at", "enrolled_at"):
+        rule = rules.get(agent.tenant_id, default)
+        seen = agent.last_seen_at or agent.enrolled_at
+        subject = str(agent.id)
+        if seen is not None and (now - seen).total_seconds() > rule.params["minutes"] * 60:
+            if (agent.tenant_id, subject) not in open_now and rule.enabled:
+                await observe(rt, agent.tenant_id, "agent_offline", subject,
+                              f"{agent.hostname or subject[:8]} has not called the hub for "
+                              f"{rule.params['minutes']} min",
+                              {"agent_id": subject, "last_seen_at": seen.isoformat()}, now=now)
+        elif (agent.tenant_id, subject) in open_now:
+            await resolve(rt, agent.tenant_id, "agent_offline", subject, now=now)
+
+
+@job("alerts.lists", every_s=600)
+async def sweep_lists(rt: Runtime, *, now: dt.datetime | None = None) -> None:
+    """Lists near the capacity the hub allows (`list_max_entries`)."""
+    from hub.models import IpEntry
+
+    now = now or now_utc()
+    limit = rt.config.list_max_entries
+    rules, default = await _settings_for("list_capacity"), Setting("list_capacity", True, KINDS["list_capacity"].params, 600)
+    open_now = await _open_subjects("list_capacity")
+    for ip_list in await IpList.all():
+        rule = rules.get(ip_list.tenant_id, default)
+        subject = str(ip_list.id)
+        count = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev=None).count()
+        if count * 100 >= limit * rule.params["percent"]:
+            if (ip_list.tenant_id, subject) not in open_now:
+                await observe(rt, ip_list.tenant_id, "list_capacity", subject,
+                              f"list {ip_list.name} holds {count:,} of {limit:,} entries",
+                              {"list_id": subject, "entries": count, "capacity": limit}, now=now)
+        elif (ip_list.tenant_id, subject) in open_now:
+            await resolve(rt, ip_list.tenant_id, "list_capacity", subject, now=now)
+
+
+SURGE_WINDOW_S = 60
+
+
+def dropping_rules(plan_json: str) -> set[str]:
+    """The metric names (`rule<i>`, `default`) of a Plan's XDP rules that drop whatever
+    they match: their packets are drops."""
+    from rules_dsl.plan import Plan
+
+    plan = Plan.from_json(plan_json)
+    names = {f"rule{i}" for i, r in enumerate(plan.xdp.rules) if r.action == "drop"}
+    if plan.xdp.default == "drop":
+        names.add("default")
+    return names
+
+
+@job("alerts.surge", every_s=SURGE_WINDOW_S)
+async def sweep_surges(rt: Runtime, *, now: dt.datetime | None = None) -> None:
+    """Agents whose drop rules matched more than `dropped_pps` a second over the last
+    minute open an attack_surge incident; below half of it again, it resolves (so an
+    attack hovering at the threshold is one incident)."""
+    now = now or now_utc()
+    since = int(now.timestamp()) - SURGE_WINDOW_S
+    rules = await _settings_for("attack_surge")
+    default = Setting("attack_surge", True, KINDS["attack_surge"].params, 600)
+    open_now = await _open_subjects("attack_surge")
+    plans: dict[object, set[str]] = {}
+    for agent in await Agent.filter(revoked_at=None, enabled=True).exclude(deployment_id=None).only(
+            "id", "tenant_id", "hostname", "deployment_id"):
+        if agent.deployment_id not in plans:
+            deployment = await Deployment.get(id=agent.deployment_id).only("plan_json")
+            plans[agent.deployment_id] = dropping_rules(deployment.plan_json)
+        dropping = plans[agent.deployment_id]
+        points = await MetricPoint.filter(agent_id=agent.id, ts__gt=since, rule__in=sorted(dropping)).values_list(
+            "packets", flat=True) if dropping else []
+        pps = sum(points) / SURGE_WINDOW_S
+        rule = rules.get(agent.tenant_id, default)
+        subject = str(agent.id)
+        if pps > rule.params["dropped_pps"]:
+            if (agent.tenant_id, subject) not in open_now:
+                await observe(rt, agent.tenant_id, "attack_surge", subject,
+                              f"{agent.hostname or subject[:8]} is dropping {pps:,.0f} packets/s",
+                              {"agent_id": subject, "dropped_pps": round(pps)}, now=now)
+        elif pps < rule.params["dropped_pps"] / 2 and (agent.tenant_id, subject) in open_now:
+            await resolve(rt, agent.tenant_id, "attack_surge", subject, now=now)

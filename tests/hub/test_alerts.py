@@ -1,0 +1,343 @@
+"""Alerts that people act on: one incident and one message per problem, a resolve, quiet
+periods; email through a real SMTP server (aiosmtpd) on loopback, with and without
+STARTTLS; signed webhooks to a receiver on loopback that checks the signature and fails on
+purpose (retries with backoff, the dead letter, replay); the clock moved, never waited for."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from hub.models import Agent, Incident, OutboxMessage
+from hub.services import alerts, outbox
+from demo.processes import free_port
+from tests.hub.harness import HubHarness, enroll
+
+T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+class Receiver:
+    """A webhook endpoint on loopback: checks each call's signature, answers 500 to the
+    first `fail_first` calls (or to all, with fail_first=-1)."""
+
+    def __init__(self, fail_first: int = 0, secret: str | None = "") -> None:
+        self.secret = secret  # None: an endpoint that does not sign-check (Slack, Discord)
+        self.calls: list[tuple[bool, dict]] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                ok = receiver.secret is None or outbox.verify_signature(
+                    receiver.secret, self.headers.get("Bulwark-Signature", ""), body)
+                receiver.calls.append((ok, json.loads(body)))
+                failing = receiver.fail_first < 0 or len(receiver.calls) <= receiver.fail_first
+                self.send_response(500 if failing or not ok else 204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> "Receiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def channel(t, kind: str, target: str) -> dict:
+    r = await t.owner.post(t.base + "/alerts/channels", json={"kind": kind, "name": kind, "target": target})
+    assert r.status_code == 201, await r.get_data(as_text=True)
+    return await r.get_json()
+
+
+# ---- incidents ----------------------------------------------------------------------
+
+async def test_one_incident_one_message_then_a_resolve_and_a_quiet_period(tmp_path):
+    async with HubHarness(tmp_path, webhook_allow_private=True) as hub:
+        t = await hub.tenant()
+        await channel(t, "webhook", "http://127.0.0.1:9/hook")
+        tid = t.id
+        for s in range(5):  # the same problem, observed every minute
+            await alerts.observe(hub.rt, tid, "drift", "agent-1", "web1 drifted", now=at(60 * s))
+        incidents = await Incident.filter(tenant_id=tid, kind="drift")
+        assert len(incidents) == 1 and incidents[0].observations == 5 and incidents[0].state == "open"
+        assert await OutboxMessage.filter(tenant_id=tid).count() == 1
+
+        await alerts.resolve(hub.rt, tid, "drift", "agent-1", now=at(400))
+        await alerts.resolve(hub.rt, tid, "drift", "agent-1", now=at(401))  # nothing open: nothing sent
+        messages = await OutboxMessage.filter(tenant_id=tid).order_by("created_at")
+        assert [m.body["event"] for m in messages] == ["alert.opened", "alert.resolved"]
+
+        # back within the quiet period (600 s by default): the same incident, silently
+        await alerts.observe(hub.rt, tid, "drift", "agent-1", "web1 drifted", now=at(500))
+        assert await Incident.filter(tenant_id=tid, kind="drift").count() == 1
+        assert await OutboxMessage.filter(tenant_id=tid).count() == 2
+        await alerts.resolve(hub.rt, tid, "drift", "agent-1", now=at(520))
+        # after it: a new incident and a message
+        await alerts.observe(hub.rt, tid, "drift", "agent-1", "web1 drifted", now=at(520 + 601))
+        assert await Incident.filter(tenant_id=tid, kind="drift").count() == 2
+        assert await OutboxMessage.filter(tenant_id=tid).count() == 4  # the silent one's resolve, then this
+
+
+async def test_a_rule_turned_off_opens_nothing_and_unknown_parameters_are_refused(hub):
+    t = await hub.tenant()
+    r = await t.owner.put(t.base + "/alerts/rules/drift", json={"enabled": False})
+    assert r.status_code == 200 and (await r.get_json())["enabled"] is False
+    assert await alerts.observe(hub.rt, t.id, "drift", "a", "x", now=T0) is None
+    r = await t.owner.put(t.base + "/alerts/rules/agent_offline", json={"params": {"hours": 1}})
+    assert r.status_code == 400 and "hours" in (await r.get_json())["message"]
+    r = await t.owner.put(t.base + "/alerts/rules/nonsense", json={})
+    assert r.status_code == 404
+    rules = {x["kind"]: x for x in (await (await t.owner.get(t.base + "/alerts/rules")).get_json())["rules"]}
+    assert rules["agent_offline"]["enabled"] and rules["agent_offline"]["params"] == {"minutes": 5}
+    assert rules["drift"]["enabled"] is False
+
+
+async def test_an_offline_agent_raises_one_alert_and_its_return_resolves_it(hub):
+    t = await hub.tenant()
+    agent = await enroll(t)
+    row = await Agent.get(id=agent.id)
+    await Agent.filter(id=agent.id).update(last_seen_at=T0)
+    for minute in (1, 4):
+        await alerts.sweep_agents(hub.rt, now=at(60 * minute))
+    assert not await Incident.filter(kind="agent_offline").exists()
+    for minute in (6, 7, 30):
+        await alerts.sweep_agents(hub.rt, now=at(60 * minute))
+    incident = await Incident.get(kind="agent_offline", subject=str(row.id))
+    assert incident.state == "open" and incident.summary.startswith("web1 has not called")
+    await Agent.filter(id=agent.id).update(last_seen_at=at(60 * 31))
+    await alerts.sweep_agents(hub.rt, now=at(60 * 31))
+    assert (await Incident.get(id=incident.id)).state == "resolved"
+    r = await t.token.get(t.base + "/alerts/incidents")
+    assert sorted((i["kind"], i["state"]) for i in (await r.get_json())["incidents"]) == [
+        ("agent_offline", "resolved"), ("security", "resolved")]
+
+
+async def test_agent_reports_raise_failed_reverted_drift_and_generic_alerts(hub):
+    t = await hub.tenant()
+    agent = await enroll(t)
+    digest = "ab" * 32
+    await agent.report(applied_digest=None, failed_digest=digest, errors=["nft: refused"], mode="enforce")
+    await agent.report(applied_digest=None, failed_digest="cd" * 32, mode="enforce",
+                       errors=["hub not reached within 30 s of applying cdcdcdcdcdcd: reverted"])
+    await agent.report(drift=["nft: table changed"], inventory={"hostname": "web1", "xdp_mode": "generic"})
+    kinds = sorted(i.kind for i in await Incident.filter(tenant_id=t.id, state="open"))
+    assert kinds == ["deployment_failed", "deployment_reverted", "drift", "xdp_generic"]
+    await agent.report(inventory={"hostname": "web1", "xdp_mode": "native"})
+    kinds = sorted(i.kind for i in await Incident.filter(tenant_id=t.id, state="open"))
+    assert kinds == ["deployment_failed", "deployment_reverted"]
+
+
+async def test_tenants_see_only_their_own_alerts(tmp_path):
+    async with HubHarness(tmp_path, webhook_allow_private=True) as hub:
+        a, b = await hub.tenant("a"), await hub.tenant("b")
+        await channel(a, "webhook", "http://127.0.0.1:9/hook")
+        await alerts.observe(hub.rt, a.id, "drift", "x", "a's problem", now=T0)
+        r = await b.token.get(b.base + "/alerts/incidents?kind=drift")
+        assert (await r.get_json())["incidents"] == []
+        r = await a.token.get(a.base + "/alerts/incidents?kind=drift")
+        assert [i["summary"] for i in (await r.get_json())["incidents"]] == ["a's problem"]
+        msg = await OutboxMessage.filter(tenant_id=a.id).first()
+        r = await b.owner.post(b.base + f"/alerts/outbox/{msg.id}/replay")
+        assert r.status_code == 404
+        r = await b.owner.delete(b.base + f"/alerts/channels/{msg.channel_id}")
+        assert r.status_code == 404
+
+
+async def test_a_new_api_token_is_a_security_notice(hub):
+    t = await hub.tenant()  # made one token already
+    incidents = await Incident.filter(tenant_id=t.id, kind="security")
+    assert len(incidents) == 1 and "new API token" in incidents[0].summary
+    assert incidents[0].state == "resolved"
+
+
+# ---- webhooks -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["http://hub.example.com/x", "https://127.0.0.1/x", "https://10.1.2.3/x",
+                                    "https://[::1]/x", "ftp://example.com/x", "https://169.254.169.254/latest"])
+async def test_webhooks_must_be_https_to_a_public_address(hub, target):
+    t = await hub.tenant()
+    r = await t.owner.post(t.base + "/alerts/channels", json={"kind": "webhook", "name": "w", "target": target})
+    assert r.status_code == 400, await r.get_data(as_text=True)
+
+
+async def test_webhooks_are_signed_retried_with_backoff_dead_lettered_and_replayed(tmp_path):
+    async with HubHarness(tmp_path, webhook_allow_private=True, outbox_max_attempts=4,
+                          outbox_backoff_initial_s=30) as hub:
+        t = await hub.tenant()
+        with Receiver(fail_first=2) as flaky, Receiver(fail_first=-1) as broken:
+            made = await channel(t, "webhook", flaky.url)
+            flaky.secret = made["secret"]
+            assert made["secret"].startswith("bws_")
+            listed = (await (await t.owner.get(t.base + "/alerts/channels")).get_json())["channels"]
+            assert "secret" not in listed[0]  # shown once
+            broken.secret = (await channel(t, "webhook", broken.url))["secret"]
+            await OutboxMessage.all().delete()  # the token's notice was queued before the channels
+            await alerts.observe(hub.rt, t.id, "drift", "agent-1", "web1 drifted", now=T0)
+
+            await outbox.deliver_due(hub.rt, now=T0)           # attempt 1: both fail
+            await outbox.deliver_due(hub.rt, now=at(29))       # not due yet (30 s backoff)
+            assert len(flaky.calls) == 1
+            await outbox.deliver_due(hub.rt, now=at(30))       # attempt 2: fails again
+            await outbox.deliver_due(hub.rt, now=at(89))       # next wait is 60 s
+            assert len(flaky.calls) == 2
+            assert await outbox.deliver_due(hub.rt, now=at(90)) == 1  # attempt 3: flaky succeeds
+            assert all(ok for ok, _ in flaky.calls)
+            assert flaky.calls[-1][1]["event"] == "alert.opened"
+            assert flaky.calls[-1][1]["incident"]["summary"] == "web1 drifted"
+            await outbox.deliver_due(hub.rt, now=at(210))      # broken: attempt 4 of 4 → dead
+            dead = await OutboxMessage.get(target=broken.url)
+            assert dead.state == "dead" and dead.attempts == 4 and "500" in dead.last_error
+            r = await t.token.get(t.base + "/alerts/outbox?state=dead")
+            assert [m["target"] for m in (await r.get_json())["messages"]] == [broken.url]
+
+            broken.fail_first = 0
+            r = await t.owner.post(t.base + f"/alerts/outbox/{dead.id}/replay")
+            assert r.status_code == 200 and (await r.get_json())["state"] == "pending"
+            r = await t.owner.post(t.base + f"/alerts/outbox/{dead.id}/replay")
+            assert r.status_code == 400  # pending now: nothing to replay
+            await outbox.deliver_due(hub.rt, now=dt.datetime.now(dt.timezone.utc))
+            assert (await OutboxMessage.get(id=dead.id)).state == "sent"
+            assert broken.calls[-1][0] is True
+
+
+def test_signatures_are_checked_for_key_body_and_freshness():
+    body = b'{"event":"alert.opened"}'
+    header = outbox.sign("k", body, 1_000_000)
+    assert outbox.verify_signature("k", header, body, now=1_000_100)
+    assert not outbox.verify_signature("other", header, body, now=1_000_100)
+    assert not outbox.verify_signature("k", header, body + b" ", now=1_000_100)
+    assert not outbox.verify_signature("k", header, body, now=1_000_000 + 301)  # a replay, later
+    assert not outbox.verify_signature("k", "garbage", body, now=1_000_000)
+
+
+async def test_slack_and_discord_get_their_own_shapes(tmp_path):
+    async with HubHarness(tmp_path, webhook_allow_private=True) as hub:
+        t = await hub.tenant()
+        with Receiver(secret=None) as slack, Receiver(secret=None) as discord:
+            await channel(t, "slack", slack.url)
+            await channel(t, "discord", discord.url)
+            await OutboxMessage.all().delete()
+            await alerts.observe(hub.rt, t.id, "xdp_generic", "a", "web1: running in generic XDP mode", now=T0)
+            assert await outbox.deliver_due(hub.rt, now=T0) == 2
+        assert "generic XDP" in slack.calls[0][1]["text"] and set(slack.calls[0][1]) == {"text"}
+        assert "generic XDP" in discord.calls[0][1]["content"] and set(discord.calls[0][1]) == {"content"}
+
+
+# ---- email --------------------------------------------------------------------------
+
+def _cert(tmp_path):
+    key, cert = tmp_path / "smtp.key", tmp_path / "smtp.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+@pytest.mark.parametrize("starttls", [False, True])
+async def test_email_reaches_a_real_smtp_server(tmp_path, starttls):
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received = []
+
+    class Inbox(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    kw = {}
+    if starttls:
+        key, cert = _cert(tmp_path)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        kw = {"tls_context": context, "require_starttls": True}
+    port = free_port()
+    server = Controller(Inbox(), hostname="127.0.0.1", port=port, **kw)
+    server.start()
+    try:
+        settings = {"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": starttls,
+                    "mail_from": "alerts@bulwark.example", "smtp_cafile": str(cert) if starttls else ""}
+        async with HubHarness(tmp_path, **settings) as hub:
+            t = await hub.tenant()
+            await channel(t, "email", "ops@example.com")
+            await alerts.observe(hub.rt, t.id, "agent_offline", "a1", "web1 has not called the hub for 5 min",
+                                 now=T0)
+            await alerts.resolve(hub.rt, t.id, "agent_offline", "a1", now=at(60))
+            assert await outbox.deliver_due(hub.rt, now=at(61)) == 2
+        deadline = time.monotonic() + 5
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    subjects = [m["Subject"] for m in received]
+    assert subjects == ["[Bulwark] Alert: web1 has not called the hub for 5 min",
+                        "[Bulwark] Resolved: web1 has not called the hub for 5 min"]
+    assert received[0]["To"] == "ops@example.com" and received[0]["From"] == "alerts@bulwark.example"
+    assert "agent_offline" in received[0].get_payload()
+
+
+async def test_email_without_an_smtp_server_waits_in_the_outbox(hub):
+    t = await hub.tenant()
+    await channel(t, "email", "ops@example.com")
+    await alerts.observe(hub.rt, t.id, "drift", "a", "x", now=T0)
+    assert await outbox.deliver_due(hub.rt, now=T0) == 0
+    m = await OutboxMessage.filter(kind="email", tenant_id=t.id).order_by("-created_at").first()
+    assert m.state == "pending" and m.attempts == 1 and "smtp_host" in m.last_error
+
+
+async def test_an_attack_surge_is_one_incident_until_it_calms_down(hub):
+    """Packets matched by the Plan's drop rules, per second over the last minute."""
+    t = await hub.tenant()
+    agent = await enroll(t)
+    r = await t.token.post(t.base + "/policies", json={"name": "p", "source": (
+        'policy "p"\ndefault pass\ndrop udp dport 53\npass tcp dport 22\n')})
+    policy = await r.get_json()
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "agent_ids": [agent.id]})
+    assert r.status_code == 201, await r.get_data(as_text=True)
+    await t.owner.put(t.base + "/alerts/rules/attack_surge", json={"params": {"dropped_pps": 1000}})
+    now = int(time.time())
+
+    async def minute(drop_pps: int, pass_pps: int, end: int) -> None:
+        points = [{"ts": end - s, "rule": rule, "packets": n, "bytes": n * 60}
+                  for s in range(60) for rule, n in (("rule0", drop_pps), ("rule1", pass_pps))]
+        r = await agent.post("/agent/v1/metrics", json={"points": points})
+        assert r.status_code == 200, await r.get_data(as_text=True)
+
+    def when(ts: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+    await minute(500, 50_000, now - 180)  # a busy server, passing: no surge
+    await alerts.sweep_surges(hub.rt, now=when(now - 180))
+    assert not await Incident.filter(kind="attack_surge").exists()
+    await minute(5_000, 100, now - 120)
+    await alerts.sweep_surges(hub.rt, now=when(now - 120))
+    await minute(800, 100, now - 60)  # under the threshold but not calm: still the same incident
+    await alerts.sweep_surges(hub.rt, now=when(now - 60))
+    incidents = await Incident.filter(kind="attack_surge")
+    assert len(incidents) == 1 and incidents[0].state == "open" and "5,000 packets/s" in incidents[0].summary
+    await minute(10, 100, now)
+    await alerts.sweep_surges(hub.rt, now=when(now))
+    assert (await Incident.get(id=incidents[0].id)).state == "resolved"
+    assert await Incident.filter(kind="attack_surge").count() == 1

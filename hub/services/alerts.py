@@ -19,12 +19,14 @@ Transitions of an incident (state, event → state, message):
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
+import ipaddress
 import uuid
 from typing import Any
 
-from hub.models import Agent, AlertChannel, AlertRule, Deployment, Incident, IpList, MetricPoint
+from hub.models import Agent, AlertChannel, AlertRule, Deployment, Incident, IpList, MetricPoint, TopSource
 from hub.runtime import Runtime
 from hub.services import outbox
 from hub.services.background import job
@@ -45,6 +47,10 @@ KINDS: dict[str, Kind] = {
     "xdp_generic": Kind("Agent fell back to generic XDP"),
     "list_capacity": Kind("IP list near its capacity", {"percent": 90}),
     "attack_surge": Kind("Attack surge: dropped packets per second over the threshold", {"dropped_pps": 10_000}),
+    # Many dropped addresses of one prefix: suggest it for a deny list, or (auto_add=1) add
+    # it to the tenant's deny list ESCALATION_LIST for ttl_s.
+    "prefix_escalation": Kind("Many dropped addresses in one prefix", {
+        "min_addresses": 16, "prefix_v4": 24, "prefix_v6": 64, "window_s": 300, "ttl_s": 3600, "auto_add": 0}),
     "security": Kind("Security event on the account"),
 }
 
@@ -295,3 +301,64 @@ async def sweep_surges(rt: Runtime, *, now: dt.datetime | None = None) -> None:
                               {"agent_id": subject, "dropped_pps": round(pps)}, now=now)
         elif pps < rule.params["dropped_pps"] / 2 and (agent.tenant_id, subject) in open_now:
             await resolve(rt, agent.tenant_id, "attack_surge", subject, now=now)
+
+
+ESCALATION_LIST = "escalated"  # the deny list auto_add writes to (created when first needed)
+
+
+def escalations(sources: list[tuple[str, int]], *, prefix_v4: int, prefix_v6: int,
+                min_addresses: int) -> list[tuple[str, int, int]]:
+    """Prefixes holding at least `min_addresses` distinct dropped sources: (prefix,
+    addresses, packets), most addresses first. Pure."""
+    by_prefix: dict[str, tuple[set[str], list[int]]] = collections.defaultdict(lambda: (set(), [0]))
+    for source, packets in sources:
+        try:
+            addr = ipaddress.ip_interface(source).ip  # a host, bare or as /32 and /128
+        except ValueError:
+            continue
+        net = ipaddress.ip_network(f"{addr}/{prefix_v4 if addr.version == 4 else prefix_v6}", strict=False)
+        seen, total = by_prefix[str(net)]
+        seen.add(str(addr))
+        total[0] += packets
+    found = [(net, len(seen), total[0]) for net, (seen, total) in by_prefix.items() if len(seen) >= min_addresses]
+    return sorted(found, key=lambda x: (-x[1], x[0]))
+
+
+@job("alerts.prefixes", every_s=60)
+async def sweep_prefixes(rt: Runtime, *, now: dt.datetime | None = None) -> None:
+    """Per tenant, the dropped sources agents sampled in the window, grouped by prefix."""
+    from hub.services import lists
+
+    now = now or now_utc()
+    rules = await _settings_for("prefix_escalation")
+    default = Setting("prefix_escalation", True, KINDS["prefix_escalation"].params, 600)
+    longest = max([default.params["window_s"], *(r.params["window_s"] for r in rules.values())])
+    since = int(now.timestamp()) - longest
+    per_tenant: dict[uuid.UUID, list[tuple[int, str, int]]] = collections.defaultdict(list)
+    for tenant_id, ts, source, packets in await TopSource.filter(ts__gt=since).values_list(
+            "tenant_id", "ts", "source", "packets"):
+        per_tenant[tenant_id].append((ts, source, packets))
+    for tenant_id, rows in per_tenant.items():
+        rule = rules.get(tenant_id, default)
+        if not rule.enabled:
+            continue
+        p = rule.params
+        cutoff = int(now.timestamp()) - p["window_s"]
+        found = escalations([(src, n) for ts, src, n in rows if ts > cutoff], prefix_v4=p["prefix_v4"],
+                            prefix_v6=p["prefix_v6"], min_addresses=p["min_addresses"])
+        for prefix, addresses, packets in found[:20]:
+            details = {"prefix": prefix, "addresses": addresses, "packets": packets, "ttl_s": p["ttl_s"]}
+            action = f"suggested: deny {prefix} for {p['ttl_s']} s"
+            if p["auto_add"]:
+                ip_list = await IpList.get_or_none(tenant_id=tenant_id, name=ESCALATION_LIST)
+                if ip_list is None:
+                    ip_list = await IpList.create(tenant_id=tenant_id, name=ESCALATION_LIST, kind="deny")
+                await lists._apply(rt, ip_list, [lists.Entry(prefix, int(now.timestamp()) + p["ttl_s"],
+                                                             f"escalated: {addresses} addresses dropped")], [])
+                await rt.audit.append(actor="hub", action="list.escalate", tenant_id=tenant_id,
+                                      target=str(ip_list.id), details=details)
+                action = f"added to deny list {ESCALATION_LIST!r} for {p['ttl_s']} s"
+                details["list_id"] = str(ip_list.id)
+            await observe(rt, tenant_id, "prefix_escalation", prefix,
+                          f"{addresses} addresses of {prefix} dropped in {p['window_s']} s; {action}", details,
+                          now=now)

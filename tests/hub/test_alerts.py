@@ -15,6 +15,7 @@ import pytest
 
 from hub.models import Agent, Incident, OutboxMessage
 from hub.services import alerts, outbox
+from hub.services.alerts import escalations
 from demo.processes import free_port
 from tests.hub.harness import HubHarness, enroll
 
@@ -341,3 +342,36 @@ async def test_an_attack_surge_is_one_incident_until_it_calms_down(hub):
     await alerts.sweep_surges(hub.rt, now=when(now))
     assert (await Incident.get(id=incidents[0].id)).state == "resolved"
     assert await Incident.filter(kind="attack_surge").count() == 1
+
+
+def test_escalations_group_dropped_sources_by_prefix():
+    sources = [(f"2001:db8:1::{i:x}", 10) for i in range(20)] + [(f"2001:db8:2::{i:x}", 1) for i in range(3)]
+    sources += [(f"198.51.100.{i}", 5) for i in range(16)] + [("198.51.100.1", 5), ("not an address", 1)]
+    found = escalations(sources, prefix_v4=24, prefix_v6=64, min_addresses=16)
+    assert found == [("2001:db8:1::/64", 20, 200), ("198.51.100.0/24", 16, 85)]
+
+
+@pytest.mark.parametrize("auto_add", [0, 1])
+async def test_many_dropped_addresses_of_one_64_are_escalated(hub, auto_add):
+    from hub.models import IpEntry, IpList
+
+    t = await hub.tenant()
+    agent = await enroll(t)
+    await t.owner.put(t.base + "/alerts/rules/prefix_escalation",
+                      json={"params": {"min_addresses": 8, "auto_add": auto_add, "ttl_s": 600}})
+    now = int(time.time())
+    r = await agent.post("/agent/v1/metrics", json={"points": [], "top_sources": [
+        {"ts": now - 10, "source": f"2001:db8:bad::{i:x}", "packets": 3} for i in range(12)]})
+    assert r.status_code == 200, await r.get_data(as_text=True)
+    await alerts.sweep_prefixes(hub.rt, now=dt.datetime.fromtimestamp(now, dt.timezone.utc))
+    await alerts.sweep_prefixes(hub.rt, now=dt.datetime.fromtimestamp(now + 1, dt.timezone.utc))
+    incidents = await Incident.filter(tenant_id=t.id, kind="prefix_escalation")
+    assert len(incidents) == 1 and incidents[0].subject == "2001:db8:bad::/64"
+    escalated = await IpList.get_or_none(tenant_id=t.id, name=alerts.ESCALATION_LIST)
+    if auto_add:
+        assert "added to deny list 'escalated' for 600 s" in incidents[0].summary
+        entries = await IpEntry.filter(ip_list_id=escalated.id, removed_rev=None)
+        # each sweep that still sees the prefix renews its TTL (the second ran at now + 1)
+        assert [(e.network, e.expires_at) for e in entries] == [("2001:db8:bad::/64", now + 1 + 600)]
+    else:
+        assert "suggested: deny 2001:db8:bad::/64" in incidents[0].summary and escalated is None

@@ -70,6 +70,13 @@ class HubConfig:
     metrics_rollup_s: int = 60
     metrics_rollup_retention_s: int = 30 * 86400
 
+    # Billing through Stripe: off without a key (a self-hosted hub bills nobody).
+    stripe_api_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""  # tests point the real library at a fake on loopback
+    stripe_price_lookup_key: str = "bulwark-agent-monthly"
+    billing_trial_days: int = 7
+
     # Alerts leave through the outbox (hub/services/outbox.py). Email: an SMTP relay,
     # STARTTLS unless turned off (smtp_cafile: a CA bundle to trust instead of the system's).
     smtp_host: str = ""

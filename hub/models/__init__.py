@@ -19,6 +19,7 @@ from hub.models.access import (
 from hub.models.agents import Agent, JoinToken
 from hub.models.alerts import AlertChannel, AlertRule, Incident, OutboxMessage
 from hub.models.audit import AuditEntry
+from hub.models.billing import BillingAccount, StripeEvent
 from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.models.lists import IpEntry, IpList
 from hub.models.metrics import MetricPoint, MetricRollup, TopSource
@@ -28,13 +29,14 @@ MODEL_MODULES = [
     "hub.models.agents",
     "hub.models.alerts",
     "hub.models.audit",
+    "hub.models.billing",
     "hub.models.deploy",
     "hub.models.lists",
     "hub.models.metrics",
 ]
 
 __all__ = [
-    "Agent", "AlertChannel", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
+    "Agent", "AlertChannel", "BillingAccount", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
     "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
     "TopSource", "User", "MODEL_MODULES",

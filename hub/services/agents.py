@@ -83,6 +83,9 @@ async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], a
     token = await JoinToken.get_or_none(id=parts[0])
     if token is None or not same(token.secret_hash, digest(parts[1])) or token.expires_at <= now():
         raise Unauthenticated("bad join token")
+    from hub.services import billing
+
+    await billing.require(token.tenant_id, "new_agents")
     inventory = clean_inventory(inventory)
     agent_id = uuid.uuid4()
     claimed = await JoinToken.filter(id=token.id, used_at__isnull=True).update(used_at=now(), used_by=agent_id)
@@ -94,6 +97,7 @@ async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], a
         hostname=str(inventory.get("hostname", ""))[:255], labels=token.labels, inventory=inventory,
         last_seen_at=now(),
     )
+    await billing.agents_changed(rt, agent.tenant_id)
     await rt.audit.append(actor=f"agent:{agent.id}", action="agent.enroll", tenant_id=agent.tenant_id,
                           target=str(agent.id), address=address, details={"hostname": agent.hostname})
     return agent, credential
@@ -229,6 +233,9 @@ async def revoke(rt: Runtime, scope: TenantScope, agent: Agent) -> None:
         await rt.notifier.publish(agent_channel(agent.id))
         await rt.audit.append(actor=scope.actor, action="agent.revoke", tenant_id=scope.tenant_id,
                               target=str(agent.id), address=scope.address)
+        from hub.services import billing
+
+        await billing.agents_changed(rt, scope.tenant_id)
 
 
 async def set_labels(rt: Runtime, scope: TenantScope, agent: Agent, labels: list[str]) -> Agent:
@@ -255,6 +262,10 @@ async def set_enabled(rt: Runtime, scope: TenantScope, agents: list[Agent], enab
         await rt.notifier.publish(agent_channel(agent.id))
         await rt.audit.append(actor=scope.actor, action="agent.enable" if enabled else "agent.disable",
                               tenant_id=scope.tenant_id, target=str(agent.id), address=scope.address)
+    if agents:
+        from hub.services import billing
+
+        await billing.agents_changed(rt, scope.tenant_id)
 
 
 async def tenant_active(tenant_id: uuid.UUID) -> bool:

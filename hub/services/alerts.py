@@ -52,6 +52,7 @@ KINDS: dict[str, Kind] = {
     "prefix_escalation": Kind("Many dropped addresses in one prefix", {
         "min_addresses": 16, "prefix_v4": 24, "prefix_v6": 64, "window_s": 300, "ttl_s": 3600, "auto_add": 0}),
     "security": Kind("Security event on the account"),
+    "billing": Kind("Billing state changed"),
 }
 
 # (state, event) → (new state, message to send); see the module docstring.

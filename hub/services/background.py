@@ -17,7 +17,7 @@ from hub.runtime import Runtime
 log = logging.getLogger("bulwark.hub.background")
 
 JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics", "hub.services.alerts",
-                          "hub.services.outbox"]
+                          "hub.services.outbox", "hub.services.billing"]
 JOBS: list[tuple[str, float, Callable[[Runtime], Awaitable[None]]]] = []
 
 

@@ -61,8 +61,13 @@ class _Covers:
         self._entries = entries
 
     def __contains__(self, addr) -> bool:
-        bits = addr.max_prefixlen
         if str(addr) in self._entries:
             return True
-        return any(str(ipaddress.ip_network((addr, plen), strict=False)) in self._entries
-                   for plen in range(bits, -1, -1))
+        bits, a = addr.max_prefixlen, int(addr)
+        for plen in range(bits, -1, -1):
+            net = a >> (bits - plen) << (bits - plen)
+            text = (f"{net >> 24}.{net >> 16 & 255}.{net >> 8 & 255}.{net & 255}" if bits == 32
+                    else str(ipaddress.IPv6Address(net)))
+            if f"{text}/{plen}" in self._entries:
+                return True
+        return False

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .evaluate import AddressIndex, evaluate
 from .packet import Packet
@@ -98,7 +98,7 @@ class _Edges:
             into.update((lo - 1, lo, hi, hi + 1))
 
 
-def _edges(plan: Plan, nft_rules: list[dict]) -> _Edges:
+def _edges(plan: Plan, nft_rules: list) -> _Edges:
     e = _Edges(set(), set(), set(), set(), set())
     for r in plan.xdp.rules:
         e.add_ranges(e.length, (r.length,) if r.length else None)
@@ -109,13 +109,10 @@ def _edges(plan: Plan, nft_rules: list[dict]) -> _Edges:
         for text in (*s.v4_hosts, *s.v4_prefixes, *s.v6_hosts, *s.v6_prefixes):
             e.nets.add(ipaddress.ip_network(text))
     for rule in nft_rules:
-        for ex in rule.get("expr", ()):
-            m = ex.get("match") if isinstance(ex, dict) else None
-            if not isinstance(m, dict) or not isinstance(m.get("left"), dict):
-                continue
-            fld = m["left"].get("payload", {}).get("field") if isinstance(
-                m["left"].get("payload"), dict) else None
-            for v in _right_values(m.get("right")):
+        for left, _, rights in rule.matches:
+            payload = left.get("payload") if isinstance(left, dict) else None
+            fld = payload.get("field") if isinstance(payload, dict) else None
+            for v in rights:
                 if fld in ("sport", "dport") and isinstance(v, tuple):
                     e.add_ranges(e.sport if fld == "sport" else e.dport, (v,))
                 elif fld in ("saddr", "daddr") and isinstance(v, (ipaddress.IPv4Network,
@@ -131,10 +128,11 @@ def _within(values: set, lo: int, hi: int) -> list[int]:
 def _probes(flow: _Flow, e: _Edges) -> list[Packet]:
     """The base packet of the flow, then one field at a time at the rules' edges."""
     v = flow.src.version
-    base = Packet(l3=f"ipv{v}", src=_rep(flow.src), dst=_DST[v], proto=6,
+    fields = dict(l3=f"ipv{v}", src=_rep(flow.src), dst=_DST[v], proto=6,
                   sport=flow.sport[0] if flow.sport[0] == flow.sport[1] else EPHEMERAL,
                   dport=flow.dport[0] if flow.dport[0] == flow.dport[1] else EPHEMERAL,
                   tcp_flags=flow.flags, length=BASE_LENGTH, ttl=BASE_TTL)
+    base = Packet(**fields)
     out = [base]
     variants = {
         "src": {_rep(n) for n in e.nets if n.version == v and n.subnet_of(flow.src)} - {base.src},
@@ -146,13 +144,9 @@ def _probes(flow: _Flow, e: _Edges) -> list[Packet]:
     }
     for fld, values in variants.items():
         for value in sorted(values, key=str):
-            if value != getattr(base, fld):
-                out.append(_replace(base, fld, value))
+            if value != fields[fld]:
+                out.append(Packet(**{**fields, fld: value}))
     return out
-
-
-def _replace(p: Packet, fld: str, value) -> Packet:
-    return replace(p, **{fld: value})
 
 
 class _Lookup(AddressIndex):
@@ -173,8 +167,7 @@ def judge_lockout(plan: Plan, management, lists: Mapping | None = None) -> tuple
     order found, without repeats. A monitor Plan drops nothing: no findings."""
     if management is None or plan.xdp.mode == "monitor":
         return ()
-    doc = plan.nft
-    chains, rules = _nft_chains(doc)
+    chains, rules = _nft_rules(plan)
     index = {name: _Lookup(contents) for name, contents in (lists or {}).items()}
     edges = _edges(plan, rules)
     found: dict[Finding, None] = {}
@@ -189,7 +182,7 @@ def judge_lockout(plan: Plan, management, lists: Mapping | None = None) -> tuple
                 found[Finding("xdp", "limit", d.rule, flow.what, text)] = None
             for kind, i in _nft_verdicts(chains, rules, p, flow.ct):
                 found[Finding("nft", kind, i, flow.what,
-                              "" if i is None else str(rules[i].get("comment", "")))] = None
+                              "" if i is None else rules[i].comment)] = None
     return tuple(found)
 
 
@@ -229,7 +222,7 @@ def _right_values(right) -> list:
             except (KeyError, ValueError, TypeError):
                 return [None]
         return [None]
-    if isinstance(right, str):
+    if isinstance(right, str) and (":" in right or right[:1].isdigit()):
         try:
             return [ipaddress.ip_network(right)]
         except ValueError:
@@ -261,14 +254,13 @@ def _left(left, p: Packet, ct: str):
     return ...
 
 
-def _match(m: dict, p: Packet, ct: str) -> bool | None:
+def _match(left, op, rights: tuple, p: Packet, ct: str) -> bool | None:
     """True / False, or None when the match is beyond this reader (then it may match)."""
-    value = _left(m.get("left"), p, ct)
+    value = _left(left, p, ct)
     if value is ...:
         return None
     if value is None:
         return False
-    rights = _right_values(m.get("right"))
     if None in rights:
         return None
     if isinstance(value, tuple) and value[0] == "flags":
@@ -277,7 +269,7 @@ def _match(m: dict, p: Packet, ct: str) -> bool | None:
             if r not in _FLAG_BITS:
                 return None
             bits |= _FLAG_BITS[r]
-        return bool((value[1] or 0) & bits) if m.get("op") == "in" else (value[1] or 0) == bits
+        return bool((value[1] or 0) & bits) if op == "in" else (value[1] or 0) == bits
     if isinstance(value, tuple) and value[0] == "ct":
         return value[1] in rights
     for r in rights:
@@ -293,37 +285,65 @@ def _match(m: dict, p: Packet, ct: str) -> bool | None:
     return False
 
 
-def _nft_verdicts(chains: list[dict], rules: list[dict], p: Packet, ct: str):
+@dataclass(frozen=True)
+class _NftRule:
+    """A rule of the document, read once per Plan: its matches parsed, its verdict known."""
+    index: int
+    chain: str
+    comment: str
+    matches: tuple          # (left, op, right values)
+    limited: bool           # a set statement: a rate or connection limit
+    drops: bool
+    accepts: bool
+    synproxy: bool
+
+
+def _nft_rules(plan: Plan) -> tuple[list[dict], list[_NftRule]]:
+    cached = plan._cache.get("lockout-nft")
+    if cached is None:
+        chains, rules = _nft_chains(plan.nft)
+        read = []
+        for i, rule in enumerate(rules):
+            exprs = [e for e in rule.get("expr", ()) if isinstance(e, dict)]
+            matches = tuple((e["match"].get("left"), e["match"].get("op"),
+                             tuple(_right_values(e["match"].get("right"))))
+                            for e in exprs if isinstance(e.get("match"), dict))
+            read.append(_NftRule(i, str(rule.get("chain")), str(rule.get("comment", "")), matches,
+                                 any("set" in e for e in exprs),
+                                 any("drop" in e or "reject" in e for e in exprs),
+                                 any("accept" in e for e in exprs),
+                                 any("synproxy" in e for e in exprs)))
+        cached = plan._cache["lockout-nft"] = (chains, read)
+    return cached
+
+
+def _nft_verdicts(chains: list[dict], rules: list[_NftRule], p: Packet, ct: str):
     """(kind, rule index | None) for each base chain that may drop or limit the packet."""
     for chain in chains:
         if chain.get("hook") not in ("prerouting", "input"):
             continue
         decided = False
-        for i, rule in enumerate(rules):
-            if rule.get("chain") != chain.get("name"):
-                continue
-            exprs = [e for e in rule.get("expr", ()) if isinstance(e, dict)]
-            if any("synproxy" in e for e in exprs):
-                continue   # answers the handshake itself: never drops a real client
-            sure, matched, limited = True, True, any("set" in e for e in exprs)
-            for e in exprs:
-                if "match" in e:
-                    hit = _match(e["match"], p, ct)
-                    if hit is False:
-                        matched = False
-                        break
-                    sure = sure and hit is True
+        for rule in rules:
+            if rule.chain != chain.get("name") or rule.synproxy:
+                continue   # synproxy answers the handshake itself: never drops a real client
+            sure, matched = True, True
+            for left, op, rights in rule.matches:
+                hit = _match(left, op, rights, p, ct)
+                if hit is False:
+                    matched = False
+                    break
+                sure = sure and hit is True
             if not matched:
                 continue
-            if limited:   # a rate or connection limit: drops only when over it
-                yield "limit", i
+            if rule.limited:   # drops only when over the limit
+                yield "limit", rule.index
                 continue
-            if any("drop" in e or "reject" in e for e in exprs):
-                yield "drop", i
+            if rule.drops:
+                yield "drop", rule.index
                 if sure:
                     decided = True
                     break
-            elif sure and any("accept" in e for e in exprs):
+            elif sure and rule.accepts:
                 decided = True
                 break
         if not decided and chain.get("policy") == "drop":

@@ -84,6 +84,14 @@ def _rep(net) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return net.network_address + (1 if net.num_addresses > 1 else 0)
 
 
+def _around(net) -> tuple:
+    """An address inside net and the ones just outside it: a rule on part of a prefix."""
+    inside = (_rep(net),)
+    below = (net.network_address - 1,) if int(net.network_address) > 0 else ()
+    top = int(net.broadcast_address) < (1 << net.max_prefixlen) - 1
+    return inside + below + ((net.broadcast_address + 1,) if top else ())
+
+
 @dataclass
 class _Edges:
     """The values the Plan's rules turn on: range edges per field and literal prefixes."""
@@ -91,7 +99,8 @@ class _Edges:
     ttl: set
     sport: set
     dport: set
-    nets: set
+    src_nets: set
+    dst_nets: set
 
     def add_ranges(self, into: set, ranges: Iterable | None) -> None:
         for lo, hi in ranges or ():
@@ -99,15 +108,18 @@ class _Edges:
 
 
 def _edges(plan: Plan, nft_rules: list) -> _Edges:
-    e = _Edges(set(), set(), set(), set(), set())
+    e = _Edges(set(), set(), set(), set(), set(), set())
+    sets = {s.id: s for s in plan.xdp.sets}
     for r in plan.xdp.rules:
+        for sid, into in ((r.src, e.src_nets), (r.dst, e.dst_nets)):
+            s = sets.get(sid)
+            if s is not None:
+                into.update(ipaddress.ip_network(t) for t in (
+                    *s.v4_hosts, *s.v4_prefixes, *s.v6_hosts, *s.v6_prefixes))
         e.add_ranges(e.length, (r.length,) if r.length else None)
         e.add_ranges(e.ttl, (r.ttl,) if r.ttl else None)
         e.add_ranges(e.sport, r.sport)
         e.add_ranges(e.dport, r.dport)
-    for s in plan.xdp.sets:
-        for text in (*s.v4_hosts, *s.v4_prefixes, *s.v6_hosts, *s.v6_prefixes):
-            e.nets.add(ipaddress.ip_network(text))
     for rule in nft_rules:
         for left, _, rights in rule.matches:
             payload = left.get("payload") if isinstance(left, dict) else None
@@ -117,7 +129,7 @@ def _edges(plan: Plan, nft_rules: list) -> _Edges:
                     e.add_ranges(e.sport if fld == "sport" else e.dport, (v,))
                 elif fld in ("saddr", "daddr") and isinstance(v, (ipaddress.IPv4Network,
                                                                    ipaddress.IPv6Network)):
-                    e.nets.add(v)
+                    (e.src_nets if fld == "saddr" else e.dst_nets).add(v)
     return e
 
 
@@ -135,8 +147,9 @@ def _probes(flow: _Flow, e: _Edges) -> list[Packet]:
     base = Packet(**fields)
     out = [base]
     variants = {
-        "src": {_rep(n) for n in e.nets if n.version == v and n.subnet_of(flow.src)} - {base.src},
-        "dst": {_rep(n) for n in e.nets if n.version == v} - {base.dst},
+        "src": {a for n in e.src_nets if n.version == v and n.overlaps(flow.src)
+                for a in _around(n) if a in flow.src} | {flow.src.broadcast_address},
+        "dst": {a for n in e.dst_nets if n.version == v for a in _around(n)},
         "length": _within(e.length | {40, 65535}, 40, 65535),
         "ttl": _within(e.ttl | {1, 255}, 1, 255),
         "sport": _within(e.sport | set(flow.sport), *flow.sport),

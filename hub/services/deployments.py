@@ -49,6 +49,7 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
                  policy_version: PolicyVersion | None, agent_ids: list[uuid.UUID], labels: list[str],
                  canary_ids: list[uuid.UUID], monitor: bool, rollback_of: uuid.UUID | None = None) -> Deployment:
     scope.require("deploy")
+    policies.check_plan_deployable(rt.config, plan_json)
     agents = await resolve_targets(scope, agent_ids, labels)
     target_ids = {a.id for a in agents}
     if not set(canary_ids) <= target_ids:

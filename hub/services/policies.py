@@ -71,11 +71,13 @@ def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
                        f"{errors[0]['message'] if errors else 'it no longer checks'}", details=errors)
 
 
-def check_plan_deployable(config: HubConfig | None, plan_json: str) -> None:
+def check_plan_deployable(config: HubConfig | None, plan_json: str,
+                          version: PolicyVersion | None) -> None:
     """Raises Conflict unless the Plan about to go out — the stored JSON, which a rollback
     sends as it was and which is not necessarily what the source compiles to today — has
     an nftables part the compiler can write and passes the lockout guard on both stages
-    (rules_dsl.lockout, the agents' own judge) under the current management settings."""
+    (rules_dsl.lockout, the agents' own judge) under the current management settings,
+    unless its source (`version`) says `lockout-guard off`."""
     import rules_dsl
     from rules_dsl.lockout import judge_lockout
     from rules_dsl.nft_allow import check_nft_document
@@ -85,11 +87,23 @@ def check_plan_deployable(config: HubConfig | None, plan_json: str) -> None:
         check_nft_document(plan.nft)
     except rules_dsl.DslError as exc:
         raise Conflict(f"this deployment's Plan is not one the compiler writes: {exc}") from None
+    if version is not None and _guard_off(version.source):
+        return
     found = [f.render() for m in _managements(config) for f in judge_lockout(plan, m)
              if f.kind == "drop"]
     if found:
         raise Conflict(f"this deployment's Plan would lock the operator out: {found[0]}",
                        details=[{"message": m} for m in dict.fromkeys(found)])
+
+
+def _guard_off(source: str) -> bool:
+    import rules_dsl
+
+    try:
+        word = rules_dsl.parse(source).lockout_guard
+    except rules_dsl.DslError:
+        return False
+    return word is not None and word.value == "off"
 
 
 async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:

@@ -160,3 +160,20 @@ async def test_the_plan_a_deployment_sends_is_judged_itself_nft_part_and_lockout
         body = await r.get_json()
         assert r.status_code == 409 and "would lock the operator out" in body["message"], body
         assert "nft rule" in body["message"] and "SSH (port 22) from 198.51.100.0/24" in body["message"]
+
+
+async def test_a_policy_with_the_guard_off_still_deploys_but_its_nft_part_is_checked(tmp_path):
+    from tests.hub.harness import HubHarness
+
+    source = 'policy "off"\ndefault pass\nlockout-guard off\nstateful { drop tcp dport 22 }\n'
+    async with HubHarness(tmp_path, admin_prefixes="198.51.100.0/24") as hub:
+        t = await hub.tenant()
+        a = await enroll(t)
+        p = await _policy(t, source, "off")
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id]})
+        assert r.status_code == 201, await r.get_json()
+        await _tamper(p["id"], lambda d: d["nft"]["nftables"].append(
+            {"add": {"rule": {"family": "inet", "table": "bulwark", "chain": "input",
+                              "expr": [{"queue": {"num": 0}}]}}}))
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id]})
+        assert r.status_code == 409 and "statement 'queue'" in (await r.get_json())["message"]

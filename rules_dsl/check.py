@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from . import nodes as n
 from .diagnostics import Diagnostic, Reporter
 from .plan import MAX_ADDR_SETS, MAX_RATE_PROFILES, MAX_RULES
-from .resolve import RAddrSet, Resolved, RRule, RStateful, resolve
+from .resolve import RAddrSet, Resolved, RRule, resolve
 
 
 @dataclass(frozen=True)

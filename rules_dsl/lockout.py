@@ -140,10 +140,10 @@ def _within(values: set, lo: int, hi: int) -> list[int]:
 def _probes(flow: _Flow, e: _Edges) -> list[Packet]:
     """The base packet of the flow, then one field at a time at the rules' edges."""
     v = flow.src.version
-    fields = dict(l3=f"ipv{v}", src=_rep(flow.src), dst=_DST[v], proto=6,
-                  sport=flow.sport[0] if flow.sport[0] == flow.sport[1] else EPHEMERAL,
-                  dport=flow.dport[0] if flow.dport[0] == flow.dport[1] else EPHEMERAL,
-                  tcp_flags=flow.flags, length=BASE_LENGTH, ttl=BASE_TTL)
+    fields = {"l3": f"ipv{v}", "src": _rep(flow.src), "dst": _DST[v], "proto": 6,
+              "sport": flow.sport[0] if flow.sport[0] == flow.sport[1] else EPHEMERAL,
+              "dport": flow.dport[0] if flow.dport[0] == flow.dport[1] else EPHEMERAL,
+              "tcp_flags": flow.flags, "length": BASE_LENGTH, "ttl": BASE_TTL}
     base = Packet(**fields)
     out = [base]
     variants = {
@@ -291,9 +291,7 @@ def _match(left, op, rights: tuple, p: Packet, ct: str) -> bool | None:
         if isinstance(r, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
             if value.version == r.version and value in r:
                 return True
-        elif isinstance(r, str) and _L4.get(r) == value:
-            return True
-        elif r == value:
+        elif isinstance(r, str) and _L4.get(r) == value or r == value:
             return True
     return False
 

@@ -10,7 +10,8 @@ SSH SYN, ACK and PSH-ACK from each admin prefix) is sent as concrete packets. A 
 packet, then variants that move one field at a time to the edges of every range the
 Plan's rules name (lengths, TTLs, ports) and to a representative of every literal
 prefix inside an admin prefix, so `drop tcp length > 1000` or a rule on part of an
-admin prefix is found. The XDP stage is asked through the reference evaluator; the
+admin prefix is found (at most MAX_VARIANTS values per field: a policy naming more edges
+than that is probed at an even spread of them, so the work stays bounded). The XDP stage is asked through the reference evaluator; the
 nftables stage through `_nft_verdicts`, which reads exactly the vocabulary `nft_allow`
 admits (the agent refuses anything else before judging).
 
@@ -31,6 +32,7 @@ from .plan import Plan
 SYN, ACK, PSH = 0x02, 0x10, 0x08
 EPHEMERAL = 40000
 BASE_LENGTH, BASE_TTL = 60, 64
+MAX_VARIANTS = 24   # per field and flow: a 1,000-rule policy stays under a second or so
 _DST = {4: ipaddress.ip_address("192.0.2.1"), 6: ipaddress.ip_address("2001:db8::1")}
 
 
@@ -156,10 +158,16 @@ def _probes(flow: _Flow, e: _Edges) -> list[Packet]:
         "dport": _within(e.dport | set(flow.dport), *flow.dport),
     }
     for fld, values in variants.items():
-        for value in sorted(values, key=str):
-            if value != fields[fld]:
-                out.append(Packet(**{**fields, fld: value}))
+        values = sorted((x for x in values if x != fields[fld]), key=_order)
+        if len(values) > MAX_VARIANTS:   # evenly spread, edges kept: bounded work
+            step = (len(values) - 1) / (MAX_VARIANTS - 1)
+            values = [values[round(i * step)] for i in range(MAX_VARIANTS)]
+        out += [Packet(**{**fields, fld: value}) for value in values]
     return out
+
+
+def _order(value) -> tuple:
+    return (0, value) if isinstance(value, int) else (value.version, int(value))
 
 
 class _Lookup(AddressIndex):

@@ -114,3 +114,20 @@ def test_ipv6_management_is_probed_in_its_family():
     found = judge_lockout(_plan("drop tcp from 2001:db8::/32"), m6)
     assert {f.what.split()[0] for f in found} == {"the", "SSH"}
     assert judge_lockout(_plan("drop tcp from 2001:db8::/32"), M) == ()
+
+
+def test_the_work_is_bounded_for_a_policy_naming_many_edges(monkeypatch):
+    """Hostile size: hundreds of prefixes inside the admin prefix and hundreds of port edges
+    are probed at an even spread, a bounded number of packets per flow."""
+    from rules_dsl import lockout
+
+    inside = ", ".join(f"198.51.100.{i}" for i in range(1, 250))
+    rules = "\n".join(f"drop tcp from @many sport {1000 + 3 * i} dport 22" for i in range(200))
+    plan = _plan(f"set many {{ {inside} }}\n{rules}")
+    calls = []
+    real = lockout.evaluate
+    monkeypatch.setattr(lockout, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    found = judge_lockout(plan, M)
+    flows = 6
+    assert len(calls) <= flows * (1 + 6 * lockout.MAX_VARIANTS)
+    assert any(f.stage == "xdp" and f.what.startswith("SSH") for f in found)

@@ -123,3 +123,31 @@ def test_hostile_documents_are_refused_with_the_reason(name):
 def test_malformed_documents_are_refused(doc):
     with pytest.raises(PlanError):
         check_nft_document(doc)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=8)
+                    | st.sampled_from(["add", "rule", "chain", "inet", "bulwark", "input", "drop"]),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.sampled_from(["nftables", "add", "rule", "chain", "expr", "match",
+                                                       "family", "table", "name", "left", "right", "op"]),
+                                      inner, max_size=4), max_leaves=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(JSON)
+def test_arbitrary_json_is_refused_or_allowed_never_crashes(doc):
+    try:
+        check_nft_document(doc)
+    except PlanError:
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, len(BASE["nftables"]) - 1), JSON)
+def test_a_compiled_document_with_one_command_replaced_never_crashes(at, junk):
+    doc = copy.deepcopy(BASE)
+    doc["nftables"][at] = junk
+    try:
+        check_nft_document(doc)
+    except PlanError:
+        pass

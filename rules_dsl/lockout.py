@@ -3,17 +3,18 @@
     judge_lockout(plan, management, lists) -> (Finding, ...)
 
 One judge for both stages, used by the checker (lists unknown: empty), the hub at save
-and deploy (through the checker), and the agent on every Plan (with its live lists).
+(through the checker) and at deploy and rollback (on the very Plan JSON it sends), and
+the agent on every hub Plan (with its live management values and lists).
 
 Probes, not proofs: each management flow (the hub's SYN-ACK, ACK and PSH-ACK replies;
 SSH SYN, ACK and PSH-ACK from each admin prefix) is sent as concrete packets. A base
 packet, then variants that move one field at a time to the edges of every range the
-Plan's rules name (lengths, TTLs, ports) and to a representative of every literal
-prefix inside an admin prefix, so `drop tcp length > 1000` or a rule on part of an
-admin prefix is found (at most MAX_VARIANTS values per field: a policy naming more edges
-than that is probed at an even spread of them, so the work stays bounded). The XDP stage is asked through the reference evaluator; the
-nftables stage through `_nft_verdicts`, which reads exactly the vocabulary `nft_allow`
-admits (the agent refuses anything else before judging).
+Plan's rules name (lengths, TTLs, ports) and just inside and outside every literal
+prefix, so `drop tcp length > 1000`, or a pass for half an admin prefix before a drop,
+is found. At most MAX_VARIANTS values per field: a policy naming more edges is probed at
+an even spread of them, so the work stays bounded. The XDP stage is asked through the
+reference evaluator; the nftables stage through `_nft_verdicts`, which reads the
+vocabulary `nft_allow` admits (the agent and hub refuse anything else before judging).
 
 Lists are never iterated: `lists[name]` is anything where `address in contents` (an
 ipaddress address) says whether a host or prefix entry covers it, asked a few times per

@@ -3,9 +3,9 @@ hub Plans checked against them (the lockout guard).
 
 A policy file is checked by the DSL's own checker with a `Management` built from this
 agent's config. A Plan arriving from the hub was checked at the hub, but with the hub's
-idea of this server; here it is checked again with the live values, by asking the
-DSL's reference evaluator what happens to the hub's replies and to SSH from each
-admin prefix. Pure: no I/O.
+idea of this server and without the lists' contents; here the same guard
+(rules_dsl.lockout) judges it again with the live values and lists, after its nftables
+document is checked against what the compiler can write (rules_dsl.nft_allow). Pure.
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from agent.config import AgentConfig
 from agent.entries import Entries
 from agent.errors import PolicyRejected
-from rules_dsl import Management, Packet, Plan, evaluate, load
-
-SYN, ACK = 0x02, 0x10
-EPHEMERAL = 40000
+from rules_dsl import Management, Plan, PlanError, load
+from rules_dsl.lockout import judge_lockout
+from rules_dsl.nft_allow import check_nft_document
 
 
 def management_of(config: AgentConfig) -> Management:
@@ -35,52 +34,40 @@ def compile_policy(text: str, filename: str, config: AgentConfig) -> Plan:
     return checked.plan
 
 
-def _probes(m: Management) -> list[tuple[str, Packet]]:
-    probes = []
-    if m.hub_address is not None:
-        dst = ipaddress.ip_address("192.0.2.1" if m.hub_address.version == 4 else "2001:db8::1")
-        for flags in (SYN | ACK, ACK):
-            probes.append((f"replies from the hub {m.hub_address}:{m.hub_port}", Packet(
-                l3=f"ipv{m.hub_address.version}", src=m.hub_address, dst=dst, proto=6,
-                sport=m.hub_port, dport=EPHEMERAL, tcp_flags=flags, length=60, ttl=64)))
-    for prefix in m.admin_prefixes:
-        src = prefix.network_address + (1 if prefix.num_addresses > 1 else 0)
-        dst = ipaddress.ip_address("192.0.2.1" if prefix.version == 4 else "2001:db8::1")
-        for flags in (SYN, ACK):
-            probes.append((f"SSH from admin prefix {prefix}", Packet(
-                l3=f"ipv{prefix.version}", src=src, dst=dst, proto=6, sport=EPHEMERAL,
-                dport=m.ssh_port, tcp_flags=flags, length=60, ttl=64)))
-    return probes
-
-
 def check_plan(plan: Plan, lists: Mapping[str, Entries], config: AgentConfig) -> None:
-    """Raises PolicyRejected when the Plan would drop the hub's replies or admin SSH."""
-    reasons = []
-    probes = _probes(management_of(config))
-    relevant = _relevant(lists, {p.src for _, p in probes})
-    for what, packet in probes:
-        decision, _ = evaluate(plan, packet, None, 0, lists=relevant)
-        if decision.would_drop:
-            rule = "the default" if decision.rule is None else f"rule {decision.rule}"
-            reasons.append(f"{rule} would drop {what}")
-    if reasons:
+    """Raises PolicyRejected when the Plan's nftables document is not one the compiler
+    could write, or when either stage would drop the hub's replies or admin SSH (the one
+    guard, rules_dsl.lockout). CPU-bound for big Plans: callers on the event loop run it
+    in a thread."""
+    try:
+        check_nft_document(plan.nft)
+    except PlanError as exc:
+        raise PolicyRejected(f"Plan {plan.digest[:12]} has an nftables part the compiler "
+                             "cannot produce", tuple(d.message for d in exc.diagnostics)) from None
+    found = [f for f in judge_lockout(plan, management_of(config),
+                                      {name: _Covers(e) for name, e in lists.items()})
+             if f.kind == "drop"]
+    if found:
         raise PolicyRejected(f"Plan {plan.digest[:12]} would lock this server out",
-                             tuple(dict.fromkeys(reasons)))
+                             tuple(dict.fromkeys(f.render() for f in found)))
 
 
-def _relevant(lists: Mapping[str, Entries], sources: set) -> dict[str, list[str]]:
-    """Only the list entries that hold a probe's source: for a million-entry list, a
-    binary search per probe source and one scan for prefixes instead of a parse."""
-    texts = {str(s) for s in sources}
-    out = {}
-    for name, entries in lists.items():
-        keep = [text for text in texts if text in entries]
-        for entry in entries.prefixes():
-            try:
-                net = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                continue
-            if any(s.version == net.version and s in net for s in sources):
-                keep.append(entry)
-        out[name] = keep
-    return out
+class _Covers:
+    """`address in` today's Entries (text, hosts bare or as /32 and /128): a binary search
+    per prefix length that could cover the address, never a scan. Goes when Entries
+    answers ipaddress lookups itself."""
+
+    def __init__(self, entries: Entries):
+        self._entries = entries
+
+    def __contains__(self, addr) -> bool:
+        if str(addr) in self._entries:
+            return True
+        bits, a = addr.max_prefixlen, int(addr)
+        for plen in range(bits, -1, -1):
+            net = a >> (bits - plen) << (bits - plen)
+            text = (f"{net >> 24}.{net >> 16 & 255}.{net >> 8 & 255}.{net & 255}" if bits == 32
+                    else str(ipaddress.IPv6Address(net)))
+            if f"{text}/{plen}" in self._entries:
+                return True
+        return False

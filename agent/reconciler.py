@@ -7,7 +7,10 @@ Invariants:
   arrives meanwhile waits, and only the newest waiting one is applied.
 - applied.json changes only after the pipeline reports success; the state it replaces
   becomes previous.json.
-- A Plan from the hub that the lockout guard refuses is never applied.
+- A Plan from the hub that the lockout guard refuses is never applied: an nftables part the
+  compiler could not have written (rules_dsl.nft_allow), or either stage dropping the hub's
+  replies or admin SSH under the live lists (rules_dsl.lockout). The guard runs in a worker
+  thread, never on the event loop's.
 - After a new hub Plan is applied, the hub must confirm (a status report it accepted)
   within `confirm_window_s`, else the previous state is applied again and the reason is
   reported when the hub is back. A revert is never itself reverted, and the deployment
@@ -54,7 +57,10 @@ def report_of(current: Desired | None, **extra) -> Report:
 
 
 async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore,
-              telemetry: Telemetry, task_status=trio.TASK_STATUS_IGNORED) -> None:
+              telemetry: Telemetry, off_loop=trio.to_thread.run_sync,
+              task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """`off_loop` runs the CPU-bound lockout guard away from the event loop's thread
+    (a test on a virtual clock passes one that runs it inline)."""
     async with inbox, outbox, pipeline:
         current: Desired | None = None
         try:
@@ -142,7 +148,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     continue  # taken back and reported; the hub must name another deployment
                 if msg.source == "hub" and msg.active:
                     try:
-                        lockout.check_plan(msg.plan, msg.list_entries(), config)
+                        await off_loop(lockout.check_plan, msg.plan, msg.list_entries(), config)
                     except PolicyRejected as exc:
                         telemetry.last_errors = [str(exc)]
                         await report(failed_digest=msg.digest, errors=(str(exc),))

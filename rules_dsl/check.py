@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from . import nodes as n
 from .diagnostics import Diagnostic, Reporter
 from .plan import MAX_ADDR_SETS, MAX_RATE_PROFILES, MAX_RULES
-from .resolve import RAddrSet, Resolved, RRule, RStateful, resolve
+from .resolve import RAddrSet, Resolved, RRule, resolve
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def check_resolved(policy: n.Policy, management: Management | None) -> tuple[Res
     _limits(res, rep)
     _shadowing(res, rep)
     _established(res, rep)
-    if management is not None and res.mode == "enforce":
+    if management is not None and res.mode == "enforce" and not rep.has_errors:
         _lockout(res, rep, management)
     return res, rep.items
 
@@ -226,90 +226,34 @@ def flow_match(r: RRule, f: Flow) -> tuple[bool, bool]:
     return all(p[0] for p in parts), all(p[1] for p in parts)
 
 
-def walk(rules: list[RRule], default: str, flow: Flow):
-    """What happens to a flow: list of (kind, rule index|None) that may or will drop it,
-    where kind is "drop", "limit" or "default"."""
-    hits = []
-    for i, r in enumerate(rules):
-        may, must = flow_match(r, flow)
-        if not may:
-            continue
-        if r.action in ("drop", "limit"):
-            hits.append((r.action, i))
-        if must:
-            return hits
-    if default == "drop":
-        hits.append(("default", None))
-    return hits
-
-
-def _stateful_walk(rules: list[RStateful], flow: Flow):
-    hits = []
-    for i, r in enumerate(rules):
-        if r.action == "synproxy":
-            continue
-        fake = RRule("pass", RAddrSet("", r.src) if r.src is not None else None,
-                     RAddrSet("", r.dst) if r.dst is not None else None,
-                     r.proto, r.sport, r.dport)
-        may, must = flow_match(fake, flow)
-        states = set(r.ct_state or (("new",) if r.rate or r.connections
-                                    else ("new", "established")))
-        may = may and bool(states & {"new", "established"})
-        must = must and states >= {"new", "established"}
-        if not may:
-            continue
-        if r.action == "drop":
-            hits.append(("limit" if r.rate or r.connections else "drop", i))
-        if must and r.action == "pass":
-            return hits
-    return hits
-
-
-def _flows(m: Management) -> list[tuple[str, Flow]]:
-    out = []
-    if m.hub_address is not None:
-        net = ipaddress.ip_network(m.hub_address)
-        for flags in (0x12, 0x10, 0x18):
-            out.append((f"the hub at {m.hub_address} port {m.hub_port}",
-                        Flow(net, (m.hub_port, m.hub_port), (1024, 65535), flags)))
-    for prefix in m.admin_prefixes:
-        for flags in (0x02, 0x10, 0x18):
-            out.append((f"SSH (port {m.ssh_port}) from {prefix}",
-                        Flow(prefix, (1, 65535), (m.ssh_port, m.ssh_port), flags)))
-    return out
-
-
 def _lockout(res: Resolved, rep: Reporter, m: Management) -> None:
+    """The lockout guard (rules_dsl.lockout) on the compiled Plan, its findings placed on
+    the rules they name. The lists' contents are not known here: taken as empty."""
+    from .compiler import compile_resolved
+    from .fmt import format_stateful
+    from .lockout import judge_lockout
+
     sev = "error" if res.lockout_guard else "warning"
-    said = set()
-    for what, flow in _flows(m):
-        for kind, i in walk(res.rules, res.default, flow):
-            _lock_report(rep, sev, res, what, kind, i, said, stateful=False)
-        for kind, i in _stateful_walk(res.stateful, flow):
-            _lock_report(rep, sev, res, what, kind, i, said, stateful=True)
-
-
-def _lock_report(rep, sev, res, what, kind, i, said, stateful) -> None:
-    key = (what, kind, i, stateful)
-    if key in said:
-        return
-    said.add(key)
-    node = (res.stateful[i].node if stateful else res.rules[i].node) if i is not None else None
-    pos = node.pos if node is not None else (res_default_pos(res))
     override = "" if sev == "error" else " (allowed by 'lockout-guard off')"
-    if kind == "limit":
-        rep.warning(pos, f"this rule rate-limits {what}: an operator could be locked out",
-                    "pass management traffic in an earlier rule")
-        return
-    example = (f"pass tcp from {what.split()[3]} sport {what.split()[5]}" if what.startswith("the hub")
-               else "pass tcp from ADMIN_PREFIX dport 22")
-    if kind == "default":
-        rep.add(sev, pos, f"the default verdict drops {what}: this would lock the operator out"
-                + override, f"pass it in a rule, e.g. {example} (or pass tcp flags ack/ack "
-                "for every reply to this server's own connections)")
-        return
-    rep.add(sev, pos, f"this rule drops {what}: this would lock the operator out" + override,
-            f"pass it in an earlier rule, e.g. {example}, or, if intended, write 'lockout-guard off'")
+    stateful = {format_stateful(r.node)[:120]: r.node for r in res.stateful}
+    for f in judge_lockout(compile_resolved(res), m):
+        node = res.rules[f.rule].node if f.stage == "xdp" and f.rule is not None else (
+            stateful.get(f.text) if f.stage == "nft" else None)
+        pos = node.pos if node is not None else res_default_pos(res)
+        if f.kind == "limit":
+            rep.warning(pos, f"this rule rate-limits {f.what}: an operator could be locked out",
+                        "pass management traffic in an earlier rule")
+            continue
+        example = ("pass tcp from ADMIN_PREFIX dport 22" if f.what.startswith("SSH")
+                   else f"pass tcp from {m.hub_address} sport {m.hub_port}")
+        if f.rule is None:
+            rep.add(sev, pos, f"the default verdict drops {f.what}: this would lock the operator "
+                    "out" + override, f"pass it in a rule, e.g. {example} (or pass tcp flags "
+                    "ack/ack for every reply to this server's own connections)")
+            continue
+        rep.add(sev, pos, f"this rule drops {f.what}: this would lock the operator out" + override,
+                f"pass it in an earlier rule, e.g. {example}, or, if intended, write "
+                "'lockout-guard off'")
 
 
 def res_default_pos(res: Resolved) -> n.Pos:

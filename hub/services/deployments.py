@@ -81,6 +81,7 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
 
 async def deploy_version(rt: Runtime, scope: TenantScope, version: PolicyVersion, **kw: Any) -> Deployment:
     policies.check_deployable(rt.config, version)
+    policies.check_plan_deployable(rt.config, version.plan_json, version)
     return await create(rt, scope, plan_json=version.plan_json, plan_digest=version.plan_digest,
                         policy_version=version, **kw)
 
@@ -102,10 +103,11 @@ async def _source_of(deployment: Deployment) -> PolicyVersion | None:
 
 async def rollback_to(rt: Runtime, scope: TenantScope, earlier: Deployment, monitor: bool = False) -> Deployment:
     """A new deployment of `earlier`'s Plan to the agents `earlier` targeted, once the
-    lockout guard has checked its source under today's management settings."""
+    lockout guard has checked its source and its Plan under today's management settings."""
     source = await _source_of(earlier)
     if source is not None:
         policies.check_deployable(rt.config, source)
+    policies.check_plan_deployable(rt.config, earlier.plan_json, source)
     agent_ids = [t.agent_id for t in await DeploymentTarget.filter(deployment_id=earlier.id)]
     return await create(rt, scope, plan_json=earlier.plan_json, plan_digest=earlier.plan_digest,
                         policy_version=None, agent_ids=agent_ids, labels=[], canary_ids=[],

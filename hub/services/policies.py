@@ -7,7 +7,9 @@ The lockout guard: the checker is given the hub's management settings (`hub_addr
 `admin_prefixes`, see hub/config.py), so a policy that would drop the hub's replies or
 the operators' SSH is saved with an error (unless it says `lockout-guard off`) and
 cannot be deployed; `check_deployable` repeats the check at deploy time, as the
-settings may have changed since the version was saved.
+settings may have changed since the version was saved, and `check_plan_deployable`
+judges the very Plan JSON a deployment (or rollback) sends with the same guard the agents
+run (rules_dsl.lockout), and its nftables part against the compiler's allowlist.
 """
 from __future__ import annotations
 
@@ -67,6 +69,41 @@ def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
         errors = [d for d in diagnostics if d["severity"] == "error"]
         raise Conflict(f"policy version {version.version} would lock the operator out: "
                        f"{errors[0]['message'] if errors else 'it no longer checks'}", details=errors)
+
+
+def check_plan_deployable(config: HubConfig | None, plan_json: str,
+                          version: PolicyVersion | None) -> None:
+    """Raises Conflict unless the Plan about to go out — the stored JSON, which a rollback
+    sends as it was and which is not necessarily what the source compiles to today — has
+    an nftables part the compiler can write and passes the lockout guard on both stages
+    (rules_dsl.lockout, the agents' own judge) under the current management settings,
+    unless its source (`version`) says `lockout-guard off`."""
+    import rules_dsl
+    from rules_dsl.lockout import judge_lockout
+    from rules_dsl.nft_allow import check_nft_document
+
+    try:
+        plan = rules_dsl.Plan.from_json(plan_json)
+        check_nft_document(plan.nft)
+    except rules_dsl.DslError as exc:
+        raise Conflict(f"this deployment's Plan is not one the compiler writes: {exc}") from None
+    if version is not None and _guard_off(version.source):
+        return
+    found = [f.render() for m in _managements(config) for f in judge_lockout(plan, m)
+             if f.kind == "drop"]
+    if found:
+        raise Conflict(f"this deployment's Plan would lock the operator out: {found[0]}",
+                       details=[{"message": m} for m in dict.fromkeys(found)])
+
+
+def _guard_off(source: str) -> bool:
+    import rules_dsl
+
+    try:
+        word = rules_dsl.parse(source).lockout_guard
+    except rules_dsl.DslError:
+        return False
+    return word is not None and word.value == "off"
 
 
 async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:

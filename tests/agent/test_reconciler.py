@@ -3,7 +3,11 @@ fail-static re-apply at start, confirm-or-revert, the lockout guard, failures.""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import threading
 
+import pytest
 import trio
 
 from agent import reconciler
@@ -19,8 +23,14 @@ PLAN_B = load(POLICY_B, "b.bw").plan
 LOCKOUT = load('policy "x"\ndefault drop\npass udp dport 53\n', "x.bw").plan
 
 
+async def inline(fn, *args):
+    """Runs the guard on the loop: virtual time must not move while it runs."""
+    return fn(*args)
+
+
 class Harness:
-    def __init__(self, tmp_path, fail=lambda apply: None, **cfg):
+    def __init__(self, tmp_path, fail=lambda apply: None, off_loop=inline, **cfg):
+        self.off_loop = off_loop
         self.config = AgentConfig(state_root=str(tmp_path), confirm_window_s=60, **cfg)
         self.store = StateStore(self.config.state_dir)
         self.tele = Telemetry()
@@ -43,7 +53,8 @@ class Harness:
         nursery.start_soon(self.pipeline)
         await nursery.start(lambda task_status: reconciler.run(
             self.config, inbox=self.in_rx, outbox=self.out_tx, pipeline=self.pipe_tx,
-            store=self.store, telemetry=self.tele, task_status=task_status))
+            store=self.store, telemetry=self.tele, off_loop=self.off_loop,
+            task_status=task_status))
 
     def reports(self) -> list[Report]:
         out = []
@@ -199,8 +210,73 @@ async def test_lockout_guard_refuses_hub_plan(tmp_path, autojump_clock):
         assert h.applied == []
         (rep,) = h.reports()
         assert rep.failed_digest == LOCKOUT.digest
-        assert "hub 192.0.2.50:8443" in rep.errors[0] and "198.51.100.0/24" in rep.errors[0]
+        assert "the hub at 192.0.2.50 port 8443" in rep.errors[0] and "198.51.100.0/24" in rep.errors[0]
         nursery.cancel_scope.cancel()
+
+
+def _with_nft(plan, change):
+    doc = plan.nft
+    change(doc["nftables"])
+    return dataclasses.replace(plan, nft_json=json.dumps(doc), _cache={})
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda c: c.append({"add": {"rule": {"family": "inet", "table": "bulwark", "chain": "input",
+                                          "expr": [{"dup": {"addr": "192.0.2.66"}}]}}}), "'dup'"),
+    (lambda c: c.append({"add": {"chain": {"family": "inet", "table": "bulwark", "name": "nat",
+                                           "type": "nat", "hook": "prerouting", "prio": -100,
+                                           "policy": "accept"}}}), "chain 'nat'"),
+])
+async def test_a_hub_plan_with_an_nft_part_the_compiler_cannot_write_is_refused(
+        tmp_path, autojump_clock, change, reason):
+    h = Harness(tmp_path)
+    hostile = _with_nft(PLAN_B, change)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_A))
+        await trio.sleep(1)
+        await h.in_tx.send(hub(hostile))
+        await trio.sleep(1)
+        assert [a.desired.digest for a in h.applied] == [PLAN_A.digest]  # A stays
+        rep = h.reports()[-1]
+        assert rep.failed_digest == hostile.digest
+        assert "nftables part the compiler cannot produce" in rep.errors[0] and reason in rep.errors[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_nft_stage_is_judged_on_the_agent_with_the_live_values(tmp_path, autojump_clock):
+    """The hub could not know this server's admin prefix: the Plan's stateful part drops it."""
+    plan = load('policy "s"\ndefault pass\npass tcp flags ack/ack\n'
+                'stateful { drop tcp from 198.51.100.0/24 dport 22 }\n', "s.bw").plan
+    h = Harness(tmp_path, admin_prefixes=("198.51.100.0/24",))
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(plan))
+        await trio.sleep(1)
+        assert h.applied == []
+        (rep,) = h.reports()
+        assert "nft rule" in rep.errors[0] and "SSH (port 22) from 198.51.100.0/24" in rep.errors[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_guard_runs_off_the_event_loop_thread(tmp_path, monkeypatch):
+    seen = []
+    real = reconciler.lockout.check_plan
+
+    def spy(*args):
+        seen.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(reconciler.lockout, "check_plan", spy)
+    h = Harness(tmp_path, off_loop=trio.to_thread.run_sync)
+    async with trio.open_nursery() as nursery:
+        await h.start(nursery)
+        await h.in_tx.send(hub(PLAN_A))
+        with trio.fail_after(10):
+            while not h.applied:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert seen and threading.get_ident() not in seen
 
 
 async def test_failed_apply_keeps_current(tmp_path, autojump_clock):

@@ -119,3 +119,61 @@ async def test_canary_failure_stops_and_rolls_back_then_rollback_by_digest(hub):
     r = await t.token.post(f"{t.base}/deployments/{d1['id']}/rollback", json={})
     d3 = await r.get_json()
     assert d3["digest"] == d1["digest"] and d3["rollback_of"] == d1["id"] and d3["id"] != d1["id"]
+
+
+async def _tamper(policy_id: str, change) -> None:
+    """The stored Plan JSON of a policy's latest version edited behind the API's back (what a
+    rollback sends as it was)."""
+    from hub.models import PolicyVersion
+
+    version = await PolicyVersion.filter(policy_id=policy_id).order_by("-version").first()
+    doc = json.loads(version.plan_json)
+    change(doc)
+    await PolicyVersion.filter(id=version.id).update(plan_json=json.dumps(doc))
+
+
+async def test_the_plan_a_deployment_sends_is_judged_itself_nft_part_and_lockout(tmp_path):
+    """The source still compiles to a safe Plan; the stored JSON is what goes out, so that
+    is what the guard judges: a nat chain, or a stateful drop of the admins' SSH, is refused."""
+    from tests.hub.harness import HubHarness
+
+    async with HubHarness(tmp_path, admin_prefixes="198.51.100.0/24") as hub:
+        t = await hub.tenant()
+        a = await enroll(t)
+        p = await _policy(t)
+        nat = {"add": {"chain": {"family": "inet", "table": "bulwark", "name": "nat", "type": "nat",
+                                 "hook": "prerouting", "prio": -100, "policy": "accept"}}}
+        await _tamper(p["id"], lambda d: d["nft"]["nftables"].append(nat))
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id]})
+        body = await r.get_json()
+        assert r.status_code == 409 and "not one the compiler writes" in body["message"], body
+        assert "chain 'nat'" in body["message"]
+
+        def drop_ssh(doc):
+            doc["nft"]["nftables"] = [c for c in doc["nft"]["nftables"] if c != nat]
+            doc["nft"]["nftables"].append({"add": {"rule": {
+                "family": "inet", "table": "bulwark", "chain": "input", "expr": [
+                    {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                               "right": 22}}, {"drop": None}]}}})
+        await _tamper(p["id"], drop_ssh)
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id]})
+        body = await r.get_json()
+        assert r.status_code == 409 and "would lock the operator out" in body["message"], body
+        assert "nft rule" in body["message"] and "SSH (port 22) from 198.51.100.0/24" in body["message"]
+
+
+async def test_a_policy_with_the_guard_off_still_deploys_but_its_nft_part_is_checked(tmp_path):
+    from tests.hub.harness import HubHarness
+
+    source = 'policy "off"\ndefault pass\nlockout-guard off\nstateful { drop tcp dport 22 }\n'
+    async with HubHarness(tmp_path, admin_prefixes="198.51.100.0/24") as hub:
+        t = await hub.tenant()
+        a = await enroll(t)
+        p = await _policy(t, source, "off")
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id]})
+        assert r.status_code == 201, await r.get_json()
+        await _tamper(p["id"], lambda d: d["nft"]["nftables"].append(
+            {"add": {"rule": {"family": "inet", "table": "bulwark", "chain": "input",
+                              "expr": [{"queue": {"num": 0}}]}}}))
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "agent_ids": [a.id]})
+        assert r.status_code == 409 and "statement 'queue'" in (await r.get_json())["message"]

@@ -135,9 +135,9 @@ class Link:
         tags), atomically and only over that very program (BPF_F_REPLACE): a concurrent
         swap makes this fail rather than be overwritten. Never detaches. Returns whether
         it replaced. Raises NotFound when the link runs nothing (detached)."""
-        prog_id = self.prog_id
-        if not prog_id:
-            raise NotFound(errno.ENOENT, "the link is detached: nothing to upgrade")
+        prog_id, ifindex = self._info()
+        if not prog_id or not ifindex:  # a detached XDP link may still name its program
+            raise NotFound(errno.ENOLINK, "the link is detached: nothing to upgrade")
         with Program.open_id(prog_id) as running:
             if running.tag == program.tag:
                 return False

@@ -122,7 +122,8 @@ class Link:
 
     @property
     def prog_id(self) -> int:
-        """The id of the program the link runs now (0 once detached)."""
+        """The id of the program the link holds (a detached XDP link may still name it:
+        `ifindex` is 0 then)."""
         return self._info()[0]
 
     @property

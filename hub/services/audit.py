@@ -61,8 +61,8 @@ class AuditLog:
         could be waiting for the very transaction that asks."""
         if conn is not None:
             return await self._append(conn, actor, action, tenant_id, target, address, details or {})
-        async with self._lock, in_transaction() as conn:
-            return await self._append(conn, actor, action, tenant_id, target, address, details or {})
+        async with self._lock, in_transaction() as own:
+            return await self._append(own, actor, action, tenant_id, target, address, details or {})
 
     @staticmethod
     async def _append(conn: Any, actor: str, action: str, tenant_id: uuid.UUID | None,

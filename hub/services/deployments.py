@@ -7,7 +7,7 @@ Invariants:
 - An agent's `deployment_id` points at the deployment whose Plan it should run.
 - Creating a deployment, and each report that advances one, is one transaction: the
   rows it changes, the agents' pointers and the audit entry commit together or not at
-  all. Advancing runs under the deployment's row lock (`SELECT … FOR UPDATE` on
+  all. Advancing runs under the deployment's row lock (`SELECT … FOR NO KEY UPDATE` on
   PostgreSQL, across hub processes; SQLite has one writer), so reports racing from
   several canaries make exactly one transition and one audit entry. Creating locks
   the target agents' rows, so each target's `previous_deployment_id` is what the
@@ -46,6 +46,15 @@ async def resolve_targets(scope: TenantScope, agent_ids: list[uuid.UUID], labels
     return sorted(found.values(), key=lambda a: str(a.id))
 
 
+async def _lock_agents(conn: Any, agent_ids: list[uuid.UUID]) -> list[Agent]:
+    """Lock agents' rows in one order (by id), as every transaction here does before it
+    moves their pointers, so two of them cannot deadlock. NO KEY UPDATE, like the
+    deployment's lock: rows that only point at a locked one (foreign keys) still insert."""
+    if not agent_ids:
+        return []
+    return await Agent.filter(id__in=sorted(set(agent_ids))).order_by("id").select_for_update(no_key=True).using_db(conn)
+
+
 async def _wake(rt: Runtime, agent_ids: list[uuid.UUID]) -> None:
     for agent_id in agent_ids:
         await rt.notifier.publish(agent_channel(agent_id))
@@ -63,9 +72,7 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
     async with in_transaction() as conn:
         # The targets' rows, locked in one order (no deadlock between two creations):
         # their pointers are read and moved with no other deployment in between.
-        locked = await Agent.filter(id__in=sorted(target_ids)).order_by("id") \
-            .select_for_update().using_db(conn)
-        previous = {a.id: a.deployment_id for a in locked}
+        previous = {a.id: a.deployment_id for a in await _lock_agents(conn, list(target_ids))}
         deployment = await Deployment.create(
             tenant_id=scope.tenant_id, policy_version=policy_version, plan_digest=plan_digest,
             plan_json=plan_json, target_agents=[str(i) for i in agent_ids], target_labels=labels,
@@ -133,7 +140,7 @@ async def on_status(rt: Runtime, agent: Agent, applied_digest: str | None, faile
     if agent.deployment_id is None:
         return
     async with in_transaction() as conn:
-        deployment = await Deployment.filter(id=agent.deployment_id).select_for_update() \
+        deployment = await Deployment.filter(id=agent.deployment_id).select_for_update(no_key=True) \
             .using_db(conn).first()
         if deployment is None:
             return
@@ -165,6 +172,7 @@ async def _advance(rt: Runtime, conn: Any, deployment: Deployment) -> list[uuid.
             return woken
         state = rollout.step(deployment.state, event)
         if event is Event.CANARY_FAILED:
+            await _lock_agents(conn, [t.agent_id for t in targets if t.canary])
             for t in targets:
                 if not t.canary:
                     continue
@@ -175,6 +183,7 @@ async def _advance(rt: Runtime, conn: Any, deployment: Deployment) -> list[uuid.
                     await _target_step(conn, t, TargetEvent.ROLL_BACK)
         elif event is Event.CANARIES_APPLIED:
             rest = [t for t in targets if t.status == TargetStatus.PENDING]
+            await _lock_agents(conn, [t.agent_id for t in rest])
             for t in rest:
                 await _target_step(conn, t, TargetEvent.RELEASE)
             if rest:

@@ -123,6 +123,8 @@ int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
 /* bpf_link_info / bpf_prog_info, read through small helpers */
 int bw_link_info(int link_fd, uint32_t *prog_id, uint32_t *ifindex, uint32_t *type);
 int bw_prog_id(int prog_fd, uint32_t *prog_id);
+int bw_prog_tag(int prog_fd, uint8_t *tag);
+int bpf_prog_get_fd_by_id(uint32_t id);
 int bw_map_info(int map_fd, uint32_t *type, uint32_t *key_size, uint32_t *value_size,
                 uint32_t *max_entries, char *name, size_t name_len);
 
@@ -229,6 +231,18 @@ int bw_prog_id(int prog_fd, __u32 *prog_id)
     return err;
 }
 
+/* The program's tag: a hash of its instructions, so two builds differ iff their code does. */
+int bw_prog_tag(int prog_fd, __u8 *tag)
+{
+    struct bpf_prog_info info;
+    __u32 len = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    int err = bpf_obj_get_info_by_fd(prog_fd, &info, &len);
+    if (!err)
+        memcpy(tag, info.tag, BPF_TAG_SIZE);
+    return err;
+}
+
 int bw_btf_struct(const struct btf *btf, const char *name, __u32 *size, __u32 *vlen)
 {
     int id = btf__find_by_name_kind(btf, name, BTF_KIND_STRUCT);
@@ -275,8 +289,10 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source("bpf._native", SOURCE, libraries=["bpf", "nftables"])
 
 
-def compile_bpf(source: Path, output: Path) -> Path:
-    """Compile one BPF C file to an object with BTF; skip when it is up to date."""
+def compile_bpf(source: Path, output: Path, defines: dict[str, str] | None = None) -> Path:
+    """Compile one BPF C file to an object with BTF; skip when it is up to date.
+
+    `defines` become -D flags (tests build a second guard with another GUARD_BUILD)."""
     require("clang")
     headers = [p for d in {source.parent, ROOT / "bpf"} for p in d.glob("*.h")]
     newest = max([source.stat().st_mtime, *(h.stat().st_mtime for h in headers)])
@@ -287,6 +303,7 @@ def compile_bpf(source: Path, output: Path) -> Path:
         "clang", "-target", "bpf", "-O2", "-g", "-Wall", "-Werror",
         f"-D__TARGET_ARCH_{'x86' if os.uname().machine == 'x86_64' else 'arm64'}",
         "-I", str(ROOT / "bpf"), "-I", arch_include,
+        *(f"-D{k}={v}" for k, v in (defines or {}).items()),
         "-c", str(source), "-o", str(output),
     ]
     staging = output.with_suffix(".tmp")

@@ -26,7 +26,7 @@ from agent.nft_docs import both_tables, from_listing
 from agent.state import Desired, StateStore
 from bpf import Link, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
-from bpf.guard import PINNED_MAPS, Guard, GuardSample, PinnedView
+from bpf.guard import OBJECT_PATH, PINNED_MAPS, Guard, GuardSample, PinnedView
 from bpf.guard_plan import spec_from_plan
 from bpf.guard_tables import GuardSpecError
 from rules_dsl.nft import monitor_nft
@@ -63,8 +63,10 @@ def normalized(objs: Any) -> Any:
 
 
 class Dataplane:
-    def __init__(self, config: AgentConfig, store: StateStore | None = None):
+    def __init__(self, config: AgentConfig, store: StateStore | None = None, *,
+                 object_path: str | Path = OBJECT_PATH):
         self.config = config
+        self.object_path = object_path  # the guard build this agent runs
         self.store = store or StateStore(config.state_dir)
         self.lock = threading.Lock()
         self.guard: Guard | None = None
@@ -94,7 +96,7 @@ class Dataplane:
         if self.guard is None:
             ensure_bpffs(self.config.pin_root)
             self.pin_dir.mkdir(parents=True, exist_ok=True)
-            guard = Guard(pinned=self.pin_dir)
+            guard = Guard(object_path=self.object_path, pinned=self.pin_dir)
             guard.pin_maps(self.pin_dir)
             self.guard = guard
         return self.guard
@@ -159,7 +161,10 @@ class Dataplane:
     # ---- program ----
     @kernel
     def attach(self) -> XdpMode:
-        """Attach the guard to the interface, or keep the pinned link that already holds it."""
+        """Attach the guard to the interface, or keep the pinned link that already holds it;
+        when that link runs other code than our build (program tags differ: the agent was
+        upgraded), swap our program in through the link, over the one found there, never
+        detaching, so every packet meets one of the two (the maps are shared pins)."""
         if not self.config.iface:
             raise DataplaneError("no interface configured (iface)")
         guard = self.open_guard()
@@ -171,6 +176,7 @@ class Dataplane:
             if self.link is not None:
                 seen = xdp_query(self.config.iface)
                 if self.link.prog_id and seen.prog_id == self.link.prog_id:
+                    self.link.upgrade(guard.program)
                     self.mode = seen.mode
                     self._record()
                     return seen.mode

@@ -677,6 +677,11 @@ int xdp_guard(struct xdp_md *ctx)
 {
 	struct packet p = {};
 	__u32 zero = 0;
+#ifdef GUARD_BUILD
+	/* A build stamp: one more instruction, so another program tag (upgrade tests). */
+	volatile __u32 build = GUARD_BUILD;
+	(void)build;
+#endif
 	int parsed = parse(ctx, &p);
 	if (parsed == PARSE_NOT_IP)
 		return XDP_PASS;

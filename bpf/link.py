@@ -3,7 +3,8 @@
 A bpf_link holds the program on the interface for as long as the link lives: closing
 an unpinned link (or the process exiting) detaches it, a pinned link stays, which is how
 protections outlive the agent. `update()` swaps the program in one step: every packet
-meets either the old program or the new one.
+meets either the old program or the new one; `upgrade()` does so only when the code
+differs (program tags), over the program it found attached.
 
 libbpf attaches by ifindex in the calling thread's network namespace: enter the
 namespace first (see `bpf.netns`).
@@ -121,13 +122,28 @@ class Link:
 
     @property
     def prog_id(self) -> int:
-        """The id of the program the link runs now (0 once detached)."""
+        """The id of the program the link holds (a detached XDP link may still name it:
+        `ifindex` is 0 then)."""
         return self._info()[0]
 
     @property
     def ifindex(self) -> int:
         """The interface the link holds (0 once detached or the interface is gone)."""
         return self._info()[1]
+
+    def upgrade(self, program: Program) -> bool:
+        """Run `program` instead of the one attached now if their code differs (program
+        tags), atomically and only over that very program (BPF_F_REPLACE): a concurrent
+        swap makes this fail rather than be overwritten. Never detaches. Returns whether
+        it replaced. Raises NotFound when the link runs nothing (detached)."""
+        prog_id, ifindex = self._info()
+        if not prog_id or not ifindex:  # a detached XDP link may still name its program
+            raise NotFound(errno.ENOLINK, "the link is detached: nothing to upgrade")
+        with Program.open_id(prog_id) as running:
+            if running.tag == program.tag:
+                return False
+            self.update(program, expected=running)
+        return True
 
     def update(self, program: Program, *, expected: Program | None = None) -> None:
         """Replace the program atomically. With `expected`, only if that one runs now."""

@@ -37,17 +37,46 @@ class TestRun:
 
 
 class Program:
-    """A loaded program, valid while its Object is open."""
+    """A loaded program, valid while its Object is open, or (from `open_id`) one this
+    process holds by its own fd until `close()`."""
 
-    def __init__(self, name: str, fd: int):
+    def __init__(self, name: str, fd: int, *, owned: bool = False):
         self.name = name
         self.fd = fd
+        self._owned = owned
+
+    @classmethod
+    def open_id(cls, prog_id: int) -> "Program":
+        """A program already in the kernel (e.g. the one a link runs), by id. Raises
+        NotFound when no program has that id any more."""
+        fd = check(lib.bpf_prog_get_fd_by_id(prog_id), f"open program {prog_id}")
+        return cls(f"prog#{prog_id}", fd, owned=True)
 
     @property
     def id(self) -> int:
         out = ffi.new("uint32_t *")
         check(lib.bw_prog_id(self.fd, out), f"{self.name}: read program id")
         return out[0]
+
+    @property
+    def tag(self) -> str:
+        """The kernel's hash of the program's instructions (hex): two builds of the guard
+        run the same code exactly when their tags are equal."""
+        out = ffi.new("uint8_t[8]")
+        check(lib.bw_prog_tag(self.fd, out), f"{self.name}: read program tag")
+        return bytes(out).hex()
+
+    def close(self) -> None:
+        """Release an fd from `open_id` (an Object's programs go with the Object)."""
+        if self._owned and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def test_run(self, data: bytes, repeat: int = 1, *, data_out_size: int | None = None) -> TestRun:
         """Run the program on `data` in the kernel (BPF_PROG_TEST_RUN), `repeat` times.

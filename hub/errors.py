@@ -9,6 +9,7 @@
     │   ├── Forbidden            403  authenticated, but the role or token scope is short
     │   ├── NotFound             404  absent, or belongs to another tenant (never 403 there)
     │   ├── Conflict             409  clashes with current state (duplicate, used token)
+    │   │   └── IllegalTransition     a state machine asked for a step its table lacks
     │   ├── PayloadTooLarge      413
     │   └── TooManyRequests      429  throttled (has `retry_after_s`)
     └── ServerError              the world failed → 5xx
@@ -77,6 +78,12 @@ class NotFound(ClientError):
 class Conflict(ClientError):
     status = 409
     code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """A state machine (`hub.rollout`) was asked for a step its table does not have."""
+
+    code = "illegal_transition"
 
 
 class PayloadTooLarge(ClientError):

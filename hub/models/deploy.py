@@ -44,7 +44,8 @@ class PolicyVersion(Model):
 class Deployment(Model):
     """Immutable once created: the Plan, its digest and the targets never change.
 
-    `state` tracks the rollout of that snapshot, not the snapshot itself.
+    `state` tracks the rollout of that snapshot, not the snapshot itself: a
+    `hub.rollout.State`, moved only along `hub.rollout.TRANSITIONS`.
     """
 
     id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
@@ -72,7 +73,7 @@ class DeploymentTarget(Model):
     deployment = fields.ForeignKeyField("hub.Deployment", related_name="targets", on_delete=fields.CASCADE)
     agent = fields.ForeignKeyField("hub.Agent", related_name="deployment_targets", on_delete=fields.CASCADE)
     canary = fields.BooleanField(default=False)
-    # pending → released → applied | failed; rolled_back for canaries of a failed rollout
+    # a hub.rollout.TargetStatus, moved only along hub.rollout.TARGET_TRANSITIONS
     status = fields.CharField(max_length=16, default="pending")
     previous_deployment_id = fields.UUIDField(null=True)
     error = fields.TextField(default="")

@@ -53,20 +53,31 @@ class AuditLog:
 
     async def append(self, *, actor: str, action: str, tenant_id: uuid.UUID | None = None,
                      target: str = "", address: str = "",
-                     details: dict[str, Any] | None = None) -> AuditEntry:
-        details = details or {}
+                     details: dict[str, Any] | None = None, conn: Any = None) -> AuditEntry:
+        """Append one entry. With `conn` (the caller's open transaction) the entry
+        commits or rolls back with the caller's change; the chain stays serialised by
+        that transaction (SQLite has one writer; PostgreSQL holds the advisory lock until
+        the caller commits), so the in-process lock is not taken: a task holding it
+        could be waiting for the very transaction that asks."""
+        if conn is not None:
+            return await self._append(conn, actor, action, tenant_id, target, address, details or {})
+        async with self._lock, in_transaction() as own:
+            return await self._append(own, actor, action, tenant_id, target, address, details or {})
+
+    @staticmethod
+    async def _append(conn: Any, actor: str, action: str, tenant_id: uuid.UUID | None,
+                      target: str, address: str, details: dict[str, Any]) -> AuditEntry:
         at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        async with self._lock, in_transaction() as conn:
-            if conn.capabilities.dialect == "postgres":
-                await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_PG_LOCK_KEY])
-            last = await AuditEntry.all().using_db(conn).order_by("-seq").first()
-            seq = 1 if last is None else last.seq + 1
-            prev = GENESIS if last is None else last.hash
-            h = _entry_hash(prev, seq, tenant_id, actor, action, target, address, at, details)
-            return await AuditEntry.create(
-                seq=seq, tenant_id=tenant_id, actor=actor, action=action, target=target,
-                address=address, at=at, details=details, prev_hash=prev, hash=h, using_db=conn,
-            )
+        if conn.capabilities.dialect == "postgres":
+            await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_PG_LOCK_KEY])
+        last = await AuditEntry.all().using_db(conn).order_by("-seq").first()
+        seq = 1 if last is None else last.seq + 1
+        prev = GENESIS if last is None else last.hash
+        h = _entry_hash(prev, seq, tenant_id, actor, action, target, address, at, details)
+        return await AuditEntry.create(
+            seq=seq, tenant_id=tenant_id, actor=actor, action=action, target=target,
+            address=address, at=at, details=details, prev_hash=prev, hash=h, using_db=conn,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

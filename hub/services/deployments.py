@@ -1,24 +1,31 @@
 """Deployments: an immutable Plan snapshot pinned to agents, rolled out in stages.
 
-State machine of a deployment (`Deployment.state`):
-
-    canary ──all canaries applied──► released ──all targets applied──► complete
-      │
-      └──any canary failed──► failed   (the canaries go back to their previous deployment)
-
-A target (`DeploymentTarget.status`): pending → released → applied | failed, and
-released/applied → rolled_back when a canary failure stops the rollout.
-Invariants: a deployment's Plan, digest and targets never change after creation; an
-agent's `deployment_id` points at the deployment whose Plan it should run; rollback is a
-new deployment of an earlier Plan.
+The states and their transitions are `hub.rollout`'s tables; this module runs them.
+Invariants:
+- A deployment's Plan, digest and targets never change after creation; rollback is a
+  new deployment of an earlier Plan.
+- An agent's `deployment_id` points at the deployment whose Plan it should run.
+- Creating a deployment, and each report that advances one, is one transaction: the
+  rows it changes, the agents' pointers and the audit entry commit together or not at
+  all. Advancing runs under the deployment's row lock (`SELECT … FOR NO KEY UPDATE` on
+  PostgreSQL, across hub processes; SQLite has one writer), so reports racing from
+  several canaries make exactly one transition and one audit entry. Creating locks
+  the target agents' rows, so each target's `previous_deployment_id` is what the
+  agent pointed at when the new deployment took it over.
+- Agents are woken (notifier) only after the commit, so they never read a change that
+  might still roll back.
 """
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from hub.errors import Conflict, InvalidInput
+from tortoise.transactions import in_transaction
+
+from hub import rollout
+from hub.errors import InvalidInput
 from hub.models import Agent, Deployment, DeploymentTarget, PolicyVersion
+from hub.rollout import Event, State, TargetEvent, TargetStatus
 from hub.runtime import Runtime
 from hub.services import policies
 from hub.services.agents import agent_channel, agents_with_label
@@ -39,10 +46,18 @@ async def resolve_targets(scope: TenantScope, agent_ids: list[uuid.UUID], labels
     return sorted(found.values(), key=lambda a: str(a.id))
 
 
-async def _point(rt: Runtime, targets: list[DeploymentTarget], deployment_id: uuid.UUID | None) -> None:
-    for t in targets:
-        await Agent.filter(id=t.agent_id).update(deployment_id=deployment_id)
-        await rt.notifier.publish(agent_channel(t.agent_id))
+async def _lock_agents(conn: Any, agent_ids: list[uuid.UUID]) -> list[Agent]:
+    """Lock agents' rows in one order (by id), as every transaction here does before it
+    moves their pointers, so two of them cannot deadlock. NO KEY UPDATE, like the
+    deployment's lock: rows that only point at a locked one (foreign keys) still insert."""
+    if not agent_ids:
+        return []
+    return await Agent.filter(id__in=sorted(set(agent_ids))).order_by("id").select_for_update(no_key=True).using_db(conn)
+
+
+async def _wake(rt: Runtime, agent_ids: list[uuid.UUID]) -> None:
+    for agent_id in agent_ids:
+        await rt.notifier.publish(agent_channel(agent_id))
 
 
 async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest: str,
@@ -57,25 +72,34 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
     if not set(canary_ids) <= target_ids:
         raise InvalidInput("every canary must be one of the targets")
     canaries = set(canary_ids) if set(canary_ids) != target_ids else set()
-    deployment = await Deployment.create(
-        tenant_id=scope.tenant_id, policy_version=policy_version, plan_digest=plan_digest,
-        plan_json=plan_json, target_agents=[str(i) for i in agent_ids], target_labels=labels,
-        canary_agents=sorted(str(i) for i in canaries), monitor=monitor,
-        state="canary" if canaries else "released", rollback_of=rollback_of, created_by=scope.actor,
-    )
-    targets = [
-        DeploymentTarget(deployment=deployment, agent_id=a.id, canary=a.id in canaries,
-                         status="released" if (a.id in canaries or not canaries) else "pending",
-                         previous_deployment_id=a.deployment_id)
-        for a in agents
-    ]
-    await DeploymentTarget.bulk_create(targets)
-    await _point(rt, [t for t in targets if t.status == "released"], deployment.id)
-    await rt.audit.append(
-        actor=scope.actor, action="deploy.rollback" if rollback_of else "deploy.create",
-        tenant_id=scope.tenant_id, target=str(deployment.id), address=scope.address,
-        details={"digest": plan_digest, "agents": len(agents), "canaries": len(canaries), "monitor": monitor},
-    )
+    async with in_transaction() as conn:
+        # The targets' rows, locked in one order (no deadlock between two creations):
+        # their pointers are read and moved with no other deployment in between.
+        previous = {a.id: a.deployment_id for a in await _lock_agents(conn, list(target_ids))}
+        deployment = await Deployment.create(
+            tenant_id=scope.tenant_id, policy_version=policy_version, plan_digest=plan_digest,
+            plan_json=plan_json, target_agents=[str(i) for i in agent_ids], target_labels=labels,
+            canary_agents=sorted(str(i) for i in canaries), monitor=monitor,
+            state=rollout.initial(bool(canaries)), rollback_of=rollback_of, created_by=scope.actor,
+            using_db=conn,
+        )
+        targets = [
+            DeploymentTarget(deployment=deployment, agent_id=a.id, canary=a.id in canaries,
+                             status=rollout.initial_target(canary=a.id in canaries, has_canaries=bool(canaries)),
+                             previous_deployment_id=previous.get(a.id))
+            for a in agents
+        ]
+        await DeploymentTarget.bulk_create(targets, using_db=conn)
+        released = [t.agent_id for t in targets if t.status == TargetStatus.RELEASED]
+        if released:
+            await Agent.filter(id__in=released).using_db(conn).update(deployment_id=deployment.id)
+        await rt.audit.append(
+            actor=scope.actor, action="deploy.rollback" if rollback_of else "deploy.create",
+            tenant_id=scope.tenant_id, target=str(deployment.id), address=scope.address,
+            details={"digest": plan_digest, "agents": len(agents), "canaries": len(canaries), "monitor": monitor},
+            conn=conn,
+        )
+    await _wake(rt, released)
     return deployment
 
 
@@ -116,53 +140,74 @@ async def rollback_to(rt: Runtime, scope: TenantScope, earlier: Deployment, moni
 
 async def on_status(rt: Runtime, agent: Agent, applied_digest: str | None, failed_digest: str | None,
                     healthy: bool, error: str) -> None:
-    """Advance rollouts from an agent's report."""
+    """Advance rollouts from an agent's report: its target's step and whatever that
+    calls for, in one transaction under the deployment's row lock."""
     if agent.deployment_id is None:
         return
-    target = await DeploymentTarget.get_or_none(deployment_id=agent.deployment_id, agent_id=agent.id)
-    if target is None or target.status != "released":
-        return
-    deployment = await Deployment.get(id=agent.deployment_id)
-    if applied_digest == deployment.plan_digest and healthy:
-        target.status = "applied"
-    elif failed_digest == deployment.plan_digest or (applied_digest == deployment.plan_digest and not healthy):
-        target.status, target.error = "failed", error[:2000]
-    else:
-        return
-    await target.save(update_fields=["status", "error"])
-    await advance(rt, deployment)
+    async with in_transaction() as conn:
+        deployment = await Deployment.filter(id=agent.deployment_id).select_for_update(no_key=True) \
+            .using_db(conn).first()
+        if deployment is None:
+            return
+        # Read under the lock: a report that raced ours may have moved it already.
+        target = await DeploymentTarget.filter(deployment_id=deployment.id, agent_id=agent.id) \
+            .using_db(conn).first()
+        if target is None or target.status != TargetStatus.RELEASED:
+            return
+        event = rollout.report_event(deployment.plan_digest, applied_digest, failed_digest, healthy)
+        if event is None:
+            return
+        target.status = rollout.target_step(target.status, event)
+        if event is TargetEvent.FAILED:
+            target.error = error[:2000]
+        await target.save(update_fields=["status", "error"], using_db=conn)
+        woken = await _advance(rt, conn, deployment)
+    await _wake(rt, woken)
 
 
-async def advance(rt: Runtime, deployment: Deployment) -> None:
-    targets = await DeploymentTarget.filter(deployment_id=deployment.id)
-    canaries = [t for t in targets if t.canary]
-    if deployment.state == "canary":
-        if any(t.status == "failed" for t in canaries):
-            for t in canaries:
-                await Agent.filter(id=t.agent_id, deployment_id=deployment.id).update(
-                    deployment_id=t.previous_deployment_id)
-                await rt.notifier.publish(agent_channel(t.agent_id))
-                if t.status != "failed":
-                    t.status = "rolled_back"
-                    await t.save(update_fields=["status"])
-            await _set_state(rt, deployment, "failed")
-        elif all(t.status == "applied" for t in canaries):
-            rest = [t for t in targets if t.status == "pending"]
+async def _advance(rt: Runtime, conn: Any, deployment: Deployment) -> list[uuid.UUID]:
+    """Take every step the targets call for (the caller holds the row lock); returns
+    the agents whose pointer moved, to wake after the commit."""
+    woken: list[uuid.UUID] = []
+    while True:
+        targets = await DeploymentTarget.filter(deployment_id=deployment.id).using_db(conn)
+        event = rollout.next_event(deployment.state, (t.status for t in targets if t.canary),
+                                   (t.status for t in targets))
+        if event is None:
+            return woken
+        state = rollout.step(deployment.state, event)
+        if event is Event.CANARY_FAILED:
+            await _lock_agents(conn, [t.agent_id for t in targets if t.canary])
+            for t in targets:
+                if not t.canary:
+                    continue
+                await Agent.filter(id=t.agent_id, deployment_id=deployment.id).using_db(conn) \
+                    .update(deployment_id=t.previous_deployment_id)
+                woken.append(t.agent_id)
+                if t.status != TargetStatus.FAILED:
+                    await _target_step(conn, t, TargetEvent.ROLL_BACK)
+        elif event is Event.CANARIES_APPLIED:
+            rest = [t for t in targets if t.status == TargetStatus.PENDING]
+            await _lock_agents(conn, [t.agent_id for t in rest])
             for t in rest:
-                t.status = "released"
-                await t.save(update_fields=["status"])
-            await _point(rt, rest, deployment.id)
-            await _set_state(rt, deployment, "released")
-            targets = await DeploymentTarget.filter(deployment_id=deployment.id)
-    if deployment.state == "released" and all(t.status == "applied" for t in targets):
-        await _set_state(rt, deployment, "complete")
+                await _target_step(conn, t, TargetEvent.RELEASE)
+            if rest:
+                await Agent.filter(id__in=[t.agent_id for t in rest]).using_db(conn) \
+                    .update(deployment_id=deployment.id)
+            woken += [t.agent_id for t in rest]
+        await _set_state(rt, conn, deployment, state)
 
 
-async def _set_state(rt: Runtime, deployment: Deployment, state: str) -> None:
+async def _target_step(conn: Any, target: DeploymentTarget, event: TargetEvent) -> None:
+    target.status = rollout.target_step(target.status, event)
+    await target.save(update_fields=["status"], using_db=conn)
+
+
+async def _set_state(rt: Runtime, conn: Any, deployment: Deployment, state: State) -> None:
     deployment.state = state
-    await Deployment.filter(id=deployment.id).update(state=state)
-    await rt.audit.append(actor="hub", action=f"deploy.{state}", tenant_id=deployment.tenant_id,
-                          target=str(deployment.id))
+    await Deployment.filter(id=deployment.id).using_db(conn).update(state=state.value)
+    await rt.audit.append(actor="hub", action=f"deploy.{state.value}", tenant_id=deployment.tenant_id,
+                          target=str(deployment.id), conn=conn)
 
 
 async def deployment_json(d: Deployment, *, with_targets: bool = False) -> dict[str, Any]:

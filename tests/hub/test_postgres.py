@@ -260,3 +260,78 @@ def test_serve_with_workers_on_sqlite_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BULWARK_HUB_DATA_DIR", str(tmp_path))
     assert main(["serve", "--workers", "2"]) == 2
     assert "needs PostgreSQL" in capsys.readouterr().err
+
+
+async def _report_at_once(hubs: list, agents: list[AgentClient], **body) -> None:
+    """Every agent posts its status at the same moment, spread over the hub processes
+    (`hubs`: None for the in-process hub A, else an httpx client of another process)."""
+    async def one(i: int, agent: AgentClient) -> None:
+        via = hubs[i % len(hubs)]
+        if via is None:
+            await agent.report(**body)
+        else:
+            r = await via.post("/agent/v1/status", json=body, headers={"Authorization": f"Bearer {agent.token}"})
+            assert r.status_code == 200, r.text
+
+    await asyncio.gather(*(one(i, a) for i, a in enumerate(agents)))
+
+
+async def _audited(action: str, deployment_id: str) -> int:
+    from hub.models import AuditEntry
+
+    return await AuditEntry.filter(action=action, target=deployment_id).count()
+
+
+@on_postgres
+async def test_canaries_reporting_at_once_through_two_hubs_make_one_transition(hub, tmp_path):
+    """Eight canaries report "applied" together through two hub processes: the rollout
+    is released once (one audit entry), and completes once when the rest report."""
+    from hub.services import audit
+
+    ssh = (Path(__file__).parents[2] / "examples" / "ssh.bw").read_text()
+    async with hub_process(tmp_path, hub.config.database_url) as b:
+        t = await hub.tenant()
+        canaries = [await enroll(t, ["web"], f"canary{i}") for i in range(8)]
+        rest = [await enroll(t, ["web"], f"web{i}") for i in range(4)]
+        r = await t.token.post(t.base + "/policies", json={"name": "ssh", "source": ssh})
+        policy = await r.get_json()
+        r = await t.token.post(t.base + "/deployments", json={
+            "policy_id": policy["id"], "labels": ["web"], "canary_agent_ids": [c.id for c in canaries]})
+        d = await r.get_json()
+        assert d["state"] == "canary"
+        await _report_at_once([None, b], canaries, applied_digest=d["digest"], healthy=True)
+        state = (await (await t.token.get(f"{t.base}/deployments/{d['id']}")).get_json())
+        assert state["state"] == "released"
+        assert await _audited("deploy.released", d["id"]) == 1
+        assert {x["status"] for x in state["targets"] if not x["canary"]} == {"released"}
+        await _report_at_once([b, None], rest, applied_digest=d["digest"], healthy=True)
+        state = (await (await t.token.get(f"{t.base}/deployments/{d['id']}")).get_json())
+        assert state["state"] == "complete"
+        assert await _audited("deploy.complete", d["id"]) == 1
+        assert await _audited("deploy.create", d["id"]) == 1
+        checked, problems = await audit.verify()
+        assert problems == [] and checked >= 3  # the chain stayed whole across both processes
+
+
+@on_postgres
+async def test_canaries_failing_at_once_through_two_hubs_fail_the_rollout_once(hub, tmp_path):
+    ssh = (Path(__file__).parents[2] / "examples" / "ssh.bw").read_text()
+    async with hub_process(tmp_path, hub.config.database_url) as b:
+        t = await hub.tenant()
+        canaries = [await enroll(t, ["web"], f"canary{i}") for i in range(6)]
+        rest = await enroll(t, ["web"], "web")
+        r = await t.token.post(t.base + "/policies", json={"name": "ssh", "source": ssh})
+        policy = await r.get_json()
+        r = await t.token.post(t.base + "/deployments", json={
+            "policy_id": policy["id"], "labels": ["web"], "canary_agent_ids": [c.id for c in canaries]})
+        d = await r.get_json()
+        await _report_at_once([None, b], canaries, failed_digest=d["digest"], healthy=False, errors=["no"])
+        state = (await (await t.token.get(f"{t.base}/deployments/{d['id']}")).get_json())
+        assert state["state"] == "failed"
+        assert await _audited("deploy.failed", d["id"]) == 1
+        assert await _audited("deploy.released", d["id"]) == 0
+        statuses = {x["status"] for x in state["targets"] if x["canary"]}
+        assert statuses <= {"failed", "rolled_back"} and "failed" in statuses
+        assert (await rest.desired())["mode"] == "none"  # never released
+        for c in canaries:
+            assert (await c.desired())["mode"] == "none"  # back on their previous (no) deployment

@@ -133,3 +133,17 @@ def test_generic_mode_on_request_and_reported_fallback(veth_lab, counter_object)
 def test_unknown_interface_is_not_found(veth_lab, counter_object):
     with in_netns(veth_lab.ns), pytest.raises(NotFound, match="no interface"):
         Link.attach_xdp(counter_object.program("xdp_count_a"), "eth-nope")
+
+
+def test_upgrade_replaces_only_other_code_and_never_a_detached_link(veth_lab, counter_object):
+    prog_a, prog_b = counter_object.program("xdp_count_a"), counter_object.program("xdp_count_b")
+    with in_netns(veth_lab.ns):
+        link = Link.attach_xdp(prog_a, veth_lab.iface, XdpMode.NATIVE)
+    with link:
+        assert link.upgrade(prog_a) is False and link.prog_id == prog_a.id
+        assert link.upgrade(prog_b) is True and link.prog_id == prog_b.id
+        with in_netns(veth_lab.ns):
+            assert xdp_query(veth_lab.iface).prog_id == prog_b.id
+        link.detach()
+        with pytest.raises(NotFound):
+            link.upgrade(prog_a)  # an upgrade never attaches anew

@@ -136,3 +136,19 @@ def test_pinned_map_reopens_with_its_contents(counter_object, pin_dir):
     hosts.unpin(path)
     with pytest.raises(NotFound):
         Map.open_pinned(path)
+
+
+def test_program_tags_tell_code_apart_and_open_id_finds_the_same_program(counter_object):
+    from bpf import Program
+
+    a, b = counter_object.program("xdp_count_a"), counter_object.program("xdp_count_b")
+    assert len(a.tag) == 16 and a.tag != b.tag
+    with Object(BPF_TEST_DIR / "counter.bpf.o") as again:
+        again.load()
+        assert again.program("xdp_count_a").tag == a.tag  # same code, another program
+        assert again.program("xdp_count_a").id != a.id
+    with Program.open_id(a.id) as same:
+        assert same.id == a.id and same.tag == a.tag and same.fd != a.fd
+    assert same.fd == -1
+    with pytest.raises(NotFound):
+        Program.open_id(0xFFFFFFF0)

@@ -7,7 +7,8 @@ Invariants:
   arrives meanwhile waits, and only the newest waiting one is applied.
 - applied.json changes only after the pipeline reports success; the state it replaces
   becomes previous.json.
-- A Plan from the hub that the lockout guard refuses is never applied.
+- A Plan from the hub without the pinned hub key's signature (agent.trust), or that the
+  lockout guard refuses, is never applied; it is reported as failed.
 - After a new hub Plan is applied, the hub must confirm (a status report it accepted)
   within `confirm_window_s`, else the previous state is applied again and the reason is
   reported when the hub is back. A revert is never itself reverted, and the deployment
@@ -34,7 +35,7 @@ import math
 
 import trio
 
-from agent import lockout
+from agent import lockout, trust
 from agent.config import AgentConfig
 from agent.errors import AgentError, PolicyRejected
 from agent.messages import Apply, Confirmed, Drift, Report, Result
@@ -142,6 +143,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     continue  # taken back and reported; the hub must name another deployment
                 if msg.source == "hub" and msg.active:
                     try:
+                        trust.check(msg, config)
                         lockout.check_plan(msg.plan, msg.list_entries(), config)
                     except PolicyRejected as exc:
                         telemetry.last_errors = [str(exc)]

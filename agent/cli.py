@@ -19,7 +19,7 @@ import logging
 import sys
 from typing import Any
 
-from agent.config import AgentConfig, load_config
+from agent.config import AgentConfig, ca_pin, load_config
 from agent.errors import AgentError, ConfigError, HubError, NotInstalled, PolicyRejected
 
 
@@ -81,7 +81,7 @@ def _managed(config: AgentConfig) -> tuple[AgentConfig, dict | None]:
         return config, None
     changes: dict[str, Any] = {"hub_url": cred["hub_url"]}
     if cred.get("hub_ca_sha256"):
-        if config.hub_ca_sha256 and config.hub_ca_sha256 != cred["hub_ca_sha256"]:
+        if config.hub_ca_sha256 and ca_pin(config.hub_ca_sha256) != cred["hub_ca_sha256"]:
             raise ConfigError("hub_ca_sha256 differs from the pin given at enrolment; enrol again to change it")
         changes["hub_ca_sha256"] = cred["hub_ca_sha256"]
     transport.check_url(config, cred["hub_url"])

@@ -68,6 +68,11 @@ class AgentConfig:
         return _validated(dataclasses.replace(self, **changes))
 
 
+def ca_pin(text: str) -> str:
+    """A CA pin as compared: lower-case hex, without colons or a `sha256:` prefix."""
+    return text.lower().removeprefix("sha256:").replace(":", "")
+
+
 def _validated(cfg: AgentConfig) -> AgentConfig:
     if cfg.xdp_mode not in XDP_MODES:
         raise ConfigError(f"xdp_mode must be one of {', '.join(XDP_MODES)}, not {cfg.xdp_mode!r}")
@@ -78,7 +83,7 @@ def _validated(cfg: AgentConfig) -> AgentConfig:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive")
     if cfg.hub_ca_sha256 is not None:
-        pin = cfg.hub_ca_sha256.lower().removeprefix("sha256:").replace(":", "")
+        pin = ca_pin(cfg.hub_ca_sha256)
         if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
             raise ConfigError("hub_ca_sha256 must be a SHA-256 in hex (64 digits, colons allowed)")
         cfg = dataclasses.replace(cfg, hub_ca_sha256=pin)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import trio
 
 from agent import transport, trust
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ca_pin
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
 from agent.messages import Confirmed, MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore, read_json, write_atomic
@@ -51,7 +51,7 @@ def save_credential(config: AgentConfig, hub_url: str, agent_id: str, credential
     path = config.credential_path
     doc = {"hub_url": hub_url, "agent_id": agent_id, "credential": credential}
     if config.hub_ca_sha256:
-        doc["hub_ca_sha256"] = config.hub_ca_sha256
+        doc["hub_ca_sha256"] = ca_pin(config.hub_ca_sha256)
     write_atomic(path, json.dumps(doc).encode(), mode=0o600)
     os.chmod(path, 0o600)
     return path

@@ -14,7 +14,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ca_pin
 from agent.errors import ConfigError
 
 PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s.+?\s-----END CERTIFICATE-----", re.S)
@@ -49,7 +49,7 @@ def _bundle(config: AgentConfig) -> tuple[str, str]:
 
 def pinned_context(config: AgentConfig) -> ssl.SSLContext:
     """A client context trusting only the CA pinned by `hub_ca_sha256`. Raises ConfigError."""
-    pin = config.hub_ca_sha256  # normalised by the config: 64 lower-case hex digits
+    pin = ca_pin(config.hub_ca_sha256 or "")
     path, text = _bundle(config)
     found = [der for der in (ssl.PEM_cert_to_DER_cert(block) for block in PEM_CERT.findall(text))
              if hashlib.sha256(der).hexdigest() == pin]
@@ -63,5 +63,13 @@ def pinned_context(config: AgentConfig) -> ssl.SSLContext:
 def client_options(config: AgentConfig, url: str) -> dict[str, Any]:
     """httpx client arguments for talking to the hub at `url`. Raises ConfigError."""
     check_url(config, url)
-    verify: Any = pinned_context(config) if config.hub_ca_sha256 else (config.ca_file or True)
+    if config.hub_ca_sha256:
+        verify: Any = pinned_context(config)
+    elif config.ca_file:
+        try:
+            verify = ssl.create_default_context(cafile=config.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"ca_file {config.ca_file}: {exc}") from None
+    else:
+        verify = True  # httpx's default bundle
     return {"verify": verify, "timeout": config.http_timeout_s}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 from pathlib import Path
 
@@ -33,7 +34,8 @@ async def main(data_dir: str, port: int, certfile: str = "", keyfile: str = "", 
     hc = hypercorn_config(config, f"127.0.0.1:{port}")
     hc.accesslog = None
     server = asyncio.create_task(serve(app, hc))
-    async with httpx.AsyncClient(base_url=url, timeout=10, verify=cafile or True) as client:
+    verify = ssl.create_default_context(cafile=cafile) if cafile else True
+    async with httpx.AsyncClient(base_url=url, timeout=10, verify=verify) as client:
         for _ in range(200):
             try:
                 await client.get("/")

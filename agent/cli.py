@@ -4,7 +4,8 @@
     run [--policy POLICY.bw] --iface IF          the daemon (standalone, or managed once enrolled)
     status [--json]                              what is installed (from the pins), live rates if running
     detach [--iface IF]                          remove what this agent installed, nothing else
-    enroll --hub URL --token TOKEN               managed mode: store a credential (0600)
+    enroll --hub URL --token TOKEN [--hub-ca-sha256 HEX] [--allow-insecure-http]
+                                                 managed mode: store a credential (0600), pin the hub
     check-config                                 validate the config (systemd ExecStartPre)
 
 Common flags: --config FILE, --name, --netns, --pin-root, --state-root, --http-port.
@@ -18,7 +19,7 @@ import logging
 import sys
 from typing import Any
 
-from agent.config import AgentConfig, load_config
+from agent.config import AgentConfig, ca_pin, load_config
 from agent.errors import AgentError, ConfigError, HubError, NotInstalled, PolicyRejected
 
 
@@ -51,12 +52,17 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--hub", required=True)
     sp.add_argument("--token", required=True)
+    sp.add_argument("--hub-ca-sha256", dest="hub_ca_sha256",
+                    help="trust only the CA certificate with this SHA-256 (of its DER) for the hub")
+    sp.add_argument("--allow-insecure-http", dest="allow_insecure_http", action="store_true", default=None,
+                    help="accept an http:// hub (tests, demos): nothing is encrypted")
     sp = sub.add_parser("check-config", help="validate the configuration")
     common(sp)
     return p
 
 
-FLAG_KEYS = ("name", "iface", "netns", "xdp_mode", "pin_root", "state_root", "http_port", "policy")
+FLAG_KEYS = ("name", "iface", "netns", "xdp_mode", "pin_root", "state_root", "http_port", "policy",
+             "hub_ca_sha256", "allow_insecure_http")
 
 
 def config_from(args: argparse.Namespace) -> AgentConfig:
@@ -65,12 +71,20 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
 
 
 def _managed(config: AgentConfig) -> tuple[AgentConfig, dict | None]:
+    """The config completed from the credential (hub URL, the CA pin given at enrolment).
+    Raises ConfigError for a hub this config may not use."""
+    from agent import transport
     from agent.hub_link import hub_endpoint, load_credential
 
     cred = load_credential(config)
     if cred is None:
         return config, None
     changes: dict[str, Any] = {"hub_url": cred["hub_url"]}
+    if cred.get("hub_ca_sha256"):
+        if config.hub_ca_sha256 and ca_pin(config.hub_ca_sha256) != cred["hub_ca_sha256"]:
+            raise ConfigError("hub_ca_sha256 differs from the pin given at enrolment; enrol again to change it")
+        changes["hub_ca_sha256"] = cred["hub_ca_sha256"]
+    transport.check_url(config, cred["hub_url"])
     if config.hub_address is None or config.hub_port is None:
         addr, port = hub_endpoint(cred["hub_url"])
         changes["hub_address"] = config.hub_address or addr
@@ -151,6 +165,8 @@ def cmd_enroll(config: AgentConfig, hub: str, token: str) -> int:
 
     doc = enroll(config, hub, token)
     print(f"enrolled as agent {doc['agent_id']}; credential in {config.credential_path}")
+    if hub.startswith("http://"):
+        print("warning: the hub is plain http (allow_insecure_http): nothing to or from it is encrypted")
     return 0
 
 

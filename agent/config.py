@@ -35,7 +35,9 @@ class AgentConfig:
     hub_port: int | None = None
     ssh_port: int = 22
     admin_prefixes: tuple[str, ...] = ()
-    ca_file: str | None = None                 # hub TLS: extra CA bundle
+    ca_file: str | None = None                 # hub TLS: the CA bundle to verify it with
+    hub_ca_sha256: str | None = None           # hub TLS: trust only the CA whose DER has this SHA-256
+    allow_insecure_http: bool = False          # accept an http:// hub (tests, demos): no TLS at all
     sample_interval_s: float = 1.0
     watchdog_interval_s: float = 0.5
     confirm_window_s: float = 60.0
@@ -66,6 +68,11 @@ class AgentConfig:
         return _validated(dataclasses.replace(self, **changes))
 
 
+def ca_pin(text: str) -> str:
+    """A CA pin as compared: lower-case hex, without colons or a `sha256:` prefix."""
+    return text.lower().removeprefix("sha256:").replace(":", "")
+
+
 def _validated(cfg: AgentConfig) -> AgentConfig:
     if cfg.xdp_mode not in XDP_MODES:
         raise ConfigError(f"xdp_mode must be one of {', '.join(XDP_MODES)}, not {cfg.xdp_mode!r}")
@@ -75,6 +82,11 @@ def _validated(cfg: AgentConfig) -> AgentConfig:
                 "backoff_max_s"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive")
+    if cfg.hub_ca_sha256 is not None:
+        pin = ca_pin(cfg.hub_ca_sha256)
+        if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+            raise ConfigError("hub_ca_sha256 must be a SHA-256 in hex (64 digits, colons allowed)")
+        cfg = dataclasses.replace(cfg, hub_ca_sha256=pin)
     if not 0 <= cfg.http_port < 65536:
         raise ConfigError("http_port must be 0..65535")
     return cfg

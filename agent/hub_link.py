@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 import trio
 
-from agent.config import AgentConfig
+from agent import transport, trust
+from agent.config import AgentConfig, ca_pin
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
 from agent.messages import Confirmed, MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore, read_json, write_atomic
@@ -46,9 +47,12 @@ MAX_FAILURE_REPORTS = 8  # kept for the hub while it is away, beside the newest 
 
 # ---- credential ----
 def save_credential(config: AgentConfig, hub_url: str, agent_id: str, credential: str) -> Path:
+    """The credential, with the hub's CA pin if enrolment was given one (`run` uses it)."""
     path = config.credential_path
-    write_atomic(path, json.dumps({"hub_url": hub_url, "agent_id": agent_id,
-                                   "credential": credential}).encode(), mode=0o600)
+    doc = {"hub_url": hub_url, "agent_id": agent_id, "credential": credential}
+    if config.hub_ca_sha256:
+        doc["hub_ca_sha256"] = ca_pin(config.hub_ca_sha256)
+    write_atomic(path, json.dumps(doc).encode(), mode=0o600)
     os.chmod(path, 0o600)
     return path
 
@@ -78,10 +82,6 @@ def inventory(config: AgentConfig, xdp_mode: str | None = None) -> dict[str, Any
             "agent_version": AGENT_VERSION, "os": platform.platform()[:200]}
 
 
-def _client(config: AgentConfig) -> dict[str, Any]:
-    return {"verify": config.ca_file or True, "timeout": config.http_timeout_s}
-
-
 def _raise_for(resp: httpx.Response, what: str) -> None:
     if resp.status_code >= 500:
         raise HubUnavailable(f"{what}: hub answered {resp.status_code}")
@@ -94,17 +94,20 @@ def _raise_for(resp: httpx.Response, what: str) -> None:
 
 
 def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]:
-    """Enrol with a join token; stores the credential (mode 0600). Raises HubError."""
+    """Enrol with a join token; stores the credential (mode 0600) and pins the hub's Plan
+    key. Raises HubError, ConfigError (a plain-http hub not allowed, a pin that matches no CA)."""
     import httpx
 
     url = hub_url.rstrip("/") + "/agent/v1/enroll"
+    options = transport.client_options(config, url)
     try:
-        with httpx.Client(**_client(config)) as client:
+        with httpx.Client(**options) as client:
             resp = client.post(url, json={"join_token": join_token, "inventory": inventory(config)})
     except httpx.HTTPError as exc:
         raise HubUnavailable(f"enroll: cannot reach {hub_url}: {exc}") from exc
     _raise_for(resp, "enroll")
     doc = resp.json()
+    trust.save_pin(config, doc["agent_id"], doc.get("plan_public_key"))
     save_credential(config, hub_url.rstrip("/"), doc["agent_id"], doc["credential"])
     return doc
 
@@ -162,7 +165,8 @@ class DesiredTracker:
             raise HubUnavailable("the hub sent no Plan; asking again")
         clean = tuple(deltas) if pure else ()
         return Desired(mode=mode, plan=self.plan, lists=tuple(lists.values()), source="hub",
-                       etag=self.etag, deployment_id=(deployment or {}).get("id"), deltas=clean)
+                       etag=self.etag, deployment_id=(deployment or {}).get("id"), deltas=clean,
+                       signature=doc.get("signature"))
 
 
 class Reports:
@@ -292,7 +296,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 attempt += 1
                 wake.set()
 
-    async with inbox, outbox, httpx.AsyncClient(**_client(config)) as client:
+    async with inbox, outbox, httpx.AsyncClient(**transport.client_options(config, base)) as client:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(receive)
             nursery.start_soon(send, client)

@@ -7,10 +7,11 @@ Invariants:
   arrives meanwhile waits, and only the newest waiting one is applied.
 - applied.json changes only after the pipeline reports success; the state it replaces
   becomes previous.json.
-- A Plan from the hub that the lockout guard refuses is never applied: an nftables part the
-  compiler could not have written (rules_dsl.nft_allow), or either stage dropping the hub's
-  replies or admin SSH under the live lists (rules_dsl.lockout). The guard runs in a worker
-  thread, never on the event loop's.
+- A Plan from the hub without the pinned hub key's signature (agent.trust), or that the
+  lockout guard refuses, is never applied; it is reported as failed. The guard refuses an
+  nftables part the compiler could not have written (rules_dsl.nft_allow), or either stage
+  dropping the hub's replies or admin SSH under the live lists (rules_dsl.lockout); it runs
+  in a worker thread, never on the event loop's.
 - After a new hub Plan is applied, the hub must confirm (a status report it accepted)
   within `confirm_window_s`, else the previous state is applied again and the reason is
   reported when the hub is back. A revert is never itself reverted, and the deployment
@@ -37,7 +38,7 @@ import math
 
 import trio
 
-from agent import lockout
+from agent import lockout, trust
 from agent.config import AgentConfig
 from agent.errors import AgentError, PolicyRejected
 from agent.messages import Apply, Confirmed, Drift, Report, Result
@@ -148,6 +149,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                     continue  # taken back and reported; the hub must name another deployment
                 if msg.source == "hub" and msg.active:
                     try:
+                        trust.check(msg, config)
                         await off_loop(lockout.check_plan, msg.plan, msg.list_entries(), config)
                     except PolicyRejected as exc:
                         telemetry.last_errors = [str(exc)]

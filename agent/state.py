@@ -49,6 +49,9 @@ class Desired:
     # list deltas since the previous Desired (name -> (added, removed)), when only lists moved
     deltas: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = field(default=(), compare=False)
     reverted_from: tuple[str | None, str | None] | None = field(default=None, compare=False)
+    # the hub's signature over (agent, deployment, digest, mode): checked by agent.trust
+    # when the state arrives; not persisted (what is on disk was checked then)
+    signature: str | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str | None:

@@ -89,6 +89,8 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
                      log=RUN_DIR / "logs" / "hub.log", pid_file=RUN_DIR / "pids" / "hub.pid")
     password = secrets.token_urlsafe(12)
     say(f"hub: {url} (SQLite in {hub.data_dir})")
+    say("  plain http on loopback: the demo's agents set allow_insecure_http, which a real agent must not "
+        "(docs/hub.md, TLS)")
     hub.create_admin(ADMIN_EMAIL, password)
     hub.start()
     stack.callback(hub.stop)

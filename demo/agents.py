@@ -48,7 +48,9 @@ class AgentProcess:
         """The agent's TOML file (every path inside this run) → the parsed config."""
         values = {"name": self.name, "iface": self.site.iface, "netns": self.site.ns, "xdp_mode": "native",
                   "pin_root": str(self.pin_root), "state_root": str(self.run_dir / "agents"),
-                  "http_port": self.http_port, "sample_interval_s": 1.0, **extra}
+                  "http_port": self.http_port, "sample_interval_s": 1.0,
+                  # the demo's hub is plain http on loopback; a real agent refuses that
+                  "allow_insecure_http": True, **extra}
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
         return self.config()

@@ -86,21 +86,44 @@ async def _audit_verify(config) -> int:
     return await _with_db(config, run)
 
 
+def hypercorn_config(config, bind: str | None = None, workers: int = 1):
+    """Hypercorn's settings for `serve`: the bind, and TLS 1.3 only when the hub has a
+    certificate (Hypercorn's own minimum is 1.2; every client the hub has, agents and
+    browsers, speaks 1.3). Raises ConfigError when the files do not load."""
+    import ssl
+
+    from hypercorn.config import Config as HypercornConfig
+
+    class Config(HypercornConfig):
+        def create_ssl_context(self) -> ssl.SSLContext | None:
+            context = super().create_ssl_context()
+            if context is not None:
+                context.minimum_version = ssl.TLSVersion.TLSv1_3
+            return context
+
+    hc = Config()
+    hc.bind = [bind or config.bind]
+    hc.workers = workers  # Hypercorn sets SO_REUSEPORT on the socket when above 1
+    hc.accesslog = "-"
+    if config.tls_certfile:
+        hc.certfile, hc.keyfile = config.tls_certfile, config.tls_keyfile
+        try:
+            hc.create_ssl_context()  # now, so a bad file is one line, not a traceback per worker
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"tls_certfile/tls_keyfile: {exc}") from None
+    return hc
+
+
 def _serve(config, bind: str | None, workers: int) -> int:
     """Serve in this process, or in `workers` forked processes each binding the same port
     with SO_REUSEPORT (the kernel spreads connections); this one forwards SIGTERM and
     SIGINT to them and returns the worst exit status."""
-    from hypercorn.config import Config as HypercornConfig
-
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     if workers > 1 and config.is_sqlite:
         raise ConfigError("--workers above 1 needs PostgreSQL (database_url): an agent waiting on one process "
                           "is woken by a change made on another through LISTEN/NOTIFY")
-    hc = HypercornConfig()
-    hc.bind = [bind or config.bind]
-    hc.workers = workers  # Hypercorn sets SO_REUSEPORT on the socket when above 1
-    hc.accesslog = "-"
+    hc = hypercorn_config(config, bind, workers)
     if workers == 1:
         return _serve_here(config, hc)
     children: list[int] = []

@@ -33,6 +33,14 @@ class HubConfig:
     public_url: str = "http://127.0.0.1:8443"
     # Empty means a random key kept in data_dir/secret_key (mode 0600).
     secret_key: str = ""
+    # TLS served by the hub itself (TLS 1.3 only): PEM certificate chain and key. Empty:
+    # plain http, for loopback or behind a TLS-terminating proxy (docs/hub.md).
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # The Ed25519 key that signs Plans for agents (PKCS#8 PEM). Empty means
+    # data_dir/plan_signing_key, made on first use (mode 0600). Hubs sharing a database
+    # must share this file: agents pin its public key at enrolment.
+    plan_signing_key_file: str = ""
     log_level: str = "INFO"
     # Apply migrations on start. Defaults to on for SQLite, off for PostgreSQL.
     migrate_on_start: str = "auto"  # "auto" | "yes" | "no"
@@ -156,6 +164,8 @@ def load_config(
         raise ConfigError("migrate_on_start must be one of auto, yes, no")
     if config.join_token_max_ttl_s > 3600:
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
+    if bool(config.tls_certfile) != bool(config.tls_keyfile):
+        raise ConfigError("tls_certfile and tls_keyfile go together: set both, or neither")
     _check_addresses(config)
     return config
 

@@ -22,6 +22,7 @@ from hub.api_schemas.common import Closed, Strict
 from hub.models import Agent
 from hub.runtime import Runtime
 from hub.services import agents, alerts, deployments, desired, metrics
+from hub.services.plan_signing import PlanSigner
 from hub.web import client_address, rt
 
 log = logging.getLogger("bulwark.hub.agents")
@@ -107,7 +108,7 @@ LAST_SEEN_SAVE_S = 15.0  # how stale Agent.last_seen_at may be
 def _set_up(state) -> None:  # noqa: ANN001 (Quart's BlueprintSetupState)
     config = state.app.extensions["bulwark"].config
     state.app.extensions["bulwark_agents"] = agents.LiveAgents(config.agent_connected_window_s)
-    state.app.extensions["bulwark_desired"] = desired.DesiredStates()
+    state.app.extensions["bulwark_desired"] = desired.DesiredStates(PlanSigner(config))
     state.app.extensions["bulwark_metrics"] = metrics.MetricsWriter(state.app.extensions["bulwark"])
 
 
@@ -139,7 +140,8 @@ def live_agents() -> agents.LiveAgents:
 @validate_request(EnrollIn)
 async def enroll(data: EnrollIn) -> tuple[Response, int]:
     agent, credential = await agents.enroll(rt(), data.join_token, data.inventory.model_dump(), client_address())
-    return jsonify({"agent_id": str(agent.id), "credential": credential}), 201
+    signer = current_app.extensions["bulwark_desired"].signer
+    return jsonify({"agent_id": str(agent.id), "credential": credential, "plan_public_key": signer.public_key}), 201
 
 
 # The hot routes: served by `hub.agent_asgi` in front of Quart (no Quart route), which

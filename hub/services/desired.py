@@ -3,7 +3,8 @@
 The document (see docs/agent-protocol.md):
     {"agent_id", "etag", "mode": "enforce"|"monitor"|"deactivate"|"none",
      "deployment": {"id", "digest"} | null, "plan": <Plan JSON> (only when the agent's
-     applied digest differs), "lists": [per-list "current" | "delta" | "snapshot"]}
+     applied digest differs), "lists": [per-list "current" | "delta" | "snapshot"],
+     "signature": <Ed25519 over agent, deployment, digest, mode> (enforce and monitor)}
 
 `etag` fingerprints everything that would change the document, so an agent that sends
 back the etag it holds waits until there is something new.
@@ -24,12 +25,14 @@ import json
 import uuid
 from typing import Any
 
+from bulwark import plan_signature
 from hub.errors import Unauthenticated
 from hub.models import Deployment, IpList, Tenant
 from hub.runtime import Runtime
 from hub.services import lists
 from hub.services.agents import AgentRow, LiveAgents, agent_channel, tenant_channel
 from hub.services.coalesce import Coalescer
+from hub.services.plan_signing import PlanSigner
 
 DEPLOYMENTS_CACHED = 256
 
@@ -76,8 +79,9 @@ def etag_of(mode: str, deployment: DeploymentFacts | None, ip_lists: tuple[IpLis
 
 
 def document(row: AgentRow, view: TenantView, applied_digest: str | None,
-             known_lists: dict[str, int]) -> dict[str, Any]:
-    """The agent's desired-state document, from its row and its tenant's view. Pure."""
+             known_lists: dict[str, int], signer: PlanSigner) -> dict[str, Any]:
+    """The agent's desired-state document, from its row and its tenant's view. Pure
+    (signatures are deterministic)."""
     deployment = view.deployments.get(row.deployment_id) if row.deployment_id else None
     mode = mode_of(row, view, deployment)
     doc: dict[str, Any] = {
@@ -89,6 +93,8 @@ def document(row: AgentRow, view: TenantView, applied_digest: str | None,
     }
     if deployment is not None and mode != "deactivate" and applied_digest != deployment.digest:
         doc["plan"] = deployment.plan
+    if deployment is not None and mode in plan_signature.MODES:
+        doc["signature"] = signer.sign(str(row.id), str(deployment.id), deployment.digest, mode)
     return doc
 
 
@@ -96,7 +102,8 @@ class DesiredStates:
     """Builds documents for one hub process; holds the per-tenant view loader and the
     deployment cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, signer: PlanSigner) -> None:
+        self.signer = signer
         self.views: Coalescer[uuid.UUID, Ask, TenantView] = Coalescer(self._load_view)
         self._deployments: collections.OrderedDict[uuid.UUID, DeploymentFacts] = collections.OrderedDict()
 
@@ -146,7 +153,7 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
             if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
                 raise Unauthenticated("this agent's credential is no longer valid")
             view = await states.view(row, known_lists)
-            doc = document(row, view, applied_digest, known_lists)
+            doc = document(row, view, applied_digest, known_lists, states.signer)
             if etag is None or doc["etag"] != etag:
                 return doc
             with live.waiting(agent.id):

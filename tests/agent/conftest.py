@@ -41,7 +41,8 @@ def make_config(tmp_path):
     def make(lab=None, pin_dir=None, **kw) -> AgentConfig:
         base = dict(name="t", pin_root=str(pin_dir) if pin_dir else str(tmp_path / "pins"),
                     state_root=str(tmp_path / "state"), http_port=0, watchdog_interval_s=0.2,
-                    sample_interval_s=0.2, backoff_initial_s=0.05, backoff_max_s=0.5)
+                    sample_interval_s=0.2, backoff_initial_s=0.05, backoff_max_s=0.5,
+                    allow_insecure_http=True)  # the test hubs serve plain http on loopback
         if lab is not None:
             base.update(iface=lab.iface, netns=lab.ns, xdp_mode="native")
         base.update(kw)
@@ -59,15 +60,17 @@ class HubProcess:
     """A real hub (tests/agent/hub_server.py) on a loopback port; can be stopped and
     started again on the same data and port (a hub going away and coming back)."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, tls: tuple[Path, Path, Path] | None = None):
         self.port = free_port()
         self.data_dir = data_dir
+        self.tls = tls  # (certfile, keyfile, CA file): serve https
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
 
     def start(self) -> dict:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.agent.hub_server", str(self.data_dir), str(self.port)],
+            [sys.executable, "-m", "tests.agent.hub_server", str(self.data_dir), str(self.port),
+             *map(str, self.tls or ())],
             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.info = json.loads(self.proc.stdout.readline())
         return self.info

@@ -4,35 +4,38 @@ one JSON line {"url", "tenant", "api_token", "join_token"} and serves until kill
 Started again on the same DATA_DIR (a hub coming back), it serves the same data and
 prints the same line.
 
-    python -m tests.agent.hub_server DATA_DIR PORT
+    python -m tests.agent.hub_server DATA_DIR PORT [CERTFILE KEYFILE CAFILE]
+
+With a certificate it serves https as `bulwark hub serve` does (TLS 1.3 only).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 from pathlib import Path
 
 import httpx
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from hub.app import create_app
+from hub.cli import hypercorn_config
 from hub.config import load_config
 
 PASSWORD = "correct horse battery staple"
 
 
-async def main(data_dir: str, port: int) -> None:
-    url = f"http://127.0.0.1:{port}"
+async def main(data_dir: str, port: int, certfile: str = "", keyfile: str = "", cafile: str = "") -> None:
+    url = f"{'https' if certfile else 'http'}://127.0.0.1:{port}"
     config = load_config(env={}, data_dir=data_dir, argon2_memory_kib=1024, argon2_time_cost=1,
-                         public_url=url, long_poll_max_s=5)
+                         public_url=url, long_poll_max_s=5, tls_certfile=certfile, tls_keyfile=keyfile)
     app = create_app(config)
-    hc = Config()
-    hc.bind = [f"127.0.0.1:{port}"]
+    hc = hypercorn_config(config, f"127.0.0.1:{port}")
     hc.accesslog = None
     server = asyncio.create_task(serve(app, hc))
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    verify = ssl.create_default_context(cafile=cafile) if cafile else True
+    async with httpx.AsyncClient(base_url=url, timeout=10, verify=verify) as client:
         for _ in range(200):
             try:
                 await client.get("/")
@@ -63,4 +66,4 @@ async def main(data_dir: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]))

@@ -158,3 +158,9 @@ def test_credential_is_private(tmp_path):
     cfg = AgentConfig(state_root=str(tmp_path))
     path = save_credential(cfg, "https://hub", "id", "secret")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_tracker_hands_the_hub_signature_to_the_reconciler():
+    t = DesiredTracker(None)
+    assert t.update({**doc([]), "signature": "c2ln"}).signature == "c2ln"
+    assert t.update(doc([], plan=False, etag="e2")).signature is None  # unsigned: agent.trust refuses it

@@ -16,6 +16,7 @@ from agent.messages import Apply, Confirmed, Drift, Report, Result
 from agent.state import Desired, ListState, StateStore
 from agent.telemetry import Telemetry
 from rules_dsl import load
+from tests.agent import signing
 from tests.agent.conftest import POLICY_A, POLICY_B
 
 PLAN_A = load(POLICY_A, "a.bw").plan
@@ -32,6 +33,7 @@ class Harness:
     def __init__(self, tmp_path, fail=lambda apply: None, off_loop=inline, **cfg):
         self.off_loop = off_loop
         self.config = AgentConfig(state_root=str(tmp_path), confirm_window_s=60, **cfg)
+        signing.pin(self.config)
         self.store = StateStore(self.config.state_dir)
         self.tele = Telemetry()
         self.in_tx, self.in_rx = trio.open_memory_channel(100)
@@ -65,8 +67,9 @@ class Harness:
                 return out
 
 
-def hub(plan, **kw) -> Desired:
-    return Desired(mode="enforce", plan=plan, source="hub", **kw)
+def hub(plan, deployment_id="d", **kw) -> Desired:
+    """A hub state with the (test) hub's signature."""
+    return signing.signed(Desired(mode="enforce", plan=plan, source="hub", deployment_id=deployment_id, **kw))
 
 
 async def test_persisted_state_is_reapplied_first(tmp_path, autojump_clock):

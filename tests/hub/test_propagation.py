@@ -211,3 +211,29 @@ async def test_coalescer_failure_reaches_every_caller_of_the_batch_only():
     results = await asyncio.gather(c.get("t", 1), c.get("t", 2), return_exceptions=True)
     assert [type(r) for r in results] == [RuntimeError, RuntimeError]
     assert await c.get("t", 3) == 1
+
+
+async def test_each_waiting_agent_gets_a_signature_for_itself_signed_once(hub):
+    """A deployment wakes every agent with a signature over its own id; the hub's key is
+    the one the hub answers at enrolment. A document sent again is not signed again."""
+    from bulwark import plan_signature
+    from tests.hub.test_deploy import _policy
+
+    t = await hub.tenant()
+    agents = [await enroll(t, labels=["web"], hostname=f"w{i}") for i in range(3)]
+    signer = hub.app.extensions["bulwark_desired"].signer
+    signer.sign.cache_clear()
+    for a in agents:
+        assert "signature" not in await a.desired()  # mode none: nothing to sign
+    p = await _policy(t)
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": p["id"], "labels": ["web"]})
+    assert r.status_code == 201, await r.get_data(as_text=True)
+    docs = [await a.desired() for a in agents]
+    for a, doc in zip(agents, docs):
+        plan_signature.verify(signer.public_key, doc["signature"], a.id, doc["deployment"]["id"],
+                              doc["deployment"]["digest"], doc["mode"])
+    assert len({d["signature"] for d in docs}) == 3
+    for a in agents:
+        a.etag = None
+        assert (await a.desired())["signature"] in {d["signature"] for d in docs}
+    assert signer.sign.cache_info().misses == 3

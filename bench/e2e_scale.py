@@ -130,7 +130,10 @@ def quantile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace, work: Path) -> dict:
     topo = Topology.create(f"bwx{os.getpid() % 100000}", sites=2)
     port = free_port()
-    settings = {"database_url": args.database_url} if args.database_url else {}
+    # Room for the changes timed on top of the imported list (the hub's default cap is 1M).
+    settings = {"list_max_entries": args.entries + args.small_changes + args.changes + 10}
+    if args.database_url:
+        settings["database_url"] = args.database_url
     hub = HubProcess(url=f"http://127.0.0.1:{port}", data_dir=work / "hub", bind=f"127.0.0.1:{port}",
                      log=work / "hub.log", settings=settings, workers=args.hub_processes)
     agents: list[AgentProcess] = []
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             wait_seen(receivers, probe_src)
             t0 = time.monotonic()
             api._call("POST", f"/lists/{list_id}/import", content=hosts(args.entries),
-                      headers={"Content-Type": "text/plain"})
+                      headers={"Content-Type": "text/plain"}, timeout=600)
             imported_s = time.monotonic() - t0
             import_to_enforced_s = enforced_after(receivers, probe_src, t0)
         finally:

@@ -43,6 +43,7 @@ KINDS: dict[str, Kind] = {
     "agent_offline": Kind("Agent offline", {"minutes": 5}),
     "deployment_failed": Kind("Deployment failed on an agent"),
     "deployment_reverted": Kind("Deployment reverted by an agent (hub not reached in its confirm window)"),
+    "deployment_rolled_back": Kind("Deployment rolled back"),
     "drift": Kind("Protections changed outside Bulwark (drift)"),
     "xdp_generic": Kind("Agent fell back to generic XDP"),
     "list_capacity": Kind("IP list near its capacity", {"percent": 90}),
@@ -178,7 +179,8 @@ async def on_agent_status(rt: Runtime, agent: Agent, *, failed_digest: str | Non
     if failed_digest:
         reverted = any("reverted" in e for e in errors)
         kind = "deployment_reverted" if reverted else "deployment_failed"
-        await observe(rt, agent.tenant_id, kind, f"{subject}:{failed_digest[:12]}",
+        # subject: the Plan, so a canary's failure and the rollout it stops are one incident
+        await observe(rt, agent.tenant_id, kind, failed_digest,
                       f"{name}: deployment {failed_digest[:12]} {'reverted' if reverted else 'failed'}",
                       {"agent_id": subject, "digest": failed_digest, "errors": errors[:5]}, now=now)
     if drift:
@@ -193,12 +195,18 @@ async def on_agent_status(rt: Runtime, agent: Agent, *, failed_digest: str | Non
         await resolve(rt, agent.tenant_id, "xdp_generic", subject, now=now)
 
 
+async def notice(rt: Runtime, tenant_id: uuid.UUID, kind: str, subject: str, what: str, *,
+                 now: dt.datetime | None = None) -> None:
+    """Something that happened rather than a condition that lasts: its own incident,
+    opened and resolved at once (one message each way)."""
+    await observe(rt, tenant_id, kind, subject, what, now=now)
+    await resolve(rt, tenant_id, kind, subject, now=now)
+
+
 async def security_event(rt: Runtime, tenant_id: uuid.UUID, what: str, subject: str, *,
                          now: dt.datetime | None = None) -> None:
-    """A new API token, a 2FA change, a sign-in from a new place: each its own incident,
-    resolved at once (a notice, not a condition that lasts)."""
-    await observe(rt, tenant_id, "security", subject, what, now=now)
-    await resolve(rt, tenant_id, "security", subject, now=now)
+    """A new API token, a 2FA change, a sign-in from a new place."""
+    await notice(rt, tenant_id, "security", subject, what, now=now)
 
 
 async def _settings_for(kind: str) -> dict[uuid.UUID, Setting]:

@@ -133,9 +133,14 @@ async def rollback_to(rt: Runtime, scope: TenantScope, earlier: Deployment, moni
         policies.check_deployable(rt.config, source)
     policies.check_plan_deployable(rt.config, earlier.plan_json, source)
     agent_ids = [t.agent_id for t in await DeploymentTarget.filter(deployment_id=earlier.id)]
-    return await create(rt, scope, plan_json=earlier.plan_json, plan_digest=earlier.plan_digest,
+    back = await create(rt, scope, plan_json=earlier.plan_json, plan_digest=earlier.plan_digest,
                         policy_version=None, agent_ids=agent_ids, labels=[], canary_ids=[],
                         monitor=monitor, rollback_of=earlier.id)
+    from hub.services import alerts
+
+    await alerts.notice(rt, scope.tenant_id, "deployment_rolled_back", str(back.id),
+                        f"{scope.actor} rolled {len(agent_ids)} agent(s) back to {earlier.plan_digest[:12]}")
+    return back
 
 
 async def on_status(rt: Runtime, agent: Agent, applied_digest: str | None, failed_digest: str | None,
@@ -161,8 +166,16 @@ async def on_status(rt: Runtime, agent: Agent, applied_digest: str | None, faile
         if event is TargetEvent.FAILED:
             target.error = error[:2000]
         await target.save(update_fields=["status", "error"], using_db=conn)
+        before = deployment.state
         woken = await _advance(rt, conn, deployment)
     await _wake(rt, woken)
+    if deployment.state == State.FAILED and before != State.FAILED:
+        from hub.services import alerts
+
+        await alerts.observe(rt, deployment.tenant_id, "deployment_failed", deployment.plan_digest,
+                             f"deployment {deployment.plan_digest[:12]} failed on a canary and was rolled back",
+                             {"deployment_id": str(deployment.id), "digest": deployment.plan_digest,
+                              "error": error[:500]})
 
 
 async def _advance(rt: Runtime, conn: Any, deployment: Deployment) -> list[uuid.UUID]:

@@ -375,3 +375,22 @@ async def test_many_dropped_addresses_of_one_64_are_escalated(hub, auto_add):
         assert [(e.network, e.expires_at) for e in entries] == [("2001:db8:bad::/64", now + 1 + 600)]
     else:
         assert "suggested: deny 2001:db8:bad::/64" in incidents[0].summary and escalated is None
+
+
+async def test_a_failed_canary_and_a_rollback_are_alerts(hub):
+    t = await hub.tenant()
+    canary, other = await enroll(t, ["web"], "canary"), await enroll(t, ["web"], "web2")
+    make = await t.token.post(t.base + "/policies", json={"name": "p", "source": 'policy "p"\ndefault pass\n'})
+    policy = await make.get_json()
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "labels": ["web"],
+                                                          "canary_agent_ids": [canary.id]})
+    d = await r.get_json()
+    await canary.desired()
+    for _ in range(2):  # a second report of the same failure is the same incident
+        await canary.report(failed_digest=d["digest"], healthy=False, errors=["verifier rejected"])
+    failed = await Incident.filter(tenant_id=t.id, kind="deployment_failed")
+    assert len(failed) == 1 and failed[0].subject == d["digest"] and failed[0].observations == 3
+    r = await t.token.post(f"{t.base}/deployments/{d['id']}/rollback", json={})
+    assert r.status_code == 201
+    back = await Incident.filter(tenant_id=t.id, kind="deployment_rolled_back")
+    assert len(back) == 1 and "rolled 2 agent(s) back" in back[0].summary

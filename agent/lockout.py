@@ -69,18 +69,6 @@ def check_plan(plan: Plan, lists: Mapping[str, Entries], config: AgentConfig) ->
 
 
 def _relevant(lists: Mapping[str, Entries], sources: set) -> dict[str, list[str]]:
-    """Only the list entries that hold a probe's source: for a million-entry list, a
-    binary search per probe source and one scan for prefixes instead of a parse."""
-    texts = {str(s) for s in sources}
-    out = {}
-    for name, entries in lists.items():
-        keep = [text for text in texts if text in entries]
-        for entry in entries.prefixes():
-            try:
-                net = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                continue
-            if any(s.version == net.version and s in net for s in sources):
-                keep.append(entry)
-        out[name] = keep
-    return out
+    """Only what the evaluator needs of each list: the probe sources it covers (a binary
+    search per source and prefix length in the packed form, no parse of the list)."""
+    return {name: [str(s) for s in sources if s in entries] for name, entries in lists.items()}

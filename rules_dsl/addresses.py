@@ -119,6 +119,15 @@ def _v4_keys_of(ints: Iterable[int]) -> bytes:
     return _swapped(out).tobytes()
 
 
+def host_ints(family: str, keys: bytes) -> Iterator[int]:
+    """The addresses of a host table (big-endian keys) as ints."""
+    if family == "v4":
+        values = array.array("I")
+        values.frombytes(keys)
+        return iter(_swapped(values))
+    return (int.from_bytes(keys[i:i + 16], "big") for i in range(0, len(keys), 16))
+
+
 class _Records:
     """A fixed-width record table seen as a sequence of bytes, for bisect."""
 
@@ -221,12 +230,7 @@ class Packed:
             yield int.from_bytes(recs[i:i + w], "big"), recs[i + w]
 
     def host_ints(self, family: str) -> Iterator[int]:
-        recs = self._tables[f"{family}_hosts"]
-        if family == "v4":
-            values = array.array("I")
-            values.frombytes(recs)
-            return iter(_swapped(values))
-        return (int.from_bytes(recs[i:i + 16], "big") for i in range(0, len(recs), 16))
+        return host_ints(family, self._tables[f"{family}_hosts"])
 
     # ---- as a collection ----
     def __len__(self) -> int:

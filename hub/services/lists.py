@@ -170,6 +170,8 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
             await IpEntry.filter(id__in=gone_ids[i:i + BATCH]).using_db(conn).update(removed_rev=rev)
         await _insert(conn, ip_list.id, rev, new)
         await _compact(conn, fresh, rt.config.list_delta_max_revisions)
+    whole = None if touched is not None else (live.keys() - gone) | wanted.keys()
+    _carry_snapshot(ip_list.id, rev, whole, [e.network for e in new], list(gone))
     ip_list.revision = rev
     await rt.notifier.publish(tenant_channel(ip_list.tenant_id))
     return {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
@@ -266,8 +268,9 @@ async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
 # The agent protocol's form of the same updates: entries in the packed binary form
 # (rules_dsl.addresses.Packed), base64 inside the JSON document; expiries stay on the hub,
 # which removes expired entries in a new revision. A list's latest packed snapshot is
-# kept and carried forward by each delta, so after a change a newcomer's snapshot of a
-# million entries costs a splice, not a read of the table.
+# kept and carried forward by each change made in this process (or by the delta, for a
+# change made by another), so a newcomer's snapshot of a million entries costs a splice,
+# not a read of the table.
 _SNAPSHOTS: dict[uuid.UUID, tuple[int, addresses.Packed, str]] = {}
 _SNAPSHOTS_MAX = 64
 _AGENT_DELTAS: dict[tuple[uuid.UUID, int, int], dict[str, Any]] = {}
@@ -303,6 +306,27 @@ async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
     return cached
 
 
+def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
+                    added: list[str], removed: list[str]) -> None:
+    """Keep the packed snapshot at `rev` after a change made here: from the whole list when
+    the change read it anyway (imports), else by the change from the one at `rev - 1`."""
+    if whole is not None:
+        packed = addresses.Packed(list(whole))
+    else:
+        held = _SNAPSHOTS.get(list_id)
+        if held is None or held[0] != rev - 1:
+            return
+        packed = held[1].changed(addresses.Packed(added), addresses.Packed(removed))
+    _remember(list_id, (rev, packed, _b64(packed)))
+
+
+def _remember(list_id: uuid.UUID, held: tuple[int, addresses.Packed, str]) -> None:
+    _SNAPSHOTS.pop(list_id, None)
+    if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
+        _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
+    _SNAPSHOTS[list_id] = held
+
+
 async def packed_snapshot(ip_list: IpList) -> tuple[int, addresses.Packed, str]:
     """(revision, contents, base64 of the packed form) of a list at its current revision."""
     held = _SNAPSHOTS.get(ip_list.id)
@@ -319,10 +343,7 @@ async def packed_snapshot(ip_list: IpList) -> tuple[int, addresses.Packed, str]:
         if moved != [ip_list.revision]:  # changed while read: right for now, not to keep
             return ip_list.revision, packed, _b64(packed)
     held = (ip_list.revision, packed, _b64(packed))
-    _SNAPSHOTS.pop(ip_list.id, None)
-    if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
-        _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
-    _SNAPSHOTS[ip_list.id] = held
+    _remember(ip_list.id, held)
     return held
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from hub.services import lists
 from tests.hub.harness import enroll, unpacked
 
@@ -152,11 +154,15 @@ async def test_rows_stored_with_a_host_length_before_are_made_canonical_and_keep
     assert (await r.get_json())["added"] == 0  # the same entry, however it is written
 
 
-async def test_a_newcomers_packed_snapshot_follows_each_change(hub):
+@pytest.mark.parametrize("changed_by", ["this hub process", "another hub process"])
+async def test_a_newcomers_packed_snapshot_follows_each_change(hub, monkeypatch, changed_by):
     t = await hub.tenant()
     base = await _list(t)
+    if changed_by == "another hub process":  # this one never sees the changes it serves
+        monkeypatch.setattr(lists, "_carry_snapshot", lambda *a: None)
     await t.token.post(base + "/import", data=b"192.0.2.1\n192.0.2.2/32\n10.0.0.0/8\n")
     assert unpacked((await (await enroll(t)).desired())["lists"][0]["entries"]) == \
         ["192.0.2.1", "192.0.2.2", "10.0.0.0/8"]
     await t.token.post(base + "/entries", json={"remove": ["192.0.2.1"], "add": [{"network": "::1/128"}]})
+    await t.token.post(base + "/entries", json={"add": [{"network": "10.0.0.0/8", "comment": "new"}]})
     assert unpacked((await (await enroll(t)).desired())["lists"][0]["entries"]) == ["192.0.2.2", "10.0.0.0/8", "::1"]

@@ -9,27 +9,7 @@ tables (milliseconds for a one-entry change to a million-entry list).
 """
 from __future__ import annotations
 
-import base64
-import binascii
-
 from rules_dsl.addresses import Packed as Entries
-from rules_dsl.errors import AddressError
+from rules_dsl.addresses import from_wire, to_wire
 
 __all__ = ["Entries", "from_wire", "to_wire"]
-
-
-def from_wire(text: object) -> Entries:
-    """Entries from the protocol's and the state file's form (base64 of the packed form).
-
-    Raises AddressError when it is not that."""
-    if not isinstance(text, str):
-        raise AddressError(f"a packed list is a base64 string, not {type(text).__name__}")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise AddressError("a packed list is not valid base64") from None
-    return Entries.from_bytes(data)
-
-
-def to_wire(entries: Entries) -> str:
-    return base64.b64encode(entries.to_bytes()).decode("ascii")

@@ -13,12 +13,15 @@ Binary (`Packed`, what travels from hub to agent and is persisted by the agent):
     tables in that order: hosts as big-endian address bytes (4 or 16 each), nets as the
     address bytes followed by the prefix length (one byte) — each table sorted, unique.
 Host tables are exactly the keys of the guard's host hash maps, so a million hosts go
-from the wire into the kernel without a Python object per entry; byte order is numeric
+from the wire into the kernel without a Python object per entry (on the wire and on the
+agent's disk: base64 of these bytes inside JSON, `to_wire`/`from_wire`); byte order is numeric
 order, so membership is a binary search. Pure: no I/O.
 """
 from __future__ import annotations
 
 import array
+import base64
+import binascii
 import bisect
 import functools
 import ipaddress
@@ -359,3 +362,20 @@ def _splice(base: bytes, plus: bytes, minus: bytes, w: int) -> bytes:
             cur = i + 1
     out.append(base[cur * w:])
     return b"".join(out)
+
+
+def to_wire(packed: Packed) -> str:
+    """The packed form as the agent protocol and the agent's state file carry it: base64
+    text inside the JSON document."""
+    return base64.b64encode(packed.to_bytes()).decode("ascii")
+
+
+def from_wire(text: object) -> Packed:
+    """Raises AddressError when text is not `to_wire`'s output."""
+    if not isinstance(text, str):
+        raise AddressError(f"a packed list is a base64 string, not {type(text).__name__}")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise AddressError("a packed list is not valid base64") from None
+    return Packed.from_bytes(data)

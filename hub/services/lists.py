@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import base64
 import io
 import time
 import uuid
@@ -280,10 +279,6 @@ def _network_of(entry: dict[str, Any] | str) -> str:
     return entry["network"] if isinstance(entry, dict) else entry
 
 
-def _b64(packed: addresses.Packed) -> str:
-    return base64.b64encode(packed.to_bytes()).decode("ascii")
-
-
 async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
     """What an agent at revision `since` needs, packed: "current", "delta" (`added` and
     `removed` since `since`) or "snapshot" (`entries`), each list a base64 string."""
@@ -298,8 +293,8 @@ async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
     if cached is None:
         delta = await update_for(ip_list, since)
         cached = {**base, "mode": "delta", "since": since,
-                  "added": _b64(addresses.Packed([_network_of(e) for e in delta["added"]])),
-                  "removed": _b64(addresses.Packed(delta["removed"]))}
+                  "added": addresses.to_wire(addresses.Packed([_network_of(e) for e in delta["added"]])),
+                  "removed": addresses.to_wire(addresses.Packed(delta["removed"]))}
         if len(_AGENT_DELTAS) >= _DELTAS_MAX:
             _AGENT_DELTAS.pop(next(iter(_AGENT_DELTAS)))
         _AGENT_DELTAS[key] = cached
@@ -317,7 +312,7 @@ def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
         if held is None or held[0] != rev - 1:
             return
         packed = held[1].changed(addresses.Packed(added), addresses.Packed(removed))
-    _remember(list_id, (rev, packed, _b64(packed)))
+    _remember(list_id, (rev, packed, addresses.to_wire(packed)))
 
 
 def _remember(list_id: uuid.UUID, held: tuple[int, addresses.Packed, str]) -> None:
@@ -341,8 +336,8 @@ async def packed_snapshot(ip_list: IpList) -> tuple[int, addresses.Packed, str]:
         packed = addresses.Packed(rows)
         moved = await IpList.filter(id=ip_list.id).values_list("revision", flat=True)
         if moved != [ip_list.revision]:  # changed while read: right for now, not to keep
-            return ip_list.revision, packed, _b64(packed)
-    held = (ip_list.revision, packed, _b64(packed))
+            return ip_list.revision, packed, addresses.to_wire(packed)
+    held = (ip_list.revision, packed, addresses.to_wire(packed))
     _remember(ip_list.id, held)
     return held
 

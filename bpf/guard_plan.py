@@ -32,6 +32,8 @@ def merge(*parts: gt.AddressSet | gt.PackedSet) -> gt.AddressSet | gt.PackedSet:
         or parts[:1]
     if len(parts) == 1:
         return parts[0]
+    if all(isinstance(p, gt.PackedSet) for p in parts):  # e.g. inline prefixes and a big list
+        return gt.PackedSet(parts[0].packed.union(*(p.packed for p in parts[1:])))
     return gt.AddressSet(*(frozenset().union(*(getattr(p, f) for p in parts))
                            for f in ("v4_hosts", "v4_nets", "v6_hosts", "v6_nets")))
 

@@ -310,6 +310,15 @@ class Packed:
                 tables[name] = _splice(self._tables[name], plus, minus, w)
         return Packed._of(tables)
 
+    def union(self, *others: "Packed") -> "Packed":
+        """Every entry of these lists; a table only one of them holds is shared, not copied."""
+        tables = {}
+        for name in TABLES:
+            parts = [p._tables[name] for p in (self, *others) if p._tables[name]]
+            tables[name] = (parts[0] if parts else b"") if len(parts) <= 1 else \
+                _rebuild(parts[0], b"".join(parts[1:]), b"", RECORD[name])
+        return Packed._of(tables)
+
     # ---- value semantics ----
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Packed):

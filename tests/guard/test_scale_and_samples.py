@@ -85,6 +85,8 @@ def test_a_packed_list_alone_in_a_set_loads_its_host_keys_from_the_buffer():
     alone = {3: merge(split_entries(()), split_entries(packed))}
     [(mask, keys)] = gt.host_groups(alone, "v4")
     assert mask == 1 << 3 and keys is packed.table("v4_hosts")  # the same buffer, no ints
+    with_inline = merge(split_entries(["198.51.100.0/24"]), split_entries(packed))
+    assert with_inline.packed.table("v4_hosts") is packed.table("v4_hosts")
     decoded = {3: gt.AddressSet.of(hosts + ["10.9.0.0/16", "2001:db8::1/128"])}
     assert alone[3] == decoded[3]
     shared = {**alone, 5: split_entries(hosts[:10])}

@@ -78,6 +78,13 @@ def test_a_delta_is_set_arithmetic_spliced_or_rebuilt(base, added, removed, rebu
     assert got == expected
 
 
+@given(st.lists(st.lists(networks(), max_size=10), max_size=4))
+@settings(max_examples=60)
+def test_a_union_holds_every_entry_of_its_parts(parts):
+    packs = [Packed([str(n) for n in part]) for part in parts] or [Packed()]
+    assert packs[0].union(*packs[1:]) == Packed([str(n) for part in parts for n in part])
+
+
 def test_a_one_entry_delta_on_a_million_hosts_is_spliced():
     hosts = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(1_000_000)]
     big = Packed(hosts)

@@ -93,12 +93,12 @@ class AddressSet:
     v6_nets: frozenset[tuple[int, int]] = frozenset()
 
     @classmethod
-    def of(cls, entries: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]) -> "AddressSet":
+    def of(cls, entries: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]) -> AddressSet:
         """Raises AddressError (a ValueError) naming an entry that is not an address or prefix."""
         return cls.decoded(Packed([e if isinstance(e, str) else str(e) for e in entries]))
 
     @classmethod
-    def decoded(cls, packed: Packed) -> "AddressSet":
+    def decoded(cls, packed: Packed) -> AddressSet:
         return cls(frozenset(packed.host_ints("v4")), frozenset(packed.nets("v4")),
                    frozenset(packed.host_ints("v6")), frozenset(packed.nets("v6")))
 
@@ -112,7 +112,7 @@ class PackedSet:
     kernel straight from the buffer. The AddressSet fields are decoded only if asked for
     (a set that shares hosts with another set, a test)."""
 
-    __slots__ = ("packed", "__dict__")
+    __slots__ = ("__dict__", "packed")
 
     def __init__(self, packed: Packed):
         self.packed = packed

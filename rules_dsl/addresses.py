@@ -158,7 +158,7 @@ class Packed:
     that entry (any accepted form) is in the list. Iterates canonical texts, sorted by
     table then address."""
 
-    __slots__ = ("_tables", "_plens")
+    __slots__ = ("_plens", "_tables")
 
     def __init__(self, entries: Iterable[str] = ()):
         if isinstance(entries, Packed):
@@ -185,7 +185,7 @@ class Packed:
         self._plens = plens
 
     @classmethod
-    def _of(cls, tables: dict[str, bytes]) -> "Packed":
+    def _of(cls, tables: dict[str, bytes]) -> Packed:
         self = cls.__new__(cls)
         self._set(tables)
         return self
@@ -197,7 +197,7 @@ class Packed:
         return _HEADER.pack(MAGIC, *counts) + b"".join(t[name] for name in TABLES)
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> "Packed":
+    def from_bytes(cls, data: bytes | memoryview) -> Packed:
         """Raises AddressError for data that is not the binary form. Order within a table
         is trusted (the hub sorts); lengths are checked."""
         data = bytes(data)
@@ -289,7 +289,7 @@ class Packed:
         return tuple(c for c in candidates if c in self)
 
     # ---- deltas ----
-    def changed(self, added: "Packed", removed: "Packed") -> "Packed":
+    def changed(self, added: Packed, removed: Packed) -> Packed:
         """These entries with `removed` taken out, then `added` put in (an entry in both
         stays: the hub sends a changed expiry or comment that way). A small delta is
         spliced into the sorted tables (no per-entry object for the rest); a big one
@@ -310,7 +310,7 @@ class Packed:
                 tables[name] = _splice(self._tables[name], plus, minus, w)
         return Packed._of(tables)
 
-    def union(self, *others: "Packed") -> "Packed":
+    def union(self, *others: Packed) -> Packed:
         """Every entry of these lists; a table only one of them holds is shared, not copied."""
         tables = {}
         for name in TABLES:

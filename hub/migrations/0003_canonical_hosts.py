@@ -9,7 +9,6 @@ IPv6 `/32` is a real prefix and is left alone.
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 
-
 STATEMENTS = [
     "UPDATE ip_entry SET network = substr(network, 1, length(network) - 3) "
     "WHERE network LIKE '%/32' AND network NOT LIKE '%:%'",

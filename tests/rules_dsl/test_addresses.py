@@ -38,7 +38,7 @@ def canonical_of(net) -> str:
 def test_every_spelling_has_the_one_canonical_form_and_value(net):
     for text in spellings(net):
         assert addresses.canonical(text) == canonical_of(net)
-        family, packed, plen = addresses.parse(text)
+        _, packed, plen = addresses.parse(text)
         assert (packed, plen) == (net.network_address.packed, net.prefixlen)
 
 

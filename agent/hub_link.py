@@ -32,11 +32,13 @@ import trio
 
 from agent import transport, trust
 from agent.config import AgentConfig, ca_pin
+from agent.entries import Entries, from_wire
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
 from agent.messages import Confirmed, MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore, read_json, write_atomic
 from agent.telemetry import Telemetry
 from rules_dsl import Plan, PlanError
+from rules_dsl.errors import AddressError
 
 if TYPE_CHECKING:
     import httpx  # imported where used: a standalone daemon never loads it (~8 MB idle)
@@ -113,8 +115,11 @@ def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]
 
 
 # ---- desired state documents → Desired ----
-def _network(entry: Any) -> str:
-    return entry["network"] if isinstance(entry, dict) else str(entry)
+def _packed(item: dict[str, Any], name: str) -> Entries:
+    try:
+        return from_wire(item.get(name, ""))
+    except AddressError as exc:
+        raise HubRejected(f"list {item.get('name')!r}: {name}: {exc}") from exc
 
 
 class DesiredTracker:
@@ -150,12 +155,11 @@ class DesiredTracker:
             if item["mode"] == "current" and old is not None:
                 lists[key] = ListState(name, rev, old.entries, key)
             elif item["mode"] == "delta" and old is not None:
-                added = tuple(_network(e) for e in item.get("added", ()))
-                removed = tuple(item.get("removed", ()))
+                added, removed = _packed(item, "added"), _packed(item, "removed")
                 lists[key] = ListState(name, rev, old.entries.changed(added, removed), key)
-                deltas.append((name, added, old.entries.present(removed)))
+                deltas.append((name, tuple(added), old.entries.present(removed)))
             else:
-                lists[key] = ListState(name, rev, (_network(e) for e in item.get("entries", ())), key)
+                lists[key] = ListState(name, rev, _packed(item, "entries"), key)
                 pure = False
         self.lists = lists
         mode = doc.get("mode", "none")

@@ -9,7 +9,6 @@ document is checked against what the compiler can write (rules_dsl.nft_allow). P
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 
 from agent.config import AgentConfig
@@ -44,30 +43,9 @@ def check_plan(plan: Plan, lists: Mapping[str, Entries], config: AgentConfig) ->
     except PlanError as exc:
         raise PolicyRejected(f"Plan {plan.digest[:12]} has an nftables part the compiler "
                              "cannot produce", tuple(d.message for d in exc.diagnostics)) from None
-    found = [f for f in judge_lockout(plan, management_of(config),
-                                      {name: _Covers(e) for name, e in lists.items()})
-             if f.kind == "drop"]
+    # Entries answer `address in entries` by binary search in the packed form.
+    found = [f for f in judge_lockout(plan, management_of(config), lists) if f.kind == "drop"]
     if found:
         raise PolicyRejected(f"Plan {plan.digest[:12]} would lock this server out",
                              tuple(dict.fromkeys(f.render() for f in found)))
 
-
-class _Covers:
-    """`address in` today's Entries (text, hosts bare or as /32 and /128): a binary search
-    per prefix length that could cover the address, never a scan. Goes when Entries
-    answers ipaddress lookups itself."""
-
-    def __init__(self, entries: Entries):
-        self._entries = entries
-
-    def __contains__(self, addr) -> bool:
-        if str(addr) in self._entries:
-            return True
-        bits, a = addr.max_prefixlen, int(addr)
-        for plen in range(bits, -1, -1):
-            net = a >> (bits - plen) << (bits - plen)
-            text = (f"{net >> 24}.{net >> 16 & 255}.{net >> 8 & 255}.{net & 255}" if bits == 32
-                    else str(ipaddress.IPv6Address(net)))
-            if f"{text}/{plen}" in self._entries:
-                return True
-        return False

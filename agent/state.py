@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.entries import Entries
+from agent.entries import Entries, from_wire, to_wire
 from agent.errors import StateError
 from agent.memory import release_memory
 from rules_dsl import Plan, PlanError
@@ -71,7 +71,7 @@ class Desired:
         return {"mode": self.mode, "plan": None if self.plan is None else json.loads(self.plan.to_json()),
                 "source": self.source, "etag": self.etag, "deployment_id": self.deployment_id,
                 "reverted_from": None if self.reverted_from is None else list(self.reverted_from),
-                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "entries": x.entries.text()}
+                "lists": [{"name": x.name, "id": x.id, "revision": x.revision, "packed": to_wire(x.entries)}
                           for x in self.lists]}
 
     @classmethod
@@ -82,7 +82,7 @@ class Desired:
             mode = doc["mode"]
             if mode not in MODES:
                 raise ValueError(f"mode {mode!r}")
-            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), _entries(x.get("entries", ())),
+            lists = tuple(ListState(x["name"], int(x.get("revision", 0)), _entries(x),
                                     x.get("id", "")) for x in doc.get("lists", ()))
             reverted = doc.get("reverted_from")
             return cls(mode=mode, plan=plan, lists=lists, source=doc.get("source", "policy"),
@@ -92,14 +92,18 @@ class Desired:
             raise StateError(f"not a desired state: {exc}") from None
 
 
-def _entries(doc: Any) -> Entries:
-    """A list's entries as persisted: one newline-joined string (a million entries load
-    and save as one object), or a JSON list (files written before)."""
-    if isinstance(doc, str):
-        return Entries.from_text(doc)
-    if not isinstance(doc, list):
+def _entries(doc: dict[str, Any]) -> Entries:
+    """A list's entries as persisted: `packed`, the hub's packed form in base64 (a million
+    entries load and save as one string); or, in files written before, `entries` as one
+    newline-joined string or a JSON list of texts."""
+    if "packed" in doc:
+        return from_wire(doc["packed"])
+    old = doc.get("entries", ())
+    if isinstance(old, str):
+        return Entries(old.split("\n") if old else [])
+    if not isinstance(old, list):
         raise TypeError("entries: expected a string or a list")
-    return Entries(doc)
+    return Entries(old)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:

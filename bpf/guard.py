@@ -101,7 +101,10 @@ class RuleCounters:
 
 
 def pack_address_keys(table: str, entries) -> bytes:
-    """Kernel keys for an address table, packed in one go (the fast path for millions)."""
+    """Kernel keys for an address table, packed in one go (the fast path for millions);
+    bytes are a packed list's host table, which already is the keys."""
+    if isinstance(entries, bytes):
+        return entries
     if table == "v4_hosts":
         keys = array.array("I", entries)  # native order; the kernel key is big-endian
         if sys.byteorder == "little":
@@ -254,7 +257,7 @@ class Guard:
     def _new_inner(self, table: str, groups: list[tuple[int, object]]) -> Map:
         """A new inner map holding every (mask, entries) group, filled before it is live."""
         _, kind, key_size, flags = ADDRESS_TABLES[table]
-        count = sum(len(entries) for _, entries in groups)
+        count = sum(len(e) // key_size if isinstance(e, bytes) else len(e) for _, e in groups)
         inner = Map.create(kind, f"bw_{table}", key_size, 8, max(1024, count + count // 4),
                            flags=flags)
         batches = []

@@ -1,76 +1,39 @@
 """From a compiled Plan (rules_dsl) to the guard's spec: the one place that reads
 the Plan's XDP part for the data plane. Pure: no kernel.
 
-Hub-managed lists arrive separately (`lists`: list name -> entries); a set's contents
-are its inline entries plus those of every list it names. Entries of a million-entry
-list are parsed with `socket.inet_pton` rather than `ipaddress`, which is several
-times slower per entry.
+Hub-managed lists arrive separately (`lists`: list name -> entries, best in the packed
+form the hub sends); a set's contents are its inline entries plus those of every list
+it names. A set that is one packed list alone keeps its host keys as bytes, so a
+million-entry list reaches the kernel without a Python object per entry.
 """
 from __future__ import annotations
 
-import array
-import functools
-import socket
-import sys
 from collections.abc import Iterable, Mapping
 
 from bpf import guard_tables as gt
+from rules_dsl.addresses import Packed
 from rules_dsl.plan import Plan, RateProfile, XdpRule
 
 NS = 1_000_000_000
 
 
-def split_entries(entries: Iterable[str]) -> gt.AddressSet:
-    """Addresses and prefixes (text) split into the four kernel tables.
+def split_entries(entries: Iterable[str] | Packed) -> gt.AddressSet | gt.PackedSet:
+    """Addresses and prefixes split into the four kernel tables: a list already in the
+    packed form stays packed (its host keys load from the buffer), text goes through
+    the one codec (rules_dsl.addresses).
 
-    Raises ValueError naming the first entry that is not an address or prefix.
+    Raises ValueError (AddressError) naming the first entry that is not an address or prefix.
     """
-    entries = entries if isinstance(entries, (list, tuple)) else list(entries)
-    hosts = v4_hosts_fast(entries)
-    if hosts is not None:
-        return gt.AddressSet(v4_hosts=hosts)
-    v4h, v4n, v6h, v6n = set(), set(), set(), set()
-    for entry in entries:
-        addr, slash, plen = entry.partition("/")
-        try:
-            if slash and not plen.isdigit():
-                raise ValueError
-            if ":" in addr:
-                value, width, hosts, nets = int.from_bytes(socket.inet_pton(socket.AF_INET6, addr), "big"), 128, v6h, v6n
-            else:
-                value, width, hosts, nets = int.from_bytes(_PTON4(addr), "big"), 32, v4h, v4n
-            length = int(plen) if plen else width
-        except (OSError, ValueError):
-            raise ValueError(f"not an address or prefix: {entry!r}") from None
-        if not 0 <= length <= width:
-            raise ValueError(f"prefix length out of range: {entry!r}")
-        if length == width:
-            hosts.add(value)
-        else:
-            nets.add((value >> (width - length) << (width - length) if length else 0, length))
-    return gt.AddressSet(frozenset(v4h), frozenset(v4n), frozenset(v6h), frozenset(v6n))
+    return gt.PackedSet(entries if isinstance(entries, Packed) else Packed(entries))
 
 
-_PTON4 = functools.partial(socket.inet_pton, socket.AF_INET)
-
-
-def v4_hosts_fast(entries: list[str]) -> frozenset[int] | None:
-    """The common big list, plain IPv4 hosts, parsed in C-level loops (map, join, array);
-    None when any entry is something else, for the general path to handle."""
-    try:
-        packed = b"".join(map(_PTON4, entries))
-    except (OSError, TypeError):
-        return None
-    values = array.array("I")
-    values.frombytes(packed)
-    if sys.byteorder == "little":
-        values.byteswap()
-    return frozenset(values)
-
-
-def merge(*parts: gt.AddressSet) -> gt.AddressSet:
+def merge(*parts: gt.AddressSet | gt.PackedSet) -> gt.AddressSet | gt.PackedSet:
+    parts = tuple(p for p in parts if any(p.host_count(f) for f in ("v4", "v6")) or p.v4_nets or p.v6_nets) \
+        or parts[:1]
     if len(parts) == 1:
         return parts[0]
+    if all(isinstance(p, gt.PackedSet) for p in parts):  # e.g. inline prefixes and a big list
+        return gt.PackedSet(parts[0].packed.union(*(p.packed for p in parts[1:])))
     return gt.AddressSet(*(frozenset().union(*(getattr(p, f) for p in parts))
                            for f in ("v4_hosts", "v4_nets", "v6_hosts", "v6_nets")))
 
@@ -107,9 +70,9 @@ def spec_from_plan(plan: Plan, lists: Mapping[str, Iterable[str] | gt.AddressSet
     Raises ValueError for a list entry that is not an address or prefix.
     """
     x = plan.xdp
-    parsed: dict[str, gt.AddressSet] = {}
+    parsed: dict[str, gt.AddressSet | gt.PackedSet] = {}
     for name, entries in (lists or {}).items():
-        parsed[name] = entries if isinstance(entries, gt.AddressSet) else split_entries(entries)
+        parsed[name] = entries if isinstance(entries, (gt.AddressSet, gt.PackedSet)) else split_entries(entries)
     sets = {}
     for s in x.sets:
         inline = split_entries((*s.v4_hosts, *s.v4_prefixes, *s.v6_hosts, *s.v6_prefixes))

@@ -18,9 +18,12 @@ Bitmaps are Python ints (bit r = rule r) until they are packed for the kernel.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from rules_dsl.addresses import Packed, host_ints
 
 MAX_RULES = 1024
 WORDS = MAX_RULES // 64
@@ -90,16 +93,67 @@ class AddressSet:
     v6_nets: frozenset[tuple[int, int]] = frozenset()
 
     @classmethod
-    def of(cls, entries: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]) -> "AddressSet":
-        parts: dict[str, set] = {"v4_hosts": set(), "v4_nets": set(), "v6_hosts": set(), "v6_nets": set()}
-        for entry in entries:
-            net = ipaddress.ip_network(entry)
-            family = "v4" if net.version == 4 else "v6"
-            if net.prefixlen == net.max_prefixlen:
-                parts[f"{family}_hosts"].add(int(net.network_address))
-            else:
-                parts[f"{family}_nets"].add((int(net.network_address), net.prefixlen))
-        return cls(**{k: frozenset(v) for k, v in parts.items()})
+    def of(cls, entries: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]) -> AddressSet:
+        """Raises AddressError (a ValueError) naming an entry that is not an address or prefix."""
+        return cls.decoded(Packed([e if isinstance(e, str) else str(e) for e in entries]))
+
+    @classmethod
+    def decoded(cls, packed: Packed) -> AddressSet:
+        return cls(frozenset(packed.host_ints("v4")), frozenset(packed.nets("v4")),
+                   frozenset(packed.host_ints("v6")), frozenset(packed.nets("v6")))
+
+    def host_count(self, family: str) -> int:
+        return len(getattr(self, f"{family}_hosts"))
+
+
+class PackedSet:
+    """A set whose contents are one list in the packed form (rules_dsl.addresses): its host
+    tables are already the host maps' keys, so a set held by one list loads into the
+    kernel straight from the buffer. The AddressSet fields are decoded only if asked for
+    (a set that shares hosts with another set, a test)."""
+
+    __slots__ = ("__dict__", "packed")
+
+    def __init__(self, packed: Packed):
+        self.packed = packed
+
+    def host_keys(self, family: str) -> bytes:
+        return self.packed.table(f"{family}_hosts")
+
+    def host_count(self, family: str) -> int:
+        return self.packed.count(f"{family}_hosts")
+
+    def __bool__(self) -> bool:
+        return bool(self.packed)
+
+    @functools.cached_property
+    def v4_hosts(self) -> frozenset[int]:
+        return frozenset(self.packed.host_ints("v4"))
+
+    @functools.cached_property
+    def v6_hosts(self) -> frozenset[int]:
+        return frozenset(self.packed.host_ints("v6"))
+
+    @functools.cached_property
+    def v4_nets(self) -> frozenset[tuple[int, int]]:
+        return frozenset(self.packed.nets("v4"))
+
+    @functools.cached_property
+    def v6_nets(self) -> frozenset[tuple[int, int]]:
+        return frozenset(self.packed.nets("v6"))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedSet):
+            return self.packed == other.packed
+        if isinstance(other, AddressSet):
+            return AddressSet(self.v4_hosts, self.v4_nets, self.v6_hosts, self.v6_nets) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.packed)
+
+    def __repr__(self) -> str:
+        return f"PackedSet({self.packed!r})"
 
 
 @dataclass(frozen=True)
@@ -248,17 +302,22 @@ def build_tables(spec: GuardSpec) -> Tables:
 
 # ---- address membership -------------------------------------------------------
 
-def host_groups(sets: dict[int, AddressSet], family: str) -> list[tuple[int, frozenset[int]]]:
-    """Exact hosts grouped by the mask of set ids listing them: [(mask, hosts)].
+def host_groups(sets: dict[int, AddressSet | PackedSet], family: str
+                ) -> list[tuple[int, frozenset[int] | bytes]]:
+    """Exact hosts grouped by the mask of set ids listing them: [(mask, hosts)], hosts
+    as ints or, when one packed set alone holds this family's hosts (the big list), as
+    its table of kernel keys, untouched.
 
-    Partition refinement with set operations, so a million hosts in one set cost a
+    Partition refinement with set operations, so a million hosts in several sets cost a
     few C-level passes rather than a Python loop per host.
     """
+    holders = [(i, c) for i, c in sorted(sets.items()) if c.host_count(family)]
+    if len(holders) == 1 and isinstance(holders[0][1], PackedSet):
+        set_id, contents = holders[0]
+        return [(1 << set_id, contents.host_keys(family))]
     parts: list[tuple[int, frozenset[int]]] = []
-    for set_id, contents in sorted(sets.items()):
+    for set_id, contents in holders:
         remaining = getattr(contents, f"{family}_hosts")
-        if not remaining:
-            continue
         bit = 1 << set_id
         refined = []
         for mask, hosts in parts:
@@ -277,7 +336,12 @@ def host_groups(sets: dict[int, AddressSet], family: str) -> list[tuple[int, fro
 
 def host_masks(sets: dict[int, AddressSet], family: str) -> dict[int, int]:
     """Exact host address -> mask of the set ids listing it."""
-    return {host: mask for mask, hosts in host_groups(sets, family) for host in hosts}
+    out = {}
+    for mask, hosts in host_groups(sets, family):
+        if isinstance(hosts, bytes):
+            hosts = host_ints(family, hosts)
+        out.update(dict.fromkeys(hosts, mask))
+    return out
 
 
 def net_masks(sets: dict[int, AddressSet], family: str) -> dict[tuple[int, int], int]:

@@ -5,6 +5,8 @@
     ├── CheckError               the text parses but `check` found errors (the author's fault)
     └── PlanError                a Plan document is not valid for this schema (the sender's
                                  fault: a corrupt or foreign Plan reached `Plan.from_json`)
+    AddressError(ValueError)     a list entry or packed list is not an address/prefix in an
+                                 accepted form (`addresses`; no position to point at)
 
 Nothing else escapes the package for bad input: `load` never raises for it at all, the
 other entry points raise only these. A `DslError` that escapes for *valid* input is a bug.
@@ -37,3 +39,7 @@ class CheckError(DslError):
 
 class PlanError(DslError):
     """A Plan document does not follow the schema (wrong version, types, references)."""
+
+
+class AddressError(ValueError):
+    """Not an address or prefix in an accepted form, or not the packed binary form."""

@@ -117,7 +117,7 @@ class DesiredStates:
         updates: dict[tuple[uuid.UUID, int | None], dict[str, Any]] = {}
         for ip_list in ip_lists:
             for since in {ask.known_lists.get(str(ip_list.id)) for ask in asks}:
-                updates[(ip_list.id, since)] = await lists.update_for(ip_list, since)
+                updates[(ip_list.id, since)] = await lists.agent_update(ip_list, since)
         wanted = {ask.deployment_id for ask in asks if ask.deployment_id is not None}
         return TenantView(suspended=suspended != [False], lists=ip_lists,
                           deployments=await self._deployment_facts(wanted), updates=updates)

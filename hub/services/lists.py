@@ -16,10 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import functools
 import io
-import ipaddress
-import socket
 import time
 import uuid
 from typing import Any
@@ -34,6 +31,7 @@ from hub.runtime import Runtime
 from hub.services.agents import tenant_channel
 from hub.services.background import job
 from hub.services.scope import TenantScope
+from rules_dsl import addresses
 
 KINDS = ("allow", "deny")
 BATCH = 5000
@@ -46,37 +44,10 @@ class Entry:
     comment: str = ""
 
 
-_PTON4 = functools.partial(socket.inet_pton, socket.AF_INET)
-
-
 def parse_network(text: str) -> str:
-    """Canonical form of an address or prefix. Raises ValueError with a reason."""
-    text = text.strip()
-    fast = _ipv4_fast(text)
-    if fast is not None:
-        return fast
-    try:
-        return str(ipaddress.ip_network(text, strict=True))
-    except ValueError as exc:
-        if "has host bits set" in str(exc):
-            raise ValueError(f"{text} has host bits set (did you mean {ipaddress.ip_network(text, strict=False)}?)") from None
-        raise ValueError(f"{text!r} is not an IPv4/IPv6 address or prefix") from None
-
-
-def _ipv4_fast(text: str) -> str | None:
-    """The common case, a canonical IPv4 host or prefix, without `ipaddress` (ten times
-    faster, which a million-line import notices). None sends the text the long way."""
-    addr, slash, length = text.partition("/")
-    if slash and not (length.isascii() and length.isdigit() and len(length) <= 2):
-        return None
-    try:
-        packed = _PTON4(addr)  # strict: four decimal parts, no leading zeros
-    except OSError:
-        return None
-    bits = int(length) if slash else 32
-    if bits > 32 or int.from_bytes(packed, "big") & ((1 << (32 - bits)) - 1):
-        return None  # the long way words the error
-    return f"{addr}/{bits}"
+    """Canonical form of an address or prefix (see rules_dsl.addresses: a bare host for
+    /32 and /128). Raises ValueError with a reason."""
+    return addresses.canonical(text)
 
 
 def parse_expiry(text: str) -> int | None:
@@ -198,6 +169,8 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
             await IpEntry.filter(id__in=gone_ids[i:i + BATCH]).using_db(conn).update(removed_rev=rev)
         await _insert(conn, ip_list.id, rev, new)
         await _compact(conn, fresh, rt.config.list_delta_max_revisions)
+    whole = None if touched is not None else (live.keys() - gone) | wanted.keys()
+    _carry_snapshot(ip_list.id, rev, whole, [e.network for e in new], list(gone))
     ip_list.revision = rev
     await rt.notifier.publish(tenant_channel(ip_list.tenant_id))
     return {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
@@ -289,6 +262,84 @@ async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
         .values_list("network", flat=True)
     return {**base, "mode": "delta", "since": since,
             "removed": sorted(set(removed)), "added": [_entry_json(n, e) for n, e in added]}
+
+
+# The agent protocol's form of the same updates: entries in the packed binary form
+# (rules_dsl.addresses.Packed), base64 inside the JSON document; expiries stay on the hub,
+# which removes expired entries in a new revision. A list's latest packed snapshot is
+# kept and carried forward by each change made in this process (or by the delta, for a
+# change made by another), so a newcomer's snapshot of a million entries costs a splice,
+# not a read of the table.
+_SNAPSHOTS: dict[uuid.UUID, tuple[int, addresses.Packed, str]] = {}
+_SNAPSHOTS_MAX = 64
+_AGENT_DELTAS: dict[tuple[uuid.UUID, int, int], dict[str, Any]] = {}
+
+
+def _network_of(entry: dict[str, Any] | str) -> str:
+    return entry["network"] if isinstance(entry, dict) else entry
+
+
+async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
+    """What an agent at revision `since` needs, packed: "current", "delta" (`added` and
+    `removed` since `since`) or "snapshot" (`entries`), each list a base64 string."""
+    base = {"id": str(ip_list.id), "name": ip_list.name, "kind": ip_list.kind, "revision": ip_list.revision}
+    if since == ip_list.revision:
+        return {**base, "mode": "current"}
+    if since is None or since > ip_list.revision or since < ip_list.horizon_rev:
+        _, _, text = await packed_snapshot(ip_list)
+        return {**base, "mode": "snapshot", "entries": text}
+    key = (ip_list.id, ip_list.revision, since)
+    cached = _AGENT_DELTAS.get(key)
+    if cached is None:
+        delta = await update_for(ip_list, since)
+        cached = {**base, "mode": "delta", "since": since,
+                  "added": addresses.to_wire(addresses.Packed([_network_of(e) for e in delta["added"]])),
+                  "removed": addresses.to_wire(addresses.Packed(delta["removed"]))}
+        if len(_AGENT_DELTAS) >= _DELTAS_MAX:
+            _AGENT_DELTAS.pop(next(iter(_AGENT_DELTAS)))
+        _AGENT_DELTAS[key] = cached
+    return cached
+
+
+def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
+                    added: list[str], removed: list[str]) -> None:
+    """Keep the packed snapshot at `rev` after a change made here: from the whole list when
+    the change read it anyway (imports), else by the change from the one at `rev - 1`."""
+    if whole is not None:
+        packed = addresses.Packed(list(whole))
+    else:
+        held = _SNAPSHOTS.get(list_id)
+        if held is None or held[0] != rev - 1:
+            return
+        packed = held[1].changed(addresses.Packed(added), addresses.Packed(removed))
+    _remember(list_id, (rev, packed, addresses.to_wire(packed)))
+
+
+def _remember(list_id: uuid.UUID, held: tuple[int, addresses.Packed, str]) -> None:
+    _SNAPSHOTS.pop(list_id, None)
+    if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
+        _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
+    _SNAPSHOTS[list_id] = held
+
+
+async def packed_snapshot(ip_list: IpList) -> tuple[int, addresses.Packed, str]:
+    """(revision, contents, base64 of the packed form) of a list at its current revision."""
+    held = _SNAPSHOTS.get(ip_list.id)
+    if held is not None and held[0] == ip_list.revision:
+        return held
+    if held is not None and ip_list.horizon_rev <= held[0] < ip_list.revision:
+        delta = await update_for(ip_list, held[0])
+        packed = held[1].changed(addresses.Packed([_network_of(e) for e in delta["added"]]),
+                                 addresses.Packed(delta["removed"]))
+    else:
+        rows = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).values_list("network", flat=True)
+        packed = addresses.Packed(rows)
+        moved = await IpList.filter(id=ip_list.id).values_list("revision", flat=True)
+        if moved != [ip_list.revision]:  # changed while read: right for now, not to keep
+            return ip_list.revision, packed, addresses.to_wire(packed)
+    held = (ip_list.revision, packed, addresses.to_wire(packed))
+    _remember(ip_list.id, held)
+    return held
 
 
 async def sweep_expired(rt: Runtime, at: int | None = None) -> int:

@@ -1,45 +1,50 @@
-"""Packed list entries: a small delta edited in the packed form gives exactly what the
-set arithmetic gives, and membership agrees with the set."""
+"""A list's entries on the agent: what the hub packs is what the agent holds, persists
+and looks addresses up in (the codec's own properties are in tests/rules_dsl)."""
 from __future__ import annotations
 
-from hypothesis import given
+import base64
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import entries as entries_module
-from agent.entries import Entries
-
-ENTRY = st.text(alphabet="0123456789abcdef.:/", min_size=1, max_size=6)
-SETS = st.frozensets(ENTRY, max_size=30)
+from agent.entries import Entries, from_wire, to_wire
+from hub.services.lists import parse_network
+from rules_dsl.errors import AddressError
 
 
-@given(SETS, SETS, SETS)
-def test_small_delta_in_packed_form_is_set_arithmetic(base, added, removed):
-    before = Entries(base)
-    after = before.changed(added, removed)
-    assert after == Entries((base - (removed - added)) | added)  # removed first, then added
-    assert len(after) == len(after.set())
-    assert all(e in before for e in base) and not any(e in before for e in added - base)
-    assert set(before.present(added | removed)) == (added | removed) & base
+@st.composite
+def hub_inputs(draw) -> str:
+    """A network as a user may send it to the hub."""
+    addr = draw(st.ip_addresses())
+    plen = draw(st.one_of(st.just(addr.max_prefixlen), st.integers(0, addr.max_prefixlen)))
+    net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
+    return draw(st.sampled_from([str(net), f"{net.network_address.exploded}/{plen}"]
+                                + ([str(addr), addr.exploded] if plen == addr.max_prefixlen else [])))
 
 
-@given(SETS, SETS, SETS)
-def test_large_delta_takes_the_set_path_with_the_same_result(base, added, removed):
-    small = Entries(base).changed(added, removed)
-    limit, entries_module.SMALL_DELTA = entries_module.SMALL_DELTA, 0
-    try:
-        assert Entries(base).changed(added, removed) == small
-        assert set(Entries(base).present(added | removed)) == (added | removed) & base
-    finally:
-        entries_module.SMALL_DELTA = limit
+@given(st.lists(hub_inputs(), max_size=30))
+@settings(max_examples=60)
+def test_what_the_hub_stores_and_sends_is_what_the_agent_holds(texts):
+    stored = [parse_network(t) for t in texts]  # the hub's canonical rows
+    wire = to_wire(Entries(stored))  # the hub packs them (hub.services.lists._b64)
+    held = from_wire(wire)
+    assert set(held) == set(stored) == set(Entries(texts))
+    for text in texts:
+        net = ipaddress.ip_network(text)
+        assert text in held and net.network_address in held
 
 
-def test_a_one_entry_delta_on_a_big_list_stays_packed():
-    base = Entries(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(100_000))
-    after = base.changed(["192.0.2.1", " 10.0.0.5 "], ["10.0.0.7", "203.0.113.1"])
-    assert len(after) == len(base) and "192.0.2.1" in after and "10.0.0.7" not in after
-    assert after.changed([], []) is after and Entries().changed(["a"], []) == {"a"}
+def test_the_wire_form_is_checked():
+    for bad in (7, None, "not base64!", base64.b64encode(b"BWA1").decode()):
+        with pytest.raises(AddressError):
+            from_wire(bad)
+    assert len(from_wire(to_wire(Entries()))) == 0
 
 
-def test_prefixes_are_found_in_the_packed_form():
-    e = Entries(["192.0.2.1", "198.51.100.0/24", "2001:db8::/32", "203.0.113.7"])
+def test_lookup_of_an_address_covers_hosts_and_prefixes_of_both_families():
+    e = Entries(["192.0.2.1", "198.51.100.0/24", "2001:db8::/32", "203.0.113.7/32", "::1"])
+    assert ipaddress.ip_address("198.51.100.77") in e and ipaddress.ip_address("2001:db8:1::5") in e
+    assert ipaddress.ip_address("192.0.2.2") not in e and ipaddress.ip_address("2001:db9::") not in e
     assert sorted(e.prefixes()) == ["198.51.100.0/24", "2001:db8::/32"] and Entries().prefixes() == []

@@ -10,7 +10,8 @@ import trio
 
 from agent import http, sampler
 from agent.config import AgentConfig
-from agent.errors import StateError
+from agent.entries import Entries, from_wire, to_wire
+from agent.errors import HubRejected, StateError
 from agent.hub_link import DesiredTracker, Reports, metrics_body, save_credential, status_body
 from agent.messages import MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore
@@ -30,21 +31,28 @@ def doc(lists, *, plan=True, mode="enforce", etag="e1"):
     return d
 
 
+def packed(*texts):
+    return to_wire(Entries(texts))
+
+
 def test_tracker_snapshot_then_delta_then_current():
     t = DesiredTracker(None)
     d1 = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 1, "mode": "snapshot",
-                        "entries": ["203.0.113.0/24", {"network": "192.0.2.9/32", "expires_at": 9}]}]))
+                        "entries": packed("203.0.113.0/24", "192.0.2.9/32")}]))
     assert d1.digest == PLAN_B.digest and d1.deltas == ()
-    assert d1.list_entries() == {"ban": frozenset({"203.0.113.0/24", "192.0.2.9/32"})}
+    assert d1.list_entries() == {"ban": frozenset({"203.0.113.0/24", "192.0.2.9"})}
     assert t.known_revisions() == {"L": 1}
     d2 = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 2, "mode": "delta", "since": 1,
-                        "added": ["198.51.100.7"], "removed": ["192.0.2.9/32"]}], plan=False))
-    assert d2.plan == PLAN_B and d2.deltas == (("ban", ("198.51.100.7",), ("192.0.2.9/32",)),)
+                        "added": packed("198.51.100.7"), "removed": packed("192.0.2.9")}], plan=False))
+    assert d2.plan == PLAN_B and d2.deltas == (("ban", ("198.51.100.7",), ("192.0.2.9",)),)
     assert d2.list_entries()["ban"] == {"203.0.113.0/24", "198.51.100.7"}
     d3 = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 2, "mode": "current"}],
                       plan=False, mode="deactivate"))
     assert d3.mode == "deactivate" and not d3.active and d3.list_entries() == d2.list_entries()
     assert t.update(doc([], plan=False, mode="none")) is None  # no deployment: keep what we have
+    with pytest.raises(HubRejected, match="entries"):
+        t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 3, "mode": "snapshot",
+                       "entries": ["192.0.2.9/32"]}]))
 
 
 def test_failure_reports_wait_for_the_hub_in_order():
@@ -134,18 +142,22 @@ def test_state_round_trip_previous_and_torn_files(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_lists_persist_as_one_string_and_old_files_still_load(tmp_path):
+def test_lists_persist_packed_as_the_hub_sent_them_and_old_files_still_load(tmp_path):
     store = StateStore(tmp_path)
     entries = {"192.0.2.9", "203.0.113.0/24", "2001:db8::/32"}
     d = Desired(mode="enforce", plan=PLAN_B, source="revert", reverted_from=("abc", "d1"),
                 lists=(ListState("ban", 3, entries, "L1"), ListState("empty", 1, (), "L2")))
     store.save(d)
     saved = json.loads((tmp_path / "applied.json").read_text())
-    assert [x["entries"] for x in saved["lists"]] == ["192.0.2.9\n2001:db8::/32\n203.0.113.0/24", ""]
+    assert [from_wire(x["packed"]) for x in saved["lists"]] == [Entries(entries), Entries()]
     back = store.load()
     assert back == d and back.reverted_from == ("abc", "d1")
     assert back.list_entries()["ban"] == entries and len(back.list_entries()["empty"]) == 0
-    saved["lists"][0]["entries"] = sorted(entries, reverse=True)  # written before: a JSON list
+    del saved["lists"][0]["packed"]
+    saved["lists"][0]["entries"] = "192.0.2.9/32\n2001:db8::/32\n203.0.113.0/24"  # written before: text
+    (tmp_path / "applied.json").write_text(json.dumps(saved))
+    assert store.load() == d
+    saved["lists"][0]["entries"] = sorted(entries, reverse=True)  # and before that: a JSON list
     (tmp_path / "applied.json").write_text(json.dumps(saved))
     assert store.load() == d
     saved["lists"][0]["entries"] = 7

@@ -75,12 +75,24 @@ def test_a_bad_list_entry_is_named_and_nothing_is_applied(guard, bad):
     assert guard.program.test_run(frame("10.0.0.1", 6, 22)).retval == 1  # still dropped
 
 
-def test_plain_ipv4_hosts_take_the_fast_path_with_the_same_result():
-    from bpf.guard_plan import split_entries, v4_hosts_fast
+def test_a_packed_list_alone_in_a_set_loads_its_host_keys_from_the_buffer():
+    from bpf import guard_tables as gt
+    from bpf.guard_plan import merge, split_entries
+    from rules_dsl.addresses import Packed
 
     hosts = [f"10.0.{i // 256}.{i % 256}" for i in range(1000)]
-    assert v4_hosts_fast(hosts) == split_entries(hosts + ["10.9.0.0/16"]).v4_hosts
-    assert v4_hosts_fast(hosts + ["10.9.0.0/16"]) is None
+    packed = Packed(hosts + ["10.9.0.0/16", "2001:db8::1"])
+    alone = {3: merge(split_entries(()), split_entries(packed))}
+    [(mask, keys)] = gt.host_groups(alone, "v4")
+    assert mask == 1 << 3 and keys is packed.table("v4_hosts")  # the same buffer, no ints
+    with_inline = merge(split_entries(["198.51.100.0/24"]), split_entries(packed))
+    assert with_inline.packed.table("v4_hosts") is packed.table("v4_hosts")
+    decoded = {3: gt.AddressSet.of(hosts + ["10.9.0.0/16", "2001:db8::1/128"])}
+    assert alone[3] == decoded[3]
+    shared = {**alone, 5: split_entries(hosts[:10])}
+    assert gt.host_masks(shared, "v4") == {**gt.host_masks(alone, "v4"),
+                                           **{int(ipaddress.ip_address(h)): 1 << 3 | 1 << 5 for h in hosts[:10]}}
+    assert gt.host_masks(alone, "v6") == {int(ipaddress.ip_address("2001:db8::1")): 1 << 3}
 
 
 def test_the_read_only_view_of_the_pins_reads_what_the_guard_counts(pin_dir):

@@ -173,3 +173,11 @@ async def enroll(t: Tenant, labels: list[str] | None = None, hostname: str = "we
     assert r.status_code == 201, await r.get_data(as_text=True)
     body = await r.get_json()
     return AgentClient(t.hub.client(), body["credential"], body["agent_id"])
+
+
+def unpacked(text: str) -> list[str]:
+    """The canonical entries of a packed list as the agent protocol carries it (base64)."""
+    import base64
+
+    from rules_dsl.addresses import Packed
+    return list(Packed.from_bytes(base64.b64decode(text)))

@@ -1,4 +1,6 @@
-"""List entry parsing: the IPv4 fast path agrees with `ipaddress` on every input."""
+"""List entry parsing at the hub: `rules_dsl.addresses` agrees with `ipaddress` on every
+input (except the netmask spelling `10.0.0.0/255.0.0.0`, which lists refuse), and
+stores single hosts bare."""
 from __future__ import annotations
 
 import ipaddress
@@ -10,10 +12,14 @@ from hub.services.lists import parse_network
 
 
 def reference(text: str) -> str | None:
+    _, _, length = text.strip().partition("/")
+    if "." in length or ":" in length:
+        return None  # netmask notation: not a list entry
     try:
-        return str(ipaddress.ip_network(text.strip(), strict=True))
+        net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError:
         return None
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
 def ours(text: str) -> str | None:
@@ -31,9 +37,10 @@ suffix = st.one_of(st.just(""), st.integers(-1, 40).map(lambda n: f"/{n}"),
 
 @given(dotted, suffix)
 @example("1.2.3.4", "")
+@example("1.2.3.4", "/32")
 @example("10.0.0.0", "/8")
 @example("10.0.0.1", "/8")
-def test_ipv4_fast_path_agrees_with_ipaddress(address, length):
+def test_ipv4_agrees_with_ipaddress(address, length):
     text = address + length
     assert ours(text) == reference(text)
 
@@ -41,3 +48,22 @@ def test_ipv4_fast_path_agrees_with_ipaddress(address, length):
 @given(st.text(max_size=20))
 def test_any_text_is_parsed_or_refused_like_ipaddress(text):
     assert ours(text) == reference(text)
+
+
+@given(st.ip_addresses(v=6), st.integers(0, 128))
+def test_ipv6_agrees_with_ipaddress(address, length):
+    net = ipaddress.ip_network(f"{address}/{length}", strict=False)
+    for text in (f"{net.network_address}/{length}", f"{net.network_address.exploded}/{length}"):
+        assert ours(text) == reference(text)
+
+
+def test_hosts_are_stored_bare_and_mistakes_are_explained():
+    assert parse_network("192.0.2.1/32") == parse_network(" 192.0.2.1 ") == "192.0.2.1"
+    assert parse_network("2001:0db8:0:0:0:0:0:1/128") == "2001:db8::1"
+    assert parse_network("2001:db8::/32") == "2001:db8::/32"
+    try:
+        parse_network("10.0.0.1/8")
+    except ValueError as exc:
+        assert "did you mean 10.0.0.0/8" in str(exc)
+    else:
+        raise AssertionError("host bits accepted")

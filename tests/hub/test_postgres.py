@@ -18,7 +18,7 @@ import pytest
 
 from hub.services import notify_pg
 from tests.hub import postgres
-from tests.hub.harness import AgentClient, enroll
+from tests.hub.harness import AgentClient, enroll, unpacked
 
 on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -148,7 +148,7 @@ async def test_the_notifier_recovers_when_its_listen_connection_is_killed(hub, t
 
         r = await _poll_while(b, agent, add_entry)
         assert r.status_code == 200, "hub B stopped hearing hub A after its LISTEN connection was killed"
-        assert r.json()["lists"][0]["added"] == ["192.0.2.1/32"]
+        assert unpacked(r.json()["lists"][0]["added"]) == ["192.0.2.1"]
 
 
 def test_bulwark_hub_migrate_builds_the_schema_on_postgres(postgres_server, monkeypatch, tmp_path):

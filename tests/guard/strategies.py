@@ -64,7 +64,7 @@ def rules(draw, nsets, nprofiles):
         icmp_type=maybe(st.lists(st.sampled_from([0, 3, 8, 128, 135]), min_size=1, max_size=2,
                                  unique=True).map(tuple)),
         ttl=ttl,
-        rate_profile=draw(st.integers(0, nprofiles - 1)) if action == "limit" else None,
+        rate_profiles=tuple(draw(st.lists(st.integers(0, nprofiles - 1), min_size=1, max_size=3))) if action == "limit" else (),
     )
 
 
@@ -79,7 +79,7 @@ profiles = st.builds(
 def plans(draw, max_rules=8):
     nsets = draw(st.integers(0, 4))
     sets = draw(addr_sets(nsets))
-    nprofiles = draw(st.integers(0, 2))
+    nprofiles = draw(st.integers(0, 3))
     profs = tuple(_renumber(draw(profiles), i) for i in range(nprofiles))
     rule_list = tuple(draw(st.lists(rules(nsets, nprofiles), max_size=max_rules)))
     xdp = XdpPlan(mode=draw(st.sampled_from(["enforce", "enforce", "monitor"])),

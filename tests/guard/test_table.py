@@ -12,8 +12,8 @@ from bpf import guard_tables as gt
 from bpf.guard import LAYOUTS, OBJECT_PATH
 from bpf.guard_plan import spec_from_plan
 from bpf.object import XdpAction
-from rules_dsl.packet import Packet, build_frame
-from rules_dsl.plan import AddrSet, Plan, RateProfile, XdpPlan, XdpRule
+from rules_dsl.packet import LENGTH_MAX, Packet, build_frame
+from rules_dsl.plan import MAX_RULE_LIMITS, AddrSet, Plan, RateProfile, XdpPlan, XdpRule
 from tests.guard.harness import Outcome, compare, kernel_outcome
 
 pytestmark = pytest.mark.kernel
@@ -27,7 +27,7 @@ PLAN = Plan("table", XdpPlan(
         XdpRule("drop", src=0),
         XdpRule("pass", proto=(6,), dport=((22, 22), (80, 80))),
         XdpRule("drop", proto=(6,), tcp_flags=((0x03, 0x03), (0x3f, 0x00))),
-        XdpRule("limit", proto=(17,), dport=((53, 53),), rate_profile=0),
+        XdpRule("limit", proto=(17,), dport=((53, 53),), rate_profiles=(0,)),
         XdpRule("pass", proto=(1, 58), icmp_type=(8, 128)),
         XdpRule("pass", fragment="yes"),
     )))
@@ -164,6 +164,8 @@ def test_python_layouts_match_the_btf(name):
 def test_header_constants_match():
     text = (OBJECT_PATH.parent / "guard.h").read_text()
     for name, value in {"GUARD_MAX_RULES": gt.MAX_RULES, "GUARD_MAX_SETS": gt.MAX_SETS,
-                        "GUARD_MAX_CLASSES": gt.MAX_CLASSES}.items():
+                        "GUARD_MAX_CLASSES": gt.MAX_CLASSES, "GUARD_MAX_LIMITS": gt.MAX_LIMITS,
+                        "GUARD_LENGTH_MAX": LENGTH_MAX}.items():
         assert f"#define {name} {value}\n" in text
     assert ctypes.sizeof(LAYOUTS["guard_bitmap"]) == gt.WORDS * 8
+    assert gt.MAX_LIMITS == MAX_RULE_LIMITS

@@ -88,6 +88,26 @@ def test_rate_limit_passes_the_burst_then_drops(guard):
     assert (counted.packets, counted.dropped) == (6, 2)
 
 
+def test_stacked_limits_charge_in_order_and_stop_at_the_first_refusal(guard):
+    """Per source (burst 2) then global (burst 3): a source over its own limit does not
+    spend the global budget; a source refused by the global one has spent its own."""
+    stacked = Plan("stacked", XdpPlan(
+        mode="enforce", default="drop", malformed="drop",
+        rate_profiles=(RateProfile(0, "packets", 1, 2, "src", 32, 128, 0),
+                       RateProfile(1, "packets", 1, 3, "global", 32, 128, 0)),
+        rules=(XdpRule("limit", proto=(17,), rate_profiles=(0, 1)),)))
+    frames = [udp(src, 53) for src in ["192.0.2.10"] * 3 + ["192.0.2.11"] * 2]
+    guard.apply(spec_from_plan(stacked))
+    guard.set_clock(10**12)
+    verdicts = [guard.program.test_run(f).retval for f in frames]
+    assert verdicts == [XdpAction.PASS] * 2 + [XdpAction.DROP, XdpAction.PASS, XdpAction.DROP]
+    guard.set_clock(10**12 + 10**9)   # one token back in every bucket
+    assert guard.program.test_run(udp("192.0.2.11", 53)).retval == XdpAction.PASS
+    assert guard.program.test_run(udp("192.0.2.12", 53)).retval == XdpAction.DROP
+    later = [(udp("192.0.2.11", 53), 10**9), (udp("192.0.2.12", 53), 10**9)]
+    compare(guard, stacked, [(f, 0) for f in frames] + later)   # and the reference agrees
+
+
 def test_monitor_mode_counts_but_never_drops(guard):
     monitor = Plan("m", XdpPlan(**{**PLAN.xdp.__dict__, "mode": "monitor"}))
     guard.apply(spec_from_plan(monitor))

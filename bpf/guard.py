@@ -130,11 +130,17 @@ class Guard:
                  pinned: str | os.PathLike | None = None):
         self.object = Object(object_path)
         self._reused: list[Map] = []
+        self._stale: list[str] = []  # pinned by a build with another layout: not reused
         if pinned is not None:
             for name in PINNED_MAPS:
                 path = Path(pinned) / name
                 if path.exists():
                     existing = Map.open_pinned(path)
+                    if (int(existing.type), existing.key_size, existing.value_size) != \
+                            self.object.map_layout(name):
+                        existing.close()
+                        self._stale.append(name)
+                        continue
                     self._reused.append(existing)
                     self.object.reuse_map(name, existing)
         self.object.load()
@@ -159,9 +165,12 @@ class Guard:
 
     # ---- lifetime ----
     def pin_maps(self, directory: str | os.PathLike) -> None:
-        """Pin every stateful map under directory (which must be on a bpffs)."""
+        """Pin every stateful map under directory (which must be on a bpffs); a pin left
+        by a build whose layout differs (not reused, see __init__) is replaced."""
         for name in PINNED_MAPS:
             path = Path(directory) / name
+            if name in self._stale and path.exists():
+                path.unlink()
             if not path.exists():
                 self.object.map(name).pin(path)
 

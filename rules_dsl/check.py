@@ -82,16 +82,19 @@ def _stacked(r: RRule, rep: Reporter) -> None:
     if len(lims) > MAX_RULE_LIMITS:
         rep.error(lims[MAX_RULE_LIMITS].pos, f"more than {MAX_RULE_LIMITS} limits on one rule: "
                   f"the data plane holds {MAX_RULE_LIMITS}", "split the traffic over several rules")
-    for j, p in enumerate(r.profiles):
-        for i, q in enumerate(r.profiles[:j]):
+    kept = r.profiles[:MAX_RULE_LIMITS]   # past the error above: no pairs, no quadratic cost
+    for j, p in enumerate(kept):
+        for i, q in enumerate(kept[:j]):
             same_key = (p.unit, p.key, p.v4_prefix, p.v6_prefix) == (q.unit, q.key, q.v4_prefix,
                                                                    q.v6_prefix)
             if p == q:
                 rep.error(lims[j].pos, f"this limit repeats limit {i + 1} of the rule",
                           "remove one of them")
+                break
             elif same_key and p.rate >= q.rate and p.burst >= q.burst:
                 rep.warning(lims[j].pos, f"limit {i + 1} of the rule is as strict on the same "
                             "key and comes first: this one never refuses a packet", "remove it")
+                break
 
 
 # ---- shadowing ---------------------------------------------------------------------------

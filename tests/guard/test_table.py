@@ -189,3 +189,24 @@ def test_header_constants_match():
         assert f"#define {name} {value}\n" in text
     assert ctypes.sizeof(LAYOUTS["guard_bitmap"]) == gt.WORDS * 8
     assert gt.MAX_LIMITS == MAX_RULE_LIMITS
+
+
+def test_pins_of_a_build_with_another_layout_are_replaced_not_reused(pin_dir):
+    """guard_action grew with stacked limits: maps pinned by the previous build no longer
+    fit this program, so the loader makes its own and replaces their pins."""
+    from pathlib import Path
+
+    from bpf.guard import Guard, GuardAction
+    from bpf.maps import Map, MapType
+    old = Map.create(MapType.ARRAY, "g_actions", 4, 32, 2 * gt.SLOTS)
+    old.pin(Path(pin_dir) / "g_actions")
+    old.close()
+    with Guard(pinned=pin_dir) as g:
+        g.pin_maps(pin_dir)
+        g.apply(spec_from_plan(PLAN))
+        assert g.program.test_run(tcp("198.51.100.9", 22)).retval == XdpAction.DROP
+    pinned = Map.open_pinned(Path(pin_dir) / "g_actions")
+    try:
+        assert pinned.value_size == ctypes.sizeof(GuardAction)
+    finally:
+        pinned.close()

@@ -85,6 +85,14 @@ def test_limits_that_each_can_refuse_are_not_reported(body):
     assert [d for d in diags(HEADER + body + "\n") if "limit" in d.message] == []
 
 
+def test_thousands_of_limits_on_one_rule_are_one_located_error():
+    found = diags(HEADER + "pass udp" + " limit 5/second" * 5000 + "\n")
+    errors = [d for d in found if d.severity == "error"]
+    over = [d for d in errors if d.message.startswith("more than 4 limits")]
+    assert len(over) == 1 and over[0].line == 3 and over[0].col == 10 + 15 * 4
+    assert len([d for d in errors if "repeats" in d.message]) == 3   # among the first four
+
+
 def test_explain_names_every_limit():
     text = explain(rules_dsl.parse(STACKED), plan(STACKED))
     assert "bursts of 2) per source" in text and "bursts of 3) in total" in text

@@ -538,10 +538,10 @@ __noinline int classify(struct packet *p, __u32 gen)
 	struct scratch *scratch = bpf_map_lookup_elem(&g_scratch, &zero);
 	__u32 n = 0, words = cfg->words, fields = cfg->fields;
 	__u32 small_values[GUARD_SMALL_FIELDS] = {p->family, p->proto, p->flags, p->icmp, p->ttl, p->frag};
-	__u32 range_values[GUARD_RANGE_FIELDS] = {p->sport, p->dport, p->length & 0xffff};
+	__u32 range_values[GUARD_RANGE_FIELDS] = {p->sport, p->dport, p->length};
 
-	if (p->length > 0xffff)
-		range_values[GUARD_F_LENGTH] = 0xffff;
+	if (p->length > GUARD_LENGTH_MAX)
+		range_values[GUARD_F_LENGTH] = GUARD_LENGTH_MAX;
 	for (int f = 0; f < GUARD_SMALL_FIELDS; f++) {
 		if (!(fields & GUARD_USE_SMALL(f)))
 			continue;
@@ -599,9 +599,10 @@ static __always_inline void mask_addr(__u8 *out, __u8 *addr, __u32 len, __u32 pr
 }
 
 /* Token bucket (see docs/plan.md): returns 1 when the packet is within the rate. */
-static __always_inline int within_rate(struct guard_action *act, struct packet *p, __u32 slot)
+static __always_inline int within_rate(struct guard_limit *act, struct packet *p, __u32 slot,
+				       __u32 index)
 {
-	struct guard_bucket_key key = {.slot = slot};
+	struct guard_bucket_key key = {.slot = slot, .limit = index};
 	__u32 len = p->family ? 16 : 4;
 	if (act->key != GUARD_KEY_GLOBAL) {
 		key.family = p->family;
@@ -637,6 +638,18 @@ static __always_inline int within_rate(struct guard_action *act, struct packet *
 	if (act->block_ns)
 		b->blocked_until_ns = now + act->block_ns;
 	return 0;
+}
+
+/* Stacked limits, in order: the first refusal stops (see guard.h). */
+static __always_inline int within_limits(struct guard_action *act, struct packet *p, __u32 slot)
+{
+	for (__u32 i = 0; i < GUARD_MAX_LIMITS; i++) {
+		if (i >= act->limits)
+			break;
+		if (!within_rate(&act->limit[i], p, slot, i))
+			return 0;
+	}
+	return 1;
 }
 
 /* Drop samples are budgeted per CPU (SAMPLES_PER_SEC), refilled from the coarse clock:
@@ -703,7 +716,7 @@ int xdp_guard(struct xdp_md *ctx)
 		return XDP_PASS;
 	int drop = act->verdict == GUARD_DROP;
 	if (act->verdict == GUARD_LIMIT)
-		drop = !within_rate(act, &p, slot);
+		drop = !within_limits(act, &p, slot);
 
 	struct guard_counter *c = bpf_map_lookup_elem(&g_counters, &slot);
 	if (c) {

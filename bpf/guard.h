@@ -44,6 +44,9 @@ enum guard_range_field {
 };
 #define GUARD_RANGE_VALUES 65537
 #define GUARD_RANGE_NONE 65536
+/* A length over this (a GRO super-packet under generic XDP) matches as this; byte-rate
+ * limits and counters take the real length (LENGTH_MAX in rules_dsl/packet.py). */
+#define GUARD_LENGTH_MAX 65535
 #define GUARD_MAX_CLASSES 4096
 
 /* Address fields: the sets holding the address (a mask of set ids) pick set bitmaps. */
@@ -83,16 +86,28 @@ struct guard_config {
 	__u8 pad[7];
 };
 
-struct guard_action {
-	__u8 verdict;   /* enum guard_verdict */
+/* One token bucket of a limited rule. */
+struct guard_limit {
 	__u8 key;       /* enum guard_limit_key */
 	__u8 prefix_v4; /* key prefix length for IPv4 addresses */
 	__u8 prefix_v6; /* key prefix length for IPv6 addresses */
 	__u8 per_byte;  /* 1: rate is bytes/s and a packet costs its length */
-	__u8 pad[3];
+	__u8 pad[4];
 	__u64 rate;     /* tokens per second */
 	__u64 burst;    /* bucket size in tokens */
 	__u64 block_ns; /* once over the rate, drop the key for this long */
+};
+
+/* A limited rule's limits are stacked: consulted in order, each that admits is charged,
+ * the first that refuses drops the packet and the later ones are left untouched. Each
+ * step touches one bucket, so no lock spans buckets (docs/plan.md). */
+#define GUARD_MAX_LIMITS 4
+
+struct guard_action {
+	__u8 verdict; /* enum guard_verdict */
+	__u8 limits;  /* GUARD_LIMIT: how many of `limit` are in use, 1..GUARD_MAX_LIMITS */
+	__u8 pad[6];
+	struct guard_limit limit[GUARD_MAX_LIMITS];
 };
 
 struct guard_state {
@@ -108,8 +123,9 @@ struct guard_counter {
 };
 
 struct guard_bucket_key {
-	__u32 slot; /* gen * GUARD_SLOTS + rule */
-	__u32 family;
+	__u32 slot;   /* gen * GUARD_SLOTS + rule */
+	__u16 family;
+	__u16 limit;  /* index in guard_action.limit */
 	__u8 addr[16]; /* the masked key address; zero for global limits */
 };
 

@@ -36,11 +36,15 @@ class GuardConfig(ctypes.Structure):
                 ("monitor", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 7)]
 
 
-class GuardAction(ctypes.Structure):
-    _fields_ = [("verdict", ctypes.c_uint8), ("key", ctypes.c_uint8),
-                ("prefix_v4", ctypes.c_uint8), ("prefix_v6", ctypes.c_uint8),
-                ("per_byte", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 3),
+class GuardLimit(ctypes.Structure):
+    _fields_ = [("key", ctypes.c_uint8), ("prefix_v4", ctypes.c_uint8),
+                ("prefix_v6", ctypes.c_uint8), ("per_byte", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 4),
                 ("rate", ctypes.c_uint64), ("burst", ctypes.c_uint64), ("block_ns", ctypes.c_uint64)]
+
+
+class GuardAction(ctypes.Structure):
+    _fields_ = [("verdict", ctypes.c_uint8), ("limits", ctypes.c_uint8), ("pad", ctypes.c_uint8 * 6),
+                ("limit", GuardLimit * gt.MAX_LIMITS)]
 
 
 class GuardState(ctypes.Structure):
@@ -52,7 +56,8 @@ class GuardCounter(ctypes.Structure):
 
 
 class GuardBucketKey(ctypes.Structure):
-    _fields_ = [("slot", ctypes.c_uint32), ("family", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16)]
+    _fields_ = [("slot", ctypes.c_uint32), ("family", ctypes.c_uint16), ("limit", ctypes.c_uint16),
+                ("addr", ctypes.c_uint8 * 16)]
 
 
 class GuardBucket(ctypes.Structure):
@@ -77,6 +82,7 @@ class GuardSample(ctypes.Structure):
 
 LAYOUTS = {
     "guard_bitmap": GuardBitmap, "guard_config": GuardConfig, "guard_action": GuardAction,
+    "guard_limit": GuardLimit,
     "guard_state": GuardState, "guard_counter": GuardCounter, "guard_bucket_key": GuardBucketKey,
     "guard_bucket": GuardBucket, "guard_lpm_v4": GuardLpmV4, "guard_lpm_v6": GuardLpmV6,
     "guard_sample": GuardSample,
@@ -127,11 +133,17 @@ class Guard:
                  pinned: str | os.PathLike | None = None):
         self.object = Object(object_path)
         self._reused: list[Map] = []
+        self._stale: list[str] = []  # pinned by a build with another layout: not reused
         if pinned is not None:
             for name in PINNED_MAPS:
                 path = Path(pinned) / name
                 if path.exists():
                     existing = Map.open_pinned(path)
+                    if (int(existing.type), existing.key_size, existing.value_size) != \
+                            self.object.map_layout(name):
+                        existing.close()
+                        self._stale.append(name)
+                        continue
                     self._reused.append(existing)
                     self.object.reuse_map(name, existing)
         self.object.load()
@@ -156,9 +168,12 @@ class Guard:
 
     # ---- lifetime ----
     def pin_maps(self, directory: str | os.PathLike) -> None:
-        """Pin every stateful map under directory (which must be on a bpffs)."""
+        """Pin every stateful map under directory (which must be on a bpffs); a pin left
+        by a build whose layout differs (not reused, see __init__) is replaced."""
         for name in PINNED_MAPS:
             path = Path(directory) / name
+            if name in self._stale and path.exists():
+                path.unlink()
             if not path.exists():
                 self.object.map(name).pin(path)
 
@@ -466,10 +481,12 @@ def set_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
 def action_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
     actions = {gen * gt.SLOTS + slot: bytes(GuardAction()) for slot in range(gt.SLOTS)}
     for slot, action in t.actions.items():
+        limits = [GuardLimit(key=gt.LIMIT_KEYS[lim.key], prefix_v4=lim.prefix_v4,
+                             prefix_v6=lim.prefix_v6, per_byte=int(lim.per_byte), rate=lim.rate,
+                             burst=lim.burst, block_ns=lim.block_ns) for lim in action.limits]
         actions[gen * gt.SLOTS + slot] = bytes(GuardAction(
-            verdict=gt.VERDICTS[action.verdict], key=gt.LIMIT_KEYS[action.key],
-            prefix_v4=action.prefix_v4, prefix_v6=action.prefix_v6, per_byte=int(action.per_byte),
-            rate=action.rate, burst=action.burst, block_ns=action.block_ns))
+            verdict=gt.VERDICTS[action.verdict], limits=len(limits),
+            limit=(GuardLimit * gt.MAX_LIMITS)(*limits)))
     return {"actions": actions}
 
 

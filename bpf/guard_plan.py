@@ -41,10 +41,10 @@ def merge(*parts: gt.AddressSet | gt.PackedSet) -> gt.AddressSet | gt.PackedSet:
 def action_of(rule: XdpRule, profiles: tuple[RateProfile, ...]) -> gt.Action:
     if rule.action != "limit":
         return gt.Action(rule.action)
-    p = profiles[rule.rate_profile]
-    return gt.Action("limit", key=p.key, prefix_v4=p.v4_prefix, prefix_v6=p.v6_prefix,
-                     per_byte=p.unit == "bytes", rate=p.rate, burst=p.burst,
-                     block_ns=p.block_s * NS)
+    return gt.Action("limit", tuple(
+        gt.Limit(key=p.key, prefix_v4=p.v4_prefix, prefix_v6=p.v6_prefix,
+                 per_byte=p.unit == "bytes", rate=p.rate, burst=p.burst, block_ns=p.block_s * NS)
+        for p in (profiles[i] for i in rule.rate_profiles)))
 
 
 FRAGMENT = {"any": None, "yes": frozenset({1, 2}), "no": frozenset({0})}

@@ -37,6 +37,7 @@ ADDR_FIELDS = ("src", "dst")
 RULE_DEFAULT = MAX_RULES
 RULE_MALFORMED = MAX_RULES + 1
 SLOTS = MAX_RULES + 2
+MAX_LIMITS = 4  # stacked limits per rule
 
 VERDICTS = {"pass": 0, "drop": 1, "limit": 2}
 LIMIT_KEYS = {"global": 0, "src": 1, "dst": 2}
@@ -50,15 +51,21 @@ Range = tuple[int, int]  # inclusive
 
 
 @dataclass(frozen=True)
-class Action:
-    verdict: str  # pass | drop | limit
-    key: str = "global"  # for limits: global | src | dst
+class Limit:
+    """One token bucket of a limited rule."""
+    key: str = "global"  # global | src | dst
     prefix_v4: int = 32
     prefix_v6: int = 128
     per_byte: bool = False
     rate: int = 0  # tokens per second
     burst: int = 0
     block_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Action:
+    verdict: str  # pass | drop | limit
+    limits: tuple[Limit, ...] = ()  # for limit: stacked, in order, 1..MAX_LIMITS
 
 
 PASS = Action("pass")
@@ -257,6 +264,10 @@ def build_tables(spec: GuardSpec) -> Tables:
     bad = [s for s in spec.sets if not 0 <= s < MAX_SETS]
     if bad:
         raise GuardSpecError(f"set ids {bad} outside 0..{MAX_SETS - 1}")
+    for r, rule in enumerate(rules):
+        if (rule.action.verdict == "limit") != bool(rule.action.limits) or \
+                len(rule.action.limits) > MAX_LIMITS:
+            raise GuardSpecError(f"rule {r}: a limit rule holds 1..{MAX_LIMITS} limits, others none")
     # family is always looked at: its bitmaps hold exactly the rules that exist, so a
     # packet never matches a rule past the end (and with no rules, none at all)
     fields = use_small(SMALL_FIELDS.index("family"))

@@ -142,6 +142,11 @@ class Object:
         check(lib.bpf_map__set_max_entries(self._map_ptr(name), max_entries),
               f"{name}: set max entries")
 
+    def map_layout(self, name: str) -> tuple[int, int, int]:
+        """(type, key size, value size) of map `name` as this object declares it."""
+        ptr = self._map_ptr(name)
+        return (lib.bpf_map__type(ptr), lib.bpf_map__key_size(ptr), lib.bpf_map__value_size(ptr))
+
     def reuse_map(self, name: str, existing: Map) -> None:
         """Make this object use an existing map (shared state between programs)."""
         check(lib.bpf_map__reuse_fd(self._map_ptr(name), existing.fd), f"{name}: reuse fd")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import nodes as n
 from .diagnostics import Diagnostic, Reporter
-from .plan import MAX_ADDR_SETS, MAX_RATE_PROFILES, MAX_RULES
+from .plan import MAX_ADDR_SETS, MAX_RATE_PROFILES, MAX_RULE_LIMITS, MAX_RULES
 from .resolve import RAddrSet, Resolved, RRule, resolve
 
 
@@ -67,9 +67,34 @@ def _limits(res: Resolved, rep: Reporter) -> None:
                 if len(seen) == MAX_ADDR_SETS + 1:
                     rep.error(r.node.pos, f"more than {MAX_ADDR_SETS} address sets: the data "
                               f"plane holds {MAX_ADDR_SETS}", "merge sets, or use hub lists")
-    profiles = {r.profile for r in res.rules if r.profile is not None}
+    profiles = {p for r in res.rules for p in r.profiles}
     if len(profiles) > MAX_RATE_PROFILES:
         rep.error(n.Pos(1, 1, 1, 2), f"more than {MAX_RATE_PROFILES} different limits")
+    for r in res.rules:
+        _stacked(r, rep)
+
+
+def _stacked(r: RRule, rep: Reporter) -> None:
+    """Stacked limits: at most MAX_RULE_LIMITS, none repeated, none moot. Limits are
+    consulted in order and a later one sees only what the earlier ones admitted, so a
+    later limit on the same key with a rate and burst no smaller never refuses."""
+    lims = r.node.limits
+    if len(lims) > MAX_RULE_LIMITS:
+        rep.error(lims[MAX_RULE_LIMITS].pos, f"more than {MAX_RULE_LIMITS} limits on one rule: "
+                  f"the data plane holds {MAX_RULE_LIMITS}", "split the traffic over several rules")
+    kept = r.profiles[:MAX_RULE_LIMITS]   # past the error above: no pairs, no quadratic cost
+    for j, p in enumerate(kept):
+        for i, q in enumerate(kept[:j]):
+            same_key = (p.unit, p.key, p.v4_prefix, p.v6_prefix) == (q.unit, q.key, q.v4_prefix,
+                                                                   q.v6_prefix)
+            if p == q:
+                rep.error(lims[j].pos, f"this limit repeats limit {i + 1} of the rule",
+                          "remove one of them")
+                break
+            elif same_key and p.rate >= q.rate and p.burst >= q.burst:
+                rep.warning(lims[j].pos, f"limit {i + 1} of the rule is as strict on the same "
+                            "key and comes first: this one never refuses a packet", "remove it")
+                break
 
 
 # ---- shadowing ---------------------------------------------------------------------------

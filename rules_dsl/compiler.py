@@ -31,18 +31,17 @@ def compile_resolved(res: Resolved) -> Plan:
         return sets[s.key].id
 
     for r in res.rules:
-        prof = None
-        if r.profile is not None:
-            p = r.profile
+        prof = []
+        for p in r.profiles:
             if p not in profiles:
                 profiles[p] = RateProfile(len(profiles), p.unit, p.rate, p.burst, p.key,
                                           p.v4_prefix, p.v6_prefix, p.block_s)
-            prof = profiles[p].id
+            prof.append(profiles[p].id)
         rules.append(XdpRule(
             r.action, sid(r.src), sid(r.dst),
             tuple(sorted(r.proto)) if r.proto is not None else None, r.sport, r.dport,
             r.tcp_flags, r.length, r.fragment,
-            tuple(sorted(r.icmp_type)) if r.icmp_type is not None else None, r.ttl, prof,
+            tuple(sorted(r.icmp_type)) if r.icmp_type is not None else None, r.ttl, tuple(prof),
             format_rule(r.node) if r.node is not None else ""))
     xdp = XdpPlan(res.mode, res.default, res.malformed, tuple(sets.values()),
                   tuple(profiles.values()), tuple(rules))

@@ -11,7 +11,12 @@ Order of decision, first that applies:
 In monitor mode the verdict is always pass and `would_drop` says what enforce would do;
 buckets are updated the same way in both modes.
 
-Token bucket (all u64 integer arithmetic; NS = 10**9), per (rule index, key):
+A limited rule's limits (stacked, ≤ 4) are consulted in order: a limit that admits is
+charged there and then, the first that refuses drops the packet and the later ones are
+neither consulted nor charged (the earlier ones stay charged). So each step touches one
+bucket, which the XDP program can do without a lock spanning buckets.
+
+Token bucket (all u64 integer arithmetic; NS = 10**9), per (rule index, limit index, key):
   bucket = (tokens, last_ns, blocked_until_ns); a new key starts (burst*NS, now, 0)
   if blocked_until_ns > now:            drop, bucket unchanged
   elapsed = now - last_ns if now > last_ns else 0
@@ -41,7 +46,7 @@ class Bucket:
 
 
 class State(Mapping):
-    """Immutable mapping (rule index, key) → Bucket. `with_bucket` returns a new State."""
+    """Immutable mapping (rule index, limit index, key) → Bucket. `with_bucket` returns a new State."""
 
     __slots__ = ("_d", "_hash")
 
@@ -157,7 +162,7 @@ def rule_matches(c: _Compiled, r: XdpRule, p: Packet, lists: dict) -> bool:
     if r.tcp_flags is not None and (p.tcp_flags is None or
                                     not any(p.tcp_flags & m == v for m, v in r.tcp_flags)):
         return False
-    if r.length is not None and not r.length[0] <= p.length <= r.length[1]:
+    if r.length is not None and not r.length[0] <= p.match_length <= r.length[1]:
         return False
     if r.fragment != "any" and p.is_fragment != (r.fragment == "yes"):
         return False
@@ -195,6 +200,23 @@ def token_bucket(profile, bucket: Bucket | None, length: int, now: int) -> tuple
     return False, Bucket(tokens, last, blocked), "over-limit"
 
 
+def _within_limits(c: _Compiled, i: int, r: XdpRule, p: Packet, state: State,
+                   now: int) -> tuple[bool, str, State]:
+    """A rule's stacked limits, in order: each admitting bucket is charged at once, the
+    first refusal stops (later buckets untouched). One bucket per step, so the guard does
+    the same with no lock across buckets."""
+    reason = "limit"
+    for j, pid in enumerate(r.rate_profiles):
+        prof = c.profiles[pid]
+        key = (i, j, bucket_key(prof, p))
+        ok, bucket, reason = token_bucket(prof, state.get(key), p.length, now)
+        if bucket != state.get(key):
+            state = state.with_bucket(key, bucket)
+        if not ok:
+            return False, reason, state
+    return True, reason, state
+
+
 def evaluate(plan: Plan, packet: Packet, state: State | None = None, now_ns: int = 0, *,
              lists: Mapping | None = None) -> tuple[Decision, State]:
     """Decide one packet at time `now_ns`. `lists`: hub list name → prefixes (or an
@@ -217,9 +239,6 @@ def evaluate(plan: Plan, packet: Packet, state: State | None = None, now_ns: int
             continue
         if r.action != "limit":
             return done(r.action, i, "rule")
-        prof = c.profiles[r.rate_profile]
-        key = (i, bucket_key(prof, packet))
-        ok, bucket, reason = token_bucket(prof, state.get(key), packet.length, now_ns)
-        new_state = state if bucket == state.get(key) else state.with_bucket(key, bucket)
+        ok, reason, new_state = _within_limits(c, i, r, packet, state, now_ns)
         return done("pass" if ok else "drop", i, reason, new_state)
     return done(plan.xdp.default, None, "default")

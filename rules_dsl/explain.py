@@ -59,13 +59,10 @@ def explain(policy: Policy, plan: Plan) -> str:
         if r.fragment != "any":
             what.append("that are fragments" if r.fragment == "yes" else "that are not fragments")
         if r.action == "limit":
-            p = x.rate_profiles[r.rate_profile]
-            key = ("in total" if p.key == "global" else
-                   f"per {'source' if p.key == 'src' else 'destination'} (/{p.v4_prefix} IPv4, /{p.v6_prefix} IPv6)")
-            verb = (f"are passed up to {p.rate} {p.unit}/s (bursts of {p.burst}) {key}; "
-                    "the excess is dropped")
-            if p.block_s:
-                verb += f", and a key that exceeds it is blocked for {p.block_s} s"
+            verb = "are passed " + " and ".join(_limit_text(x.rate_profiles[pid])
+                                                for pid in r.rate_profiles)
+            verb += ("; the excess is dropped" if len(r.rate_profiles) == 1 else
+                     "; a packet over any of them is dropped (the limits before it stay charged)")
         else:
             verb = "are passed" if r.action == "pass" else "are dropped"
         lines.append(f"  {i}. {' '.join(what)} {verb}.    [{r.text}]")
@@ -80,3 +77,12 @@ def explain(policy: Policy, plan: Plan) -> str:
     elif nft:  # pragma: no cover - nft rules come only from the stateful block
         pass
     return "\n".join(lines) + "\n"
+
+
+def _limit_text(p) -> str:
+    key = ("in total" if p.key == "global" else
+           f"per {'source' if p.key == 'src' else 'destination'} (/{p.v4_prefix} IPv4, /{p.v6_prefix} IPv6)")
+    s = f"up to {p.rate} {p.unit}/s (bursts of {p.burst}) {key}"
+    if p.block_s:
+        s += f", a key that exceeds it blocked for {p.block_s} s"
+    return s

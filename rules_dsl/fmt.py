@@ -104,8 +104,7 @@ def format_rule(r: n.Rule) -> str:
         out.append("ttl " + _cmp(r.ttl))
     if r.fragment is not None:
         out.append("fragment" if r.fragment.value == "yes" else "fragment no")
-    if r.limit is not None:
-        out.append(format_limit(r.limit))
+    out.extend(format_limit(lim) for lim in r.limits)
     return " ".join(out)
 
 

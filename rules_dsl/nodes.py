@@ -130,7 +130,7 @@ class Rule:
     fragment: Word | None = None   # "yes" | "no"
     icmp_type: tuple[IcmpType, ...] | None = None
     ttl: Cmp | None = None
-    limit: Limit | None = None
+    limits: tuple[Limit, ...] = ()   # stacked: a packet passes within all of them
     pos: Pos = _pos()
 
 

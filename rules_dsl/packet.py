@@ -19,6 +19,8 @@
   data offset × 4 within the segment; UDP 8 bytes; ICMP (IPv4, proto 1) and ICMPv6 (IPv6,
   next header 58) 4 bytes. Shorter is `malformed`. Other protocols: no L4 fields.
 - `length` is the number of bytes from the start of the IP header to the end of the frame.
+  It can pass 65,535 (generic XDP sees GRO super-packets); `length` matchers see it
+  clamped to LENGTH_MAX (`match_length`), as the guard's range lookup does.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ VLAN_TPIDS = (0x8100, 0x88A8)
 MAX_VLAN_TAGS = 2
 IPV6_EXT = (0, 43, 44, 60)
 MAX_IPV6_EXT = 6
+LENGTH_MAX = 65535   # the largest length a matcher sees (GUARD_LENGTH_MAX in bpf/guard.h)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ class Packet:
     icmp_type: int | None = None
     ttl: int | None = None
     malformed: bool = False
+
+    @property
+    def match_length(self) -> int:
+        """The length `length` matchers compare: clamped to LENGTH_MAX. Byte-rate limits
+        and counters take the real length."""
+        return min(self.length, LENGTH_MAX)
 
 
 def _u16(b: bytes, at: int) -> int:

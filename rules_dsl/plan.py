@@ -14,11 +14,14 @@ from typing import Any
 
 from .diagnostics import Diagnostic
 from .errors import PlanError
+from .packet import LENGTH_MAX
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)               # schema 1: one limit per rule, `rate_profile`
 MAX_RULES = 1024
 MAX_ADDR_SETS = 64
 MAX_RATE_PROFILES = 256
+MAX_RULE_LIMITS = 4          # stacked limits per rule (GUARD_MAX_LIMITS)
 U32 = 2**32 - 1
 MAX_BLOCK_S = 366 * 86400
 
@@ -69,7 +72,7 @@ class XdpRule:
     fragment: str = "any"
     icmp_type: tuple[int, ...] | None = None
     ttl: Range | None = None
-    rate_profile: int | None = None
+    rate_profiles: tuple[int, ...] = ()    # stacked limits, in order; only with limit
     text: str = ""                         # the rule in canonical source form
 
 
@@ -111,7 +114,7 @@ class Plan:
                                    "key": p.key, "v4_prefix": p.v4_prefix,
                                    "v6_prefix": p.v6_prefix, "block_s": p.block_s}
                                   for p in x.rate_profiles],
-                "rules": [_rule_dict(r) for r in x.rules],
+                "rules": [_rule_dict(r, self.schema_version) for r in x.rules],
             },
             "nft": json.loads(self.nft_json),
         }
@@ -142,7 +145,7 @@ def canonical_json(obj: Any) -> str:
                       allow_nan=False)
 
 
-def _rule_dict(r: XdpRule) -> dict:
+def _rule_dict(r: XdpRule, version: int) -> dict:
     def ranges(v):
         return None if v is None else [list(x) for x in v]
     return {"action": r.action, "src": r.src, "dst": r.dst,
@@ -153,7 +156,15 @@ def _rule_dict(r: XdpRule) -> dict:
             "fragment": r.fragment,
             "icmp_type": None if r.icmp_type is None else list(r.icmp_type),
             "ttl": None if r.ttl is None else list(r.ttl),
-            "rate_profile": r.rate_profile, "text": r.text}
+            **_limit_field(r.rate_profiles, version), "text": r.text}
+
+
+def _limit_field(ids: tuple[int, ...], version: int) -> dict:
+    """Schema 1 names one profile (or null); 2 lists them. A schema-1 Plan keeps its
+    form, so its bytes and digest survive a load by a newer agent."""
+    if version == 1:
+        return {"rate_profile": ids[0] if ids else None}
+    return {"rate_profiles": list(ids)}
 
 
 # ---- validation -------------------------------------------------------------------------
@@ -241,8 +252,9 @@ def _addrs(v, path, version, host) -> tuple[str, ...]:
 
 def _load(doc) -> Plan:
     d = _obj(doc, "$", ["schema_version", "name", "xdp", "nft"])
-    if d["schema_version"] != SCHEMA_VERSION:
-        raise _err("$.schema_version", f"this agent reads schema {SCHEMA_VERSION}")
+    version = d["schema_version"]
+    if type(version) is not int or version not in READS:
+        raise _err("$.schema_version", f"this agent reads schemas {list(READS)}")
     name = _str(d["name"], "$.name")
     x = _obj(d["xdp"], "$.xdp", ["mode", "default", "malformed", "sets", "rate_profiles",
                                   "rules"])
@@ -275,13 +287,18 @@ def _load(doc) -> Plan:
     rules = []
     for i, r in enumerate(_list(x["rules"], "$.xdp.rules", MAX_RULES)):
         p = f"$.xdp.rules[{i}]"
+        lim_key = "rate_profile" if version == 1 else "rate_profiles"
         r = _obj(r, p, ["action", "src", "dst", "proto", "sport", "dport", "tcp_flags",
-                        "length", "fragment", "icmp_type", "ttl", "rate_profile", "text"])
+                        "length", "fragment", "icmp_type", "ttl", lim_key, "text"])
         action = _enum(r["action"], p + ".action", ACTIONS)
-        prof = _opt(r["rate_profile"], p + ".rate_profile",
-                    lambda v, q: _int(v, q, 0, len(profiles) - 1))
-        if (action == "limit") != (prof is not None):
-            raise _err(p, "a 'limit' rule, and only it, names a rate profile")
+        pid = lambda v, q: _int(v, q, 0, len(profiles) - 1)  # noqa: E731
+        if version == 1:
+            prof = () if r[lim_key] is None else (pid(r[lim_key], p + "." + lim_key),)
+        else:
+            prof = tuple(pid(v, f"{p}.{lim_key}[{j}]") for j, v in
+                         enumerate(_list(r[lim_key], p + "." + lim_key, MAX_RULE_LIMITS)))
+        if (action == "limit") != bool(prof):
+            raise _err(p, "a 'limit' rule, and only it, names rate profiles")
         sid = lambda v, q: _int(v, q, 0, len(sets) - 1)  # noqa: E731
         nums = lambda hi: (lambda v, q: tuple(_int(e, f"{q}[{j}]", 0, hi)  # noqa: E731
                                               for j, e in enumerate(_list(v, q, 256))) or _empty(q))
@@ -291,7 +308,7 @@ def _load(doc) -> Plan:
             _opt(r["sport"], p + ".sport", lambda v, q: _ranges(v, q, 65535)),
             _opt(r["dport"], p + ".dport", lambda v, q: _ranges(v, q, 65535)),
             _opt(r["tcp_flags"], p + ".tcp_flags", _flag_pairs),
-            _opt(r["length"], p + ".length", lambda v, q: _range(v, q, 65535)),
+            _opt(r["length"], p + ".length", lambda v, q: _range(v, q, LENGTH_MAX)),
             _enum(r["fragment"], p + ".fragment", FRAGMENT),
             _opt(r["icmp_type"], p + ".icmp_type", nums(255)),
             _opt(r["ttl"], p + ".ttl", lambda v, q: _range(v, q, 255)),
@@ -302,7 +319,7 @@ def _load(doc) -> Plan:
     nft = _obj(d["nft"], "$.nft", ["nftables"])
     for i, cmd in enumerate(_list(nft["nftables"], "$.nft.nftables")):
         _check_nft_cmd(cmd, f"$.nft.nftables[{i}]")
-    return Plan(name, xdp, canonical_json(nft))
+    return Plan(name, xdp, canonical_json(nft), version)
 
 
 def _flag_pairs(v, path) -> tuple[Range, ...]:

@@ -65,7 +65,7 @@ class RRule:
     fragment: str = "any"
     icmp_type: frozenset[int] | None = None
     ttl: tuple[int, int] | None = None
-    profile: RProfile | None = None
+    profiles: tuple[RProfile, ...] = ()   # stacked limits, in written order
     node: n.Rule | None = field(default=None, compare=False)
 
 
@@ -405,18 +405,16 @@ class Resolver:
         if not fams:
             self.rep.error(r.pos, "IPv4 and IPv6 are mixed: this rule can never match",
                            "split it into one rule per family")
-        profile = None
-        if r.limit is not None:
-            profile = self.profile(r.limit)
-            if r.action.value == "drop":
-                self.rep.error(r.limit.pos, "'drop' takes no limit",
-                               "a limited rule passes within the rate: write 'pass ... limit'")
+        profiles = tuple(self.profile(lim) for lim in r.limits)
+        if r.limits and r.action.value == "drop":
+            self.rep.error(r.limits[0].pos, "'drop' takes no limit",
+                           "a limited rule passes within the rate: write 'pass ... limit'")
         errors_after = len([d for d in self.rep.items if d.severity == "error"])
         if errors_after > errors_before:
             return None
-        action = "limit" if profile is not None else r.action.value
+        action = "limit" if profiles else r.action.value
         return RRule(action, src, dst, proto, sport, dport, flags, length,
-                     r.fragment.value if r.fragment else "any", icmp, ttl, profile, node=r)
+                     r.fragment.value if r.fragment else "any", icmp, ttl, profiles, node=r)
 
     def stateful(self, r: n.StatefulRule) -> RStateful | None:
         before = self.rep.has_errors

@@ -436,8 +436,9 @@ class _Build(Transformer):
     @v_args(meta=True)
     def rule(self, meta, c):
         action, *matchers = c
-        fields = self._fields(matchers, "rule")
-        return ("rule", n.Rule(action, **fields, pos=self.mpos(meta)))
+        limits = tuple(m[1] for m in matchers if m[0] == "limit")
+        fields = self._fields([m for m in matchers if m[0] != "limit"], "rule")
+        return ("rule", n.Rule(action, **fields, limits=limits, pos=self.mpos(meta)))
 
     def _fields(self, matchers, what):
         fields: dict = {}

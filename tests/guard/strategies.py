@@ -64,7 +64,7 @@ def rules(draw, nsets, nprofiles):
         icmp_type=maybe(st.lists(st.sampled_from([0, 3, 8, 128, 135]), min_size=1, max_size=2,
                                  unique=True).map(tuple)),
         ttl=ttl,
-        rate_profile=draw(st.integers(0, nprofiles - 1)) if action == "limit" else None,
+        rate_profiles=tuple(draw(st.lists(st.integers(0, nprofiles - 1), min_size=1, max_size=3))) if action == "limit" else (),
     )
 
 
@@ -79,7 +79,7 @@ profiles = st.builds(
 def plans(draw, max_rules=8):
     nsets = draw(st.integers(0, 4))
     sets = draw(addr_sets(nsets))
-    nprofiles = draw(st.integers(0, 2))
+    nprofiles = draw(st.integers(0, 3))
     profs = tuple(_renumber(draw(profiles), i) for i in range(nprofiles))
     rule_list = tuple(draw(st.lists(rules(nsets, nprofiles), max_size=max_rules)))
     xdp = XdpPlan(mode=draw(st.sampled_from(["enforce", "enforce", "monitor"])),
@@ -87,6 +87,44 @@ def plans(draw, max_rules=8):
                   malformed=draw(st.sampled_from(["pass", "drop"])),
                   sets=sets, rate_profiles=profs, rules=rule_list)
     return Plan("generated", xdp)
+
+
+# small bursts and rates, so that a few packets reach every limit's edge
+tight_profiles = st.builds(
+    lambda unit, rate, burst, key, p4, block: RateProfile(
+        0, unit, rate * (1500 if unit == "bytes" else 1), burst * (1500 if unit == "bytes" else 1),
+        key, p4, 128, block),
+    st.sampled_from(["packets"] * 3 + ["bytes"]), st.sampled_from([1, 1, 10]),
+    st.sampled_from([1, 2, 3]), st.sampled_from(["src", "dst", "global", "global"]),
+    st.sampled_from([32, 24]), st.sampled_from([0, 0, 2]))
+
+
+@st.composite
+def limited_plans(draw):
+    """Plans whose packets mostly meet stacked limits: few rules, few matchers (random
+    rules seldom match a random packet, so `plans` rarely reaches a limit)."""
+    nprofiles = draw(st.integers(2, 4))
+    profs = tuple(_renumber(draw(tight_profiles), i) for i in range(nprofiles))
+    rule_list = []
+    for _ in range(draw(st.integers(1, 2))):
+        ids = draw(st.lists(st.integers(0, nprofiles - 1), min_size=2, max_size=4))
+        if draw(st.booleans()):   # the usual stack: per-key limits first, then global ones
+            ids.sort(key=lambda i: profs[i].key == "global")
+        rule_list.append(XdpRule(action="limit",
+                                 proto=draw(st.sampled_from([None, None, (17,), (6, 17)])),
+                                 rate_profiles=tuple(ids)))
+    xdp = XdpPlan(mode=draw(st.sampled_from(["enforce", "monitor"])), default="pass",
+                  malformed="drop", rate_profiles=profs, rules=tuple(rule_list))
+    return Plan("limited", xdp)
+
+
+@st.composite
+def valid_frames(draw):
+    """Valid packets from two sources per family, so that per-key buckets are shared."""
+    p = draw(packets())
+    pool = V4_POOL if p.l3 == "ipv4" else V6_POOL
+    return build_frame(dataclasses.replace(p, src=draw(st.sampled_from(pool[1:3])),
+                                           length=min_length(p) + draw(st.sampled_from([0, 100, 1400]))))
 
 
 def _renumber(profile: RateProfile, i: int) -> RateProfile:

@@ -12,8 +12,8 @@ from bpf import guard_tables as gt
 from bpf.guard import LAYOUTS, OBJECT_PATH
 from bpf.guard_plan import spec_from_plan
 from bpf.object import XdpAction
-from rules_dsl.packet import Packet, build_frame
-from rules_dsl.plan import AddrSet, Plan, RateProfile, XdpPlan, XdpRule
+from rules_dsl.packet import LENGTH_MAX, Packet, build_frame
+from rules_dsl.plan import MAX_RULE_LIMITS, AddrSet, Plan, RateProfile, XdpPlan, XdpRule
 from tests.guard.harness import Outcome, compare, kernel_outcome
 
 pytestmark = pytest.mark.kernel
@@ -27,7 +27,7 @@ PLAN = Plan("table", XdpPlan(
         XdpRule("drop", src=0),
         XdpRule("pass", proto=(6,), dport=((22, 22), (80, 80))),
         XdpRule("drop", proto=(6,), tcp_flags=((0x03, 0x03), (0x3f, 0x00))),
-        XdpRule("limit", proto=(17,), dport=((53, 53),), rate_profile=0),
+        XdpRule("limit", proto=(17,), dport=((53, 53),), rate_profiles=(0,)),
         XdpRule("pass", proto=(1, 58), icmp_type=(8, 128)),
         XdpRule("pass", fragment="yes"),
     )))
@@ -86,6 +86,26 @@ def test_rate_limit_passes_the_burst_then_drops(guard):
     assert guard.program.test_run(udp("192.0.2.11", 53)).retval == XdpAction.PASS  # its own bucket
     counted = guard.counters()[3]
     assert (counted.packets, counted.dropped) == (6, 2)
+
+
+def test_stacked_limits_charge_in_order_and_stop_at_the_first_refusal(guard):
+    """Per source (burst 2) then global (burst 3): a source over its own limit does not
+    spend the global budget; a source refused by the global one has spent its own."""
+    stacked = Plan("stacked", XdpPlan(
+        mode="enforce", default="drop", malformed="drop",
+        rate_profiles=(RateProfile(0, "packets", 1, 2, "src", 32, 128, 0),
+                       RateProfile(1, "packets", 1, 3, "global", 32, 128, 0)),
+        rules=(XdpRule("limit", proto=(17,), rate_profiles=(0, 1)),)))
+    frames = [udp(src, 53) for src in ["192.0.2.10"] * 3 + ["192.0.2.11"] * 2]
+    guard.apply(spec_from_plan(stacked))
+    guard.set_clock(10**12)
+    verdicts = [guard.program.test_run(f).retval for f in frames]
+    assert verdicts == [XdpAction.PASS] * 2 + [XdpAction.DROP, XdpAction.PASS, XdpAction.DROP]
+    guard.set_clock(10**12 + 10**9)   # one token back in every bucket
+    assert guard.program.test_run(udp("192.0.2.11", 53)).retval == XdpAction.PASS
+    assert guard.program.test_run(udp("192.0.2.12", 53)).retval == XdpAction.DROP
+    later = [(udp("192.0.2.11", 53), 10**9), (udp("192.0.2.12", 53), 10**9)]
+    compare(guard, stacked, [(f, 0) for f in frames] + later)   # and the reference agrees
 
 
 def test_monitor_mode_counts_but_never_drops(guard):
@@ -164,6 +184,29 @@ def test_python_layouts_match_the_btf(name):
 def test_header_constants_match():
     text = (OBJECT_PATH.parent / "guard.h").read_text()
     for name, value in {"GUARD_MAX_RULES": gt.MAX_RULES, "GUARD_MAX_SETS": gt.MAX_SETS,
-                        "GUARD_MAX_CLASSES": gt.MAX_CLASSES}.items():
+                        "GUARD_MAX_CLASSES": gt.MAX_CLASSES, "GUARD_MAX_LIMITS": gt.MAX_LIMITS,
+                        "GUARD_LENGTH_MAX": LENGTH_MAX}.items():
         assert f"#define {name} {value}\n" in text
     assert ctypes.sizeof(LAYOUTS["guard_bitmap"]) == gt.WORDS * 8
+    assert gt.MAX_LIMITS == MAX_RULE_LIMITS
+
+
+def test_pins_of_a_build_with_another_layout_are_replaced_not_reused(pin_dir):
+    """guard_action grew with stacked limits: maps pinned by the previous build no longer
+    fit this program, so the loader makes its own and replaces their pins."""
+    from pathlib import Path
+
+    from bpf.guard import Guard, GuardAction
+    from bpf.maps import Map, MapType
+    old = Map.create(MapType.ARRAY, "g_actions", 4, 32, 2 * gt.SLOTS)
+    old.pin(Path(pin_dir) / "g_actions")
+    old.close()
+    with Guard(pinned=pin_dir) as g:
+        g.pin_maps(pin_dir)
+        g.apply(spec_from_plan(PLAN))
+        assert g.program.test_run(tcp("198.51.100.9", 22)).retval == XdpAction.DROP
+    pinned = Map.open_pinned(Path(pin_dir) / "g_actions")
+    try:
+        assert pinned.value_size == ctypes.sizeof(GuardAction)
+    finally:
+        pinned.close()

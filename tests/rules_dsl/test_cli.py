@@ -36,7 +36,7 @@ def test_fmt(tmp_path):
 def test_compile_writes_the_plan(tmp_path):
     out = tmp_path / "plan.json"
     assert main(["compile", WEB, "-o", str(out)]) == 0
-    assert json.loads(out.read_text())["schema_version"] == 1
+    assert json.loads(out.read_text())["schema_version"] == 2
 
 
 def test_explain_eval_and_test(capsys):

@@ -51,12 +51,17 @@ def test_nft_part_only_touches_table_inet_bulwark():
 
 
 @pytest.mark.parametrize("mutate", [
-    lambda d: d.update(schema_version=2),
+    lambda d: d.update(schema_version=3),
+    lambda d: d.update(schema_version=True),
+    lambda d: d["xdp"]["rules"][3].update(rate_profiles=[0] * 5),
+    lambda d: d["xdp"]["rules"][3].update(rate_profiles=0),
+    lambda d: d["xdp"]["rules"][3].update(rate_profile=0),
+    lambda d: d["xdp"]["rules"][0].update(rate_profiles=[0]),
     lambda d: d["xdp"].update(mode="panic"),
     lambda d: d["xdp"]["rules"][0].update(src=99),
     lambda d: d["xdp"]["rules"][0].update(extra=1),
     lambda d: d["xdp"]["sets"][0]["v4_prefixes"].append("10.0.0.1/8"),
-    lambda d: d["xdp"]["rules"][3].update(rate_profile=None),
+    lambda d: d["xdp"]["rules"][3].update(rate_profiles=[]),
     lambda d: d["xdp"]["rate_profiles"][0].update(rate=0),
     lambda d: d["nft"]["nftables"].append({"add": {"table": {"family": "ip", "name": "filter"}}}),
 ])

@@ -53,7 +53,7 @@ RULE = st.builds(n.Rule, VERDICT, st.none() | addr_items(), st.none() | addr_ite
                  st.none() | CMP, st.none() | st.sampled_from(["yes", "no"]).map(n.Word),
                  st.none() | st.lists(st.one_of(st.integers(0, 255), st.just("echo-request"))
                                       .map(n.IcmpType), min_size=1, max_size=2).map(tuple),
-                 st.none() | CMP, st.none() | LIMIT)
+                 st.none() | CMP, st.lists(LIMIT, max_size=3).map(tuple))
 SRULE = st.builds(n.StatefulRule, st.sampled_from(["pass", "drop", "synproxy"]).map(n.Word),
                   st.none() | addr_items(), st.none(), st.none() | PROTOS, st.none(),
                   st.none() | port_items(),
@@ -168,8 +168,11 @@ def small_rule(draw):
         parts.append("ttl " + draw(st.sampled_from(["< 10", "1-64", "64"])))
     if draw(st.booleans()):
         parts.append(draw(st.sampled_from(["fragment", "fragment no"])))
-    if parts[0] == "pass" and draw(st.booleans()):
-        parts.append("limit 1/second burst 1")
+    if parts[0] == "pass":
+        parts.extend(draw(st.lists(st.sampled_from(
+            ["limit 1/second burst 1", "limit 2/second burst 3 global",
+             "limit 1 kbytes/second burst 2000 bytes per src ipv4/24 block 1s"]),
+            max_size=2, unique=True)))
     return " ".join(parts)
 
 

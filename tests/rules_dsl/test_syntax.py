@@ -18,7 +18,7 @@ def test_a_rule_reads_like_pf_and_nft():
     assert r.src == (n.Addr("192.0.2.0/24"), n.SetRef("x"))
     assert r.dport == (n.PortRange(80, 80), n.PortRange(443, 443))
     assert r.flags == (n.FlagCombo(("syn",), ("syn", "ack")),)
-    assert r.limit == n.Limit(10, "packets", "second", 20, None, n.Key("src", None, 64), 600)
+    assert r.limits == (n.Limit(10, "packets", "second", 20, None, n.Key("src", None, 64), 600),)
 
 
 def test_synonyms_are_normalised():

@@ -60,6 +60,9 @@ def create_app(config: HubConfig) -> Quart:
         security=[{"token": []}],
         openapi_provider_class=BulwarkOpenAPI,
     )
+    from hub import json_bounds
+
+    json_bounds.install(app)  # after QuartSchema, which sets its own JSON provider
 
     from hub.blueprints import register_all
     from hub.web import HubRequest, IntIdConverter

@@ -9,7 +9,6 @@ route-table isolation test.
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from quart import Request, current_app, g, request
 from quart_auth import current_user
 from werkzeug.routing import IntegerConverter
 
+from hub import json_bounds
 from hub.api_schemas.common import MAX_INT32
 from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
@@ -136,6 +136,6 @@ async def read_json(limit: int | None = None) -> Any:
     if len(body) > limit:
         raise PayloadTooLarge(f"the body may have at most {limit} bytes")
     try:
-        return json.loads(body)
+        return json_bounds.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the body is not JSON: {exc}") from None

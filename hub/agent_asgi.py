@@ -176,8 +176,7 @@ class AgentFastPath:
         except Disconnected:
             return
         endpoint = route.endpoint if scope["method"] in ("POST", "OPTIONS") else "unmatched"
-        hub.rt.metrics.requests.labels(scope["method"], endpoint, str(answer.status)).inc()
-        hub.rt.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        hub.rt.metrics.count_request(scope["method"], endpoint, answer.status, time.perf_counter() - started)
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
         await send({"type": "http.response.body", "body": answer.body})

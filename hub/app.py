@@ -160,8 +160,7 @@ def _install_request_hooks(app: Quart, runtime: Runtime) -> None:
     @app.after_request
     async def _count(response: Response) -> Response:
         endpoint = request.url_rule.endpoint if request.url_rule else "unmatched"
-        runtime.metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
         started = g.get("bulwark_started")
-        if started is not None:
-            runtime.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        runtime.metrics.count_request(request.method, endpoint, response.status_code,
+                                      None if started is None else time.perf_counter() - started)
         return response

@@ -72,3 +72,26 @@ async def test_bad_csv_fields_are_a_400_naming_the_line(hub, line):
     r = await t.token.post(base + "/import?format=csv", data=("192.0.2.1\n" + line + "\n").encode())
     assert r.status_code == 400, await r.get_data(as_text=True)
     assert [d["line"] for d in (await r.get_json())["details"]] == [2]
+
+
+# --- item 6: bounded metrics series ------------------------------------------------------
+
+def _series(text: str) -> set[str]:
+    return {line.split(" ")[0] for line in text.splitlines() if line.startswith("bulwark_hub_requests_total")}
+
+
+async def test_random_http_methods_do_not_grow_metrics_series(hub):
+    client = hub.client()
+    for path in ("/healthz", "/agent/v1/desired"):
+        for i in range(2):
+            await client.open(path, method=f"BREW{i}")
+    before = _series(await (await client.get("/metrics")).get_data(as_text=True))
+    for path in ("/healthz", "/agent/v1/desired", "/api/v1/tenants"):
+        for i in range(30):
+            r = await client.open(path, method=f"X{i}QZ")
+            assert r.status_code in (400, 405)
+    after = _series(await (await client.get("/metrics")).get_data(as_text=True))
+    new = after - before
+    assert len(new) <= 2, new  # "other" on the one more endpoint, and /metrics' own GET
+    assert all('method="other"' in s or 'method="GET"' in s for s in after - before)
+    assert not any("X1QZ" in s or "BREW" in s for s in after)

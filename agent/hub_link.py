@@ -50,6 +50,7 @@ def save_credential(config: AgentConfig, hub_url: str, agent_id: str, credential
     write_atomic(path, json.dumps({"hub_url": hub_url, "agent_id": agent_id,
                                    "credential": credential}).encode(), mode=0o600)
     os.chmod(path, 0o600)
+    os.chmod(path.parent, 0o700)  # the state directory, even if made before by another version
     return path
 
 

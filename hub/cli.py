@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import logging
 import os
@@ -101,6 +102,7 @@ def _serve(config, bind: str | None, workers: int) -> int:
     hc.bind = [bind or config.bind]
     hc.workers = workers  # Hypercorn sets SO_REUSEPORT on the socket when above 1
     hc.accesslog = "-"
+    _check_bind(hc)
     if workers == 1:
         return _serve_here(config, hc)
     children: list[int] = []
@@ -122,6 +124,19 @@ def _serve(config, bind: str | None, workers: int) -> int:
                 os._exit(code)
         children.append(pid)
     return max(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children)
+
+
+def _check_bind(hc) -> None:
+    """Bind once before anything starts: Hypercorn binds only after the app's startup, and
+    a taken port then left a traceback and a process that served nothing. Raises ConfigError."""
+    try:
+        sockets = hc.create_sockets()
+    except OSError as exc:
+        why = "the port is taken (another process listens there)" if exc.errno == errno.EADDRINUSE \
+            else (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"cannot listen on {' '.join(hc.bind)}: {why}") from None
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
 
 
 def _serve_here(config, hc) -> int:

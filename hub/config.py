@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import secrets
 import typing
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -107,17 +106,9 @@ class HubConfig:
         """The configured key, or one generated once and kept in the data directory."""
         if self.secret_key:
             return self.secret_key
-        path = Path(self.data_dir) / "secret_key"
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        return key
+        from hub import files
+
+        return files.secret_key(Path(self.data_dir))
 
 
 def load_config(

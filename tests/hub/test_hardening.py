@@ -3,10 +3,17 @@ gave a 500, grew state without bound, or outlived its credential."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from hub import json_bounds
+from tests.hub.harness import HubHarness
 
 DEEP = "[" * 1000 + "]" * 1000
 
@@ -95,3 +102,82 @@ async def test_random_http_methods_do_not_grow_metrics_series(hub):
     assert len(new) <= 2, new  # "other" on the one more endpoint, and /metrics' own GET
     assert all('method="other"' in s or 'method="GET"' in s for s in after - before)
     assert not any("X1QZ" in s or "BREW" in s for s in after)
+
+
+# --- item 13: serving and files ----------------------------------------------------------
+
+def test_serve_on_a_taken_port_says_so_in_one_line_and_exits_2(tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    with taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, "BULWARK_HUB_DATA_DIR": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))",
+                               "serve", "--bind", f"127.0.0.1:{port}"], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=Path(__file__).parents[2])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"bulwark hub: cannot listen on 127.0.0.1:{port}: "
+                                                "the port is taken (another process listens there)"]
+
+
+async def test_readyz_does_not_echo_exception_text(hub, monkeypatch):
+    from tortoise.context import get_current_context
+
+    ctx = get_current_context()
+
+    def broken(name):
+        raise RuntimeError("/secret/path/to/db password=hunter2")
+
+    monkeypatch.setattr(ctx, "db", broken)
+    r = await hub.client().get("/readyz")
+    assert r.status_code == 503
+    text = await r.get_data(as_text=True)
+    assert "hunter2" not in text and "secret" not in text
+
+
+def test_hub_files_are_private_whatever_the_umask(tmp_path):
+    import asyncio
+
+    old = os.umask(0)
+    try:
+        harness = HubHarness(tmp_path)
+
+        async def run():
+            async with harness:
+                pass
+
+        asyncio.run(run())
+    finally:
+        os.umask(old)
+    data = Path(harness.config.data_dir)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("hub.sqlite3", "secret_key"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    for extra in data.glob("hub.sqlite3-*"):
+        assert stat.S_IMODE(extra.stat().st_mode) == 0o600, extra
+
+
+def test_the_secret_key_is_made_once_by_racing_workers(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hub.config import load_config
+
+    config = load_config(env={}, data_dir=str(tmp_path / "d"))
+    with ThreadPoolExecutor(16) as pool:
+        keys = set(pool.map(lambda _: config.resolved_secret_key(), range(64)))
+    assert len(keys) == 1 and len(keys.pop()) > 40
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["secret_key"]
+
+
+def test_the_agent_state_dir_is_private(tmp_path):
+    from agent.config import AgentConfig
+    from agent.hub_link import save_credential
+
+    old = os.umask(0)
+    try:
+        cfg = AgentConfig(state_root=str(tmp_path))
+        save_credential(cfg, "https://hub", "id", "secret")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(cfg.state_dir.stat().st_mode) == 0o700

@@ -52,7 +52,7 @@ def create_app(config: HubConfig) -> Quart:
     QuartSchema(
         app,
         openapi_path="/api/v1/openapi.json",
-        swagger_ui_path="/api/v1/docs",
+        swagger_ui_path=None,  # hub.blueprints.docs serves it from vendored files
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(title="Bulwark hub API", version="1"),
@@ -75,6 +75,9 @@ def create_app(config: HubConfig) -> Quart:
     from hub.agent_asgi import AgentFastPath
 
     app.asgi_app = AgentFastPath(app, app.asgi_app)  # type: ignore[method-assign]  # hot agent routes skip Quart
+    from hub.headers import SecurityHeaders
+
+    app.asgi_app = SecurityHeaders(config, app.asgi_app)  # type: ignore[method-assign]  # outermost: every answer
 
     @app.before_serving
     async def _open() -> None:

@@ -6,8 +6,8 @@ from quart import Quart
 
 def register_all(app: Quart) -> None:
     from hub.blueprints import (
-        agent_protocol, agents, audit, auth, deployments, lists, metrics, ops, policies, tenants,
+        agent_protocol, agents, audit, auth, deployments, docs, lists, metrics, ops, policies, tenants,
     )
 
-    for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit):
+    for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit, docs):
         app.register_blueprint(module.bp)

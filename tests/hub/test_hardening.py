@@ -115,10 +115,10 @@ def test_serve_on_a_taken_port_says_so_in_one_line_and_exits_2(tmp_path):
         env = {**os.environ, "BULWARK_HUB_DATA_DIR": str(tmp_path)}
         done = subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))",
                                "serve", "--bind", f"127.0.0.1:{port}"], env=env, capture_output=True, text=True,
-                              timeout=60, cwd=Path(__file__).parents[2])
+                              timeout=60, cwd=Path(__file__).parents[2], check=False)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"bulwark hub: cannot listen on 127.0.0.1:{port}: "
-                                                "the port is taken (another process listens there)"]
+    said = f"bulwark hub: cannot listen on 127.0.0.1:{port}: the port is taken (another process listens there)"
+    assert done.stderr.strip().splitlines() == [said]
 
 
 async def test_readyz_does_not_echo_exception_text(hub, monkeypatch):
@@ -181,3 +181,66 @@ def test_the_agent_state_dir_is_private(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(cfg.state_dir.stat().st_mode) == 0o700
+
+
+# --- item 12: headers and the docs page --------------------------------------------------
+
+def _assert_secure_headers(r, *, hsts: bool = False) -> None:
+    csp = r.headers.get("Content-Security-Policy", "")
+    for directive in ("default-src 'self'", "script-src 'self'", "object-src 'none'", "frame-ancestors 'none'",
+                      "base-uri 'none'", "form-action 'self'"):
+        assert directive in csp, (directive, csp)
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert r.headers.get("X-Content-Type-Options") == "nosniff"
+    assert r.headers.get("Referrer-Policy") in {"no-referrer", "same-origin", "strict-origin"}
+    assert ("Strict-Transport-Security" in r.headers) is hsts
+
+
+async def test_every_answer_carries_the_security_headers(hub):
+    t = await hub.tenant()
+    client = hub.client()
+    answers = [await client.get("/healthz"), await client.get("/api/v1/nowhere"),
+               await client.post("/agent/v1/desired", json={}),  # the agent fast path, 401
+               await client.post("/auth/login", json={"email": "x@example.com", "password": "wrong"}),
+               await t.token.get(t.base + "/policies"), await client.get("/api/v1/openapi.json"),
+               await client.get("/api/v1/docs")]
+    assert [r.status_code for r in answers] == [200, 404, 401, 401, 200, 200, 200]
+    for r in answers:
+        _assert_secure_headers(r)
+
+
+async def test_hsts_only_with_an_https_public_url(tmp_path):
+    async with HubHarness(tmp_path, public_url="https://hub.example.com") as hub:
+        r = await hub.client().get("/healthz")
+        _assert_secure_headers(r, hsts=True)
+        assert "max-age=" in r.headers["Strict-Transport-Security"]
+
+
+async def test_answers_carrying_secrets_are_not_stored(hub):
+    t = await hub.tenant()
+    r = await t.owner.post(t.base + "/tokens", json={"name": "n", "scopes": ["read"]})
+    assert r.status_code == 201 and r.headers.get("Cache-Control") == "no-store"
+    r = await t.token.post(t.base + "/join-tokens", json={"ttl_s": 60, "labels": []})
+    assert r.status_code == 201 and r.headers.get("Cache-Control") == "no-store"
+    r = await t.owner.post("/auth/2fa/setup")
+    assert r.status_code == 200 and r.headers.get("Cache-Control") == "no-store"
+
+
+async def test_swagger_ui_is_served_from_vendored_files_without_inline_script(hub):
+    import re
+
+    from hub.blueprints import docs
+
+    client = hub.client()
+    page = await (await client.get("/api/v1/docs")).get_data(as_text=True)
+    assert "cdn" not in page.lower() and "http" not in page
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.DOTALL)
+    assert scripts and all('src="' in attrs and not body.strip() for attrs, body in scripts)
+    assert "style=" not in page and "onload" not in page
+    for url in re.findall(r'(?:src|href)="([^"]+)"', page):
+        r = await client.get(url)
+        assert r.status_code == 200, url
+        assert "Content-Security-Policy" in r.headers
+    vendored = docs.STATIC / docs.SWAGGER_UI
+    assert (vendored / "LICENSE").is_file() and json.loads((vendored / "package.json").read_text())["version"] \
+        == docs.SWAGGER_UI.rsplit("-", 1)[1]

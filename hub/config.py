@@ -64,6 +64,9 @@ class HubConfig:
     hub_port: int = 0
     admin_prefixes: tuple[str, ...] = ()
     admin_ssh_port: int = 22
+    # Reverse proxies (addresses or prefixes) whose X-Forwarded-For names the client; from
+    # any other peer the header is ignored (hub.addresses). Empty: the peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     metrics_raw_retention_s: int = 6 * 3600
     metrics_rollup_s: int = 60
@@ -139,6 +142,11 @@ def _check_addresses(config: HubConfig) -> None:
             ipaddress.ip_network(prefix, strict=True)
         except ValueError as exc:
             raise ConfigError(f"admin_prefixes: {prefix!r} is not an IP prefix ({exc})") from None
+    for prefix in config.trusted_proxies:
+        try:
+            ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {prefix!r} is not an IP address or prefix") from None
     for name in ("hub_port", "admin_ssh_port"):
         if not 0 <= getattr(config, name) <= 65535 or (name == "admin_ssh_port" and not config.admin_ssh_port):
             raise ConfigError(f"{name} must be a TCP port")

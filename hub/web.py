@@ -17,7 +17,7 @@ from quart import Request, current_app, g, request
 from quart_auth import current_user
 from werkzeug.routing import IntegerConverter
 
-from hub import json_bounds
+from hub import addresses, json_bounds
 from hub.api_schemas.common import MAX_INT32
 from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
@@ -65,7 +65,9 @@ def rt() -> Runtime:
 
 
 def client_address() -> str:
-    return (request.remote_addr or "")[:64]
+    """The caller's address, through `trusted_proxies` (hub.addresses)."""
+    return addresses.client_address(request.remote_addr or "", request.headers.getlist("X-Forwarded-For"),
+                                    rt().config.trusted_proxies)
 
 
 async def current_session() -> tuple[str, Any] | None:

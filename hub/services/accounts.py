@@ -14,6 +14,7 @@ import uuid
 import pyotp
 from tortoise.expressions import Q
 
+from hub import addresses
 from hub.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
 from hub.models import LoginFailure, RecoveryCode, Session, User
 from hub.runtime import Runtime
@@ -51,25 +52,56 @@ async def create_user(rt: Runtime, email: str, password: str, *, platform_admin:
     )
 
 
-async def _throttle(rt: Runtime, keys: list[tuple[str, int]]) -> None:
-    since = now() - dt.timedelta(seconds=rt.config.login_window_s)
-    for key, limit in keys:
-        if await LoginFailure.filter(key=key, at__gte=since).count() >= limit:
-            raise TooManyRequests("too many failed logins; try again later",
-                                  retry_after_s=rt.config.login_window_s)
+class Attempt:
+    """One sign-in attempt, recorded as a failure under each of its keys *before* the
+    count, so the check and the record are one step: of any burst of parallel guesses
+    at most `limit` are ever judged (the k-th row written sees at least k rows). A
+    refused attempt's rows are taken back, so hammering a locked key does not extend its
+    lock: each lock ends at most `login_window_s` after the failures that caused it."""
+
+    def __init__(self, rt: Runtime, keys: list[tuple[str, int]]) -> None:
+        self.rt, self.keys = rt, keys
+        self.rows: list[LoginFailure] = []
+
+    async def begin(self) -> None:
+        """Raises TooManyRequests (Retry-After: when the oldest counted failure expires)."""
+        window = self.rt.config.login_window_s
+        since = now() - dt.timedelta(seconds=window)
+        self.rows = [await LoginFailure.create(key=key) for key, _ in self.keys]
+        for key, limit in self.keys:
+            recent = LoginFailure.filter(key=key, at__gte=since)
+            if await recent.count() > limit:
+                await self.forget()
+                oldest = await recent.order_by("at").first()
+                wait = window - (now() - oldest.at).total_seconds() if oldest else window
+                raise TooManyRequests("too many failed sign-ins; try again later",
+                                      retry_after_s=max(1, min(window, int(wait) + 1)))
+
+    async def forget(self) -> None:
+        """The attempt succeeded (or was refused): it is no failure."""
+        await LoginFailure.filter(id__in=[row.id for row in self.rows]).delete()
+        self.rows = []
+
+
+def login_keys(rt: Runtime, email: str, address: str) -> list[tuple[str, int]]:
+    """An account from one address (the stated limit), one address over all accounts, and
+    an account from everywhere (a higher bound on guessing spread over many addresses)."""
+    where = addresses.throttle_key(address)
+    limit = rt.config.login_max_failures
+    return [(f"account:{email}@{where}", limit), (f"address:{where}", limit * 4), (f"account:{email}", limit * 20)]
 
 
 async def authenticate(rt: Runtime, email: str, password: str, address: str) -> User:
     """The user whose password this is. Raises TooManyRequests, Unauthenticated."""
     email = email.strip().lower()
-    keys = [(f"account:{email}", rt.config.login_max_failures),
-            (f"address:{address}", rt.config.login_max_failures * 4)]
-    await _throttle(rt, keys)
+    keys = login_keys(rt, email, address)
+    attempt = Attempt(rt, keys)
+    await attempt.begin()
     user = await User.get_or_none(email=email)
     if not await rt.passwords.verify(user.password_hash if user else None, password):
-        await LoginFailure.bulk_create([LoginFailure(key=k) for k, _ in keys])
-        raise Unauthenticated("wrong email or password")
+        raise Unauthenticated("wrong email or password")  # the attempt's rows stay: failures
     assert user is not None
+    await attempt.forget()
     if rt.passwords.needs_rehash(user.password_hash):
         user.password_hash = await rt.passwords.hash(password)
         await user.save(update_fields=["password_hash"])
@@ -155,17 +187,16 @@ async def new_recovery_codes(user: User) -> list[str]:
 
 async def second_factor(rt: Runtime, user: User, code: str, address: str) -> None:
     """Check a TOTP or an unused recovery code. Raises Unauthenticated, TooManyRequests."""
-    keys = [(f"mfa:{user.id}", rt.config.login_max_failures)]
-    await _throttle(rt, keys)
+    attempt = Attempt(rt, [(f"mfa:{user.id}", rt.config.login_max_failures)])
+    await attempt.begin()
     code = code.strip().replace(" ", "").replace("-", "")
     if user.totp_secret and await _consume_totp(user, user.totp_secret, code):
-        return
+        return await attempt.forget()
     used = await RecoveryCode.filter(
         user_id=user.id, code_hash=digest(code.lower()), used_at__isnull=True
     ).update(used_at=now())
     if used:
-        return
-    await LoginFailure.create(key=keys[0][0])
+        return await attempt.forget()
     raise Unauthenticated("wrong code")
 
 

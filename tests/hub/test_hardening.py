@@ -244,3 +244,86 @@ async def test_swagger_ui_is_served_from_vendored_files_without_inline_script(hu
     vendored = docs.STATIC / docs.SWAGGER_UI
     assert (vendored / "LICENSE").is_file() and json.loads((vendored / "package.json").read_text())["version"] \
         == docs.SWAGGER_UI.rsplit("-", 1)[1]
+
+
+# --- item 7: sign-in throttling ----------------------------------------------------------
+
+WRONG = "wrong password!"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_parallel_wrong_passwords_get_at_most_the_limit_of_401s(hub, backend):
+    import asyncio
+
+    user = await hub.user()
+    client = hub.client()
+    answers = await asyncio.gather(*(client.post("/auth/login", json={"email": user.email, "password": WRONG})
+                                     for _ in range(100)))
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {401, 429}
+    assert codes.count(401) <= hub.config.login_max_failures, codes.count(401)
+    assert codes.count(429) >= 100 - hub.config.login_max_failures
+
+
+async def _login(client, email, password=WRONG, via=None):
+    headers = {"X-Forwarded-For": via} if via else {}
+    r = await client.post("/auth/login", json={"email": email, "password": password}, headers=headers,
+                          scope_base={"client": ("127.0.0.1", 40000)})
+    return r.status_code
+
+
+async def test_forwarded_for_counts_only_from_trusted_proxies(tmp_path):
+    from tests.hub.harness import PASSWORD
+
+    async with HubHarness(tmp_path) as hub:  # no trusted proxy: the header is the caller's to forge
+        user = await hub.user()
+        client = hub.client()
+        codes = [await _login(client, user.email, via=f"198.51.100.{i}") for i in range(8)]
+        assert codes.count(401) == hub.config.login_max_failures
+    async with HubHarness(tmp_path / "2", trusted_proxies=("127.0.0.0/8", "::1")) as hub:
+        user = await hub.user()
+        client = hub.client()
+        limit = hub.config.login_max_failures
+        assert [await _login(client, user.email, via="10.9.9.9, 198.51.100.7") for _ in range(limit + 1)] \
+            == [401] * limit + [429]
+        # Another client behind the same proxy still signs in; the proxy's own address never counts.
+        assert await _login(client, user.email, PASSWORD, via="198.51.100.8") == 200
+        # IPv6 callers share their /64.
+        assert [await _login(client, user.email, via=f"2001:db8:1:2::{i:x}") for i in range(1, limit + 2)] \
+            == [401] * limit + [429]
+        assert await _login(client, user.email, PASSWORD, via="2001:db8:1:3::1") == 200
+
+
+def test_client_address_and_throttle_key():
+    from hub.addresses import client_address, throttle_key
+
+    trusted = ("10.0.0.0/8",)
+    assert client_address("192.0.2.1", ["203.0.113.9"], trusted) == "192.0.2.1"
+    assert client_address("10.0.0.1", ["203.0.113.9, 10.0.0.2"], trusted) == "203.0.113.9"
+    assert client_address("10.0.0.1", ["1.2.3.4", "203.0.113.9"], trusted) == "203.0.113.9"
+    assert client_address("10.0.0.1", ["garbage"], trusted) == "10.0.0.1"
+    assert client_address("10.0.0.1", [], ()) == "10.0.0.1"
+    assert throttle_key("2001:db8::1") == throttle_key("2001:db8::ffff") == "2001:db8::/64"
+    assert throttle_key("::ffff:192.0.2.1") == "192.0.2.1" == throttle_key("192.0.2.1")
+
+
+async def test_a_lockout_ends_within_the_window_however_hard_it_is_hammered(hub):
+    import datetime as dt
+
+    from hub.models import LoginFailure
+    from tests.hub.harness import PASSWORD
+
+    user = await hub.user()
+    client = hub.client()
+    limit = hub.config.login_max_failures
+    assert [await _login(client, user.email) for _ in range(limit)] == [401] * limit
+    recorded = await LoginFailure.all().count()
+    for _ in range(30):
+        r = await client.post("/auth/login", json={"email": user.email, "password": WRONG},
+                              scope_base={"client": ("127.0.0.1", 40000)})
+        assert r.status_code == 429
+        assert 0 < int(r.headers["Retry-After"]) <= hub.config.login_window_s
+    assert await LoginFailure.all().count() == recorded  # refused guesses extend nothing
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=hub.config.login_window_s + 1)
+    await LoginFailure.all().update(at=past)  # the window passes
+    assert await _login(client, user.email, PASSWORD) == 200

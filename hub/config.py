@@ -52,6 +52,10 @@ class HubConfig:
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 64 * 1024 * 1024
     max_metrics_points: int = 5000
+    # Each agent's metrics quota (rows = points + top sources): a bucket of this many rows,
+    # refilled at this rate; a batch that does not fit is a 429 with Retry-After.
+    metrics_agent_rows_per_s: int = 500
+    metrics_agent_burst_rows: int = 50_000
     list_max_entries: int = 1_000_000
     # Agents further behind than this many revisions get a full snapshot.
     list_delta_max_revisions: int = 1000

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hub import json_bounds
-from tests.hub.harness import HubHarness
+from tests.hub.harness import HubHarness, enroll
 
 DEEP = "[" * 1000 + "]" * 1000
 
@@ -327,3 +327,98 @@ async def test_a_lockout_ends_within_the_window_however_hard_it_is_hammered(hub)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=hub.config.login_window_s + 1)
     await LoginFailure.all().update(at=past)  # the window passes
     assert await _login(client, user.email, PASSWORD) == 200
+
+
+# --- item 3: metrics values, group commits, quotas --------------------------------------
+
+BIG = 2**63 - 1
+
+
+@pytest.mark.parametrize("point", [{"packets": 2**64}, {"bytes": 2**63}, {"ts": 2**64}])
+async def test_out_of_range_metric_values_are_a_400(hub, point):
+    import time
+
+    t = await hub.tenant()
+    a = await enroll(t)
+    body = {"points": [{"ts": int(time.time()), "rule": "r", "packets": 1, "bytes": 1, **point}]}
+    r = await a.post("/agent/v1/metrics", json=body)
+    assert r.status_code == 400, await r.get_data(as_text=True)
+    r = await a.post("/agent/v1/metrics", json={"top_sources": [{"ts": int(time.time()), "source": "192.0.2.1",
+                                                                  "packets": 2**64}]})
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+async def test_sums_past_int64_saturate_in_rollups_and_top_sources(hub, backend):
+    import time
+
+    from hub.services import metrics
+
+    t = await hub.tenant()
+    a = await enroll(t)
+    now = int(time.time())
+    base = now - now % 60 - 120
+    for _ in range(3):
+        r = await a.post("/agent/v1/metrics", json={
+            "points": [{"ts": base + 1, "rule": "r", "packets": BIG, "bytes": BIG}],
+            "top_sources": [{"ts": base + 1, "source": "192.0.2.1", "packets": BIG}]})
+        assert r.status_code == 200, await r.get_data(as_text=True)
+    r = await t.token.get(f"{t.base}/metrics/top-sources?start={base - 60}")
+    assert r.status_code == 200, await r.get_data(as_text=True)
+    assert (await r.get_json())["sources"] == [{"source": "192.0.2.1/32", "packets": BIG}]
+    await metrics.rollup(hub.rt, now=base + 120)
+    r = await t.token.get(f"{t.base}/metrics?resolution=rollup&start={base - 60}")
+    assert [(p["packets"], p["bytes"]) for p in (await r.get_json())["points"]] == [(BIG, BIG)]
+
+
+async def test_a_failing_batch_fails_only_itself_in_a_group_commit(hub, monkeypatch):
+    import asyncio
+    import time
+
+    from hub.services import metrics
+
+    t1, t2 = await hub.tenant("one"), await hub.tenant("two")
+    bad, good = await enroll(t1), await enroll(t2)
+    real = metrics.MetricsWriter._insert
+
+    async def insert(batches):
+        if any(str(b.agent_id) == bad.id for b in batches):
+            raise RuntimeError("the database refused a row")
+        await real(batches)
+
+    monkeypatch.setattr(metrics.MetricsWriter, "_insert", staticmethod(insert))
+    now = int(time.time())
+    body = {"points": [{"ts": now, "rule": "r", "packets": 1, "bytes": 1}]}
+    answers = await asyncio.gather(*(c.post("/agent/v1/metrics", json=body) for c in (bad, good) * 10))
+    assert [r.status_code for r in answers] == [500, 200] * 10
+    writer = hub.app.extensions["bulwark_metrics"]
+    assert writer.writes.loads < 20  # they did share group commits
+
+
+async def test_each_agent_has_a_rate_and_size_quota(tmp_path):
+    import time
+
+    async with HubHarness(tmp_path, metrics_agent_rows_per_s=1, metrics_agent_burst_rows=10) as hub:
+        t = await hub.tenant()
+        a, b = await enroll(t), await enroll(t, hostname="web2")
+        now = int(time.time())
+        body = {"points": [{"ts": now, "rule": f"r{i}", "packets": 1, "bytes": 1} for i in range(6)]}
+        assert (await a.post("/agent/v1/metrics", json=body)).status_code == 200
+        r = await a.post("/agent/v1/metrics", json=body)
+        assert r.status_code == 429
+        assert 1 <= int(r.headers["Retry-After"]) <= 10
+        assert (await b.post("/agent/v1/metrics", json=body)).status_code == 200  # per agent
+
+
+def test_quota_refills_at_its_rate():
+    from hub.errors import TooManyRequests
+    from hub.services.quota import Quota
+
+    clock = [0.0]
+    q = Quota(rate=10, capacity=100, clock=lambda: clock[0])
+    q.take("a", 100)
+    with pytest.raises(TooManyRequests) as err:
+        q.take("a", 50)
+    assert err.value.retry_after_s == 5
+    clock[0] = 5.0
+    q.take("a", 50)

@@ -2,6 +2,7 @@
 gave a 500, grew state without bound, or outlived its credential."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import socket
@@ -422,3 +423,39 @@ def test_quota_refills_at_its_rate():
     assert err.value.retry_after_s == 5
     clock[0] = 5.0
     q.take("a", 50)
+
+
+async def test_the_agent_sends_its_backlog_in_chunks_the_hub_accepts(hub):
+    import time
+
+    from agent.hub_link import metrics_body, metrics_chunk
+    from agent.messages import MetricsBatch
+
+    t = await hub.tenant()
+    a = await enroll(t)
+    now = int(time.time())
+    backlog = collections.deque(
+        MetricsBatch(now - 600 + i, 1.0, tuple((f"r{j}", 1, 60) for j in range(15)),
+                     tuple((f"192.0.2.{j}", 1) for j in range(5))) for i in range(600))
+    whole = await a.post("/agent/v1/metrics", json=metrics_body(list(backlog)))
+    assert whole.status_code == 400  # what the agent used to send after an outage, for ever
+    posts = 0
+    while backlog:
+        n = metrics_chunk(backlog)
+        r = await a.post("/agent/v1/metrics", json=metrics_body([backlog.popleft() for _ in range(n)]))
+        assert r.status_code == 200, await r.get_data(as_text=True)
+        posts += 1
+    assert posts == 6
+
+
+def test_metrics_chunks_and_what_the_agent_drops():
+    from agent.hub_link import REFUSED_FOR_GOOD, metrics_chunk
+    from agent.messages import MetricsBatch
+
+    def batch(n):
+        return MetricsBatch(0, 1.0, tuple(("r", 1, 1) for _ in range(n)))
+
+    assert metrics_chunk([batch(10)] * 5, max_rows=25) == 2
+    assert metrics_chunk([batch(100), batch(1)], max_rows=25) == 1  # one too big still moves on
+    assert metrics_chunk([], max_rows=25) == 0
+    assert 429 not in REFUSED_FOR_GOOD and 400 in REFUSED_FOR_GOOD

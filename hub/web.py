@@ -96,8 +96,9 @@ async def principal(*, allow_partial: bool = False) -> Principal:
         if request.method in UNSAFE:
             await check_csrf(session.csrf_token)
         user = session.user
+        # A platform operator acts as one only with 2FA on: their powers span every tenant.
         p = Principal(actor=f"user:{user.email}", address=client_address(), user_id=user.id,
-                      is_platform_admin=user.is_platform_admin)
+                      is_platform_admin=user.is_platform_admin and user.totp_secret is not None)
         if not session.mfa_ok:
             return p  # not cached: a partial session must never satisfy a full check
     g.bulwark_principal = p

@@ -15,7 +15,7 @@ import pyotp
 from tortoise.expressions import Q
 
 from hub import addresses
-from hub.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
+from hub.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from hub.models import LoginFailure, RecoveryCode, Session, User
 from hub.runtime import Runtime
 from hub.security import digest, new_secret
@@ -128,6 +128,30 @@ async def load_session(session_id: str) -> Session | None:
 
 async def close_session(session_id: str) -> None:
     await Session.filter(id_hash=digest(session_id)).delete()
+
+
+# Changing a password or a factor needs a fresh proof: a session opened by the password
+# (and the current code, with 2FA on) at most this long ago. `/auth/reauth` gives one
+# without signing out. A stolen older cookie cannot replace the factors it would need.
+FRESH_PROOF_S = 5 * 60
+
+
+def require_fresh(session: Session) -> None:
+    """Raises Forbidden unless the session was opened by a full sign-in within FRESH_PROOF_S."""
+    age = (now() - session.created_at).total_seconds()
+    if not session.mfa_ok or age > FRESH_PROOF_S:
+        raise Forbidden("confirm it is you first: POST /auth/reauth with your password (and current code)")
+
+
+async def end_other_sessions(user: User, keep_session_id: str) -> int:
+    """After a change of password or factor: every other browser signs in again."""
+    return await Session.filter(user_id=user.id).exclude(id_hash=digest(keep_session_id)).delete()
+
+
+async def change_password(rt: Runtime, user: User, new_password: str) -> None:
+    check_password_strength(new_password)
+    user.password_hash = await rt.passwords.hash(new_password)
+    await user.save(update_fields=["password_hash"])
 
 
 # --- TOTP -------------------------------------------------------------------------------

@@ -459,3 +459,79 @@ def test_metrics_chunks_and_what_the_agent_drops():
     assert metrics_chunk([batch(100), batch(1)], max_rows=25) == 1  # one too big still moves on
     assert metrics_chunk([], max_rows=25) == 0
     assert 429 not in REFUSED_FOR_GOOD and 400 in REFUSED_FOR_GOOD
+
+
+# --- item 8: fresh proof for password and factor changes ---------------------------------
+
+async def _age_sessions(seconds: int) -> None:
+    import datetime as dt
+
+    from hub.models import Session as SessionRow
+
+    await SessionRow.all().update(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds))
+
+
+async def _enable_totp(s):
+    import pyotp
+
+    uri = (await (await s.post("/auth/2fa/setup")).get_json())["otpauth_uri"]
+    totp = pyotp.parse_uri(uri)
+    r = await s.post("/auth/2fa/confirm", json={"code": totp.now()})
+    assert r.status_code == 200, await r.get_data(as_text=True)
+    return totp
+
+
+async def test_a_stolen_session_cannot_replace_the_factors(hub):
+    from hub.models import User
+    from tests.hub.harness import PASSWORD
+
+    user = await hub.user()
+    s = await hub.login(user.email)
+    totp = await _enable_totp(s)
+    await _age_sessions(6 * 60)  # the cookie an attacker holds is not a fresh proof
+    for path, body in (("/auth/2fa/setup", None), ("/auth/2fa/confirm", {"code": totp.now()}),
+                       ("/auth/2fa/recovery-codes", {"code": totp.now()}), ("/auth/password", {"new_password": "x" * 16})):
+        r = await s.post(path, json=body)
+        assert r.status_code == 403, (path, await r.get_data(as_text=True))
+    assert (await s.post("/auth/reauth", json={"password": PASSWORD})).status_code == 401  # the code is needed too
+    await User.filter(id=user.id).update(totp_last_step=None)
+    r = await s.post("/auth/reauth", json={"password": PASSWORD, "code": totp.now()})
+    assert r.status_code == 200, await r.get_data(as_text=True)
+    s.csrf = (await r.get_json())["csrf_token"]
+    assert (await s.post("/auth/2fa/setup")).status_code == 200
+
+
+async def test_a_password_change_needs_fresh_proof_and_ends_other_sessions(hub):
+    from tests.hub.harness import PASSWORD
+
+    user = await hub.user()
+    other = await hub.login(user.email)
+    s = await hub.login(user.email)
+    await _age_sessions(6 * 60)
+    assert (await s.post("/auth/password", json={"new_password": "a brand new password"})).status_code == 403
+    r = await s.post("/auth/reauth", json={"password": PASSWORD})
+    s.csrf = (await r.get_json())["csrf_token"]
+    assert (await s.post("/auth/password", json={"new_password": "short"})).status_code == 400
+    r = await s.post("/auth/password", json={"new_password": "a brand new password"})
+    assert r.status_code == 200 and (await r.get_json())["other_sessions_ended"] == 1
+    assert (await other.get("/auth/me")).status_code == 401
+    assert (await s.get("/auth/me")).status_code == 200
+    await hub.login(user.email, "a brand new password")
+
+
+async def test_turning_2fa_on_ends_other_sessions(hub):
+    user = await hub.user()
+    other = await hub.login(user.email)
+    s = await hub.login(user.email)
+    await _enable_totp(s)
+    assert (await other.get("/auth/me")).status_code == 401
+    assert (await s.get("/auth/me")).status_code == 200
+
+
+async def test_platform_operators_act_only_with_2fa(hub):
+    t = await hub.tenant()
+    admin = await hub.user(platform_admin=True)
+    s = await hub.login(admin.email)
+    assert (await s.get(t.base + "/policies")).status_code == 404  # no operator powers yet
+    await _enable_totp(s)
+    assert (await s.get(t.base + "/policies")).status_code == 200

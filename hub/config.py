@@ -56,6 +56,8 @@ class HubConfig:
     # refilled at this rate; a batch that does not fit is a 429 with Retry-After.
     metrics_agent_rows_per_s: int = 500
     metrics_agent_burst_rows: int = 50_000
+    # Live metrics streams (SSE) one token or user may hold at once, per hub process.
+    metrics_streams_per_principal: int = 4
     list_max_entries: int = 1_000_000
     # Agents further behind than this many revisions get a full snapshot.
     list_delta_max_revisions: int = 1000

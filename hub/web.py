@@ -19,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 
 from hub import addresses, json_bounds
 from hub.api_schemas.common import MAX_INT32
-from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
+from hub.errors import ClientError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, ApiToken, Deployment, IpList, Membership, Policy
 from hub.runtime import Runtime
 from hub.security import same
@@ -78,6 +78,39 @@ async def current_session() -> tuple[str, Any] | None:
     return None if session is None else (session_id, session)
 
 
+def session_principal(session: Any, address: str) -> Principal:
+    user = session.user
+    # A platform operator acts as one only with 2FA on: their powers span every tenant.
+    return Principal(actor=f"user:{user.email}", address=address, user_id=user.id,
+                     is_platform_admin=user.is_platform_admin and user.totp_secret is not None)
+
+
+def access_check(tenant_id: uuid.UUID, need: str) -> Callable[[], Awaitable[bool]]:
+    """For answers that outlive their request (SSE): a check, made again later, that this
+    request's credential (token or session) is still valid and still has `need` on the
+    tenant. Captured now, while the request is at hand."""
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+    session_id = None if token is not None else current_user.auth_id
+    address = client_address()
+
+    async def still_allowed() -> bool:
+        try:
+            if token is not None:
+                p = await tenants.authenticate_token(token, address)
+            else:
+                session = await accounts.load_session(session_id) if session_id else None
+                if session is None or not session.mfa_ok:
+                    return False
+                p = session_principal(session, address)
+            await resolve_scope(p, tenant_id, need)
+        except ClientError:
+            return False
+        return True
+
+    return still_allowed
+
+
 async def principal(*, allow_partial: bool = False) -> Principal:
     """The authenticated caller. Raises Unauthenticated, Forbidden (CSRF)."""
     cached = g.get("bulwark_principal")
@@ -95,10 +128,7 @@ async def principal(*, allow_partial: bool = False) -> Principal:
             raise Unauthenticated("finish signing in with your second factor")
         if request.method in UNSAFE:
             await check_csrf(session.csrf_token)
-        user = session.user
-        # A platform operator acts as one only with 2FA on: their powers span every tenant.
-        p = Principal(actor=f"user:{user.email}", address=client_address(), user_id=user.id,
-                      is_platform_admin=user.is_platform_admin and user.totp_secret is not None)
+        p = session_principal(session, client_address())
         if not session.mfa_ok:
             return p  # not cached: a partial session must never satisfy a full check
     g.bulwark_principal = p

@@ -3,6 +3,7 @@ gave a 500, grew state without bound, or outlived its credential."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import socket
@@ -535,3 +536,79 @@ async def test_platform_operators_act_only_with_2fa(hub):
     assert (await s.get(t.base + "/policies")).status_code == 404  # no operator powers yet
     await _enable_totp(s)
     assert (await s.get(t.base + "/policies")).status_code == 200
+
+
+# --- item 9: metrics streams end with their credential -----------------------------------
+
+async def _read_until_end(conn) -> bytes:
+    """What the stream sends until it closes (the hub ended it)."""
+    chunks = []
+    while True:
+        try:
+            chunk = await conn.receive()
+        except Exception:  # the test connection raises once the body is complete
+            break
+        chunks.append(chunk)
+        if b"event: end" in chunk:
+            break
+    return b"".join(chunks)
+
+
+async def test_a_stream_ends_when_its_token_is_revoked(hub, monkeypatch):
+    import asyncio
+
+    from hub.blueprints import metrics as metrics_bp
+
+    monkeypatch.setattr(metrics_bp, "STREAM_RECHECK_S", 0.05)
+    t = await hub.tenant()
+    r = await t.owner.post(t.base + "/tokens", json={"name": "s", "scopes": ["read"]})
+    body = await r.get_json()
+    client = hub.client()
+    async with client.request(f"{t.base}/metrics/stream?max_s=600",
+                              headers={"Authorization": f"Bearer {body['token']}"}) as conn:
+        await conn.send_complete()
+        assert b"connected" in await conn.receive()
+        assert (await t.owner.delete(f"{t.base}/tokens/{body['id']}")).status_code in (200, 204)
+        ended = await asyncio.wait_for(_read_until_end(conn), 30)  # a guard, not a timing
+    assert b"event: end" in ended
+
+
+async def test_a_stream_ends_when_its_session_ends(hub, monkeypatch):
+    import asyncio
+
+    from hub.blueprints import metrics as metrics_bp
+
+    monkeypatch.setattr(metrics_bp, "STREAM_RECHECK_S", 0.05)
+    t = await hub.tenant()
+    async with t.owner.client.request(f"{t.base}/metrics/stream?max_s=600") as conn:
+        await conn.send_complete()
+        assert b"connected" in await conn.receive()
+        other = hub.client()
+        r = await other.post("/auth/login", json={"email": t.user.email, "password": "correct horse battery staple"})
+        assert r.status_code == 200
+        from hub.models import Session as SessionRow
+
+        await SessionRow.filter(user_id=t.user.id).delete()  # signed out everywhere
+        ended = await asyncio.wait_for(_read_until_end(conn), 30)
+    assert b"event: end" in ended
+
+
+async def test_streams_per_principal_are_capped(hub):
+    t = await hub.tenant()
+    headers = {"Authorization": f"Bearer {t.token.token}"}
+    limit = hub.config.metrics_streams_per_principal
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(limit):
+            conn = await stack.enter_async_context(hub.client().request(f"{t.base}/metrics/stream?max_s=60",
+                                                                        headers=headers))
+            stack.push_async_callback(conn.disconnect)
+            await conn.send_complete()
+            assert b"connected" in await conn.receive()
+        r = await t.token.get(f"{t.base}/metrics/stream?max_s=1")
+        assert r.status_code == 429 and "Retry-After" in r.headers
+        other = await t.make_token(["read"])  # another principal has its own slots
+        async with hub.client().request(f"{t.base}/metrics/stream?max_s=60",
+                                        headers={"Authorization": f"Bearer {other.token}"}) as conn:
+            await conn.send_complete()
+            assert b"connected" in await conn.receive()
+            await conn.disconnect()

@@ -11,7 +11,13 @@ from quart import Blueprint, Response
 from quart_schema import tag_blueprint, validate_querystring
 
 from hub.api_schemas.common import INPUT_ERRORS, raw_response, responds
-from hub.api_schemas.metrics import MetricsQuery, PointsOut, RangeQuery, StreamQuery, TopSourcesOut
+from hub.api_schemas.metrics import (
+    MetricsQuery,
+    PointsOut,
+    RangeQuery,
+    StreamQuery,
+    TopSourcesOut,
+)
 from hub.models import Agent
 from hub.services import metrics
 from hub.services.scope import TenantScope

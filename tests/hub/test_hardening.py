@@ -612,3 +612,33 @@ async def test_streams_per_principal_are_capped(hub):
             await conn.send_complete()
             assert b"connected" in await conn.receive()
             await conn.disconnect()
+
+
+# --- against a real Hypercorn-served hub ---------------------------------------------------
+
+def test_a_served_hub_bounds_json_labels_methods_and_sends_headers(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from hub.config import load_config
+    from tests.hub.test_schemathesis import served
+
+    config = load_config(env={}, data_dir=str(tmp_path / "hub"), argon2_memory_kib=1024, argon2_time_cost=1)
+    with served(config) as url, requests.Session() as http:
+        for path in ("/auth/login", "/agent/v1/status", "/agent/v1/metrics"):
+            r = http.post(url + path, data=DEEP, headers={"Content-Type": "application/json"}, timeout=10)
+            assert r.status_code == 400, (path, r.status_code, r.text[:200])
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in r.headers
+        for i in range(20):
+            assert http.request(f"M{i}X", url + "/healthz", timeout=10).status_code in (400, 405)
+        assert "M1X" not in http.get(url + "/metrics", timeout=10).text
+
+        def guess(_):
+            with requests.Session() as s:
+                return s.post(url + "/auth/login", json={"email": "root@example.com", "password": WRONG},
+                              timeout=30).status_code
+
+        with ThreadPoolExecutor(20) as pool:
+            codes = list(pool.map(guess, range(40)))
+        assert codes.count(401) <= config.login_max_failures and set(codes) <= {401, 429}

@@ -131,6 +131,11 @@ def load_config(
                            flags=overrides, flags_source="override")
     if config.migrate_on_start not in {"auto", "yes", "no"}:
         raise ConfigError("migrate_on_start must be one of auto, yes, no")
+    if config.metrics_agent_rows_per_s < 1 or config.metrics_agent_burst_rows < config.max_metrics_points:
+        raise ConfigError("metrics_agent_rows_per_s must be at least 1, metrics_agent_burst_rows at least "
+                          "max_metrics_points (or no full batch could ever pass)")
+    if config.metrics_streams_per_principal < 1:
+        raise ConfigError("metrics_streams_per_principal must be at least 1")
     if config.join_token_max_ttl_s > 3600:
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
     _check_addresses(config)

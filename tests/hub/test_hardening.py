@@ -400,7 +400,8 @@ async def test_a_failing_batch_fails_only_itself_in_a_group_commit(hub, monkeypa
 async def test_each_agent_has_a_rate_and_size_quota(tmp_path):
     import time
 
-    async with HubHarness(tmp_path, metrics_agent_rows_per_s=1, metrics_agent_burst_rows=10) as hub:
+    async with HubHarness(tmp_path, metrics_agent_rows_per_s=1, metrics_agent_burst_rows=10,
+                          max_metrics_points=10) as hub:
         t = await hub.tenant()
         a, b = await enroll(t), await enroll(t, hostname="web2")
         now = int(time.time())
@@ -642,3 +643,13 @@ def test_a_served_hub_bounds_json_labels_methods_and_sends_headers(tmp_path):
         with ThreadPoolExecutor(20) as pool:
             codes = list(pool.map(guess, range(40)))
         assert codes.count(401) <= config.login_max_failures and set(codes) <= {401, 429}
+
+
+@pytest.mark.parametrize("settings", [{"trusted_proxies": ("not-an-address",)}, {"metrics_agent_rows_per_s": 0},
+                                      {"metrics_agent_burst_rows": 10}, {"metrics_streams_per_principal": 0}])
+def test_bad_hardening_settings_are_startup_errors(settings):
+    from hub.config import load_config
+    from hub.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        load_config(env={}, **settings)

@@ -36,7 +36,7 @@ RECOMPUTE_BUCKETS = 10
 log = logging.getLogger("bulwark.hub")
 
 
-def saturated(value: float | int | None) -> int:
+def saturated(value: float | None) -> int:
     """A sum as the API and the bigint columns can hold it: 0..MAX_INT."""
     return max(0, min(MAX_INT, int(value or 0)))
 

@@ -19,6 +19,8 @@ wait while the hub is away; a newer one replaces an older one, except reports of
 from __future__ import annotations
 
 import collections
+import collections.abc
+import itertools
 import json
 import os
 import platform
@@ -45,6 +47,12 @@ if TYPE_CHECKING:
 
 AGENT_VERSION = "0.1.0"
 MAX_FAILURE_REPORTS = 8  # kept for the hub while it is away, beside the newest report
+# Rows (points + top sources) per metrics post: well under the hub's max_metrics_points
+# (5,000 by default), so a backlog drains in posts the hub accepts.
+METRICS_CHUNK_ROWS = 2000
+# Answers that mean "this body will never be accepted": the chunk is dropped, so the
+# backlog behind it is not stuck. Anything else (429, 5xx, 401) is retried later.
+REFUSED_FOR_GOOD = frozenset({400, 413, 422})
 
 
 # ---- credential ----
@@ -56,6 +64,7 @@ def save_credential(config: AgentConfig, hub_url: str, agent_id: str, credential
         doc["hub_ca_sha256"] = ca_pin(config.hub_ca_sha256)
     write_atomic(path, json.dumps(doc).encode(), mode=0o600)
     os.chmod(path, 0o600)
+    os.chmod(path.parent, 0o700)  # the state directory, even if made before by another version
     return path
 
 
@@ -92,7 +101,17 @@ def _raise_for(resp: httpx.Response, what: str) -> None:
             detail = resp.json()
         except ValueError:
             detail = resp.text[:200]
-        raise HubRejected(f"{what}: hub refused ({resp.status_code}): {detail}", resp.status_code)
+        rejected = HubRejected(f"{what}: hub refused ({resp.status_code}): {detail}", resp.status_code)
+        rejected.retry_after_s = _retry_after(resp)
+        raise rejected
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    """The hub's Retry-After in seconds (429), else 0."""
+    try:
+        return max(0.0, float(resp.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0
 
 
 def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]:
@@ -202,6 +221,22 @@ def status_body(report: Report, *, healthy: bool = True) -> dict[str, Any]:
             "errors": [e[:500] for e in report.errors][:100], "drift": list(report.drift)[:100]}
 
 
+def rows(batch: MetricsBatch) -> int:
+    return len(batch.points) + len(batch.top_sources)
+
+
+def metrics_chunk(buffer: collections.abc.Iterable[MetricsBatch], max_rows: int = METRICS_CHUNK_ROWS) -> int:
+    """How many of the oldest batches go in the next post: as many as fit in `max_rows`
+    (the hub refuses larger bodies), and at least one."""
+    n = total = 0
+    for batch in buffer:
+        total += rows(batch)
+        if n and total > max_rows:
+            break
+        n += 1
+    return n
+
+
 def metrics_body(batches: list[MetricsBatch]) -> dict[str, Any]:
     points, sources = [], []
     for b in batches:
@@ -288,15 +323,21 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                     await post(client, "status", status_body(report))
                     reports.sent(report)
                     await outbox.send(Confirmed(report.applied_digest))
-                if buffer:
-                    batch = list(buffer)
-                    await post(client, "metrics", metrics_body(batch))
-                    for _ in batch:
+                while buffer:
+                    n = metrics_chunk(buffer)
+                    try:
+                        await post(client, "metrics", metrics_body(list(itertools.islice(buffer, n))))
+                    except HubRejected as exc:
+                        if exc.status not in REFUSED_FOR_GOOD:
+                            raise
+                        telemetry.hub.update(error=f"dropped {n} metrics batch(es): {exc}")
+                    for _ in range(n):
                         buffer.popleft()
                 attempt = 0
             except HubError as exc:
                 telemetry.hub.update(connected=False, error=str(exc))
-                await trio.sleep(backoff(attempt))
+                wait = getattr(exc, "retry_after_s", 0.0)
+                await trio.sleep(max(backoff(attempt), min(wait, config.backoff_max_s * 10)))
                 attempt += 1
                 wake.set()
 

@@ -112,7 +112,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     Raises StateError when the disk refuses."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the state dir: the agent's alone
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             view = memoryview(data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Quart
 from werkzeug.exceptions import BadRequest, MethodNotAllowed
 
+from hub import json_bounds
 from hub.api_schemas.common import has_nul, schema_error
 from hub.blueprints.agent_protocol import HOT_ROUTES, HotRoute, Served
 from hub.errors import HubError, InvalidInput, PayloadTooLarge, Unauthenticated
@@ -68,7 +68,7 @@ def read_json(body: bytes, content_type: str) -> Any:
     except UnicodeDecodeError:
         raise InvalidInput("the body is not UTF-8 text") from None
     try:
-        data = json.loads(text)
+        data = json_bounds.loads(text)
     except ValueError:
         raise InvalidInput(BadRequest.description) from None
     if has_nul(text, data):  # once here, so the models need not check every field
@@ -176,8 +176,7 @@ class AgentFastPath:
         except Disconnected:
             return
         endpoint = route.endpoint if scope["method"] in ("POST", "OPTIONS") else "unmatched"
-        hub.rt.metrics.requests.labels(scope["method"], endpoint, str(answer.status)).inc()
-        hub.rt.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        hub.rt.metrics.count_request(scope["method"], endpoint, answer.status, time.perf_counter() - started)
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
         await send({"type": "http.response.body", "body": answer.body})

@@ -52,7 +52,7 @@ def create_app(config: HubConfig) -> Quart:
     QuartSchema(
         app,
         openapi_path="/api/v1/openapi.json",
-        swagger_ui_path="/api/v1/docs",
+        swagger_ui_path=None,  # hub.blueprints.docs serves it from vendored files
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(title="Bulwark hub API", version="1"),
@@ -60,6 +60,9 @@ def create_app(config: HubConfig) -> Quart:
         security=[{"token": []}],
         openapi_provider_class=BulwarkOpenAPI,
     )
+    from hub import json_bounds
+
+    json_bounds.install(app)  # after QuartSchema, which sets its own JSON provider
 
     from hub.blueprints import register_all
     from hub.web import HubRequest, IntIdConverter
@@ -72,6 +75,9 @@ def create_app(config: HubConfig) -> Quart:
     from hub.agent_asgi import AgentFastPath
 
     app.asgi_app = AgentFastPath(app, app.asgi_app)  # type: ignore[method-assign]  # hot agent routes skip Quart
+    from hub.headers import SecurityHeaders
+
+    app.asgi_app = SecurityHeaders(config, app.asgi_app)  # type: ignore[method-assign]  # outermost: every answer
 
     @app.before_serving
     async def _open() -> None:
@@ -157,8 +163,7 @@ def _install_request_hooks(app: Quart, runtime: Runtime) -> None:
     @app.after_request
     async def _count(response: Response) -> Response:
         endpoint = request.url_rule.endpoint if request.url_rule else "unmatched"
-        runtime.metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
         started = g.get("bulwark_started")
-        if started is not None:
-            runtime.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        runtime.metrics.count_request(request.method, endpoint, response.status_code,
+                                      None if started is None else time.perf_counter() - started)
         return response

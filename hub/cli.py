@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import logging
 import os
@@ -124,6 +125,7 @@ def _serve(config, bind: str | None, workers: int) -> int:
         raise ConfigError("--workers above 1 needs PostgreSQL (database_url): an agent waiting on one process "
                           "is woken by a change made on another through LISTEN/NOTIFY")
     hc = hypercorn_config(config, bind, workers)
+    _check_bind(hc)
     if workers == 1:
         return _serve_here(config, hc)
     children: list[int] = []
@@ -145,6 +147,19 @@ def _serve(config, bind: str | None, workers: int) -> int:
                 os._exit(code)
         children.append(pid)
     return max(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children)
+
+
+def _check_bind(hc) -> None:
+    """Bind once before anything starts: Hypercorn binds only after the app's startup, and
+    a taken port then left a traceback and a process that served nothing. Raises ConfigError."""
+    try:
+        sockets = hc.create_sockets()
+    except OSError as exc:
+        why = "the port is taken (another process listens there)" if exc.errno == errno.EADDRINUSE \
+            else (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"cannot listen on {' '.join(hc.bind)}: {why}") from None
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
 
 
 def _serve_here(config, hc) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import secrets
 import typing
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,6 +60,12 @@ class HubConfig:
     max_body_bytes: int = 1024 * 1024
     max_import_bytes: int = 64 * 1024 * 1024
     max_metrics_points: int = 5000
+    # Each agent's metrics quota (rows = points + top sources): a bucket of this many rows,
+    # refilled at this rate; a batch that does not fit is a 429 with Retry-After.
+    metrics_agent_rows_per_s: int = 500
+    metrics_agent_burst_rows: int = 50_000
+    # Live metrics streams (SSE) one token or user may hold at once, per hub process.
+    metrics_streams_per_principal: int = 4
     list_max_entries: int = 1_000_000
     # Agents further behind than this many revisions get a full snapshot.
     list_delta_max_revisions: int = 1000
@@ -73,6 +78,9 @@ class HubConfig:
     hub_port: int = 0
     admin_prefixes: tuple[str, ...] = ()
     admin_ssh_port: int = 22
+    # Reverse proxies (addresses or prefixes) whose X-Forwarded-For names the client; from
+    # any other peer the header is ignored (hub.addresses). Empty: the peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
 
     metrics_raw_retention_s: int = 6 * 3600
     metrics_rollup_s: int = 60
@@ -138,17 +146,9 @@ class HubConfig:
         """The configured key, or one generated once and kept in the data directory."""
         if self.secret_key:
             return self.secret_key
-        path = Path(self.data_dir) / "secret_key"
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key)
-        return key
+        from hub import files
+
+        return files.secret_key(Path(self.data_dir))
 
 
 def load_config(
@@ -162,6 +162,11 @@ def load_config(
                            flags=overrides, flags_source="override")
     if config.migrate_on_start not in {"auto", "yes", "no"}:
         raise ConfigError("migrate_on_start must be one of auto, yes, no")
+    if config.metrics_agent_rows_per_s < 1 or config.metrics_agent_burst_rows < config.max_metrics_points:
+        raise ConfigError("metrics_agent_rows_per_s must be at least 1, metrics_agent_burst_rows at least "
+                          "max_metrics_points (or no full batch could ever pass)")
+    if config.metrics_streams_per_principal < 1:
+        raise ConfigError("metrics_streams_per_principal must be at least 1")
     if config.join_token_max_ttl_s > 3600:
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):
@@ -181,6 +186,11 @@ def _check_addresses(config: HubConfig) -> None:
             ipaddress.ip_network(prefix, strict=True)
         except ValueError as exc:
             raise ConfigError(f"admin_prefixes: {prefix!r} is not an IP prefix ({exc})") from None
+    for prefix in config.trusted_proxies:
+        try:
+            ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {prefix!r} is not an IP address or prefix") from None
     for name in ("hub_port", "admin_ssh_port"):
         if not 0 <= getattr(config, name) <= 65535 or (name == "admin_ssh_port" and not config.admin_ssh_port):
             raise ConfigError(f"{name} must be a TCP port")

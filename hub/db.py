@@ -16,6 +16,7 @@ from tortoise.context import TortoiseContext
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.executor import MigrationExecutor
 
+from hub import files
 from hub.config import HubConfig
 from hub.errors import Unavailable
 from hub.models import MODEL_MODULES
@@ -61,8 +62,10 @@ async def open_db(config: HubConfig, *, global_fallback: bool = True) -> Tortois
 
     Raises `Unavailable` when the database cannot be reached.
     """
-    if config.is_sqlite:
-        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    if config.is_sqlite and config.database_url == "":
+        files.private_file(Path(config.data_dir) / "hub.sqlite3")  # HubConfig.db_url; 0600 before SQLite opens it
+    elif config.is_sqlite:
+        files.private_dir(Path(config.data_dir))
     ctx = TortoiseContext()
     with reaching_db(), ctx:  # init needs the context active; afterwards the global fallback serves
         await ctx.init(config=tortoise_config(config.db_url), _enable_global_fallback=global_fallback)

@@ -17,6 +17,11 @@ from hub.services.notify import LocalNotifier, Notifier
 from hub.services.notify_pg import PostgresNotifier, is_postgres_url
 
 
+# Label values for `method`: any other verb a client sends is counted as "other", so
+# random methods cannot grow the number of series without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 @dataclasses.dataclass
 class HubMetrics:
     registry: CollectorRegistry
@@ -35,6 +40,13 @@ class HubMetrics:
             pending_pushes=Gauge("bulwark_hub_pending_pushes", "Agent requests waiting for a change", registry=r),
             connected_agents=Gauge("bulwark_hub_connected_agents", "Agents seen in the last 2 minutes", registry=r),
         )
+
+    def count_request(self, method: str, endpoint: str, status: int, seconds: float | None) -> None:
+        """One answered request (Quart's hook and the agent fast path both call this)."""
+        label = method if method in KNOWN_METHODS else "other"
+        self.requests.labels(label, endpoint, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(endpoint).observe(seconds)
 
 
 @dataclasses.dataclass

@@ -9,7 +9,6 @@ route-table isolation test.
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,13 +17,14 @@ from quart import Request, current_app, g, request
 from quart_auth import current_user
 from werkzeug.routing import IntegerConverter
 
+from hub import addresses, json_bounds
 from hub.api_schemas.common import MAX_INT32
-from hub.errors import Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
+from hub.errors import ClientError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, AlertChannel, ApiToken, Deployment, IpList, Membership, OutboxMessage, Policy
 from hub.runtime import Runtime
 from hub.security import same
 from hub.services import accounts, tenants
-from hub.services.scope import Principal, TenantScope, resolve_scope
+from hub.services.scope import Principal, resolve_scope
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_HEADER = "X-CSRF-Token"
@@ -67,7 +67,9 @@ def rt() -> Runtime:
 
 
 def client_address() -> str:
-    return (request.remote_addr or "")[:64]
+    """The caller's address, through `trusted_proxies` (hub.addresses)."""
+    return addresses.client_address(request.remote_addr or "", request.headers.getlist("X-Forwarded-For"),
+                                    rt().config.trusted_proxies)
 
 
 async def current_session() -> tuple[str, Any] | None:
@@ -76,6 +78,39 @@ async def current_session() -> tuple[str, Any] | None:
         return None
     session = await accounts.load_session(session_id)
     return None if session is None else (session_id, session)
+
+
+def session_principal(session: Any, address: str) -> Principal:
+    user = session.user
+    # A platform operator acts as one only with 2FA on: their powers span every tenant.
+    return Principal(actor=f"user:{user.email}", address=address, user_id=user.id,
+                     is_platform_admin=user.is_platform_admin and user.totp_secret is not None)
+
+
+def access_check(tenant_id: uuid.UUID, need: str) -> Callable[[], Awaitable[bool]]:
+    """For answers that outlive their request (SSE): a check, made again later, that this
+    request's credential (token or session) is still valid and still has `need` on the
+    tenant. Captured now, while the request is at hand."""
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+    session_id = None if token is not None else current_user.auth_id
+    address = client_address()
+
+    async def still_allowed() -> bool:
+        try:
+            if token is not None:
+                p = await tenants.authenticate_token(token, address)
+            else:
+                session = await accounts.load_session(session_id) if session_id else None
+                if session is None or not session.mfa_ok:
+                    return False
+                p = session_principal(session, address)
+            await resolve_scope(p, tenant_id, need)
+        except ClientError:
+            return False
+        return True
+
+    return still_allowed
 
 
 async def principal(*, allow_partial: bool = False) -> Principal:
@@ -95,9 +130,7 @@ async def principal(*, allow_partial: bool = False) -> Principal:
             raise Unauthenticated("finish signing in with your second factor")
         if request.method in UNSAFE:
             await check_csrf(session.csrf_token)
-        user = session.user
-        p = Principal(actor=f"user:{user.email}", address=client_address(), user_id=user.id,
-                      is_platform_admin=user.is_platform_admin)
+        p = session_principal(session, client_address())
         if not session.mfa_ok:
             return p  # not cached: a partial session must never satisfy a full check
     g.bulwark_principal = p
@@ -138,6 +171,6 @@ async def read_json(limit: int | None = None) -> Any:
     if len(body) > limit:
         raise PayloadTooLarge(f"the body may have at most {limit} bytes")
     try:
-        return json.loads(body)
+        return json_bounds.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the body is not JSON: {exc}") from None

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import re
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import nodes as n
 from .diagnostics import Reporter
@@ -16,6 +17,25 @@ from .errors import ParseError
 from .vocab import FLAG_WORDS, PER_ANY, PORT_NAMES, RATE_UNITS, suggest
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024
+# No number in the language needs more (the largest is a 64-bit counter); the lexer stops
+# longer ones so int() never meets thousands of digits (Python refuses > 4,300 anyway).
+MAX_NUMBER_DIGITS = 20
+_LONG_DIGITS = re.compile(rf"[0-9]{{{MAX_NUMBER_DIGITS + 1},}}")
+_NUMERIC_TERMINALS = ("INT", "DURATION", "IPV4", "IPV6")
+
+
+class _NumberTooLong(Exception):
+    """Raised by the lexer callback; `_parse_tree` turns it into a located ParseError."""
+
+    def __init__(self, tok: Token) -> None:
+        super().__init__(str(tok))
+        self.tok = tok
+
+
+def _bound_digits(tok: Token) -> Token:
+    if _LONG_DIGITS.search(tok):
+        raise _NumberTooLong(tok)
+    return tok
 
 
 @functools.cache
@@ -27,7 +47,8 @@ def parser() -> Lark:
     except ImportError:  # pragma: no cover - the dependency is declared; see tests
         strict = False
     return Lark(grammar, parser="lalr", strict=strict, propagate_positions=True,
-                start=["start", "packet_only"], maybe_placeholders=True)
+                start=["start", "packet_only"], maybe_placeholders=True,
+                lexer_callbacks={name: _bound_digits for name in _NUMERIC_TERMINALS})
 
 
 # Named syntax errors: lark's match_examples finds the label whose examples fail in the
@@ -637,6 +658,11 @@ def _parse_tree(text: str, filename: str, start: str, comments: list) -> Tree:
         tree = parser().parse(text, start=start)
     except UnexpectedInput as exc:
         raise ParseError(_syntax_diagnostic(text, filename, exc, start)) from None
+    except _NumberTooLong as exc:
+        tok, rep = exc.tok, Reporter(text, filename)
+        rep.error(n.Pos(tok.line or 1, tok.column or 1, tok.end_line or 1, tok.end_column or 2),
+                  f"a number may have at most {MAX_NUMBER_DIGITS} digits")
+        raise ParseError(rep.items) from None
     except LarkError as exc:  # pragma: no cover - any other lark failure is still bad input
         rep = Reporter(text, filename)
         rep.error(n.Pos(1, 1, 1, 2), f"cannot parse: {exc}")

@@ -6,9 +6,10 @@ from quart import Quart
 
 def register_all(app: Quart) -> None:
     from hub.blueprints import (
-        agent_protocol, agents, alerts, audit, auth, billing, deployments, lists, metrics, ops, policies, tenants,
+        agent_protocol, agents, alerts, audit, auth, billing, deployments, docs, lists, metrics, ops, policies,
+        tenants,
     )
 
     for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit,
-                   alerts, billing):
+                   alerts, billing, docs):
         app.register_blueprint(module.bp)

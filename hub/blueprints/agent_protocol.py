@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from quart import Blueprint, Quart, Response, current_app, jsonify
 from quart_schema import hide, validate_request
 
-from hub.api_schemas.common import Closed, Strict
+from hub.api_schemas.common import MAX_INT, Closed, Strict
 from hub.models import Agent
 from hub.runtime import Runtime
 from hub.services import agents, alerts, deployments, desired, metrics
@@ -70,18 +70,20 @@ class StatusIn(Closed):
     inventory: Inventory | None = None
 
 
+# Counters are stored as signed 64-bit integers: a larger value is the caller's error
+# (400), not the database driver's overflow (a 500 that failed the whole group commit).
 class Point(Closed):
-    ts: int = Field(ge=0)
+    ts: int = Field(ge=0, le=MAX_INT)
     rule: str = Field(min_length=1, max_length=200)
-    packets: int = Field(ge=0)
-    bytes: int = Field(ge=0)
+    packets: int = Field(ge=0, le=MAX_INT)
+    bytes: int = Field(ge=0, le=MAX_INT)
     interval_s: int = Field(default=1, ge=1, le=3600)
 
 
 class Source(Closed):
-    ts: int = Field(ge=0)
+    ts: int = Field(ge=0, le=MAX_INT)
     source: str = Field(max_length=64)
-    packets: int = Field(ge=0)
+    packets: int = Field(ge=0, le=MAX_INT)
 
     @field_validator("source")
     @classmethod

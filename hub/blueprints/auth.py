@@ -6,7 +6,8 @@ hold a token). Every later cookie-authenticated write carries the session's CSRF
 """
 from __future__ import annotations
 
-from quart import Blueprint, Response, jsonify
+from pydantic import Field
+from quart import Blueprint, Response, jsonify, request
 from quart_auth import AuthUser, login_user, logout_user
 from quart_schema import validate_request
 
@@ -25,6 +26,15 @@ class LoginIn(Strict):
 
 class CodeIn(Strict):
     code: str
+
+
+class ReauthIn(Strict):
+    password: str = Field(max_length=1024)
+    code: str | None = Field(default=None, max_length=64)
+
+
+class PasswordIn(Strict):
+    new_password: str = Field(max_length=1024)
 
 
 def _session_body(session, *, mfa_required: bool) -> dict:
@@ -89,24 +99,56 @@ async def me() -> Response:
     })
 
 
-async def _signed_in_user():
+async def _fresh_user():
+    """The signed-in browser user, with a fresh proof (accounts.require_fresh); API tokens
+    cannot change a person's password or factors. Returns (principal, user, session id)."""
     p = await principal()
-    if p.user_id is None:
+    found = await current_session()
+    if p.user_id is None or found is None or request.headers.get("Authorization"):
         raise Unauthenticated("this is for signed-in users")
-    return p, await accounts.get_user(p.user_id)
+    session_id, session = found
+    accounts.require_fresh(session)
+    return p, await accounts.get_user(p.user_id), session_id
+
+
+@bp.post("/reauth")
+@validate_request(ReauthIn)
+async def reauth(data: ReauthIn) -> Response:
+    """A fresh proof without signing out: password and (with 2FA) the current code give a
+    new session good for changes of password and factors for 5 minutes."""
+    p = await principal()
+    if p.user_id is None or await current_session() is None:
+        raise Unauthenticated("this is for signed-in users")
+    user = await accounts.get_user(p.user_id)
+    user = await accounts.authenticate(rt(), user.email, data.password, client_address())
+    if user.totp_secret is not None:
+        await accounts.second_factor(rt(), user, data.code or "", client_address())
+    await rt().audit.append(actor=p.actor, action="auth.reauth", address=p.address)
+    return await _start_session(user, mfa_ok=True)
+
+
+@bp.post("/password")
+@validate_request(PasswordIn)
+async def change_password(data: PasswordIn) -> Response:
+    p, user, session_id = await _fresh_user()
+    await accounts.change_password(rt(), user, data.new_password)
+    ended = await accounts.end_other_sessions(user, session_id)
+    await rt().audit.append(actor=p.actor, action="auth.password", address=p.address, details={"ended": ended})
+    return jsonify({"changed": True, "other_sessions_ended": ended})
 
 
 @bp.post("/2fa/setup")
 async def totp_setup() -> Response:
-    _, user = await _signed_in_user()
+    _, user, _ = await _fresh_user()
     return jsonify({"otpauth_uri": await accounts.begin_totp(user)})
 
 
 @bp.post("/2fa/confirm")
 @validate_request(CodeIn)
 async def totp_confirm(data: CodeIn) -> Response:
-    p, user = await _signed_in_user()
+    p, user, session_id = await _fresh_user()
     codes = await accounts.confirm_totp(user, data.code)
+    await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.enable", address=p.address)
     return jsonify({"recovery_codes": codes})
 
@@ -114,9 +156,10 @@ async def totp_confirm(data: CodeIn) -> Response:
 @bp.post("/2fa/disable")
 @validate_request(CodeIn)
 async def totp_disable(data: CodeIn) -> Response:
-    p, user = await _signed_in_user()
+    p, user, session_id = await _fresh_user()
     await accounts.second_factor(rt(), user, data.code, p.address)
     await accounts.disable_totp(user)
+    await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.disable", address=p.address)
     return jsonify({"totp": False})
 
@@ -124,8 +167,9 @@ async def totp_disable(data: CodeIn) -> Response:
 @bp.post("/2fa/recovery-codes")
 @validate_request(CodeIn)
 async def recovery_codes(data: CodeIn) -> Response:
-    p, user = await _signed_in_user()
+    p, user, session_id = await _fresh_user()
     await accounts.second_factor(rt(), user, data.code, p.address)
     codes = await accounts.new_recovery_codes(user)
+    await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.recovery_codes", address=p.address)
     return jsonify({"recovery_codes": codes})

@@ -4,17 +4,29 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import weakref
 from typing import Any
 
 from quart import Blueprint, Response
 from quart_schema import tag_blueprint, validate_querystring
 
 from hub.api_schemas.common import INPUT_ERRORS, raw_response, responds
-from hub.api_schemas.metrics import MetricsQuery, PointsOut, RangeQuery, StreamQuery, TopSourcesOut
+from hub.api_schemas.metrics import (
+    MetricsQuery,
+    PointsOut,
+    RangeQuery,
+    StreamQuery,
+    TopSourcesOut,
+)
 from hub.models import Agent
 from hub.services import metrics
 from hub.services.scope import TenantScope
-from hub.web import rt, tenant_route
+from hub.services.slots import StreamSlots
+from hub.web import access_check, rt, tenant_route
+
+STREAM_RECHECK_S = 5.0  # a revoked token or ended session stops its streams this soon
+KEEP_ALIVE_S = 15.0
+STREAMS = StreamSlots()
 
 bp = Blueprint("metrics", __name__, url_prefix="/api/v1/tenants/<uuid:tenant_id>/metrics")
 tag_blueprint(bp, ["metrics"])
@@ -56,25 +68,44 @@ async def top_sources(scope: TenantScope, query_args: RangeQuery) -> dict[str, A
 @tenant_route("read")
 @validate_querystring(StreamQuery)
 async def stream(scope: TenantScope, query_args: StreamQuery) -> Response:
-    """Server-sent events of the tenant's live rates."""
+    """Server-sent events of the tenant's live rates. The stream ends within
+    `STREAM_RECHECK_S` of its token being revoked, its session ending or its access going;
+    each caller may hold `metrics_streams_per_principal` at once (429 beyond)."""
     runtime = rt()
     tenant_id = scope.tenant_id
+    still_allowed = access_check(tenant_id, "read")
+    slot = STREAMS.take(scope.actor, runtime.config.metrics_streams_per_principal)
 
     async def events():
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + query_args.max_s
-        cursor = await metrics.latest_point_id(tenant_id)
-        async with runtime.notifier.subscribe([metrics.metrics_channel(tenant_id)]) as sub:
-            yield b": connected\n\n"
-            while loop.time() < deadline:
-                if not await sub.wait(min(15.0, max(0.0, deadline - loop.time()))):
-                    yield b": keep-alive\n\n"
-                    continue
-                cursor, rates = await metrics.live_rates(tenant_id, cursor)
-                if rates:
-                    yield f"event: rates\ndata: {json.dumps(rates)}\n\n".encode()
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + query_args.max_s
+            cursor = await metrics.latest_point_id(tenant_id)
+            async with runtime.notifier.subscribe([metrics.metrics_channel(tenant_id)]) as sub:
+                yield b": connected\n\n"
+                next_check = loop.time() + STREAM_RECHECK_S
+                quiet_since = loop.time()
+                while loop.time() < deadline:
+                    woke = await sub.wait(max(0.0, min(next_check, deadline) - loop.time()))
+                    if loop.time() >= next_check:
+                        if not await still_allowed():
+                            yield b"event: end\ndata: {\"reason\": \"access ended\"}\n\n"
+                            return
+                        next_check = loop.time() + STREAM_RECHECK_S
+                    if woke:
+                        cursor, rates = await metrics.live_rates(tenant_id, cursor)
+                        if rates:
+                            quiet_since = loop.time()
+                            yield f"event: rates\ndata: {json.dumps(rates)}\n\n".encode()
+                    elif loop.time() - quiet_since >= KEEP_ALIVE_S:
+                        quiet_since = loop.time()
+                        yield b": keep-alive\n\n"
+        finally:
+            slot.release()
 
-    response = Response(events(), content_type="text/event-stream")
+    body = events()
+    weakref.finalize(body, slot.release)  # a stream never started still gives its slot back
+    response = Response(body, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.timeout = None
     return response

@@ -1,6 +1,8 @@
 """Health, readiness and the hub's own Prometheus metrics (unauthenticated, no tenant data)."""
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response, current_app, jsonify
 from quart_schema import hide
@@ -8,6 +10,7 @@ from tortoise.context import get_current_context
 
 from hub.web import rt
 
+log = logging.getLogger("bulwark.hub")
 bp = Blueprint("ops", __name__)
 
 
@@ -27,8 +30,9 @@ async def ready() -> Response:
         if ctx is None or "bulwark_db" not in current_app.extensions:
             raise RuntimeError("database not open")
         await ctx.db("default").execute_query("SELECT 1")
-    except Exception as exc:  # any failure means not ready; say why
-        response = jsonify({"status": "unavailable", "reason": str(exc)})
+    except Exception:  # any failure means not ready; the why goes to the log, not the caller
+        log.warning("not ready: the database does not answer", exc_info=True)
+        response = jsonify({"status": "unavailable", "reason": "the database does not answer"})
         response.status_code = 503
         return response
     return jsonify({"status": "ready"})

@@ -14,7 +14,8 @@ import uuid
 import pyotp
 from tortoise.expressions import Q
 
-from hub.errors import Conflict, InvalidInput, TooManyRequests, Unauthenticated
+from hub import addresses
+from hub.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from hub.models import LoginFailure, RecoveryCode, Session, User
 from hub.runtime import Runtime
 from hub.security import digest, new_secret
@@ -51,25 +52,56 @@ async def create_user(rt: Runtime, email: str, password: str, *, platform_admin:
     )
 
 
-async def _throttle(rt: Runtime, keys: list[tuple[str, int]]) -> None:
-    since = now() - dt.timedelta(seconds=rt.config.login_window_s)
-    for key, limit in keys:
-        if await LoginFailure.filter(key=key, at__gte=since).count() >= limit:
-            raise TooManyRequests("too many failed logins; try again later",
-                                  retry_after_s=rt.config.login_window_s)
+class Attempt:
+    """One sign-in attempt, recorded as a failure under each of its keys *before* the
+    count, so the check and the record are one step: of any burst of parallel guesses
+    at most `limit` are ever judged (the k-th row written sees at least k rows). A
+    refused attempt's rows are taken back, so hammering a locked key does not extend its
+    lock: each lock ends at most `login_window_s` after the failures that caused it."""
+
+    def __init__(self, rt: Runtime, keys: list[tuple[str, int]]) -> None:
+        self.rt, self.keys = rt, keys
+        self.rows: list[LoginFailure] = []
+
+    async def begin(self) -> None:
+        """Raises TooManyRequests (Retry-After: when the oldest counted failure expires)."""
+        window = self.rt.config.login_window_s
+        since = now() - dt.timedelta(seconds=window)
+        self.rows = [await LoginFailure.create(key=key) for key, _ in self.keys]
+        for key, limit in self.keys:
+            recent = LoginFailure.filter(key=key, at__gte=since)
+            if await recent.count() > limit:
+                await self.forget()
+                oldest = await recent.order_by("at").first()
+                wait = window - (now() - oldest.at).total_seconds() if oldest else window
+                raise TooManyRequests("too many failed sign-ins; try again later",
+                                      retry_after_s=max(1, min(window, int(wait) + 1)))
+
+    async def forget(self) -> None:
+        """The attempt succeeded (or was refused): it is no failure."""
+        await LoginFailure.filter(id__in=[row.id for row in self.rows]).delete()
+        self.rows = []
+
+
+def login_keys(rt: Runtime, email: str, address: str) -> list[tuple[str, int]]:
+    """An account from one address (the stated limit), one address over all accounts, and
+    an account from everywhere (a higher bound on guessing spread over many addresses)."""
+    where = addresses.throttle_key(address)
+    limit = rt.config.login_max_failures
+    return [(f"account:{email}@{where}", limit), (f"address:{where}", limit * 4), (f"account:{email}", limit * 20)]
 
 
 async def authenticate(rt: Runtime, email: str, password: str, address: str) -> User:
     """The user whose password this is. Raises TooManyRequests, Unauthenticated."""
     email = email.strip().lower()
-    keys = [(f"account:{email}", rt.config.login_max_failures),
-            (f"address:{address}", rt.config.login_max_failures * 4)]
-    await _throttle(rt, keys)
+    keys = login_keys(rt, email, address)
+    attempt = Attempt(rt, keys)
+    await attempt.begin()
     user = await User.get_or_none(email=email)
     if not await rt.passwords.verify(user.password_hash if user else None, password):
-        await LoginFailure.bulk_create([LoginFailure(key=k) for k, _ in keys])
-        raise Unauthenticated("wrong email or password")
+        raise Unauthenticated("wrong email or password")  # the attempt's rows stay: failures
     assert user is not None
+    await attempt.forget()
     if rt.passwords.needs_rehash(user.password_hash):
         user.password_hash = await rt.passwords.hash(password)
         await user.save(update_fields=["password_hash"])
@@ -96,6 +128,30 @@ async def load_session(session_id: str) -> Session | None:
 
 async def close_session(session_id: str) -> None:
     await Session.filter(id_hash=digest(session_id)).delete()
+
+
+# Changing a password or a factor needs a fresh proof: a session opened by the password
+# (and the current code, with 2FA on) at most this long ago. `/auth/reauth` gives one
+# without signing out. A stolen older cookie cannot replace the factors it would need.
+FRESH_PROOF_S = 5 * 60
+
+
+def require_fresh(session: Session) -> None:
+    """Raises Forbidden unless the session was opened by a full sign-in within FRESH_PROOF_S."""
+    age = (now() - session.created_at).total_seconds()
+    if not session.mfa_ok or age > FRESH_PROOF_S:
+        raise Forbidden("confirm it is you first: POST /auth/reauth with your password (and current code)")
+
+
+async def end_other_sessions(user: User, keep_session_id: str) -> int:
+    """After a change of password or factor: every other browser signs in again."""
+    return await Session.filter(user_id=user.id).exclude(id_hash=digest(keep_session_id)).delete()
+
+
+async def change_password(rt: Runtime, user: User, new_password: str) -> None:
+    check_password_strength(new_password)
+    user.password_hash = await rt.passwords.hash(new_password)
+    await user.save(update_fields=["password_hash"])
 
 
 # --- TOTP -------------------------------------------------------------------------------
@@ -155,17 +211,16 @@ async def new_recovery_codes(user: User) -> list[str]:
 
 async def second_factor(rt: Runtime, user: User, code: str, address: str) -> None:
     """Check a TOTP or an unused recovery code. Raises Unauthenticated, TooManyRequests."""
-    keys = [(f"mfa:{user.id}", rt.config.login_max_failures)]
-    await _throttle(rt, keys)
+    attempt = Attempt(rt, [(f"mfa:{user.id}", rt.config.login_max_failures)])
+    await attempt.begin()
     code = code.strip().replace(" ", "").replace("-", "")
     if user.totp_secret and await _consume_totp(user, user.totp_secret, code):
-        return
+        return await attempt.forget()
     used = await RecoveryCode.filter(
         user_id=user.id, code_hash=digest(code.lower()), used_at__isnull=True
     ).update(used_at=now())
     if used:
-        return
-    await LoginFailure.create(key=keys[0][0])
+        return await attempt.forget()
     raise Unauthenticated("wrong code")
 
 

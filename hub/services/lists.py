@@ -19,12 +19,14 @@ import datetime as dt
 import io
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from hub.api_schemas.common import MAX_INT
 from hub.errors import Conflict, InvalidInput
 from hub.models import IpEntry, IpList
 from hub.runtime import Runtime
@@ -55,6 +57,9 @@ def parse_expiry(text: str) -> int | None:
     if not text:
         return None
     if text.isdigit():
+        # Bounded before int(): the column is a signed 64-bit integer.
+        if len(text) > 19 or int(text) > MAX_INT:
+            raise ValueError(f"an expiry may be at most {MAX_INT} (unix seconds)")
         return int(text)
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -71,6 +76,23 @@ def _text_fields(line: str) -> tuple[str, ...]:
     return (network, "", comment.strip()) if hashed else (network,)
 
 
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """(record number, fields), or the csv module's error for a bad record (a field over
+    csv's 128 KiB limit, a NUL) in place of its fields: the line is reported, not a 500."""
+    reader = csv.reader(io.StringIO(text))
+    n = 0
+    while True:
+        n += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield n, exc
+            continue
+        yield n, row
+
+
 def parse_import(text: str, fmt: str) -> list[Entry]:
     """Entries from text (`network [# comment]` a line) or CSV (`network,expires_at,comment`).
 
@@ -79,12 +101,15 @@ def parse_import(text: str, fmt: str) -> list[Entry]:
     entries: dict[str, Entry] = {}
     errors: list[dict[str, Any]] = []
     if fmt == "csv":
-        rows = enumerate(csv.reader(io.StringIO(text)), start=1)
+        rows = _csv_rows(text)
     elif fmt == "text":
         rows = ((n, _text_fields(line)) for n, line in enumerate(text.splitlines(), start=1))
     else:
         raise InvalidInput("format must be text or csv")
     for n, row in rows:
+        if isinstance(row, csv.Error):
+            errors.append({"line": n, "error": str(row)})
+            continue
         if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) > 3:

@@ -13,21 +13,43 @@ thread or server), which is most of the cost of a small batch.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
 from typing import Any
 
+from pypika_tortoise import functions as pypika_functions
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Aggregate
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
+from hub.api_schemas.common import MAX_INT
 from hub.errors import InvalidInput
 from hub.models import MetricPoint, MetricRollup, TopSource
 from hub.runtime import Runtime
 from hub.services.background import job
 from hub.services.coalesce import Coalescer
+from hub.services.quota import Quota
 
 RECOMPUTE_BUCKETS = 10
+log = logging.getLogger("bulwark.hub")
+
+
+def saturated(value: float | None) -> int:
+    """A sum as the API and the bigint columns can hold it: 0..MAX_INT."""
+    return max(0, min(MAX_INT, int(value or 0)))
+
+
+class _TotalFunction(pypika_functions.AggregateFunction):
+    def __init__(self, term: Any, alias: str | None = None) -> None:
+        super().__init__("TOTAL", term, alias=alias)
+
+
+class Total(Aggregate):
+    """SQLite's TOTAL(): a sum that cannot overflow."""
+
+    database_func = _TotalFunction
 
 
 def metrics_channel(tenant_id: uuid.UUID) -> str:
@@ -66,20 +88,49 @@ def check_batch(rt: Runtime, batch: Batch, now: int) -> int:
 
 
 class MetricsWriter:
-    """Writes agents' batches by group commit (see the module docstring); one per process."""
+    """Writes agents' batches by group commit (see the module docstring); one per process.
+
+    Each batch is checked alone before it joins a group (`check_batch`, the agent's
+    quota), and if a group's transaction still fails, its batches are written again one
+    by one: a bad batch fails only its own request, never another tenant's."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self.writes: Coalescer[None, Batch, None] = Coalescer(self._write)
+        self.quota = Quota(rt.config.metrics_agent_rows_per_s, rt.config.metrics_agent_burst_rows)
+        self.writes: Coalescer[None, Batch, dict[int, Exception]] = Coalescer(self._write)
 
     async def ingest(self, batch: Batch) -> int:
-        """Store the batch; returns its row count once committed. Raises InvalidInput."""
+        """Store the batch; returns its row count once committed. Raises InvalidInput,
+        TooManyRequests (the agent's quota)."""
         n = check_batch(self._rt, batch, int(time.time()))
         if n:
-            await self.writes.get(None, batch)
+            self.quota.take(batch.agent_id, n)
+            failed = await self.writes.get(None, batch)
+            if id(batch) in failed:
+                raise failed[id(batch)]
         return n
 
-    async def _write(self, _: None, batches: list[Batch]) -> None:
+    async def _write(self, _: None, batches: list[Batch]) -> dict[int, Exception]:
+        failed: dict[int, Exception] = {}
+        try:
+            await self._insert(batches)
+        except Exception as exc:
+            if len(batches) == 1:
+                failed[id(batches[0])] = exc
+            else:
+                log.warning("a group of %d metrics batches failed (%s); writing them one by one", len(batches), exc)
+                for b in batches:
+                    try:
+                        await self._insert([b])
+                    except Exception as one:
+                        failed[id(b)] = one
+        stored = {metrics_channel(b.tenant_id) for b in batches if id(b) not in failed}
+        if stored:
+            await self._rt.notifier.publish(*stored)
+        return failed
+
+    @staticmethod
+    async def _insert(batches: list[Batch]) -> None:
         async with in_transaction() as conn:
             points, sources = [], []
             for b in batches:
@@ -94,7 +145,6 @@ class MetricsWriter:
                 await conn.execute_many(
                     f"INSERT INTO top_source (tenant_id, agent_id, ts, source, packets) VALUES ({_ph(conn, 5)})",
                     sources)
-        await self._rt.notifier.publish(*{metrics_channel(b.tenant_id) for b in batches})
 
 
 async def rollup(rt: Runtime, now: int | None = None) -> None:
@@ -114,7 +164,7 @@ async def rollup(rt: Runtime, now: int | None = None) -> None:
         await MetricRollup.filter(resolution_s=res, bucket__gte=start, bucket__lt=end).using_db(conn).delete()
         await MetricRollup.bulk_create(
             [MetricRollup(tenant_id=k[0], agent_id=k[1], rule=k[2], bucket=k[3], resolution_s=res,
-                          packets=v[0], bytes=v[1]) for k, v in sums.items()],
+                          packets=saturated(v[0]), bytes=saturated(v[1])) for k, v in sums.items()],
             batch_size=1000, using_db=conn,
         )
     await MetricPoint.filter(ts__lt=now - rt.config.metrics_raw_retention_s).delete()
@@ -145,10 +195,13 @@ async def query(tenant_id: uuid.UUID, *, agent_id: uuid.UUID | None, rule: str |
 
 
 async def top_sources(tenant_id: uuid.UUID, start: int, end: int, limit: int = 20) -> list[dict[str, Any]]:
+    # SQLite's SUM raises on 64-bit overflow; TOTAL adds in floating point and never does.
+    # PostgreSQL's SUM of bigint is numeric (exact, unbounded). Either way: saturated.
+    total = Total("packets") if TopSource._meta.db.capabilities.dialect == "sqlite" else Sum("packets")
     rows = await TopSource.filter(tenant_id=tenant_id, ts__gte=start, ts__lt=end) \
-        .group_by("source").annotate(total=Sum("packets")).order_by("-total").limit(limit) \
+        .group_by("source").annotate(total=total).order_by("-total").limit(limit) \
         .values("source", "total")
-    return [{"source": r["source"], "packets": r["total"]} for r in rows]
+    return [{"source": r["source"], "packets": saturated(r["total"])} for r in rows]
 
 
 async def latest_point_id(tenant_id: uuid.UUID) -> int:

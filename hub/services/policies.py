@@ -106,31 +106,48 @@ def _guard_off(source: str) -> bool:
     return word is not None and word.value == "off"
 
 
-async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
+def _checked(rt: Runtime, name: str, source: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
     if len(source) > MAX_SOURCE_CHARS:
         raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
-    diagnostics, plan_json, digest = compile_source(policy.name, source, rt.config)
-    # The version number comes from the row lock of the UPDATE: concurrent saves differ.
+    return compile_source(name, source, rt.config)
+
+
+async def _insert_version(conn: Any, scope: TenantScope, policy: Policy, source: str,
+                          checked: tuple[list[dict[str, Any]], str | None, str | None]) -> PolicyVersion:
+    """The next version, inside the caller's transaction; the number comes from the row
+    lock of the UPDATE, so concurrent saves differ."""
     from tortoise.expressions import F
+
+    diagnostics, plan_json, digest = checked
+    await Policy.filter(id=policy.id).using_db(conn).update(latest_version=F("latest_version") + 1)
+    policy.latest_version = (await Policy.get(id=policy.id).using_db(conn)).latest_version
+    return await PolicyVersion.create(
+        policy=policy, version=policy.latest_version, source=source, diagnostics=diagnostics,
+        error_count=sum(d["severity"] == "error" for d in diagnostics),
+        warning_count=sum(d["severity"] == "warning" for d in diagnostics),
+        plan_json=plan_json, plan_digest=digest, created_by=scope.actor, using_db=conn,
+    )
+
+
+async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
     from tortoise.transactions import in_transaction
 
+    checked = _checked(rt, policy.name, source)
     async with in_transaction() as conn:
-        await Policy.filter(id=policy.id).using_db(conn).update(latest_version=F("latest_version") + 1)
-        policy.latest_version = (await Policy.get(id=policy.id).using_db(conn)).latest_version
-        return await PolicyVersion.create(
-            policy=policy, version=policy.latest_version, source=source, diagnostics=diagnostics,
-            error_count=sum(d["severity"] == "error" for d in diagnostics),
-            warning_count=sum(d["severity"] == "warning" for d in diagnostics),
-            plan_json=plan_json, plan_digest=digest, created_by=scope.actor, using_db=conn,
-        )
+        return await _insert_version(conn, scope, policy, source, checked)
 
 
 async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tuple[Policy, PolicyVersion]:
+    """The policy and its first version in one transaction: never a policy without one."""
+    from tortoise.transactions import in_transaction
+
     scope.require("write")
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
-    policy = await Policy.create(tenant_id=scope.tenant_id, name=name)
-    version = await _save_version(rt, scope, policy, source)
+    checked = _checked(rt, name, source)
+    async with in_transaction() as conn:
+        policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
+        version = await _insert_version(conn, scope, policy, source, checked)
     await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
                           target=str(policy.id), address=scope.address, details={"name": name})
     return policy, version

@@ -21,7 +21,7 @@ async def _spec(hub) -> dict:
 def _public_operations(app):
     """Every route under /api/v1 but the document and its viewer."""
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/v1/") and rule.endpoint not in {"openapi", "swagger_ui"}:
+        if rule.rule.startswith("/api/v1/") and rule.endpoint not in {"openapi", "docs.swagger_ui"}:
             path = re.sub(r"<(?:[^:<>]+:)?([^:<>]+)>", r"{\1}", rule.rule)
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 yield path, method.lower()

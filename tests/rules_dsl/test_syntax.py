@@ -84,3 +84,15 @@ def test_a_slip_of_the_keyboard_gets_the_word_meant(typo, meant):
     with pytest.raises(ParseError) as caught:
         rules_dsl.parse(HEADER + f"drop tcp {typo} 22\n")
     assert caught.value.diagnostics[0].hint == f"did you mean '{meant}'?"
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "1" * 21 + "s", "10.0.0." + "1" * 30])
+def test_huge_numbers_are_stopped_by_the_lexer_with_a_located_error(number):
+    text = HEADER + "pass tcp dport 1\n" + ("pass limit 1/second block " + number if number.endswith("s")
+                                          else "drop from " + number if "." in number
+                                          else "pass tcp dport " + number)
+    with pytest.raises(ParseError) as err:
+        rules_dsl.parse(text)
+    (d,) = err.value.diagnostics
+    assert (d.line, d.message) == (4, "a number may have at most 20 digits")
+    assert d.col > 1

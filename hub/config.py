@@ -79,7 +79,7 @@ class HubConfig:
     admin_prefixes: tuple[str, ...] = ()
     admin_ssh_port: int = 22
     # Reverse proxies (addresses or prefixes) whose X-Forwarded-For names the client; from
-    # any other peer the header is ignored (hub.addresses). Empty: the peer is the client.
+    # any other peer the header is ignored (hub.callers). Empty: the peer is the client.
     trusted_proxies: tuple[str, ...] = ()
 
     metrics_raw_retention_s: int = 6 * 3600

@@ -17,7 +17,7 @@ from quart import Request, current_app, g, request
 from quart_auth import current_user
 from werkzeug.routing import IntegerConverter
 
-from hub import addresses, json_bounds
+from hub import callers, json_bounds
 from hub.api_schemas.common import MAX_INT32
 from hub.errors import ClientError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
 from hub.models import Agent, AlertChannel, ApiToken, Deployment, IpList, Membership, OutboxMessage, Policy
@@ -67,8 +67,8 @@ def rt() -> Runtime:
 
 
 def client_address() -> str:
-    """The caller's address, through `trusted_proxies` (hub.addresses)."""
-    return addresses.client_address(request.remote_addr or "", request.headers.getlist("X-Forwarded-For"),
+    """The caller's address, through `trusted_proxies` (hub.callers)."""
+    return callers.client_address(request.remote_addr or "", request.headers.getlist("X-Forwarded-For"),
                                     rt().config.trusted_proxies)
 
 

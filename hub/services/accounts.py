@@ -14,7 +14,7 @@ import uuid
 import pyotp
 from tortoise.expressions import Q
 
-from hub import addresses
+from hub import callers
 from hub.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthenticated
 from hub.models import LoginFailure, RecoveryCode, Session, User
 from hub.runtime import Runtime
@@ -86,7 +86,7 @@ class Attempt:
 def login_keys(rt: Runtime, email: str, address: str) -> list[tuple[str, int]]:
     """An account from one address (the stated limit), one address over all accounts, and
     an account from everywhere (a higher bound on guessing spread over many addresses)."""
-    where = addresses.throttle_key(address)
+    where = callers.throttle_key(address)
     limit = rt.config.login_max_failures
     return [(f"account:{email}@{where}", limit), (f"address:{where}", limit * 4), (f"account:{email}", limit * 20)]
 

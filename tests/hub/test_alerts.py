@@ -379,7 +379,8 @@ async def test_many_dropped_addresses_of_one_64_are_escalated(hub, auto_add):
 
 async def test_a_failed_canary_and_a_rollback_are_alerts(hub):
     t = await hub.tenant()
-    canary, other = await enroll(t, ["web"], "canary"), await enroll(t, ["web"], "web2")
+    canary = await enroll(t, ["web"], "canary")
+    await enroll(t, ["web"], "web2")  # not a canary: the rollout stops before it
     make = await t.token.post(t.base + "/policies", json={"name": "p", "source": 'policy "p"\ndefault pass\n'})
     policy = await make.get_json()
     r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "labels": ["web"],

@@ -297,7 +297,7 @@ async def test_forwarded_for_counts_only_from_trusted_proxies(tmp_path):
 
 
 def test_client_address_and_throttle_key():
-    from hub.addresses import client_address, throttle_key
+    from hub.callers import client_address, throttle_key
 
     trusted = ("10.0.0.0/8",)
     assert client_address("192.0.2.1", ["203.0.113.9"], trusted) == "192.0.2.1"

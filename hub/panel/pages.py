@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from quart import Response, flash, redirect, render_template, request, url_for
+from quart import Response, flash, redirect, render_template, request, session, url_for
 
 from hub.errors import InvalidInput, NotFound, Unauthenticated
 from hub.models import Agent, AuditEntry, Deployment, IpEntry, IpList, Policy, PolicyVersion, Tenant
@@ -25,6 +25,7 @@ PAGE_SIZE = 50
 DASHBOARD_WINDOW_S = 15 * 60
 MAX_PAGE = 1_000_000
 MAX_SEARCH = 64
+LAST_TENANT = "tenant"
 
 
 async def _user_principal() -> Principal:
@@ -37,7 +38,7 @@ async def _user_principal() -> Principal:
 async def _chrome(p: Principal, tenant_id: uuid.UUID | None = None) -> dict[str, Any]:
     """What every page's frame shows: the user, their tenants, the current one, the CSRF token."""
     found = await current_session()
-    mine = await tenants.tenants_of(p)
+    mine = sorted(await tenants.tenants_of(p), key=lambda tr: tr[0].name.lower())
     current = next((t for t, _ in mine if t.id == tenant_id), None)
     if current is None and tenant_id is not None:
         current = await Tenant.get_or_none(id=tenant_id)  # a platform admin outside the tenant
@@ -48,6 +49,7 @@ async def _chrome(p: Principal, tenant_id: uuid.UUID | None = None) -> dict[str,
 async def _page(tenant_id: uuid.UUID, need: str = "read") -> tuple[TenantScope, dict[str, Any]]:
     p = await _user_principal()
     scope = await resolve_scope(p, tenant_id, need)
+    session[LAST_TENANT] = str(tenant_id)  # where "/" goes next time
     return scope, await _chrome(p, tenant_id)
 
 
@@ -73,9 +75,11 @@ def _back(endpoint: str, **values: Any) -> Response:
 @bp.get("/")
 async def home() -> Response | str:
     p = await _user_principal()
-    mine = await tenants.tenants_of(p)
+    mine = sorted(await tenants.tenants_of(p), key=lambda tr: tr[0].name.lower())
     if mine:
-        return _back("panel.dashboard", tenant_id=mine[0][0].id)
+        last = session.get(LAST_TENANT)
+        chosen = next((t for t, _ in mine if str(t.id) == last), mine[0][0])
+        return _back("panel.dashboard", tenant_id=chosen.id)
     return await render_template("panel/home.html", **await _chrome(p))
 
 

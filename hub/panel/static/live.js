@@ -74,7 +74,7 @@ class AgentView {
 function setBadge(badge, state) {
   if (!badge) return;
   badge.textContent = state;
-  badge.className = "badge " + ({ live: "badge-good", stale: "badge-warn", connecting: "badge-muted" }[state]);
+  badge.className = "badge " + ({ live: "badge-good", stale: "badge-warn", connecting: "badge-muted", connected: "badge-muted" }[state]);
   badge.dataset.state = state;
 }
 
@@ -98,7 +98,9 @@ export function startLive(doc) {
     }
     for (const [id, list] of byAgent) views.get(id)?.add(list);
   });
-  source.addEventListener("open", () => { if (!lastData) lastData = Date.now(); });
+  source.addEventListener("open", () => {
+    if (!lastData) { lastData = Date.now(); setBadge(badge, "connected"); }
+  });
   source.addEventListener("error", () => { if (source.readyState === EventSource.CLOSED) setBadge(badge, "stale"); });
   setInterval(() => {
     if (lastData && Date.now() - lastData > STALE_AFTER_MS) setBadge(badge, "stale");

@@ -259,7 +259,7 @@ async def list_page(tenant_id: uuid.UUID, list_id: uuid.UUID) -> str:
         qs = qs.filter(network__startswith=search)
     total = await qs.count()
     pages = max(1, -(-total // PAGE_SIZE))
-    rows = await qs.order_by("network").offset((min(page, pages) - 1) * PAGE_SIZE).limit(PAGE_SIZE) \
+    rows = await qs.order_by("id").offset((min(page, pages) - 1) * PAGE_SIZE).limit(PAGE_SIZE) \
         .values("network", "expires_at", "comment")
     return await render_template("panel/list.html", **ctx, ip_list=ip_list, entries=rows, total=total,
                                  page=min(page, pages), pages=pages, q=search,

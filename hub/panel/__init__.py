@@ -9,9 +9,14 @@ unauthenticated visitor is sent to the sign-in page, anything else gets an error
 """
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 
-from hub.errors import HubError, Unauthenticated
+from hub.errors import HubError, ServerError, Unauthenticated
+
+log = logging.getLogger("bulwark.hub.panel")
 
 bp = Blueprint("panel", __name__, template_folder="templates", static_folder="static",
                static_url_path="/panel/static")
@@ -41,7 +46,21 @@ def safe_next(target: str | None) -> str:
 async def _hub_error(exc: HubError) -> Response | tuple[str, int]:
     if isinstance(exc, Unauthenticated):
         return redirect(url_for("panel.login", next=request.full_path.rstrip("?")))
+    if exc.status >= 500:
+        log.error("panel request failed: %s", exc, exc_info=exc)
     return await render_template("panel/error.html", error=exc), exc.status
+
+
+@bp.errorhandler(Exception)
+async def _unexpected(exc: Exception) -> tuple[str, int]:
+    """A bug: logged with its traceback, and the person gets a page, not JSON or a trace."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):  # Quart's own (405, 413...): the person's mistake, no trace
+        shown = SimpleNamespace(status=exc.code or 400, message=exc.description or exc.name, details=None)
+        return await render_template("panel/error.html", error=shown), exc.code or 400
+    log.exception("panel: unhandled error")
+    return await render_template("panel/error.html", error=ServerError("internal error")), 500
 
 
 from hub.panel import pages, signin  # noqa: E402,F401  (they add their routes to bp)

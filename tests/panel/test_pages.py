@@ -247,3 +247,23 @@ def test_online_drift_and_human():
     assert summary.drift_state("a" * 64, "a" * 64) == "in sync"
     assert summary.drift_state("a" * 64, None) == "pending"
     assert [summary.human(n) for n in (0, 999, 1500, 2_500_000, 3e9)] == ["0", "999", "1.5k", "2.5M", "3.0G"]
+
+
+def test_a_bug_in_a_page_is_an_html_500_without_a_trace(tmp_path, monkeypatch, caplog):
+    from hub.panel import pages
+
+    async def broken(*_a, **_k):
+        raise RuntimeError("secret internals")
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            monkeypatch.setattr(pages, "_desired", broken)
+            r = await t.owner.client.get(f"/t/{t.id}/")
+            body = await r.get_data(as_text=True)
+            assert r.status_code == 500 and "text/html" in r.headers["Content-Type"]
+            assert "secret internals" not in body and "Something went wrong" in body
+
+    run(go())
+    assert "secret internals" in caplog.text  # but the operator's log has it
+

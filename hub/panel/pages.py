@@ -14,7 +14,7 @@ from typing import Any
 
 from quart import Response, flash, redirect, render_template, request, session, url_for
 
-from hub.errors import InvalidInput, NotFound, Unauthenticated
+from hub.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hub.models import Agent, AuditEntry, Deployment, IpEntry, IpList, Policy, PolicyVersion, Tenant
 from hub.panel import bp, summary
 from hub.services import accounts, agents, deployments, lists, metrics, policies, tenants
@@ -68,6 +68,27 @@ async def _form() -> dict[str, str]:
 
 def _back(endpoint: str, **values: Any) -> Response:
     return redirect(url_for(endpoint, **values))
+
+
+class refused_back:  # noqa: N801 (used as a context manager, named for what it does)
+    """Around a form's action: a refusal the person can fix (bad address, duplicate name,
+    nothing to deploy to) goes back to the form's page with the reason shown, instead of
+    an error page. Access refusals (401/403/404) still propagate."""
+
+    FIXABLE = (InvalidInput, Conflict)
+
+    def __init__(self, endpoint: str, **values: Any) -> None:
+        self.endpoint, self.values, self.response = endpoint, values, None
+
+    async def __aenter__(self) -> refused_back:
+        return self
+
+    async def __aexit__(self, kind, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, self.FIXABLE):
+            return False
+        await flash(exc.message, "error")
+        self.response = _back(self.endpoint, **self.values)
+        return True
 
 
 # --- home and tenants -------------------------------------------------------------------
@@ -169,8 +190,9 @@ async def policies_index(tenant_id: uuid.UUID) -> str:
 async def policy_create(tenant_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "write")
     form = await _form()
-    policy, _ = await policies.create(rt(), scope, form.get("name", "")[:200].strip(), form.get("source", ""))
-    return _back("panel.policy", tenant_id=tenant_id, policy_id=policy.id)
+    async with refused_back("panel.policies_index", tenant_id=tenant_id) as refused:
+        policy, _ = await policies.create(rt(), scope, form.get("name", "")[:200].strip(), form.get("source", ""))
+    return refused.response or _back("panel.policy", tenant_id=tenant_id, policy_id=policy.id)
 
 
 @bp.get("/t/<uuid:tenant_id>/policies/<uuid:policy_id>")
@@ -202,14 +224,16 @@ async def policy_deploy(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
     p = await scope.get(Policy, policy_id, "policy")
     form = await request.form
     version = await PolicyVersion.get(policy_id=p.id, version=p.latest_version)
-    try:
-        agent_ids = [uuid.UUID(x) for x in form.getlist("agent")[:10000]]
-    except ValueError:
-        raise InvalidInput("an agent id is malformed") from None
-    d = await deployments.deploy_version(rt(), scope, version, agent_ids=agent_ids, labels=[],
-                                         canary_ids=[], monitor=form.get("monitor") == "1")
-    await flash(f"Deployed {p.name} version {version.version} ({d.plan_digest[:12]}) to {len(agent_ids)} agent(s).")
-    return _back("panel.deployments_index", tenant_id=tenant_id)
+    async with refused_back("panel.policy", tenant_id=tenant_id, policy_id=policy_id) as refused:
+        try:
+            agent_ids = [uuid.UUID(x) for x in form.getlist("agent")[:10000]]
+        except ValueError:
+            raise InvalidInput("an agent id is malformed") from None
+        d = await deployments.deploy_version(rt(), scope, version, agent_ids=agent_ids, labels=[],
+                                             canary_ids=[], monitor=form.get("monitor") == "1")
+        await flash(f"Deployed {p.name} version {version.version} ({d.plan_digest[:12]}) "
+                    f"to {len(agent_ids)} agent(s).")
+    return refused.response or _back("panel.deployments_index", tenant_id=tenant_id)
 
 
 @bp.get("/t/<uuid:tenant_id>/deployments")
@@ -226,8 +250,9 @@ async def deployments_index(tenant_id: uuid.UUID) -> str:
 async def rollback(tenant_id: uuid.UUID, deployment_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "deploy")
     earlier = await scope.get(Deployment, deployment_id, "deployment")
-    d = await deployments.rollback_to(rt(), scope, earlier)
-    await flash(f"Rolled back to {earlier.plan_digest[:12]} (deployment {str(d.id)[:8]}).")
+    async with refused_back("panel.deployments_index", tenant_id=tenant_id):
+        d = await deployments.rollback_to(rt(), scope, earlier)
+        await flash(f"Rolled back to {earlier.plan_digest[:12]} (deployment {str(d.id)[:8]}).")
     return _back("panel.deployments_index", tenant_id=tenant_id)
 
 
@@ -244,8 +269,9 @@ async def lists_index(tenant_id: uuid.UUID) -> str:
 async def list_create(tenant_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "write")
     form = await _form()
-    ip_list = await lists.create_list(rt(), scope, form.get("name", "")[:200].strip(), form.get("kind", ""))
-    return _back("panel.list_page", tenant_id=tenant_id, list_id=ip_list.id)
+    async with refused_back("panel.lists_index", tenant_id=tenant_id) as refused:
+        ip_list = await lists.create_list(rt(), scope, form.get("name", "")[:200].strip(), form.get("kind", ""))
+    return refused.response or _back("panel.list_page", tenant_id=tenant_id, list_id=ip_list.id)
 
 
 @bp.get("/t/<uuid:tenant_id>/lists/<uuid:list_id>")
@@ -271,13 +297,14 @@ async def list_add(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "write")
     ip_list = await scope.get(IpList, list_id, "list")
     form = await _form()
-    try:
-        network = lists.parse_network(form.get("network", "")[:64])
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
-    await lists.change(rt(), scope, ip_list, [lists.Entry(network, None, form.get("comment", "")[:200])], [])
-    await flash(f"Added {network}.")
-    return _back("panel.list_page", tenant_id=tenant_id, list_id=list_id)
+    async with refused_back("panel.list_page", tenant_id=tenant_id, list_id=list_id) as refused:
+        try:
+            network = lists.parse_network(form.get("network", "")[:64])
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        await lists.change(rt(), scope, ip_list, [lists.Entry(network, None, form.get("comment", "")[:200])], [])
+        await flash(f"Added {network}.")
+    return refused.response or _back("panel.list_page", tenant_id=tenant_id, list_id=list_id)
 
 
 @bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/entries/remove")

@@ -267,3 +267,30 @@ def test_a_bug_in_a_page_is_an_html_500_without_a_trace(tmp_path, monkeypatch, c
     run(go())
     assert "secret internals" in caplog.text  # but the operator's log has it
 
+
+
+@pytest.mark.parametrize("network", ["not-an-address", "10.0.0.0/33", "x" * 10000, "", "1.2.3.4\x00"])
+def test_a_bad_entry_goes_back_to_the_list_with_the_reason(tmp_path, network):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, _ = await _seeded(h)
+            path = f"/t/{t.id}/lists/{list_id}"
+            r = await t.owner.client.post(path + "/entries", form={"network": network, "csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and r.headers["Location"] == path
+            body = await (await t.owner.client.get(path)).get_data(as_text=True)
+            assert 'class="error" role="alert"' in body and "1 entry" in body
+
+    run(go())
+
+
+def test_a_duplicate_policy_name_goes_back_with_the_reason(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            path = f"/t/{t.id}/policies"
+            r = await t.owner.client.post(path, form={"name": "web", "source": "x", "csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and r.headers["Location"] == path
+            body = await (await t.owner.client.get(path)).get_data(as_text=True)
+            assert 'role="alert"' in body
+
+    run(go())

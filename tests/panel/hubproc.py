@@ -15,6 +15,7 @@ from demo.hub import HubProcess, bulwark_command
 
 PASSWORD = "correct horse battery staple"
 ADMIN = "admin@example.com"
+NEWCOMER = "new@example.com"  # no 2FA, no tenant yet
 
 
 def free_port() -> int:
@@ -96,5 +97,6 @@ def start_hub(tmp: Path) -> CheckoutHub:
     hub = CheckoutHub(url=f"http://127.0.0.1:{port}", data_dir=tmp / "hub", bind=f"127.0.0.1:{port}",
                       log=tmp / "hub.log", settings={"argon2_memory_kib": 1024, "argon2_time_cost": 1})
     hub.create_admin(ADMIN, PASSWORD)
+    hub.create_admin(NEWCOMER, PASSWORD)
     hub.start()
     return hub

@@ -65,6 +65,8 @@ def test_wrong_code_is_refused_and_a_recovery_code_works(page, hub):
 def test_policy_error_at_its_line_then_fix_deploy_and_roll_back(page, hub):
     sign_in(page, hub, hub.recovery_codes[1])
     page.get_by_role("link", name="Policies").click()
+    expect(page.get_by_text("No policy yet.")).to_be_visible()
+    shoot(page, "05a-policies-empty")
     page.get_by_label("Name").fill("web")
     page.get_by_label("Source").fill(BROKEN)
     page.get_by_role("button", name="Create policy").click()
@@ -89,6 +91,10 @@ def test_policy_error_at_its_line_then_fix_deploy_and_roll_back(page, hub):
     page.get_by_label("Policy source").fill(FIXED + "drop udp dport 9999\n")
     page.get_by_role("button", name="Save and check").click()
     page.get_by_role("button", name="Deploy").click()
+    page.get_by_role("link", name="Policies").click()
+    expect(page.get_by_role("row", name=re.compile("web"))).to_contain_text("ok")
+    shoot(page, "07a-policies")
+    page.get_by_role("link", name="Deployments").click()
     rows = page.get_by_role("row").filter(has=page.get_by_role("link", name="web"))
     expect(rows).to_have_count(2)
     shoot(page, "07-deployments")
@@ -167,3 +173,20 @@ def test_csrf_refused_and_cookie_flags(page, hub):
     expect(page.get_by_role("button", name="Disable protection")).to_be_visible()  # still enabled
     page.goto("/login")
     shoot(page, "14-signed-in-login-page")
+
+
+def test_a_user_without_2fa_or_tenant_creates_one(page, hub):
+    page.goto("/")
+    page.get_by_label("Email").fill(hubproc.NEWCOMER)
+    page.get_by_label("Password").fill("wrong password!")
+    page.console.expect_status(401)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong email or password")
+    page.get_by_label("Password").fill(hubproc.PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="No tenant yet")).to_be_visible()
+    shoot(page, "15-no-tenant")
+    page.get_by_label("Tenant name").fill("Initech")
+    page.get_by_role("button", name="Create tenant").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.get_by_text("Initech")).to_be_visible()

@@ -294,3 +294,19 @@ def test_a_duplicate_policy_name_goes_back_with_the_reason(tmp_path):
             assert 'role="alert"' in body
 
     run(go())
+
+
+def test_the_new_policy_form_starts_from_a_source_that_checks_clean(tmp_path):
+    import html
+
+    import rules_dsl
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            body = await (await t.owner.client.get(f"/t/{t.id}/policies")).get_data(as_text=True)
+            source = html.unescape(re.search(r'<textarea id="policy-source"[^>]*>(.*?)</textarea>', body, re.S).group(1))
+            checked = rules_dsl.load(source, filename="new.bw")
+            assert checked.plan is not None and not checked.diagnostics
+
+    run(go())

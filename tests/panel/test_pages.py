@@ -310,3 +310,28 @@ def test_the_new_policy_form_starts_from_a_source_that_checks_clean(tmp_path):
             assert checked.plan is not None and not checked.diagnostics
 
     run(go())
+
+
+def test_every_tenant_page_and_action_is_404_for_another_tenants_member(tmp_path):
+    """The route table, not a hand-kept list: a new /t/<tenant_id>/... route is covered too."""
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            a, _, _ = await _seeded(h)
+            b, list_b, policy_b = await _seeded(h)
+            r = await b.owner.post(f"{b.base}/join-tokens", json={"ttl_s": 600})
+            join = (await r.get_json())["token"]
+            r = await h.client().post("/agent/v1/enroll", json={"join_token": join, "inventory": {"hostname": "b1"}})
+            agent_b = (await r.get_json())["agent_id"]
+            ids = {"tenant_id": str(b.id), "list_id": list_b, "policy_id": policy_b, "agent_id": agent_b,
+                   "deployment_id": "00000000-0000-0000-0000-000000000000"}
+            rules = [r for r in h.app.url_map.iter_rules() if r.rule.startswith("/t/")]
+            assert len(rules) >= 15
+            for rule in rules:
+                path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: ids[m.group(1)], rule.rule)
+                for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                    form = {"csrf_token": a.owner.csrf, "name": "x", "source": "x", "network": "10.9.9.9",
+                            "enabled": "0", "kind": "deny"}
+                    r = await a.owner.client.open(path, method=method, form=form if method == "POST" else None)
+                    assert r.status_code == 404, (method, path, r.status_code)
+
+    run(go())

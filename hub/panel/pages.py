@@ -12,14 +12,14 @@ import time
 import uuid
 from typing import Any
 
-from quart import Response, flash, redirect, render_template, request, session, url_for
+from quart import Response, flash, jsonify, redirect, render_template, request, session, url_for
 
 from hub.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hub.models import Agent, AuditEntry, Deployment, IpEntry, IpList, Policy, PolicyVersion, Tenant
 from hub.panel import bp, summary
 from hub.services import accounts, agents, deployments, lists, metrics, policies, tenants
 from hub.services.scope import Principal, TenantScope, resolve_scope
-from hub.web import current_session, principal, rt
+from hub.web import current_session, principal, read_json, rt
 
 PAGE_SIZE = 50
 DASHBOARD_WINDOW_S = 15 * 60
@@ -216,6 +216,20 @@ async def policy_save(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
     else:
         await flash(f"Saved version {version.version}: no errors.")
     return _back("panel.policy", tenant_id=tenant_id, policy_id=policy_id)
+
+
+@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/check")
+async def policy_check(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
+    """The checker on unsaved source (editor.js, as the person types): the same
+    `compile_source` a save runs, lockout guard included; nothing is stored."""
+    scope, _ = await _page(tenant_id, "write")
+    p = await scope.get(Policy, policy_id, "policy")
+    body = await read_json()
+    source = body.get("source") if isinstance(body, dict) else None
+    if not isinstance(source, str):
+        raise InvalidInput("send {\"source\": \"...\"}")
+    diagnostics, _, digest = policies.compile_source(p.name, source, rt().config)
+    return jsonify({"diagnostics": diagnostics, "plan_digest": digest})
 
 
 @bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/deploy")

@@ -77,6 +77,12 @@ def test_policy_error_at_its_line_then_fix_deploy_and_roll_back(page, hub):
     expect(page.get_by_text(re.compile(r"Line 4, column \d+"))).to_be_visible()
     shoot(page, "05-policy-error")
     page.get_by_label("Policy source").fill(FIXED)
+    live = page.get_by_role("status", name="Live check")
+    expect(live).to_contain_text("Live check: no problems in the unsaved source")  # checked as typed
+    page.get_by_label("Policy source").fill(FIXED + "pass udp dport 70000\n")
+    expect(live.get_by_role("link", name=re.compile(r"error at line 5:\d+"))).to_be_visible()
+    shoot(page, "05b-policy-live-check")
+    page.get_by_label("Policy source").fill(FIXED)
     page.get_by_role("button", name="Save and check").click()
     expect(page.get_by_role("status").filter(has_text="Saved version 2: no errors.")).to_be_visible()
     expect(page.get_by_text("no problems")).to_be_visible()

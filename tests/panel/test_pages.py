@@ -335,3 +335,26 @@ def test_every_tenant_page_and_action_is_404_for_another_tenants_member(tmp_path
                     assert r.status_code == 404, (method, path, r.status_code)
 
     run(go())
+
+
+def test_live_check_runs_the_checker_without_saving_and_wants_the_token(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, policy_id = await _seeded(h)
+            url = f"/t/{t.id}/policies/{policy_id}/check"
+            bad = {"source": 'policy "web"\ndefault pass\ndrop tcp dport 70000\n'}
+            assert (await t.owner.client.post(url, json=bad)).status_code == 403  # no X-CSRF-Token
+            r = await t.owner.post(url, json=bad)
+            assert r.status_code == 200
+            (d,) = (await r.get_json())["diagnostics"]
+            assert d["severity"] == "error" and d["line"] == 3
+            for hostile in ([1], {"source": 5}, {"source": None}, "x"):
+                assert (await t.owner.post(url, json=hostile)).status_code == 400
+            r = await t.owner.post(url, data=b"\xff\xfe", headers={"Content-Type": "application/json"})
+            assert r.status_code == 400
+            r = await t.owner.post(url, json={"source": "#" * (2 * h.config.max_body_bytes)})
+            assert r.status_code == 413
+            r = await t.owner.get(f"{t.base}/policies/{policy_id}/versions")
+            assert len((await r.get_json())["versions"]) == 1  # nothing was saved
+
+    run(go())

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The policy editor: a diagnostic's "line:col" link moves the caret there, and the
 // caret's own line:col is shown under the textarea (so "error at 4:7" can be found).
 

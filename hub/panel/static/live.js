@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Live rates over one Server-Sent Events stream per page (the hub's metrics stream),
 // drawn as SVG sparklines; a badge says "live", or "stale" once no rates arrive for a while.
 
@@ -83,6 +84,7 @@ export function startLive(doc) {
   if (!root || typeof EventSource === "undefined") return;
   const views = new Map([...root.querySelectorAll("[data-agent]")].map((el) => [el.dataset.agent, new AgentView(el)]));
   const badge = doc.querySelector("[data-live-badge]");
+  if (!views.size) return;  // no agent here: nothing to stream, the badge keeps saying so
   let lastData = 0;
   setBadge(badge, "connecting");
   const source = new EventSource(root.dataset.stream);

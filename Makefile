@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := clang llvm libbpf-dev libnftables-dev nftables iproute2 xdp-tools \
-                bpftool libelf-dev zlib1g-dev pkg-config gcc make postgresql
+                bpftool libelf-dev zlib1g-dev pkg-config gcc make postgresql \
+                chromium
 NATIVE_SOURCES := cffi_build.py $(wildcard bpf/*.bpf.c bpf/*.h tests/bpf/*.bpf.c)
 
 .PHONY: test setup native clean

@@ -96,7 +96,7 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
     stack.callback(hub.stop)
     api = open_tenant(url, ADMIN_EMAIL, password)
     stack.callback(api.close)
-    notes = (f"  sign in: {ADMIN_EMAIL} / {password}   tenant {api.tenant}",
+    notes = (f"  panel: {hub.panel_url}   sign in: {ADMIN_EMAIL} / {password}   tenant {api.tenant}",
              f"  API token (read, write, deploy): {api.token}",
              f"  try: curl -H 'Authorization: Bearer {api.token}' {url}/api/v1/tenants/{api.tenant}/agents")
     for note in notes:

@@ -42,6 +42,11 @@ class HubProcess:
     workers: int = 1  # `serve --workers N` (PostgreSQL only)
 
     @property
+    def panel_url(self) -> str:
+        """The web panel (hub/panel): sign in there with the admin's email and password."""
+        return f"{self.url}/login"
+
+    @property
     def config_path(self) -> Path:
         return self.data_dir / "hub.toml"
 

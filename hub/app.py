@@ -70,6 +70,9 @@ def create_app(config: HubConfig) -> Quart:
     app.request_class = HubRequest
     app.url_map.converters["int"] = IntIdConverter
     register_all(app)
+    from hub.panel import bp as panel
+
+    app.register_blueprint(panel)
     _install_error_handlers(app)
     _install_request_hooks(app, runtime)
     from hub.agent_asgi import AgentFastPath

@@ -1,0 +1,108 @@
+"""Sign-in pages: password, then TOTP or a recovery code when the user has 2FA; sign out.
+
+The password form has no hub session yet to hold a CSRF token, so its token lives in the
+panel's signed cookie (Quart's session) and the form must echo it. Once a session exists
+(pending or full), `principal()` checks the session's own token like every other write.
+"""
+from __future__ import annotations
+
+import secrets
+
+from quart import Response, redirect, render_template, request, session, url_for
+from quart_auth import AuthUser, login_user, logout_user
+
+from hub.errors import Forbidden, TooManyRequests, Unauthenticated
+from hub.panel import bp, safe_next
+from hub.security import same
+from hub.services import accounts
+from hub.web import client_address, current_session, principal, rt
+
+LOGIN_TOKEN = "login_csrf"
+
+
+def _login_token() -> str:
+    if LOGIN_TOKEN not in session:
+        session[LOGIN_TOKEN] = secrets.token_urlsafe(32)
+    return session[LOGIN_TOKEN]
+
+
+async def _begin(user, *, mfa_ok: bool) -> None:
+    """A fresh session id for every step (the old one, pending or not, is closed)."""
+    old = await current_session()
+    if old is not None:
+        await accounts.close_session(old[0])
+    session_id, _ = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok)
+    login_user(AuthUser(session_id))
+
+
+@bp.get("/login")
+async def login() -> str:
+    return await render_template("panel/login.html", csrf_token=_login_token(),
+                                 next=safe_next(request.args.get("next")))
+
+
+@bp.post("/login")
+async def login_post() -> Response | tuple[str, int]:
+    form = await request.form
+    next_url = safe_next(form.get("next"))
+    if not same(form.get("csrf_token", ""), session.get(LOGIN_TOKEN, "")) or LOGIN_TOKEN not in session:
+        raise Forbidden("missing or wrong CSRF token")
+    try:
+        user = await accounts.authenticate(rt(), form.get("email", "")[:320], form.get("password", "")[:1024],
+                                           client_address())
+    except (Unauthenticated, TooManyRequests) as exc:
+        return await render_template("panel/login.html", csrf_token=_login_token(), next=next_url,
+                                     error=exc.message, email=form.get("email", "")[:320]), exc.status
+    session.pop(LOGIN_TOKEN, None)
+    needs_mfa = user.totp_secret is not None
+    await _begin(user, mfa_ok=not needs_mfa)
+    if needs_mfa:
+        return redirect(url_for("panel.second_factor", next=next_url))
+    await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address())
+    return redirect(next_url)
+
+
+async def _pending():
+    found = await current_session()
+    if found is None:
+        raise Unauthenticated("sign in with your password first")
+    return found[1]
+
+
+@bp.get("/login/code")
+async def second_factor() -> Response | str:
+    pending = await _pending()
+    if pending.mfa_ok:
+        return redirect(safe_next(request.args.get("next")))
+    return await render_template("panel/second_factor.html", csrf_token=pending.csrf_token,
+                                 next=safe_next(request.args.get("next")))
+
+
+@bp.post("/login/code")
+async def second_factor_post() -> Response | tuple[str, int]:
+    pending = await _pending()
+    await principal(allow_partial=True)  # the pending session's CSRF token
+    form = await request.form
+    next_url = safe_next(form.get("next"))
+    user = pending.user
+    try:
+        await accounts.second_factor(rt(), user, form.get("code", "")[:64], client_address())
+    except (Unauthenticated, TooManyRequests) as exc:
+        return await render_template("panel/second_factor.html", csrf_token=pending.csrf_token,
+                                     next=next_url, error=exc.message), exc.status
+    await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address(),
+                            details={"mfa": True})
+    await _begin(user, mfa_ok=True)
+    return redirect(next_url)
+
+
+@bp.post("/logout")
+async def logout() -> Response:
+    found = await current_session()
+    if found is not None:
+        await principal(allow_partial=True)
+        await accounts.close_session(found[0])
+    logout_user()
+    return redirect(url_for("panel.login"))
+
+

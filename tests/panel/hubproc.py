@@ -1,0 +1,102 @@
+"""A real hub process for the browser tests (Hypercorn on a free loopback port), run from
+this checkout's code, and seeded through the public API as an operator and an agent would."""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pyotp
+
+from demo.hub import HubProcess, bulwark_command
+
+PASSWORD = "correct horse battery staple"
+ADMIN = "admin@example.com"
+NEWCOMER = "new@example.com"  # no 2FA, no tenant yet
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CheckoutHub(HubProcess):
+    """`python -m bulwark.cli` from the current directory (the worktree under test), not
+    whatever `bulwark` script the virtualenv's editable install points at."""
+
+    def command(self, *args: str) -> list[str]:
+        argv = super().command(*args)
+        return [sys.executable, "-m", "bulwark.cli", *argv[len(bulwark_command()):]]
+
+
+@dataclass
+class Seeded:
+    url: str
+    tenant: str
+    other_tenant: str
+    totp: pyotp.TOTP
+    recovery_codes: list[str]
+    agent_id: str
+    agent_credential: str
+    list_id: str
+    list_size: int
+
+    def next_code(self) -> str:
+        """A TOTP code the hub has not seen yet: the next time step (it allows one step of
+        skew), since set-up consumed the current one."""
+        return self.totp.at(time.time() + 30)
+
+
+def _ok(r: httpx.Response, status: int = 200) -> httpx.Response:
+    assert r.status_code == status, f"{r.request.method} {r.request.url}: {r.status_code} {r.text}"
+    return r
+
+
+def seed(url: str, list_size: int) -> Seeded:
+    """An admin with 2FA and two tenants; an enrolled agent that reported status and
+    traffic; a deny list of `list_size` entries."""
+    with httpx.Client(base_url=url, timeout=60) as c:
+        csrf = {"X-CSRF-Token": _ok(c.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})).json()["csrf_token"]}
+        uri = _ok(c.post("/auth/2fa/setup", headers=csrf)).json()["otpauth_uri"]
+        totp = pyotp.parse_uri(uri)
+        codes = _ok(c.post("/auth/2fa/confirm", headers=csrf, json={"code": totp.now()})).json()["recovery_codes"]
+        tenant = _ok(c.post("/api/v1/tenants", headers=csrf, json={"name": "Acme"}), 201).json()["id"]
+        other = _ok(c.post("/api/v1/tenants", headers=csrf, json={"name": "Globex"}), 201).json()["id"]
+        api = f"/api/v1/tenants/{tenant}"
+        join = _ok(c.post(f"{api}/join-tokens", headers=csrf, json={"ttl_s": 600, "labels": ["web"]}), 201).json()["token"]
+        list_id = _ok(c.post(f"{api}/lists", headers=csrf, json={"name": "crowdsec-ban", "kind": "deny"}), 201).json()["id"]
+        body = "".join(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32 # bot {i}\n" for i in range(list_size))
+        _ok(c.post(f"{api}/lists/{list_id}/import?format=text", headers={**csrf, "Content-Type": "text/plain"},
+                   content=body.encode()))
+    enrolled = _ok(httpx.post(f"{url}/agent/v1/enroll", timeout=30, json={
+        "join_token": join, "inventory": {"hostname": "edge-1", "xdp_mode": "native", "kernel": "6.1.0"}}), 201).json()
+    seeded = Seeded(url, tenant, other, totp, codes, enrolled["agent_id"], enrolled["credential"], list_id, list_size)
+    report_status(seeded)
+    send_metrics(seeded, packets=100)
+    return seeded
+
+
+def report_status(s: Seeded, applied: str | None = None) -> None:
+    _ok(httpx.post(f"{s.url}/agent/v1/status", timeout=30, headers={"Authorization": f"Bearer {s.agent_credential}"},
+                   json={"applied_digest": applied, "healthy": True, "mode": "enforce" if applied else "none"}))
+
+
+def send_metrics(s: Seeded, packets: int) -> None:
+    now = int(time.time())
+    _ok(httpx.post(f"{s.url}/agent/v1/metrics", timeout=30, headers={"Authorization": f"Bearer {s.agent_credential}"},
+                   json={"points": [{"ts": now, "rule": "default", "packets": packets, "bytes": packets * 60},
+                                    {"ts": now, "rule": "malformed", "packets": packets // 10, "bytes": packets * 4}]}))
+
+
+def start_hub(tmp: Path) -> CheckoutHub:
+    port = free_port()
+    hub = CheckoutHub(url=f"http://127.0.0.1:{port}", data_dir=tmp / "hub", bind=f"127.0.0.1:{port}",
+                      log=tmp / "hub.log", settings={"argon2_memory_kib": 1024, "argon2_time_cost": 1})
+    hub.create_admin(ADMIN, PASSWORD)
+    hub.create_admin(NEWCOMER, PASSWORD)
+    hub.start()
+    return hub

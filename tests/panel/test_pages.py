@@ -1,0 +1,360 @@
+"""The panel without a browser: every page under the strict CSP's rules, CSRF on every
+form, cookie flags over https, hostile query strings, and the pure summary helpers."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from hub.panel import summary
+from tests.hub.harness import PASSWORD, HubHarness
+
+
+class InlineFinder(HTMLParser):
+    """What a strict CSP (script-src 'self'; style-src 'self') would block, and forms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.problems: list[str] = []
+        self.forms: list[dict] = []
+        self._script_has_src = False
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.problems.append(f"<{tag} {name}=...>")
+            if name == "style":
+                self.problems.append(f"<{tag} style=...>")
+            if name in ("href", "src", "action") and (value or "").strip().lower().startswith("javascript:"):
+                self.problems.append(f"<{tag} {name}=javascript:...>")
+        if tag == "style":
+            self.problems.append("<style>")
+        if tag == "script":
+            self._in_script, self._script_has_src = True, bool(a.get("src"))
+            if not self._script_has_src:
+                self.problems.append("<script> without src")
+        if tag == "form":
+            self.forms.append({"method": (a.get("method") or "get").lower(), "inputs": []})
+        if tag == "input" and self.forms:
+            self.forms[-1]["inputs"].append(a.get("name"))
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.problems.append("inline script text")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _seeded(h: HubHarness):
+    t = await h.tenant("acme")
+    owner = t.owner
+    r = await owner.post(t.base + "/lists", json={"name": "bad-bots", "kind": "deny"})
+    list_id = (await r.get_json())["id"]
+    await owner.post(f"{t.base}/lists/{list_id}/entries", json={"add": [{"network": "198.51.100.7"}]})
+    r = await owner.post(t.base + "/policies", json={"name": "web", "source": 'policy "web"\ndefault pass\n'})
+    policy_id = (await r.get_json())["id"]
+    return t, list_id, policy_id
+
+
+def test_every_page_has_no_inline_script_or_style_and_every_post_form_has_a_token(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, policy_id = await _seeded(h)
+            base = f"/t/{t.id}"
+            pages = [f"{base}/", f"{base}/policies", f"{base}/policies/{policy_id}", f"{base}/deployments",
+                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/audit"]
+            anonymous = h.client()
+            for path in ["/login", *pages]:
+                client = anonymous if path == "/login" else t.owner.client
+                r = await client.get(path)
+                assert r.status_code == 200, path
+                finder = InlineFinder()
+                finder.feed(await r.get_data(as_text=True))
+                assert finder.problems == [], (path, finder.problems)
+                for form in finder.forms:
+                    if form["method"] == "post":
+                        assert "csrf_token" in form["inputs"], (path, form)
+
+    run(go())
+
+
+def test_signed_out_visitors_are_sent_to_sign_in_and_next_is_local(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            c = h.client()
+            r = await c.get("/t/00000000-0000-0000-0000-000000000000/audit")
+            assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=/t/")
+            for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+                body = await (await c.get("/login", query_string={"next": evil})).get_data(as_text=True)
+                assert 'name="next" value="/"' in body, evil
+
+    run(go())
+
+
+def _token(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_sign_in_form_refuses_a_missing_or_foreign_token(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            await h.user("a@example.com")
+            c = h.client()
+            await c.get("/login")
+            form = {"email": "a@example.com", "password": PASSWORD}
+            assert (await c.post("/login", form=form)).status_code == 403
+            assert (await c.post("/login", form={**form, "csrf_token": "x" * 43})).status_code == 403
+            other = h.client()
+            foreign = _token(await (await other.get("/login")).get_data(as_text=True))
+            assert (await c.post("/login", form={**form, "csrf_token": foreign})).status_code == 403
+            mine = _token(await (await c.get("/login")).get_data(as_text=True))
+            assert (await c.post("/login", form={**form, "csrf_token": mine})).status_code == 302
+
+    run(go())
+
+
+def test_every_panel_write_refuses_a_missing_token(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, policy_id = await _seeded(h)
+            base = f"/t/{t.id}"
+            writes = ["/logout", "/tenants", f"{base}/policies", f"{base}/policies/{policy_id}",
+                      f"{base}/policies/{policy_id}/deploy", f"{base}/lists", f"{base}/lists/{list_id}/entries",
+                      f"{base}/lists/{list_id}/entries/remove"]
+            for path in writes:
+                r = await t.owner.client.post(path, form={"name": "x", "source": "x", "network": "10.0.0.1"})
+                assert r.status_code == 403, path
+                assert "CSRF" in await r.get_data(as_text=True)
+            r = await t.owner.client.get(f"{base}/lists/{list_id}")
+            assert "198.51.100.7/32" in await r.get_data(as_text=True)  # nothing was removed
+
+    run(go())
+
+
+def test_cookies_over_https_are_secure_host_only_httponly_and_lax(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path, public_url="https://hub.example.com") as h:
+            await h.user("a@example.com")
+            c = h.client()
+            r = await c.get("/login")
+            token = _token(await r.get_data(as_text=True))
+            r = await c.post("/login", form={"email": "a@example.com", "password": PASSWORD, "csrf_token": token},
+                             scheme="https")
+            assert r.status_code == 302
+            cookies = r.headers.getlist("Set-Cookie")
+            names = {c.split("=", 1)[0] for c in cookies}
+            assert {"__Host-bulwark_session", "__Host-bulwark_panel"} <= names, cookies
+            for cookie in cookies:
+                flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+                assert {"secure", "httponly", "samesite=lax", "path=/"} <= flags, cookie
+                assert not any(f.startswith("domain=") for f in flags), cookie
+
+    run(go())
+
+
+@pytest.mark.parametrize("query, status", [
+    ({"page": "abc"}, 400), ({"page": "0"}, 400), ({"page": "9" * 40}, 400), ({"page": "-1"}, 400),
+    ({"page": "999999"}, 200), ({"q": "1" * 100000}, 200), ({"q": "%' OR 1=1 --"}, 200), ({"q": "\x00"}, 200),
+])
+def test_hostile_list_queries_get_a_clear_answer(tmp_path, query, status):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, _ = await _seeded(h)
+            r = await t.owner.client.get(f"/t/{t.id}/lists/{list_id}", query_string=query)
+            assert r.status_code == status
+            assert "text/html" in r.headers["Content-Type"]
+            body = await r.get_data(as_text=True)
+            assert "Traceback" not in body
+            if "q" in query and status == 200:
+                assert "0 entries" in body
+
+    run(go())
+
+
+def test_another_tenants_pages_and_objects_are_not_found(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            a, list_id, policy_id = await _seeded(h)
+            b = await h.tenant("other")
+            for path in [f"/t/{a.id}/", f"/t/{a.id}/lists/{list_id}", f"/t/{b.id}/lists/{list_id}",
+                         f"/t/{b.id}/policies/{policy_id}"]:
+                r = await b.owner.client.get(path)
+                assert r.status_code == 404, path
+            r = await b.owner.client.post(f"/t/{b.id}/lists/{list_id}/entries/remove",
+                                          form={"network": "198.51.100.7/32", "csrf_token": b.owner.csrf})
+            assert r.status_code == 404
+
+    run(go())
+
+
+def test_policy_save_keeps_the_errors_with_their_line_and_column(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, policy_id = await _seeded(h)
+            path = f"/t/{t.id}/policies/{policy_id}"
+            r = await t.owner.client.post(path, form={"source": 'policy "web"\ndefault pass\ndrop tcp dport 70000\n',
+                                                      "csrf_token": t.owner.csrf})
+            assert r.status_code == 302
+            body = await (await t.owner.client.get(path)).get_data(as_text=True)
+            assert 'data-line="3"' in body and "error</strong> at line 3:" in body
+            assert "Fix the errors above to deploy." in body
+
+    run(go())
+
+
+# --- summary (pure) ---------------------------------------------------------------------
+
+PLAN = json.dumps({"xdp": {"default": "drop", "malformed": "drop",
+                           "rules": [{"action": "pass", "text": "pass tcp dport 443"},
+                                     {"action": "limit", "text": "pass udp limit 5/second"}]}})
+
+
+def test_verdicts_come_from_the_plan():
+    v = summary.verdicts(PLAN)
+    assert v["rule0"]["action"] == "pass" and v["rule1"]["action"] == "limit"
+    assert v["default"]["action"] == "drop" and v["malformed"]["action"] == "drop"
+    assert summary.verdicts(None) == {}
+
+
+def test_totals_and_series_split_passed_from_dropped():
+    points = [{"agent_id": "a", "rule": "rule0", "ts": 10, "packets": 5, "bytes": 500},
+              {"agent_id": "a", "rule": "default", "ts": 10, "packets": 3, "bytes": 180},
+              {"agent_id": "a", "rule": "rule1", "ts": 12, "packets": 4, "bytes": 40}]
+    t = summary.totals(points, summary.verdicts(PLAN))
+    assert t.packets == {"pass": 5, "drop": 3, "limit": 4}
+    assert t.by_rule["default"] == [3, 180]
+    assert summary.series(points, summary.verdicts(PLAN)) == [[10, 5.0, 3.0], [12, 2.0, 0.0]]
+
+
+def test_online_drift_and_human():
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert summary.online(now - dt.timedelta(seconds=119), 120, now)
+    assert not summary.online(now - dt.timedelta(seconds=121), 120, now)
+    assert not summary.online(None, 120, now)
+    assert summary.drift_state(None, None) == "none"
+    assert summary.drift_state("a" * 64, "a" * 64) == "in sync"
+    assert summary.drift_state("a" * 64, None) == "pending"
+    assert [summary.human(n) for n in (0, 999, 1500, 2_500_000, 3e9)] == ["0", "999", "1.5k", "2.5M", "3.0G"]
+
+
+def test_a_bug_in_a_page_is_an_html_500_without_a_trace(tmp_path, monkeypatch, caplog):
+    from hub.panel import pages
+
+    async def broken(*_a, **_k):
+        raise RuntimeError("secret internals")
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            monkeypatch.setattr(pages, "_desired", broken)
+            r = await t.owner.client.get(f"/t/{t.id}/")
+            body = await r.get_data(as_text=True)
+            assert r.status_code == 500 and "text/html" in r.headers["Content-Type"]
+            assert "secret internals" not in body and "Something went wrong" in body
+
+    run(go())
+    assert "secret internals" in caplog.text  # but the operator's log has it
+
+
+
+@pytest.mark.parametrize("network", ["not-an-address", "10.0.0.0/33", "x" * 10000, "", "1.2.3.4\x00"])
+def test_a_bad_entry_goes_back_to_the_list_with_the_reason(tmp_path, network):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, _ = await _seeded(h)
+            path = f"/t/{t.id}/lists/{list_id}"
+            r = await t.owner.client.post(path + "/entries", form={"network": network, "csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and r.headers["Location"] == path
+            body = await (await t.owner.client.get(path)).get_data(as_text=True)
+            assert 'class="error" role="alert"' in body and "1 entry" in body
+
+    run(go())
+
+
+def test_a_duplicate_policy_name_goes_back_with_the_reason(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            path = f"/t/{t.id}/policies"
+            r = await t.owner.client.post(path, form={"name": "web", "source": "x", "csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and r.headers["Location"] == path
+            body = await (await t.owner.client.get(path)).get_data(as_text=True)
+            assert 'role="alert"' in body
+
+    run(go())
+
+
+def test_the_new_policy_form_starts_from_a_source_that_checks_clean(tmp_path):
+    import html
+
+    import rules_dsl
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            body = await (await t.owner.client.get(f"/t/{t.id}/policies")).get_data(as_text=True)
+            source = html.unescape(re.search(r'<textarea id="policy-source"[^>]*>(.*?)</textarea>', body, re.S).group(1))
+            checked = rules_dsl.load(source, filename="new.bw")
+            assert checked.plan is not None and not checked.diagnostics
+
+    run(go())
+
+
+def test_every_tenant_page_and_action_is_404_for_another_tenants_member(tmp_path):
+    """The route table, not a hand-kept list: a new /t/<tenant_id>/... route is covered too."""
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            a, _, _ = await _seeded(h)
+            b, list_b, policy_b = await _seeded(h)
+            r = await b.owner.post(f"{b.base}/join-tokens", json={"ttl_s": 600})
+            join = (await r.get_json())["token"]
+            r = await h.client().post("/agent/v1/enroll", json={"join_token": join, "inventory": {"hostname": "b1"}})
+            agent_b = (await r.get_json())["agent_id"]
+            ids = {"tenant_id": str(b.id), "list_id": list_b, "policy_id": policy_b, "agent_id": agent_b,
+                   "deployment_id": "00000000-0000-0000-0000-000000000000"}
+            rules = [r for r in h.app.url_map.iter_rules() if r.rule.startswith("/t/")]
+            assert len(rules) >= 15
+            for rule in rules:
+                path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: ids[m.group(1)], rule.rule)
+                for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                    form = {"csrf_token": a.owner.csrf, "name": "x", "source": "x", "network": "10.9.9.9",
+                            "enabled": "0", "kind": "deny"}
+                    r = await a.owner.client.open(path, method=method, form=form if method == "POST" else None)
+                    assert r.status_code == 404, (method, path, r.status_code)
+
+    run(go())
+
+
+def test_live_check_runs_the_checker_without_saving_and_wants_the_token(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, policy_id = await _seeded(h)
+            url = f"/t/{t.id}/policies/{policy_id}/check"
+            bad = {"source": 'policy "web"\ndefault pass\ndrop tcp dport 70000\n'}
+            assert (await t.owner.client.post(url, json=bad)).status_code == 403  # no X-CSRF-Token
+            r = await t.owner.post(url, json=bad)
+            assert r.status_code == 200
+            (d,) = (await r.get_json())["diagnostics"]
+            assert d["severity"] == "error" and d["line"] == 3
+            for hostile in ([1], {"source": 5}, {"source": None}, "x"):
+                assert (await t.owner.post(url, json=hostile)).status_code == 400
+            r = await t.owner.post(url, data=b"\xff\xfe", headers={"Content-Type": "application/json"})
+            assert r.status_code == 400
+            r = await t.owner.post(url, json={"source": "#" * (2 * h.config.max_body_bytes)})
+            assert r.status_code == 413
+            r = await t.owner.get(f"{t.base}/policies/{policy_id}/versions")
+            assert len((await r.get_json())["versions"]) == 1  # nothing was saved
+
+    run(go())

@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="hub processes sharing the port (SO_REUSEPORT); more than one needs PostgreSQL")
     sub.add_parser("migrate", help="apply database migrations")
     admin = sub.add_parser("create-admin", help="create the first platform operator")
-    admin.add_argument("email")
+    admin.add_argument("email", help="the operator's e-mail address (their login)")
     admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

@@ -156,6 +156,16 @@ def _serve_here(config, hc) -> int:
     return 0
 
 
+def _has_terminal() -> bool:
+    """Whether getpass can prompt: it reads /dev/tty, and without one (systemd, cron, a
+    pipeline in CI) it would warn and read stdin, or die on EOF."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -171,6 +181,10 @@ def main(argv: list[str]) -> int:
         if args.command == "create-admin":
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\n")
+            elif not _has_terminal():
+                print("bulwark hub: no terminal to ask for the password on: pipe it in with --password-stdin",
+                      file=sys.stderr)
+                return 2
             else:
                 password = getpass.getpass("password: ")
                 if getpass.getpass("again: ") != password:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.errors import DataplaneError, NotInstalled, PolicyRejected
+from agent.errors import ConfigError, DataplaneError, NotInstalled, PolicyRejected
 from agent.memory import release_memory
 from agent.nft_docs import both_tables, from_listing
+from agent.pin_root import ensure_pin_root
 from agent.state import Desired, StateStore
-from bpf import Link, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
+from bpf import Link, NftError, XdpMode, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import OBJECT_PATH, PINNED_MAPS, Guard, GuardSample, PinnedView
 from bpf.guard_plan import spec_from_plan
@@ -43,7 +44,7 @@ def kernel(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (PolicyRejected, DataplaneError):
+        except (PolicyRejected, DataplaneError, ConfigError):
             raise
         except GuardSpecError as exc:
             raise PolicyRejected("the guard cannot hold this Plan", (str(exc),)) from exc
@@ -94,7 +95,7 @@ class Dataplane:
         if fresh and self.guard is not None:
             self.close_guard()
         if self.guard is None:
-            ensure_bpffs(self.config.pin_root)
+            ensure_pin_root(self.config.pin_root)
             self.pin_dir.mkdir(parents=True, exist_ok=True)
             guard = Guard(object_path=self.object_path, pinned=self.pin_dir)
             guard.pin_maps(self.pin_dir)

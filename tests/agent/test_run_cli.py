@@ -65,3 +65,19 @@ def test_run_serves_status_and_stops_gracefully(veth_lab, pin_dir, tmp_path):
         child.stderr.close()
     assert guard_verdicts(f"{pin_dir}/r") == VERDICT_A  # stopped, still enforcing
     assert udp_delivered(lab, "203.0.113.9", 5000) == 0
+
+
+def test_apply_under_ip_netns_exec_points_at_netns(veth_lab, pin_dir, tmp_path):
+    """`ip netns exec` gives the command its own /sys, with no bpffs at /sys/fs/bpf: the
+    agent says to pass --netns instead of failing on a missing directory."""
+    lab = veth_lab
+    (tmp_path / "a.bw").write_text(POLICY_A)
+    argv = ["ip", "netns", "exec", lab.ns, sys.executable, "-c",
+            "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))",
+            "apply", str(tmp_path / "a.bw"), "--name", "x", "--iface", lab.iface, "--pin-root", pin_dir,
+            "--state-root", str(tmp_path / "state")]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "run without `ip netns exec` and pass --netns " + lab.ns in line
+    assert not list(Path(pin_dir).iterdir())  # nothing made anywhere

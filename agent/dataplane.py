@@ -184,11 +184,40 @@ class Dataplane:
                 self.link.close()  # defunct: detached by someone, or the interface was remade
                 self.link = None
                 unpin(path)
+            self._refuse_foreign()
             link = Link.attach_xdp(guard.program, self.config.iface, XdpMode(self.config.xdp_mode))
             link.pin(path)
         self.link, self.mode, self.fallback_reason = link, link.mode, link.fallback_reason
         self._record()
         return link.mode
+
+    @kernel
+    def check_iface_free(self) -> None:
+        """Raise DataplaneError naming who holds the interface when an XDP program other
+        than the one our pinned link holds is attached there (another agent's, found by
+        its pinned link under the pin root, or anyone's): before touching anything."""
+        if not self.config.iface:
+            return
+        with self.ns():
+            self._refuse_foreign()
+
+    def _refuse_foreign(self) -> None:
+        """The check of `check_iface_free`, in the interface's namespace."""
+        seen = xdp_query(self.config.iface)
+        if not seen.prog_id:
+            return
+        ours = self.link
+        if ours is None and (self.pin_dir / LINK_PIN).exists():
+            with contextlib.suppress(BpfError), Link.open_pinned(self.pin_dir / LINK_PIN) as link:
+                if link.prog_id == seen.prog_id:
+                    return
+        elif ours is not None and ours.prog_id == seen.prog_id:
+            return
+        owner = _link_owner(Path(self.config.pin_root), seen.prog_id)
+        who = f"agent {owner!r} (pins {Path(self.config.pin_root) / owner})" if owner else \
+            f"another XDP program (id {seen.prog_id})"
+        raise DataplaneError(f"{self.config.iface} is already guarded by {who}: detach that one first, "
+                             "or give this agent another interface")
 
     def _record(self) -> None:
         self.store.save_installed({"iface": self.config.iface, "netns": self.config.netns,
@@ -353,6 +382,19 @@ class Dataplane:
         self.maps_desired = None
         self.store.clear()
         return removed
+
+
+def _link_owner(pin_root: Path, prog_id: int) -> str | None:
+    """The agent (pin directory name under pin_root) whose pinned link holds prog_id."""
+    try:
+        dirs = sorted(d for d in pin_root.iterdir() if (d / LINK_PIN).exists())
+    except OSError:
+        return None
+    for d in dirs:
+        with contextlib.suppress(BpfError), Link.open_pinned(d / LINK_PIN) as link:
+            if link.prog_id == prog_id:
+                return d.name
+    return None
 
 
 def _nft():

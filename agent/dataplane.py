@@ -191,15 +191,18 @@ class Dataplane:
         self._record()
         return link.mode
 
-    @kernel
     def check_iface_free(self) -> None:
         """Raise DataplaneError naming who holds the interface when an XDP program other
         than the one our pinned link holds is attached there (another agent's, found by
-        its pinned link under the pin root, or anyone's): before touching anything."""
+        its pinned link under the pin root, or anyone's): before touching anything. An
+        interface or namespace not there (yet) is for `attach` to report or wait out."""
         if not self.config.iface:
             return
-        with self.ns():
-            self._refuse_foreign()
+        try:
+            with self.ns():
+                self._refuse_foreign()
+        except (BpfError, OSError):
+            return
 
     def _refuse_foreign(self) -> None:
         """The check of `check_iface_free`, in the interface's namespace."""

@@ -112,6 +112,9 @@ def test_second_agent_on_a_guarded_interface_is_told_which(veth_lab, pin_dir, tm
     assert second.returncode == 1
     (line,) = second.stderr.strip().splitlines()
     assert f"{lab.iface} is already guarded by agent 'first' (pins {pin_dir}/first)" in line, line
+    run = _agent("run", "--policy", str(tmp_path / "a.bw"), "--name", "second", "--iface", lab.iface,
+                 "--netns", lab.ns, "--pin-root", pin_dir, "--state-root", str(tmp_path / "second"))
+    assert run.returncode == 1 and "is already guarded by agent 'first'" in run.stderr, run.stderr
     # an agent whose pin root holds no such link only knows the program's id
     other_root = Path(pin_dir) / "elsewhere"
     other_root.mkdir()

@@ -29,29 +29,31 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", help="TOML config file")
-        sp.add_argument("--name")
-        sp.add_argument("--iface")
-        sp.add_argument("--netns")
-        sp.add_argument("--xdp-mode", dest="xdp_mode", choices=("native", "generic", "auto"))
-        sp.add_argument("--pin-root", dest="pin_root")
-        sp.add_argument("--state-root", dest="state_root")
-        sp.add_argument("--http-port", dest="http_port", type=int)
+        sp.add_argument("--name", help="this agent's name (its pins and state are kept under it)")
+        sp.add_argument("--iface", help="the interface to protect")
+        sp.add_argument("--netns", help="the network namespace the interface is in (not `ip netns exec`)")
+        sp.add_argument("--xdp-mode", dest="xdp_mode", choices=("native", "generic", "auto"),
+                        help="how XDP attaches (auto: native, else generic)")
+        sp.add_argument("--pin-root", dest="pin_root", help="the bpffs directory pins go under")
+        sp.add_argument("--state-root", dest="state_root", help="the directory state goes under")
+        sp.add_argument("--http-port", dest="http_port", type=int,
+                        help="the local /status and /metrics port")
 
     sp = sub.add_parser("apply", help="install a policy and return")
     common(sp)
-    sp.add_argument("policy")
+    sp.add_argument("policy", help="the policy file (.bw)")
     sp = sub.add_parser("run", help="run the daemon")
     common(sp)
-    sp.add_argument("--policy")
+    sp.add_argument("--policy", help="the policy file (.bw) to enforce standalone")
     sp = sub.add_parser("status", help="show what is installed")
     common(sp)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print JSON")
     sp = sub.add_parser("detach", help="remove everything this agent installed")
     common(sp)
     sp = sub.add_parser("enroll", help="enrol with a hub")
     common(sp)
-    sp.add_argument("--hub", required=True)
-    sp.add_argument("--token", required=True)
+    sp.add_argument("--hub", required=True, help="the hub's URL")
+    sp.add_argument("--token", required=True, help="the join token from the hub")
     sp.add_argument("--hub-ca-sha256", dest="hub_ca_sha256",
                     help="trust only the CA certificate with this SHA-256 (of its DER) for the hub")
     sp.add_argument("--allow-insecure-http", dest="allow_insecure_http", action="store_true", default=None,

@@ -91,6 +91,7 @@ async def main(config: AgentConfig, *, initial: Desired | None, credential: dict
     single_arena()  # before any worker thread allocates: see agent/memory.py
     agent = build(config, credential=credential)
     try:
+        agent.dataplane.check_iface_free()  # another agent's interface: say whose, touch nothing
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(run_agent, agent, initial=initial))
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.errors import DataplaneError, NotInstalled, PolicyRejected
+from agent.errors import ConfigError, DataplaneError, NotInstalled, PolicyRejected
 from agent.memory import release_memory
 from agent.nft_docs import both_tables, from_listing
+from agent.pin_root import ensure_pin_root
 from agent.state import Desired, StateStore
-from bpf import Link, NftError, XdpMode, ensure_bpffs, in_netns, unpin, xdp_query
+from bpf import Link, NftError, XdpMode, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import OBJECT_PATH, PINNED_MAPS, Guard, GuardSample, PinnedView
 from bpf.guard_plan import spec_from_plan
@@ -43,7 +44,7 @@ def kernel(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (PolicyRejected, DataplaneError):
+        except (PolicyRejected, DataplaneError, ConfigError):
             raise
         except GuardSpecError as exc:
             raise PolicyRejected("the guard cannot hold this Plan", (str(exc),)) from exc
@@ -94,7 +95,7 @@ class Dataplane:
         if fresh and self.guard is not None:
             self.close_guard()
         if self.guard is None:
-            ensure_bpffs(self.config.pin_root)
+            ensure_pin_root(self.config.pin_root)
             self.pin_dir.mkdir(parents=True, exist_ok=True)
             guard = Guard(object_path=self.object_path, pinned=self.pin_dir)
             guard.pin_maps(self.pin_dir)
@@ -183,11 +184,43 @@ class Dataplane:
                 self.link.close()  # defunct: detached by someone, or the interface was remade
                 self.link = None
                 unpin(path)
+            self._refuse_foreign()
             link = Link.attach_xdp(guard.program, self.config.iface, XdpMode(self.config.xdp_mode))
             link.pin(path)
         self.link, self.mode, self.fallback_reason = link, link.mode, link.fallback_reason
         self._record()
         return link.mode
+
+    def check_iface_free(self) -> None:
+        """Raise DataplaneError naming who holds the interface when an XDP program other
+        than the one our pinned link holds is attached there (another agent's, found by
+        its pinned link under the pin root, or anyone's): before touching anything. An
+        interface or namespace not there (yet) is for `attach` to report or wait out."""
+        if not self.config.iface:
+            return
+        try:
+            with self.ns():
+                self._refuse_foreign()
+        except (BpfError, OSError):
+            return
+
+    def _refuse_foreign(self) -> None:
+        """The check of `check_iface_free`, in the interface's namespace."""
+        seen = xdp_query(self.config.iface)
+        if not seen.prog_id:
+            return
+        ours = self.link
+        if ours is None and (self.pin_dir / LINK_PIN).exists():
+            with contextlib.suppress(BpfError), Link.open_pinned(self.pin_dir / LINK_PIN) as link:
+                if link.prog_id == seen.prog_id:
+                    return
+        elif ours is not None and ours.prog_id == seen.prog_id:
+            return
+        owner = _link_owner(Path(self.config.pin_root), seen.prog_id)
+        who = f"agent {owner!r} (pins {Path(self.config.pin_root) / owner})" if owner else \
+            f"another XDP program (id {seen.prog_id})"
+        raise DataplaneError(f"{self.config.iface} is already guarded by {who}: detach that one first, "
+                             "or give this agent another interface")
 
     def _record(self) -> None:
         self.store.save_installed({"iface": self.config.iface, "netns": self.config.netns,
@@ -352,6 +385,19 @@ class Dataplane:
         self.maps_desired = None
         self.store.clear()
         return removed
+
+
+def _link_owner(pin_root: Path, prog_id: int) -> str | None:
+    """The agent (pin directory name under pin_root) whose pinned link holds prog_id."""
+    try:
+        dirs = sorted(d for d in pin_root.iterdir() if (d / LINK_PIN).exists())
+    except OSError:
+        return None
+    for d in dirs:
+        with contextlib.suppress(BpfError), Link.open_pinned(d / LINK_PIN) as link:
+            if link.prog_id == prog_id:
+                return d.name
+    return None
 
 
 def _nft():

@@ -19,6 +19,7 @@ def install(dp: Dataplane, desired: Desired) -> dict[str, Any]:
     state or the new one per part, and the next start re-applies the persisted state."""
     with dp.lock:
         if desired.active:
+            dp.check_iface_free()  # another agent's interface: refused before its table is touched
             dp.widen_nft(desired)
         how = dp.apply_maps(desired)
         mode = dp.attach() if desired.active else None

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="hub processes sharing the port (SO_REUSEPORT); more than one needs PostgreSQL")
     sub.add_parser("migrate", help="apply database migrations")
     admin = sub.add_parser("create-admin", help="create the first platform operator")
-    admin.add_argument("email")
+    admin.add_argument("email", help="the operator's e-mail address (their login)")
     admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -171,6 +171,16 @@ def _serve_here(config, hc) -> int:
     return 0
 
 
+def _has_terminal() -> bool:
+    """Whether getpass can prompt: it reads /dev/tty, and without one (systemd, cron, a
+    pipeline in CI) it would warn and read stdin, or die on EOF."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -186,6 +196,10 @@ def main(argv: list[str]) -> int:
         if args.command == "create-admin":
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\n")
+            elif not _has_terminal():
+                print("bulwark hub: no terminal to ask for the password on: pipe it in with --password-stdin",
+                      file=sys.stderr)
+                return 2
             else:
                 password = getpass.getpass("password: ")
                 if getpass.getpass("again: ") != password:

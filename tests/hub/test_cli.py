@@ -54,3 +54,16 @@ def test_bad_config_is_reported_not_raised(env, monkeypatch, capsys):
     monkeypatch.setenv("BULWARK_HUB_NO_SUCH", "1")
     assert main(["migrate"]) == 2
     assert "BULWARK_HUB_NO_SUCH" in capsys.readouterr().err
+
+
+def test_create_admin_without_a_terminal_points_at_password_stdin(env):
+    """A new session has no controlling terminal, as under systemd or in a pipeline."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "create-admin", "root@example.com"], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=60, start_new_session=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "bulwark hub: no terminal to ask for the password on: pipe it in with --password-stdin"]

@@ -142,6 +142,7 @@ class LiveAgents:
         self._seen: dict[uuid.UUID, float] = {}  # agent id -> unix time of its last request
         self._unsaved: set[uuid.UUID] = set()
         self._waiting: dict[uuid.UUID, int] = {}  # agent id -> its requests waiting now
+        self._polls: dict[uuid.UUID, Any] = {}  # agent id -> the subscription of its current long-poll
 
     @staticmethod
     async def _load_rows(_: None, ids: list[uuid.UUID]) -> dict[uuid.UUID, AgentRow]:
@@ -169,6 +170,21 @@ class LiveAgents:
     def seen(self, agent_id: uuid.UUID, at: float | None = None) -> None:
         self._seen[agent_id] = time.time() if at is None else at
         self._unsaved.add(agent_id)
+
+    @contextlib.contextmanager
+    def turn(self, agent_id: uuid.UUID, sub: Any) -> Iterator[None]:
+        """One long-poll per agent at a time (in this process): a newer request of the
+        same agent supersedes the one waiting, which answers at once (no change). An
+        agent whose connection was cut leaves a request behind; the newest one wins."""
+        older = self._polls.get(agent_id)
+        if older is not None:
+            older.supersede()
+        self._polls[agent_id] = sub
+        try:
+            yield
+        finally:
+            if self._polls.get(agent_id) is sub:
+                del self._polls[agent_id]
 
     @contextlib.contextmanager
     def waiting(self, agent_id: uuid.UUID) -> Iterator[None]:

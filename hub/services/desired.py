@@ -139,7 +139,8 @@ class DesiredStates:
 async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: AgentRow,
                           etag: str | None, applied_digest: str | None, known_lists: dict[str, int],
                           wait_s: float) -> dict[str, Any] | None:
-    """The desired state once it differs from `etag`, or None after `wait_s` seconds.
+    """The desired state once it differs from `etag`; None after `wait_s` seconds, or at
+    once when a newer request of the same agent takes its turn (one long-poll per agent).
 
     Subscribes before reading, so a change between the read and the wait is not lost.
     Raises Unauthenticated if the agent is revoked or its credential rotated meanwhile.
@@ -148,15 +149,16 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
     deadline = loop.time() + wait_s
     channels = [agent_channel(agent.id), tenant_channel(agent.tenant_id)]
     async with rt.notifier.subscribe(channels) as sub:
-        while True:
-            row = await live.row(agent.id)
-            if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
-                raise Unauthenticated("this agent's credential is no longer valid")
-            view = await states.view(row, known_lists)
-            doc = document(row, view, applied_digest, known_lists, states.signer)
-            if etag is None or doc["etag"] != etag:
-                return doc
-            with live.waiting(agent.id):
-                changed = await sub.wait(max(0.0, deadline - loop.time()))
-            if not changed:
-                return None
+        with live.turn(agent.id, sub):
+            while True:
+                row = await live.row(agent.id)
+                if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
+                    raise Unauthenticated("this agent's credential is no longer valid")
+                view = await states.view(row, known_lists)
+                doc = document(row, view, applied_digest, known_lists, states.signer)
+                if etag is None or doc["etag"] != etag:
+                    return doc
+                with live.waiting(agent.id):
+                    changed = await sub.wait(max(0.0, deadline - loop.time()))
+                if not changed or sub.superseded:
+                    return None

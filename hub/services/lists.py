@@ -32,6 +32,7 @@ from hub.models import IpEntry, IpList
 from hub.runtime import Runtime
 from hub.services.agents import tenant_channel
 from hub.services.background import job
+from hub.services.buildcache import BuildCache
 from hub.services.scope import TenantScope
 from rules_dsl import addresses
 
@@ -257,21 +258,20 @@ async def snapshot(ip_list: IpList) -> list[dict[str, Any] | str]:
 
 # (list id, revision, since) -> delta. A delta between two revisions never changes, and
 # after a change every agent of the tenant asks for the same one at once.
-_DELTAS: dict[tuple[uuid.UUID, int, int], dict[str, Any]] = {}
-_DELTAS_MAX = 256
+# Deltas and snapshots are built once however many agents ask at the same moment, and
+# kept within a byte budget (hub.services.buildcache): an agent asking for every revision
+# there is costs at most the budget. Sizes are estimates of what Python holds.
+CACHE_MAX_BYTES = 64 * 1024 * 1024
+SNAPSHOT_CACHE_MAX_BYTES = 256 * 1024 * 1024
+_DELTAS: BuildCache[dict[str, Any]] = BuildCache(
+    max_bytes=CACHE_MAX_BYTES, max_items=256,
+    size=lambda d: 200 + 120 * (len(d.get("added", ())) + len(d.get("removed", ()))))
 
 
 async def update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
     """What an agent at revision `since` needs: nothing, a delta or a snapshot."""
     if since is not None and ip_list.horizon_rev <= since < ip_list.revision:
-        key = (ip_list.id, ip_list.revision, since)
-        cached = _DELTAS.get(key)
-        if cached is None:
-            cached = await _update_for(ip_list, since)
-            if len(_DELTAS) >= _DELTAS_MAX:
-                _DELTAS.pop(next(iter(_DELTAS)))
-            _DELTAS[key] = cached
-        return cached
+        return await _DELTAS.get((ip_list.id, ip_list.revision, since), lambda: _update_for(ip_list, since))
     return await _update_for(ip_list, since)
 
 
@@ -295,9 +295,11 @@ async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
 # kept and carried forward by each change made in this process (or by the delta, for a
 # change made by another), so a newcomer's snapshot of a million entries costs a splice,
 # not a read of the table.
-_SNAPSHOTS: dict[uuid.UUID, tuple[int, addresses.Packed, str]] = {}
-_SNAPSHOTS_MAX = 64
-_AGENT_DELTAS: dict[tuple[uuid.UUID, int, int], dict[str, Any]] = {}
+# list id -> (revision, packed, its base64); both forms held: about 2.4x the text's bytes
+_SNAPSHOTS: BuildCache[tuple[int, addresses.Packed, str]] = BuildCache(
+    max_bytes=SNAPSHOT_CACHE_MAX_BYTES, max_items=64, size=lambda held: 1000 + 2 * len(held[2]))
+_AGENT_DELTAS: BuildCache[dict[str, Any]] = BuildCache(
+    max_bytes=CACHE_MAX_BYTES, max_items=256, size=lambda d: 200 + len(d["added"]) + len(d["removed"]))
 
 
 def _network_of(entry: dict[str, Any] | str) -> str:
@@ -313,17 +315,14 @@ async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
     if since is None or since > ip_list.revision or since < ip_list.horizon_rev:
         _, _, text = await packed_snapshot(ip_list)
         return {**base, "mode": "snapshot", "entries": text}
-    key = (ip_list.id, ip_list.revision, since)
-    cached = _AGENT_DELTAS.get(key)
-    if cached is None:
+
+    async def build() -> dict[str, Any]:
         delta = await update_for(ip_list, since)
-        cached = {**base, "mode": "delta", "since": since,
-                  "added": addresses.to_wire(addresses.Packed([_network_of(e) for e in delta["added"]])),
-                  "removed": addresses.to_wire(addresses.Packed(delta["removed"]))}
-        if len(_AGENT_DELTAS) >= _DELTAS_MAX:
-            _AGENT_DELTAS.pop(next(iter(_AGENT_DELTAS)))
-        _AGENT_DELTAS[key] = cached
-    return cached
+        return {**base, "mode": "delta", "since": since,
+                "added": addresses.to_wire(addresses.Packed([_network_of(e) for e in delta["added"]])),
+                "removed": addresses.to_wire(addresses.Packed(delta["removed"]))}
+
+    return await _AGENT_DELTAS.get((ip_list.id, ip_list.revision, since), build)
 
 
 def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
@@ -333,7 +332,7 @@ def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
     if whole is not None:
         packed = addresses.Packed(list(whole))
     else:
-        held = _SNAPSHOTS.get(list_id)
+        held = _SNAPSHOTS.peek(list_id)
         if held is None or held[0] != rev - 1:
             return
         packed = held[1].changed(addresses.Packed(added), addresses.Packed(removed))
@@ -341,17 +340,24 @@ def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
 
 
 def _remember(list_id: uuid.UUID, held: tuple[int, addresses.Packed, str]) -> None:
-    _SNAPSHOTS.pop(list_id, None)
-    if len(_SNAPSHOTS) >= _SNAPSHOTS_MAX:
-        _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
-    _SNAPSHOTS[list_id] = held
+    _SNAPSHOTS.put(list_id, held)
+
+
+# Single flight only (keeps nothing): a newcomer wave asks for the same snapshot at once.
+_SNAPSHOT_BUILDS: BuildCache[tuple[int, addresses.Packed, str]] = BuildCache(max_bytes=0, max_items=0,
+                                                                             size=lambda held: 0)
 
 
 async def packed_snapshot(ip_list: IpList) -> tuple[int, addresses.Packed, str]:
     """(revision, contents, base64 of the packed form) of a list at its current revision."""
-    held = _SNAPSHOTS.get(ip_list.id)
+    held = _SNAPSHOTS.peek(ip_list.id)
     if held is not None and held[0] == ip_list.revision:
         return held
+    return await _SNAPSHOT_BUILDS.get((ip_list.id, ip_list.revision), lambda: _build_snapshot(ip_list, held))
+
+
+async def _build_snapshot(ip_list: IpList, held: tuple[int, addresses.Packed, str] | None,
+                          ) -> tuple[int, addresses.Packed, str]:
     if held is not None and ip_list.horizon_rev <= held[0] < ip_list.revision:
         delta = await update_for(ip_list, held[0])
         packed = held[1].changed(addresses.Packed([_network_of(e) for e in delta["added"]]),

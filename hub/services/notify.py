@@ -24,8 +24,14 @@ from typing import Protocol
 class Subscription:
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self.superseded = False  # a newer request of the same waiter took over
 
     def _fire(self) -> None:
+        self._event.set()
+
+    def supersede(self) -> None:
+        """Wake the waiter for good: it answers at once and leaves the turn to the newer one."""
+        self.superseded = True
         self._event.set()
 
     async def wait(self, timeout_s: float) -> bool:

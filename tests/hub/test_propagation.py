@@ -237,3 +237,68 @@ async def test_each_waiting_agent_gets_a_signature_for_itself_signed_once(hub):
         a.etag = None
         assert (await a.desired())["signature"] in {d["signature"] for d in docs}
     assert signer.sign.cache_info().misses == 3
+
+
+async def test_one_long_poll_per_agent_the_newest_takes_the_turn(hub):
+    """An agent (or someone with its credential) opening poll after poll holds one waiting
+    request at a time: each new one answers the previous at once with 204."""
+    t = await hub.tenant()
+    a = await enroll(t)
+    await a.desired()
+    body = {"etag": a.etag, "wait_s": 30}
+    first = asyncio.create_task(a.post("/agent/v1/desired", json=body))
+    await _all_waiting(hub, 1)
+    second = asyncio.create_task(a.post("/agent/v1/desired", json=body))
+    assert (await asyncio.wait_for(first, 10)).status_code == 204  # superseded, not held for 30 s
+    await _all_waiting(hub, 1)
+    assert not second.done()
+    r = await t.token.post(t.base + "/lists", json={"name": "bad", "kind": "deny"})
+    assert r.status_code == 201
+    assert (await asyncio.wait_for(second, 10)).status_code == 200  # the newest gets the change
+    assert hub.app.extensions["bulwark_agents"].pending_pushes == 0
+
+
+async def test_an_agent_asking_for_every_revision_costs_at_most_the_cache_budget(hub, monkeypatch):
+    """Distinct revisions each build a delta; what is kept stays within the byte budget."""
+    from hub.services import lists
+
+    t = await hub.tenant()
+    a = await enroll(t)
+    r = await t.token.post(t.base + "/lists", json={"name": "bad", "kind": "deny"})
+    list_id = (await r.get_json())["id"]
+    for i in range(40):
+        await t.token.post(f"{t.base}/lists/{list_id}/entries", json={"add": [{"network": f"10.0.{i}.0/24"}]})
+    monkeypatch.setattr(lists._AGENT_DELTAS, "max_bytes", 2_000)
+    monkeypatch.setattr(lists._DELTAS, "max_bytes", 20_000)
+    lists._AGENT_DELTAS.clear()
+    for since in range(1, 40):
+        r = await a.post("/agent/v1/desired", json={"wait_s": 0, "lists": {list_id: since}})
+        doc = await r.get_json()
+        assert next(x for x in doc["lists"] if x["id"] == list_id)["mode"] == "delta"
+        assert lists._AGENT_DELTAS.bytes <= 2_000 and lists._DELTAS.bytes <= 20_000
+
+
+async def test_a_wave_of_newcomers_builds_one_snapshot():
+    from hub.services.buildcache import BuildCache
+
+    cache: BuildCache[str] = BuildCache(max_bytes=100, max_items=10, size=len)
+    started = asyncio.Event()
+
+    async def build() -> str:
+        started.set()
+        await asyncio.sleep(0.01)
+        return "x" * 10
+
+    got = await asyncio.gather(*(cache.get("k", build) for _ in range(50)))
+    assert got == ["x" * 10] * 50 and cache.builds == 1 and cache.bytes == 10
+    cache.put("big", "y" * 101)  # larger than the whole budget: handed out, never kept
+    assert cache.peek("big") is None
+    for i in range(20):
+        cache.put(i, "z" * 9)
+    assert cache.bytes <= 100 and len(cache._kept) <= 10
+
+    async def broken() -> str:
+        raise RuntimeError("db away")
+
+    results = await asyncio.gather(*(cache.get("b", broken) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(x, RuntimeError) for x in results) and cache.peek("b") is None

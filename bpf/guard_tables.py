@@ -1,4 +1,5 @@
-"""What the guard's maps must hold for a set of rules: pure, no kernel.
+"""What the guard's maps must hold for a set of rules: pure, no kernel calls. Its constants
+come from guard.h through the native build (cffi_build.py), never re-typed here.
 
 The guard classifies with the Linear Bit Vector Search (Miano et al., bpf-iptables):
 every field maps the packet's value to a bitmap of the rules that accept it; the AND of
@@ -23,21 +24,23 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bpf._native import lib as _guard_h  # the kernel contract's constants, compiled from guard.h
 from rules_dsl.addresses import Packed, host_ints
 
-MAX_RULES = 1024
-WORDS = MAX_RULES // 64
-MAX_SETS = 64
-MAX_CLASSES = 4096
-SMALL_NONE = 256
-RANGE_NONE = 65536
+MAX_RULES = _guard_h.GUARD_MAX_RULES
+WORDS = _guard_h.GUARD_WORDS
+MAX_SETS = _guard_h.GUARD_MAX_SETS
+MAX_CLASSES = _guard_h.GUARD_MAX_CLASSES
+SMALL_NONE = _guard_h.GUARD_SMALL_NONE
+RANGE_NONE = _guard_h.GUARD_RANGE_NONE
 SMALL_FIELDS = ("family", "proto", "flags", "icmp", "ttl", "frag")
 RANGE_FIELDS = ("sport", "dport", "length")
 ADDR_FIELDS = ("src", "dst")
-RULE_DEFAULT = MAX_RULES
-RULE_MALFORMED = MAX_RULES + 1
-SLOTS = MAX_RULES + 2
-MAX_LIMITS = 4  # stacked limits per rule
+RULE_DEFAULT = _guard_h.GUARD_RULE_DEFAULT
+RULE_MALFORMED = _guard_h.GUARD_RULE_MALFORMED
+SLOTS = _guard_h.GUARD_SLOTS
+MAX_LIMITS = _guard_h.GUARD_MAX_LIMITS  # stacked limits per rule
+LENGTH_MAX = _guard_h.GUARD_LENGTH_MAX
 
 VERDICTS = {"pass": 0, "drop": 1, "limit": 2}
 LIMIT_KEYS = {"global": 0, "src": 1, "dst": 2}

@@ -182,11 +182,11 @@ def test_python_layouts_match_the_btf(name):
 
 
 def test_header_constants_match():
+    """The Python side reads guard.h's constants from the native build; the pure DSL (which
+    cannot import it) keeps its own copies, checked here against them."""
     text = (OBJECT_PATH.parent / "guard.h").read_text()
-    for name, value in {"GUARD_MAX_RULES": gt.MAX_RULES, "GUARD_MAX_SETS": gt.MAX_SETS,
-                        "GUARD_MAX_CLASSES": gt.MAX_CLASSES, "GUARD_MAX_LIMITS": gt.MAX_LIMITS,
-                        "GUARD_LENGTH_MAX": LENGTH_MAX}.items():
-        assert f"#define {name} {value}\n" in text
+    assert f"#define GUARD_MAX_RULES {gt.MAX_RULES}\n" in text  # the build read this header
+    assert gt.LENGTH_MAX == LENGTH_MAX
     assert ctypes.sizeof(LAYOUTS["guard_bitmap"]) == gt.WORDS * 8
     assert gt.MAX_LIMITS == MAX_RULE_LIMITS
 

@@ -24,9 +24,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bpf._native import (
-    lib as _guard_h,  # the kernel contract's constants, compiled from guard.h
-)
+# The kernel contract's constants, compiled from guard.h by the native build.
+from bpf._native import lib as _guard_h
 from rules_dsl.addresses import Packed, host_ints
 
 MAX_RULES = _guard_h.GUARD_MAX_RULES

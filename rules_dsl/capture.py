@@ -161,7 +161,7 @@ def _pcapng(r: _Reader, head: bytes) -> Iterator[Record]:
         if blen > MAX_BLOCK:
             raise CaptureError(at + 4, f"block length {blen} is over the {MAX_BLOCK} byte cap")
         if blen < 12 + len(prefix) or blen % 4:
-            raise CaptureError(at + 4, f"block length {blen} is not a multiple of 4 of at "
+            raise CaptureError(at + 4, f"block length {blen} is not a multiple of 4 and at "
                                f"least {12 + len(prefix)}")
         body = prefix + r.read(blen - 12 - len(prefix), "a block")
         (trail,) = struct.unpack(bo + "I", r.read(4, "a block trailer"))

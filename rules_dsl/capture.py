@@ -92,7 +92,7 @@ def read_capture(src: bytes | bytearray | memoryview | BinaryIO) -> Iterator[Rec
 def _pcap(r: _Reader, bo: str, ticks: int) -> Iterator[Record]:
     _major, _minor, _zone, _sig, snaplen, link = struct.unpack(bo + "HHiIII",
                                                                r.read(20, "the pcap header"))
-    link &= 0x0FFFFFFF          # the top bits may carry an FCS length
+    link &= 0xFFFF              # the upper bits may carry an FCS length
     _check_link(link, 20)
     del snaplen  # 0 or anything: records are bounded by MAX_BLOCK, not by the header
     while True:

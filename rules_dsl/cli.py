@@ -176,9 +176,13 @@ def cmd_replay(args) -> int:
         against, against_lists = _replayable(args.against, args)
         if against is None:
             return 1
-    with open(args.capture, "rb") as f:
-        s = replay(plan, read_capture(f), lists=lists, against=against,
+    if args.capture == "-":
+        s = replay(plan, read_capture(sys.stdin.buffer), lists=lists, against=against,
                    against_lists=against_lists)
+    else:
+        with open(args.capture, "rb") as f:
+            s = replay(plan, read_capture(f), lists=lists, against=against,
+                       against_lists=against_lists)
     if args.json:
         print(json.dumps(as_dict(s, plan, top=args.top, against=against), indent=2))
     else:
@@ -233,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_test, hub=None, admin=[], ssh_port=22)
     p = sub.add_parser("replay", help="every frame of a pcap/pcapng capture through the policy")
     p.add_argument("file", help="the policy file (.bw)")
-    p.add_argument("capture", help="a capture file (pcap or pcapng)")
+    p.add_argument("capture", help="a capture file (pcap or pcapng; - for stdin)")
     p.add_argument("--against", metavar="RUNNING.bw",
                    help="also list the frames whose verdict differs from this policy's")
     p.add_argument("--json", action="store_true", help="print the tally as JSON")

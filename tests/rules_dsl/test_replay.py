@@ -156,3 +156,19 @@ def test_cli_hostile_captures_exit_2_with_a_located_message(files, tmp_path, cap
     assert "link type 105 (IEEE 802.11) is not supported" in capsys.readouterr().err
     assert main(["replay", pol, str(tmp_path / "missing.pcap")]) == 2
     assert main(["replay", pol, cap, "--top", "-1"]) == 2
+
+
+def test_cli_reads_the_capture_from_stdin(files, monkeypatch, capsys):
+    import io
+    import types
+    pol, _, cap = files
+    stdin = types.SimpleNamespace(buffer=io.BytesIO(pathlib.Path(cap).read_bytes()))
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(["replay", pol, "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 14
+
+
+def test_pcap_link_type_upper_bits_are_not_the_link_type():
+    data = bytearray(w.pcap([(0, build_frame(udp("192.0.2.1", "198.51.100.2")))]))
+    data[20:24] = (1 | 0x1 << 28 | 4 << 29).to_bytes(4, "little")   # FCS flag and length
+    assert [r.link_type for r in read_capture(bytes(data))] == [1]

@@ -1,4 +1,4 @@
-"""`bulwark rules ...`: check, fmt, compile, explain, eval and test policy files.
+"""`bulwark rules ...`: check, fmt, compile, explain, eval, test and replay policy files.
 
 The only module of the package that does I/O. Exit status: 0 clean, 1 findings (errors,
 failed expects, files that fmt would change), 2 usage or unreadable files.
@@ -154,6 +154,52 @@ def cmd_test(args) -> int:
     return 1 if failed else 0
 
 
+def _replayable(path: str, args):
+    checked = _compiled(path, args)
+    if not checked.ok:
+        return None, None
+    from .evaluate import AddressIndex
+    res = _resolved(checked)
+    return checked.plan, {k: AddressIndex(v) for k, v in res.test_lists.items()}
+
+
+def cmd_replay(args) -> int:
+    import json
+
+    from .capture import read_capture
+    from .replay import as_dict, render_text, replay
+    plan, lists = _replayable(args.file, args)
+    if plan is None:
+        return 1
+    against, against_lists = None, None
+    if args.against:
+        against, against_lists = _replayable(args.against, args)
+        if against is None:
+            return 1
+    if args.capture == "-":
+        s = replay(plan, read_capture(sys.stdin.buffer), lists=lists, against=against,
+                   against_lists=against_lists)
+    else:
+        with open(args.capture, "rb") as f:
+            s = replay(plan, read_capture(f), lists=lists, against=against,
+                       against_lists=against_lists)
+    if args.json:
+        print(json.dumps(as_dict(s, plan, top=args.top, against=against), indent=2))
+    else:
+        sys.stdout.write(render_text(s, plan, top=args.top, against=against))
+    if s.error is not None:
+        print(f"{args.capture}: {s.error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= 10_000:
+        raise argparse.ArgumentTypeError(f"{n} is not in 0..10000")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bulwark rules", description="write, check, test and "
                                  "compile Bulwark policies (.bw)")
@@ -189,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="policy files (.bw)")
     p.add_argument("-v", "--verbose", action="store_true", help="show every expect line, not only failures")
     p.set_defaults(fn=cmd_test, hub=None, admin=[], ssh_port=22)
+    p = sub.add_parser("replay", help="every frame of a pcap/pcapng capture through the policy")
+    p.add_argument("file", help="the policy file (.bw)")
+    p.add_argument("capture", help="a capture file (pcap or pcapng; - for stdin)")
+    p.add_argument("--against", metavar="RUNNING.bw",
+                   help="also list the frames whose verdict differs from this policy's")
+    p.add_argument("--json", action="store_true", help="print the tally as JSON")
+    p.add_argument("--top", metavar="N", type=_count, default=10,
+                   help="how many dropped sources to list (default 10)")
+    p.set_defaults(fn=cmd_replay, hub=None, admin=[], ssh_port=22)
     return ap
 
 

@@ -7,6 +7,8 @@
                                  fault: a corrupt or foreign Plan reached `Plan.from_json`)
     AddressError(ValueError)     a list entry or packed list is not an address/prefix in an
                                  accepted form (`addresses`; no position to point at)
+    CaptureError(ValueError)     a pcap/pcapng capture cannot be read on (`capture`; the
+                                 file's fault): `.offset` is the byte where it went wrong
 
 Nothing else escapes the package for bad input: `load` never raises for it at all, the
 other entry points raise only these. A `DslError` that escapes for *valid* input is a bug.
@@ -43,3 +45,12 @@ class PlanError(DslError):
 
 class AddressError(ValueError):
     """Not an address or prefix in an accepted form, or not the packed binary form."""
+
+
+class CaptureError(ValueError):
+    """A capture file is not (or no longer) pcap/pcapng we can read. `.offset`: the byte."""
+
+    def __init__(self, offset: int, message: str):
+        self.offset = offset
+        self.message = message
+        super().__init__(f"byte {offset}: {message}")

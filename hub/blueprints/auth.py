@@ -13,7 +13,7 @@ from quart_schema import validate_request
 
 from hub.api_schemas.common import Strict
 from hub.errors import Unauthenticated
-from hub.services import accounts
+from hub.services import accounts, alerts
 from hub.web import client_address, current_session, principal, rt
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -57,7 +57,7 @@ async def login(data: LoginIn) -> Response:
     needs_mfa = user.totp_secret is not None
     response = await _start_session(user, mfa_ok=not needs_mfa)
     if not needs_mfa:
-        await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address())
+        await accounts.signed_in(rt(), user, client_address())
     return response
 
 
@@ -71,8 +71,7 @@ async def second_factor(data: CodeIn) -> Response:
     await principal(allow_partial=True)  # CSRF check for the pending session
     user = session.user
     await accounts.second_factor(rt(), user, data.code, client_address())
-    await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address(),
-                            details={"mfa": True})
+    await accounts.signed_in(rt(), user, client_address(), mfa=True)
     return await _start_session(user, mfa_ok=True)
 
 
@@ -134,6 +133,7 @@ async def change_password(data: PasswordIn) -> Response:
     await accounts.change_password(rt(), user, data.new_password)
     ended = await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.password", address=p.address, details={"ended": ended})
+    await alerts.account_event(rt(), user.id, f"the password of {user.email} was changed", "auth.password")
     return jsonify({"changed": True, "other_sessions_ended": ended})
 
 
@@ -150,6 +150,7 @@ async def totp_confirm(data: CodeIn) -> Response:
     codes = await accounts.confirm_totp(user, data.code)
     await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.enable", address=p.address)
+    await alerts.account_event(rt(), user.id, f"2FA was turned on for {user.email}", "auth.2fa.enable")
     return jsonify({"recovery_codes": codes})
 
 
@@ -161,6 +162,7 @@ async def totp_disable(data: CodeIn) -> Response:
     await accounts.disable_totp(user)
     await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.disable", address=p.address)
+    await alerts.account_event(rt(), user.id, f"2FA was turned off for {user.email}", "auth.2fa.disable")
     return jsonify({"totp": False})
 
 
@@ -172,4 +174,6 @@ async def recovery_codes(data: CodeIn) -> Response:
     codes = await accounts.new_recovery_codes(user)
     await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.recovery_codes", address=p.address)
+    await alerts.account_event(rt(), user.id, f"new recovery codes were made for {user.email}",
+                               "auth.2fa.recovery_codes")
     return jsonify({"recovery_codes": codes})

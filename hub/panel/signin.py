@@ -58,7 +58,7 @@ async def login_post() -> Response | tuple[str, int]:
     await _begin(user, mfa_ok=not needs_mfa)
     if needs_mfa:
         return redirect(url_for("panel.second_factor", next=next_url))
-    await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address())
+    await accounts.signed_in(rt(), user, client_address())
     return redirect(next_url)
 
 
@@ -90,8 +90,7 @@ async def second_factor_post() -> Response | tuple[str, int]:
     except (Unauthenticated, TooManyRequests) as exc:
         return await render_template("panel/second_factor.html", csrf_token=pending.csrf_token,
                                      next=next_url, error=exc.message), exc.status
-    await rt().audit.append(actor=f"user:{user.email}", action="auth.login", address=client_address(),
-                            details={"mfa": True})
+    await accounts.signed_in(rt(), user, client_address(), mfa=True)
     await _begin(user, mfa_ok=True)
     return redirect(next_url)
 

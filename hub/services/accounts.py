@@ -224,6 +224,22 @@ async def second_factor(rt: Runtime, user: User, code: str, address: str) -> Non
     raise Unauthenticated("wrong code")
 
 
+async def signed_in(rt: Runtime, user: User, address: str, *, mfa: bool = False) -> None:
+    """A completed sign-in (password, and the second factor when the user has one): the
+    audit entry, and a security notice when it comes from a place (a /24 or /64) none of
+    the user's last 200 sign-ins came from. The one place every sign-in path calls."""
+    from hub.models import AuditEntry
+    from hub.services import alerts
+
+    actor = f"user:{user.email}"
+    earlier = await AuditEntry.filter(actor=actor, action="auth.login").order_by("-seq").limit(200) \
+        .values_list("address", flat=True)
+    await rt.audit.append(actor=actor, action="auth.login", address=address, details={"mfa": True} if mfa else None)
+    place = alerts.place_of(address)
+    if earlier and place not in {alerts.place_of(a) for a in earlier}:
+        await alerts.account_event(rt, user.id, f"{user.email} signed in from a new place ({place})", "signin")
+
+
 async def get_user(user_id: uuid.UUID) -> User:
     user = await User.get_or_none(id=user_id)
     if user is None:

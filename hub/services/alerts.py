@@ -209,6 +209,23 @@ async def security_event(rt: Runtime, tenant_id: uuid.UUID, what: str, subject: 
     await notice(rt, tenant_id, "security", subject, what, now=now)
 
 
+async def account_event(rt: Runtime, user_id: uuid.UUID, what: str, subject: str) -> None:
+    """A security event of a person's account, told to every tenant they belong to."""
+    from hub.models import Membership
+
+    for tenant_id in await Membership.filter(user_id=user_id).values_list("tenant_id", flat=True):
+        await security_event(rt, tenant_id, what, f"{subject}:{uuid.uuid4().hex[:8]}")
+
+
+def place_of(address: str) -> str:
+    """Where a sign-in comes from, coarsely: its /24 (IPv4) or /64 (IPv6)."""
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
+
+
 async def _settings_for(kind: str) -> dict[uuid.UUID, Setting]:
     """Every tenant's own rule for `kind` (tenants without one get the default)."""
     out = {}

@@ -395,3 +395,24 @@ async def test_a_failed_canary_and_a_rollback_are_alerts(hub):
     assert r.status_code == 201
     back = await Incident.filter(tenant_id=t.id, kind="deployment_rolled_back")
     assert len(back) == 1 and "rolled 2 agent(s) back" in back[0].summary
+
+
+async def test_a_sign_in_from_a_new_place_and_factor_changes_are_security_notices(hub):
+    from hub.services import accounts
+
+    t = await hub.tenant()  # its owner signed in once (from the test client's address)
+    user = t.user
+
+    async def notices():
+        return [i.summary for i in await Incident.filter(tenant_id=t.id, kind="security").order_by("opened_at")
+                if "signed in" in i.summary or "2FA" in i.summary]
+
+    await accounts.signed_in(hub.rt, user, "192.0.2.10")
+    await accounts.signed_in(hub.rt, user, "192.0.2.200")   # the same /24: nothing new
+    assert await notices() == [f"{user.email} signed in from a new place (192.0.2.0/24)"]
+    await accounts.signed_in(hub.rt, user, "2001:db8:1:2::5")
+    await accounts.signed_in(hub.rt, user, "2001:db8:1:2::99")  # the same /64
+    assert (await notices())[-1] == f"{user.email} signed in from a new place (2001:db8:1:2::/64)"
+    assert len(await notices()) == 2
+    await alerts.account_event(hub.rt, user.id, f"2FA was turned on for {user.email}", "auth.2fa.enable")
+    assert (await notices())[-1] == f"2FA was turned on for {user.email}"

@@ -108,6 +108,9 @@ class HubConfig:
     # Webhooks to http:// or to loopback/private addresses (a lab, or tests): off, since
     # otherwise a tenant could make the hub call into the hub's own network.
     webhook_allow_private: bool = False
+    # Attack surges: drop rules' packets per second over this window, checked this often.
+    alerts_surge_window_s: int = 60
+    alerts_surge_interval_s: int = 60
 
     @property
     def db_url(self) -> str:

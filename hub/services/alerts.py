@@ -283,9 +283,6 @@ async def sweep_lists(rt: Runtime, *, now: dt.datetime | None = None) -> None:
             await resolve(rt, ip_list.tenant_id, "list_capacity", subject, now=now)
 
 
-SURGE_WINDOW_S = 60
-
-
 def dropping_rules(plan_json: str) -> set[str]:
     """The metric names (`rule<i>`, `default`) of a Plan's XDP rules that drop whatever
     they match: their packets are drops."""
@@ -298,13 +295,14 @@ def dropping_rules(plan_json: str) -> set[str]:
     return names
 
 
-@job("alerts.surge", every_s=SURGE_WINDOW_S)
+@job("alerts.surge", every_s="alerts_surge_interval_s")
 async def sweep_surges(rt: Runtime, *, now: dt.datetime | None = None) -> None:
     """Agents whose drop rules matched more than `dropped_pps` a second over the last
-    minute open an attack_surge incident; below half of it again, it resolves (so an
+    `alerts_surge_window_s` open an attack_surge incident; below half of it again, it resolves (so an
     attack hovering at the threshold is one incident)."""
     now = now or now_utc()
-    since = int(now.timestamp()) - SURGE_WINDOW_S
+    window = rt.config.alerts_surge_window_s
+    since = int(now.timestamp()) - window
     rules = await _settings_for("attack_surge")
     default = Setting("attack_surge", True, KINDS["attack_surge"].params, 600)
     open_now = await _open_subjects("attack_surge")
@@ -317,7 +315,7 @@ async def sweep_surges(rt: Runtime, *, now: dt.datetime | None = None) -> None:
         dropping = plans[agent.deployment_id]
         points = await MetricPoint.filter(agent_id=agent.id, ts__gt=since, rule__in=sorted(dropping)).values_list(
             "packets", flat=True) if dropping else []
-        pps = sum(points) / SURGE_WINDOW_S
+        pps = sum(points) / window
         rule = rules.get(agent.tenant_id, default)
         subject = str(agent.id)
         if pps > rule.params["dropped_pps"]:

@@ -18,10 +18,11 @@ log = logging.getLogger("bulwark.hub.background")
 
 JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics", "hub.services.alerts",
                           "hub.services.outbox", "hub.services.billing"]
-JOBS: list[tuple[str, float, Callable[[Runtime], Awaitable[None]]]] = []
+# every_s: seconds, or the name of the HubConfig field that holds them
+JOBS: list[tuple[str, float | str, Callable[[Runtime], Awaitable[None]]]] = []
 
 
-def job(name: str, every_s: float) -> Callable[[Callable[[Runtime], Awaitable[None]]], Callable[[Runtime], Awaitable[None]]]:
+def job(name: str, every_s: float | str) -> Callable[[Callable[[Runtime], Awaitable[None]]], Callable[[Runtime], Awaitable[None]]]:
     def register(fn: Callable[[Runtime], Awaitable[None]]) -> Callable[[Runtime], Awaitable[None]]:
         JOBS.append((name, every_s, fn))
         return fn
@@ -57,4 +58,5 @@ def start(rt: Runtime) -> list[asyncio.Task[None]]:
 
     for module in JOB_MODULES:  # jobs register themselves on import
         importlib.import_module(module)
-    return [asyncio.create_task(_loop(rt, name, every, fn), name=f"bulwark:{name}") for name, every, fn in JOBS]
+    return [asyncio.create_task(_loop(rt, name, getattr(rt.config, every) if isinstance(every, str) else every, fn),
+                                name=f"bulwark:{name}") for name, every, fn in JOBS]

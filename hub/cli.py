@@ -175,9 +175,8 @@ def _check_bind(hc) -> None:
 def _serve_here(config, hc) -> int:
     from hypercorn.asyncio import serve
 
-    from hub.app import create_app
-
     from hub import backup
+    from hub.app import create_app
 
     with backup.serving(config):  # `restore` refuses while this is held
         asyncio.run(serve(create_app(config), hc))  # returns on SIGTERM or SIGINT

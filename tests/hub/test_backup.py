@@ -62,7 +62,7 @@ async def _lists_served(tmp_path, data) -> list[str]:
 def _rows(tmp_path) -> dict:
     db = sqlite3.connect(tmp_path / "hub" / "hub.sqlite3")
     try:
-        return {table: db.execute(f"select * from {table} order by 1").fetchall()  # noqa: S608 (fixed names)
+        return {table: db.execute(f"select * from {table} order by 1").fetchall()
                 for table in ("tenant", "policy", "ip_list", "ip_entry", "audit_entry")}
     finally:
         db.close()

@@ -37,8 +37,8 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-async def _make_data(tmp_path) -> dict:
-    async with HubHarness(tmp_path) as hub:
+async def _make_data(tmp_path, **overrides) -> dict:
+    async with HubHarness(tmp_path, **overrides) as hub:
         t = await hub.tenant()
         r = await t.token.post(t.base + "/policies", json={"name": "p", "source": 'policy "p"\ndefault pass\n'})
         assert r.status_code == 201, await r.get_data(as_text=True)
@@ -166,3 +166,37 @@ def test_settings_are_checked_and_the_password_is_never_on_argv(env, monkeypatch
     asyncio.run(_make_data(env))
     assert main(["backup"]) == 0
     assert seen and not any("a repository password" in " ".join(argv) for argv in seen)
+
+
+def test_postgres_drill_pg_dump_then_pg_restore(env, monkeypatch, postgres_server, capsys):
+    url = postgres_server.new_database()
+    monkeypatch.setenv("BULWARK_HUB_DATABASE_URL", url)
+    monkeypatch.setenv("BULWARK_HUB_MIGRATE_ON_START", "yes")
+    data = asyncio.run(_make_data(env, database_url=url))
+    assert main(["backup"]) == 0
+
+    async def change():
+        async with HubHarness(env, database_url=url) as hub:
+            r = await TokenClient(hub.client(), data["token"]).post(data["base"] + "/lists",
+                                                                    json={"name": "later", "kind": "allow"})
+            assert r.status_code == 201
+
+    asyncio.run(change())
+    capsys.readouterr()
+    assert main(["restore"]) == 0
+    aside = capsys.readouterr().out.rsplit(" ", 1)[-1].strip()
+    assert os.path.getsize(os.path.join(aside, "hub.pgdump")) > 0  # the replaced database, dumped
+
+    async def served():
+        async with HubHarness(env, database_url=url) as hub:
+            r = await TokenClient(hub.client(), data["token"]).get(data["base"] + "/lists")
+            return sorted(x["name"] for x in (await r.get_json())["lists"])
+
+    assert asyncio.run(served()) == ["blocked"]
+    assert main(["audit", "verify"]) == 0
+
+
+def test_the_database_password_goes_to_pgpassword_not_the_url():
+    config = load_config(env={}, database_url="postgres://hub:s%40cret@db.example:5432/hub")
+    url, env = backup._pg_args(config)
+    assert url == "postgresql://hub@db.example:5432/hub" and env["PGPASSWORD"] == "s@cret"

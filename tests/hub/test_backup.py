@@ -8,10 +8,16 @@ import datetime as dt
 import fcntl
 import os
 import shutil
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
+from demo.processes import free_port
 from hub import backup
 from hub.cli import main
 from hub.config import load_config
@@ -83,6 +89,7 @@ def test_backup_wipe_restore_then_an_older_snapshot_after_a_bad_change(env, caps
     shutil.rmtree(env / "hub")
     assert main(["restore", "latest"]) == 0
     assert _rows(env) == before and _keys(env) == keys
+    assert {oct((env / "hub" / name).stat().st_mode & 0o777) for name in [*keys, "hub.sqlite3"]} == {"0o600"}
     assert asyncio.run(_lists_served(env, data)) == ["blocked"]
     capsys.readouterr()
     assert main(["audit", "verify"]) == 0
@@ -136,6 +143,29 @@ def test_restore_refuses_while_a_hub_serves_unless_forced(env, capsys):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: a restore can run again
     finally:
         os.close(fd)
+
+
+def test_a_serving_hub_process_holds_the_lock_restore_checks(env, capsys):
+    asyncio.run(_make_data(env))
+    assert main(["backup"]) == 0
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "serve", "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until it listens (bounded; no timing asserted)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, "the hub did not start"
+            time.sleep(0.05)
+        capsys.readouterr()
+        assert main(["restore"]) == 2
+        assert "serving" in capsys.readouterr().err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert main(["restore"]) == 0  # stopped: the lock is gone with the process
 
 
 @pytest.mark.parametrize("snapshot", ["--help", "../x", "a" * 65, "LATEST", "latest;rm", ""])

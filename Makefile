@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := clang llvm libbpf-dev libnftables-dev nftables iproute2 xdp-tools \
                 bpftool libelf-dev zlib1g-dev pkg-config gcc make postgresql \
-                chromium
+                chromium restic
 NATIVE_SOURCES := cffi_build.py $(wildcard bpf/*.bpf.c bpf/*.h tests/bpf/*.bpf.c)
 
 .PHONY: test setup native clean

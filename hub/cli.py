@@ -1,4 +1,4 @@
-"""`bulwark hub ...`: serve, migrate, create-admin, audit verify.
+"""`bulwark hub ...`: serve, migrate, create-admin, audit verify, backup, restore.
 
 Settings come from `--config FILE` (or BULWARK_HUB_CONFIG) and BULWARK_HUB_* variables.
 """
@@ -33,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="check the audit log's hash chain")
+    backup = sub.add_parser("backup", help="snapshot the database and key files into the restic repository "
+                                           "(backup_repository), then forget snapshots older than 30 days")
+    backup.add_argument("--list", action="store_true", help="list the snapshots instead of taking one")
+    backup.add_argument("--time", metavar="'YYYY-MM-DD HH:MM:SS'",
+                        help="date the snapshot at this time instead of now (restic's --time)")
+    restore = sub.add_parser("restore", help="bring a snapshot back into data_dir (what it replaces is kept "
+                                             "in data_dir/replaced-<time>)")
+    restore.add_argument("snapshot", nargs="?", default="latest", help="a snapshot id, or latest (the default)")
+    restore.add_argument("--force", action="store_true",
+                         help="restore even though a hub is serving from data_dir")
     return p
 
 
@@ -165,9 +175,22 @@ def _check_bind(hc) -> None:
 def _serve_here(config, hc) -> int:
     from hypercorn.asyncio import serve
 
+    from hub import backup
     from hub.app import create_app
 
-    asyncio.run(serve(create_app(config), hc))  # returns on SIGTERM or SIGINT
+    with backup.serving(config):  # `restore` refuses while this is held
+        asyncio.run(serve(create_app(config), hc))  # returns on SIGTERM or SIGINT
+    return 0
+
+
+def _backup(config, list_only: bool, at: str | None) -> int:
+    from hub import backup
+
+    if not list_only:
+        summary = backup.backup(config, at=at)
+        print(f"snapshot {summary.get('snapshot_id', '?')[:8]} saved")
+    for snap in backup.snapshots(config):
+        print(f"{snap['short_id']}  {snap['time']}")
     return 0
 
 
@@ -208,6 +231,14 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_create_admin(config, args.email, password))
         if args.command == "audit" and args.audit_command == "verify":
             return asyncio.run(_audit_verify(config))
+        if args.command == "backup":
+            return _backup(config, args.list, args.time)
+        if args.command == "restore":
+            from hub import backup
+
+            aside = backup.restore(config, args.snapshot, force=args.force)
+            print(f"restored {args.snapshot}; the replaced files are in {aside}")
+            return 0
     except HubError as exc:
         print(f"bulwark hub: {exc.message}", file=sys.stderr)
         return 2

@@ -112,6 +112,13 @@ class HubConfig:
     alerts_surge_window_s: int = 60
     alerts_surge_interval_s: int = 60
 
+    # `bulwark hub backup` (hub/backup.py): a restic repository (a path or a restic URL) and
+    # the file holding its password (restic reads it itself; never on a command line).
+    backup_repository: str = ""
+    backup_password_file: str = ""
+    # The longest one restic or pg_dump run may take.
+    backup_timeout_s: int = 3600
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -170,6 +177,8 @@ def load_config(
                           "max_metrics_points (or no full batch could ever pass)")
     if config.metrics_streams_per_principal < 1:
         raise ConfigError("metrics_streams_per_principal must be at least 1")
+    if config.backup_timeout_s < 1:
+        raise ConfigError("backup_timeout_s must be at least 1")
     if config.join_token_max_ttl_s > 3600:
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):

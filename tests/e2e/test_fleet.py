@@ -50,8 +50,9 @@ class Fleet:
 def fleet(tmp_path):
     topo = Topology.create(f"bwe{os.getpid() % 100000}", sites=2)
     port = free_port()
+    # surges judged over 3 s, every second: an attack is seen within seconds, not minutes
     hub = HubProcess(url=f"http://127.0.0.1:{port}", data_dir=tmp_path / "hub", bind=f"127.0.0.1:{port}",
-                     log=tmp_path / "hub.log")
+                     log=tmp_path / "hub.log", settings={"alerts_surge_window_s": 3, "alerts_surge_interval_s": 1})
     agents, threads, api = [], [], None
     try:
         hub.create_admin(EMAIL, PASSWORD)
@@ -215,3 +216,42 @@ def finish_early(sender: Sender) -> None:
     sender.stop()
     if sender.error:
         raise sender.error
+
+
+def test_a_real_attack_raises_one_surge_alert_and_one_resolve(fleet):
+    """Real packets from the generator namespace, dropped by the guard in the agents,
+    counted by the sampler, sent to the hub: one attack_surge incident per agent, one
+    message when it opens and one when it calms down."""
+    import httpx
+
+    api, sites = fleet.api, fleet.topo.sites
+    ids = [a.agent_id for a in fleet.agents]
+    digest = api.deploy(api.create_policy("web", web_policy())["id"], ids)["digest"]
+    wait_applied(fleet, digest)
+    with httpx.Client(base_url=fleet.hub.url, timeout=10) as owner:
+        csrf = {"X-CSRF-Token": owner.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
+                .json()["csrf_token"]}
+        base = f"/api/v1/tenants/{api.tenant}/alerts"
+        r = owner.put(f"{base}/rules/attack_surge", json={"params": {"dropped_pps": 100}}, headers=csrf)
+        assert r.status_code == 200, r.text
+        r = owner.post(f"{base}/channels", json={"kind": "email", "name": "ops", "target": "ops@example.com"},
+                       headers=csrf)
+        assert r.status_code == 201, r.text
+
+    def surges(state: str | None = None) -> list[dict]:
+        query = {"kind": "attack_surge"} | ({"state": state} if state else {})
+        return api.client.get("/alerts/incidents", params=query).json()["incidents"]
+
+    # NTP monlist answers (the default drop) and the denied source: about 200 drops/s a site
+    sender = stream(fleet, [(s, f) for s in sites for f in attack_flows(s)
+                            if f.name in ("ntp-reflection", "denied-source")], 30)
+    wait_for("a surge alert for every agent", lambda: len(surges("open")) == 2, 20)
+    time.sleep(2)  # still under attack: the same incidents, no new ones
+    finish_early(sender)
+    wait_for("the surges resolved once the attack stopped", lambda: len(surges("resolved")) == 2, 20)
+    incidents = surges()
+    assert sorted(i["subject"] for i in incidents) == sorted(ids) and len(incidents) == 2
+    assert all("packets/s" in i["summary"] for i in incidents)
+    messages = api.client.get("/alerts/outbox").json()["messages"]
+    subjects = sorted(m["subject"].split(":")[0] for m in messages if "dropping" in m["subject"])
+    assert subjects == ["[Bulwark] Alert", "[Bulwark] Alert", "[Bulwark] Resolved", "[Bulwark] Resolved"]

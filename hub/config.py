@@ -66,6 +66,10 @@ class HubConfig:
     admin_prefixes: tuple[str, ...] = ()
     admin_ssh_port: int = 22
 
+    # Checking and compiling one policy (save or deploy) runs in a worker thread; past
+    # this it is refused with 422, and the checker's own work budget ends it soon after.
+    policy_check_timeout_s: float = 10.0
+
     metrics_raw_retention_s: int = 6 * 3600
     metrics_rollup_s: int = 60
     metrics_rollup_retention_s: int = 30 * 86400

@@ -10,6 +10,7 @@
     │   ├── NotFound             404  absent, or belongs to another tenant (never 403 there)
     │   ├── Conflict             409  clashes with current state (duplicate, used token)
     │   ├── PayloadTooLarge      413
+    │   ├── Unprocessable        422  well-formed, but past a work budget (too large to check)
     │   └── TooManyRequests      429  throttled (has `retry_after_s`)
     └── ServerError              the world failed → 5xx
         └── Unavailable          503  database or dependency down
@@ -82,6 +83,11 @@ class Conflict(ClientError):
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"
+
+
+class Unprocessable(ClientError):
+    status = 422
+    code = "unprocessable"
 
 
 class TooManyRequests(ClientError):

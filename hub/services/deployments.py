@@ -77,7 +77,7 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
 
 
 async def deploy_version(rt: Runtime, scope: TenantScope, version: PolicyVersion, **kw: Any) -> Deployment:
-    policies.check_deployable(rt.config, version)
+    await policies.check_deployable(rt.config, version)
     return await create(rt, scope, plan_json=version.plan_json, plan_digest=version.plan_digest,
                         policy_version=version, **kw)
 
@@ -102,7 +102,7 @@ async def rollback_to(rt: Runtime, scope: TenantScope, earlier: Deployment, moni
     lockout guard has checked its source under today's management settings."""
     source = await _source_of(earlier)
     if source is not None:
-        policies.check_deployable(rt.config, source)
+        await policies.check_deployable(rt.config, source)
     agent_ids = [t.agent_id for t in await DeploymentTarget.filter(deployment_id=earlier.id)]
     return await create(rt, scope, plan_json=earlier.plan_json, plan_digest=earlier.plan_digest,
                         policy_version=None, agent_ids=agent_ids, labels=[], canary_ids=[],

@@ -11,15 +11,20 @@ settings may have changed since the version was saved.
 """
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hub.config import HubConfig
-from hub.errors import Conflict, InvalidInput
+from hub.errors import Conflict, InvalidInput, Unprocessable
 from hub.models import Policy, PolicyVersion
 from hub.runtime import Runtime
 from hub.services.scope import TenantScope
 
 MAX_SOURCE_CHARS = 256 * 1024
+# Checks run here, never on the event loop (a large policy took 30 s and stalled /healthz);
+# two at a time so that one tenant's saves cannot occupy every core.
+_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bulwark-policy-check")
 
 
 def _managements(config: HubConfig | None) -> list[Any]:
@@ -57,12 +62,30 @@ def compile_source(name: str, source: str, config: HubConfig | None = None
     return diagnostics, checked.plan.to_json(), checked.plan.digest
 
 
-def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
+async def compile_bounded(name: str, source: str, config: HubConfig
+                          ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """`compile_source` in a worker thread within `policy_check_timeout_s`; a policy past
+    that, or past the checker's work budget, is refused (422) rather than saved."""
+    from rules_dsl.check import BUDGET_MESSAGE
+
+    work = asyncio.get_running_loop().run_in_executor(_CHECKS, compile_source, name, source, config)
+    try:
+        result = await asyncio.wait_for(work, config.policy_check_timeout_s)
+    except TimeoutError:
+        raise Unprocessable(f"checking this policy took longer than {config.policy_check_timeout_s:g} s: "
+                            "use fewer, larger prefixes, or hub lists for large address sets") from None
+    over = [d for d in result[0] if d["severity"] == "error" and d["message"].startswith(BUDGET_MESSAGE)]
+    if over:
+        raise Unprocessable(over[0]["message"], details=over)
+    return result
+
+
+async def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
     """Raises Conflict when the version has errors, now including the lockout guard's
     under the current management settings."""
     if version.plan_json is None or version.plan_digest is None:
         raise Conflict("this policy version has errors and cannot be deployed")
-    diagnostics, plan_json, _ = compile_source(f"v{version.version}", version.source, config)
+    diagnostics, plan_json, _ = await compile_bounded(f"v{version.version}", version.source, config)
     if plan_json is None:
         errors = [d for d in diagnostics if d["severity"] == "error"]
         raise Conflict(f"policy version {version.version} would lock the operator out: "
@@ -72,7 +95,7 @@ def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
 async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
     if len(source) > MAX_SOURCE_CHARS:
         raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
-    diagnostics, plan_json, digest = compile_source(policy.name, source, rt.config)
+    diagnostics, plan_json, digest = await compile_bounded(policy.name, source, rt.config)
     # The version number comes from the row lock of the UPDATE: concurrent saves differ.
     from tortoise.expressions import F
     from tortoise.transactions import in_transaction

@@ -269,8 +269,10 @@ TOUCHED_MAX = 20_000
 
 
 async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[str], *,
-                 replace: bool = False) -> dict[str, int]:
-    """One revision: add (or update) entries, remove networks, or replace the whole list."""
+                 replace: bool = False, audit: dict[str, Any] | None = None) -> dict[str, int]:
+    """One revision: add (or update) entries, remove networks, or replace the whole list;
+    with `audit` (AuditLog.append's arguments), its entry is written in the same
+    transaction, the result merged into its details."""
     async with in_transaction() as conn:
         await IpList.filter(id=ip_list.id).using_db(conn).update(revision=F("revision") + 1)
         fresh = await IpList.get(id=ip_list.id).using_db(conn)
@@ -299,9 +301,12 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
             await IpEntry.filter(id__in=gone_ids[i:i + BATCH]).using_db(conn).update(removed_rev=rev)
         await _insert(conn, ip_list.id, rev, new)
         await _compact(conn, fresh, rt.config.list_delta_max_revisions)
+        result = {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
+        if audit is not None:
+            await rt.audit.append(**{**audit, "details": {**result, **audit.get("details", {})}}, using_db=conn)
     ip_list.revision = rev
     await rt.notifier.publish(tenant_channel(ip_list.tenant_id))
-    return {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
+    return result
 
 
 _COLUMNS = ("ip_list_id", "network", "expires_at", "comment", "added_rev")
@@ -332,10 +337,9 @@ async def _compact(conn: BaseDBAsyncClient, ip_list: IpList, keep_revisions: int
 
 async def change(rt: Runtime, scope: TenantScope, ip_list: IpList, add: list[Entry], remove: list[str]) -> dict[str, int]:
     scope.require("write")
-    result = await _apply(rt, ip_list, add, [parse_network(r) for r in remove])
-    await rt.audit.append(actor=scope.actor, action="list.change", tenant_id=scope.tenant_id,
-                          target=str(ip_list.id), address=scope.address, details=result)
-    return result
+    return await _apply(rt, ip_list, add, [parse_network(r) for r in remove], audit=dict(
+        actor=scope.actor, action="list.change", tenant_id=scope.tenant_id, target=str(ip_list.id),
+        address=scope.address))
 
 
 async def import_entries(rt: Runtime, scope: TenantScope, ip_list: IpList, body: AsyncIterator[bytes],
@@ -343,11 +347,9 @@ async def import_entries(rt: Runtime, scope: TenantScope, ip_list: IpList, body:
     """Import a streamed body (see `parse_body`) in one new revision, all or nothing."""
     scope.require("write")
     entries = await parse_body(body, fmt, rt.config.max_import_bytes, rt.config.list_max_entries)
-    result = await _apply(rt, ip_list, entries, [], replace=replace)
-    await rt.audit.append(actor=scope.actor, action="list.import", tenant_id=scope.tenant_id,
-                          target=str(ip_list.id), address=scope.address,
-                          details={**result, "format": fmt, "replace": replace})
-    return result
+    return await _apply(rt, ip_list, entries, [], replace=replace, audit=dict(
+        actor=scope.actor, action="list.import", tenant_id=scope.tenant_id, target=str(ip_list.id),
+        address=scope.address, details={"format": fmt, "replace": replace}))
 
 
 def _entry_json(network: str, expires_at: int | None) -> dict[str, Any] | str:
@@ -402,9 +404,8 @@ async def sweep_expired(rt: Runtime, at: int | None = None) -> int:
         ip_list = await IpList.get(id=list_id)
         expired = await IpEntry.filter(ip_list_id=list_id, removed_rev__isnull=True, expires_at__lte=at) \
             .values_list("network", flat=True)
-        result = await _apply(rt, ip_list, [], list(expired))
-        await rt.audit.append(actor="hub", action="list.expire", tenant_id=ip_list.tenant_id,
-                              target=str(ip_list.id), details=result)
+        await _apply(rt, ip_list, [], list(expired), audit=dict(
+            actor="hub", action="list.expire", tenant_id=ip_list.tenant_id, target=str(ip_list.id)))
     return len(list_ids)
 
 

@@ -92,42 +92,57 @@ async def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
                        f"{errors[0]['message'] if errors else 'it no longer checks'}", details=errors)
 
 
-async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
+async def _checked(rt: Runtime, name: str, source: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
     if len(source) > MAX_SOURCE_CHARS:
         raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
-    diagnostics, plan_json, digest = await compile_bounded(policy.name, source, rt.config)
+    return await compile_bounded(name, source, rt.config)
+
+
+async def _write_version(conn: Any, scope: TenantScope, policy: Policy, source: str,
+                         checked: tuple[list[dict[str, Any]], str | None, str | None]) -> PolicyVersion:
+    diagnostics, plan_json, digest = checked
     # The version number comes from the row lock of the UPDATE: concurrent saves differ.
     from tortoise.expressions import F
-    from tortoise.transactions import in_transaction
 
-    async with in_transaction() as conn:
-        await Policy.filter(id=policy.id).using_db(conn).update(latest_version=F("latest_version") + 1)
-        policy.latest_version = (await Policy.get(id=policy.id).using_db(conn)).latest_version
-        return await PolicyVersion.create(
-            policy=policy, version=policy.latest_version, source=source, diagnostics=diagnostics,
-            error_count=sum(d["severity"] == "error" for d in diagnostics),
-            warning_count=sum(d["severity"] == "warning" for d in diagnostics),
-            plan_json=plan_json, plan_digest=digest, created_by=scope.actor, using_db=conn,
-        )
+    await Policy.filter(id=policy.id).using_db(conn).update(latest_version=F("latest_version") + 1)
+    policy.latest_version = (await Policy.get(id=policy.id).using_db(conn)).latest_version
+    return await PolicyVersion.create(
+        policy=policy, version=policy.latest_version, source=source, diagnostics=diagnostics,
+        error_count=sum(d["severity"] == "error" for d in diagnostics),
+        warning_count=sum(d["severity"] == "warning" for d in diagnostics),
+        plan_json=plan_json, plan_digest=digest, created_by=scope.actor, using_db=conn,
+    )
 
 
 async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tuple[Policy, PolicyVersion]:
+    """The policy, its version 1 and the audit entry in one transaction (checked first,
+    off the event loop)."""
+    from tortoise.transactions import in_transaction
+
     scope.require("write")
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
-    policy = await Policy.create(tenant_id=scope.tenant_id, name=name)
-    version = await _save_version(rt, scope, policy, source)
-    await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
-                          target=str(policy.id), address=scope.address, details={"name": name})
+    checked = await _checked(rt, name, source)
+    async with in_transaction() as conn:
+        policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
+        version = await _write_version(conn, scope, policy, source, checked)
+        await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
+                              target=str(policy.id), address=scope.address, details={"name": name},
+                              using_db=conn)
     return policy, version
 
 
 async def save(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
+    from tortoise.transactions import in_transaction
+
     scope.require("write")
-    version = await _save_version(rt, scope, policy, source)
-    await rt.audit.append(actor=scope.actor, action="policy.save", tenant_id=scope.tenant_id,
-                          target=str(policy.id), address=scope.address,
-                          details={"version": version.version, "errors": version.error_count})
+    checked = await _checked(rt, policy.name, source)
+    async with in_transaction() as conn:
+        version = await _write_version(conn, scope, policy, source, checked)
+        await rt.audit.append(actor=scope.actor, action="policy.save", tenant_id=scope.tenant_id,
+                              target=str(policy.id), address=scope.address,
+                              details={"version": version.version, "errors": version.error_count},
+                              using_db=conn)
     return version
 
 

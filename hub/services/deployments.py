@@ -17,6 +17,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from hub.errors import Conflict, InvalidInput
 from hub.models import Agent, Deployment, DeploymentTarget, PolicyVersion
 from hub.runtime import Runtime
@@ -54,25 +56,34 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
     if not set(canary_ids) <= target_ids:
         raise InvalidInput("every canary must be one of the targets")
     canaries = set(canary_ids) if set(canary_ids) != target_ids else set()
-    deployment = await Deployment.create(
-        tenant_id=scope.tenant_id, policy_version=policy_version, plan_digest=plan_digest,
-        plan_json=plan_json, target_agents=[str(i) for i in agent_ids], target_labels=labels,
-        canary_agents=sorted(str(i) for i in canaries), monitor=monitor,
-        state="canary" if canaries else "released", rollback_of=rollback_of, created_by=scope.actor,
-    )
-    targets = [
-        DeploymentTarget(deployment=deployment, agent_id=a.id, canary=a.id in canaries,
-                         status="released" if (a.id in canaries or not canaries) else "pending",
-                         previous_deployment_id=a.deployment_id)
-        for a in agents
-    ]
-    await DeploymentTarget.bulk_create(targets)
-    await _point(rt, [t for t in targets if t.status == "released"], deployment.id)
-    await rt.audit.append(
-        actor=scope.actor, action="deploy.rollback" if rollback_of else "deploy.create",
-        tenant_id=scope.tenant_id, target=str(deployment.id), address=scope.address,
-        details={"digest": plan_digest, "agents": len(agents), "canaries": len(canaries), "monitor": monitor},
-    )
+    # The deployment, its targets, the agents pointed at it and its audit entry commit
+    # together; agents are woken after the commit.
+    async with in_transaction() as conn:
+        deployment = await Deployment.create(
+            tenant_id=scope.tenant_id, policy_version=policy_version, plan_digest=plan_digest,
+            plan_json=plan_json, target_agents=[str(i) for i in agent_ids], target_labels=labels,
+            canary_agents=sorted(str(i) for i in canaries), monitor=monitor,
+            state="canary" if canaries else "released", rollback_of=rollback_of, created_by=scope.actor,
+            using_db=conn,
+        )
+        targets = [
+            DeploymentTarget(deployment=deployment, agent_id=a.id, canary=a.id in canaries,
+                             status="released" if (a.id in canaries or not canaries) else "pending",
+                             previous_deployment_id=a.deployment_id)
+            for a in agents
+        ]
+        await DeploymentTarget.bulk_create(targets, using_db=conn)
+        released = [t for t in targets if t.status == "released"]
+        for t in released:
+            await Agent.filter(id=t.agent_id).using_db(conn).update(deployment_id=deployment.id)
+        await rt.audit.append(
+            actor=scope.actor, action="deploy.rollback" if rollback_of else "deploy.create",
+            tenant_id=scope.tenant_id, target=str(deployment.id), address=scope.address,
+            details={"digest": plan_digest, "agents": len(agents), "canaries": len(canaries), "monitor": monitor},
+            using_db=conn,
+        )
+    for t in released:
+        await rt.notifier.publish(agent_channel(t.agent_id))
     return deployment
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from hub.cli import main
 from hub.errors import Conflict
-from hub.models import AuditEntry, PolicyVersion
+from hub.models import Agent, AuditEntry, Deployment, PolicyVersion
 from hub.services import audit, background
+from tests.hub.harness import enroll
 
 SSH = 'policy "ssh"\ndefault pass\npass tcp dport 22\n'
 
@@ -89,6 +90,7 @@ async def test_an_entry_commits_with_its_action_or_not_at_all(hub, monkeypatch):
     r = await t.token.post(t.base + "/lists", json={"name": "bad", "kind": "deny"})
     list_path = f"{t.base}/lists/{(await r.get_json())['id']}"
     before = await PolicyVersion.filter(policy_id=policy_id).count()
+    agent = await enroll(t, labels=["web"])
 
     async def broken(*a, **kw):
         raise Conflict("the audit write failed")
@@ -98,6 +100,12 @@ async def test_an_entry_commits_with_its_action_or_not_at_all(hub, monkeypatch):
     assert r.status_code == 409
     assert await PolicyVersion.filter(policy_id=policy_id).count() == before
     r = await t.token.post(list_path + "/import", data=b"192.0.2.1\n")
+    assert r.status_code == 409
+    r = await t.token.post(t.base + "/deployments", json={"policy_id": policy_id, "labels": ["web"]})
+    assert r.status_code == 409
+    assert not await Deployment.filter(tenant_id=t.id).exists()
+    assert (await Agent.get(id=agent.id)).deployment_id is None
+    r = await t.owner.post(t.base + "/tokens", json={"name": "x", "scopes": ["read"]})
     assert r.status_code == 409
     monkeypatch.undo()
     body = await (await t.token.get(list_path)).get_json()

@@ -1,4 +1,4 @@
-"""`bulwark hub ...`: serve, migrate, create-admin, audit verify, backup, restore.
+"""`bulwark hub ...`: serve, migrate, create-admin, audit verify, audit checkpoint, backup, restore.
 
 Settings come from `--config FILE` (or BULWARK_HUB_CONFIG) and BULWARK_HUB_* variables.
 """
@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from hub.config import load_config
 from hub.errors import ConfigError, HubError
@@ -32,7 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="check the audit log's hash chain")
+    verify = audit_sub.add_parser("verify", help="check the audit log's keyed hash chain, and that it "
+                                  "still reaches the last signed checkpoint")
+    verify.add_argument("--checkpoint", metavar="FILE", help="check against this exported checkpoint instead")
+    cp = audit_sub.add_parser("checkpoint", help="verify, then sign the newest entry (Ed25519) and export it")
+    cp.add_argument("--out", metavar="FILE", help="write the checkpoint here (default: print it)")
     backup = sub.add_parser("backup", help="snapshot the database and key files into the restic repository "
                                            "(backup_repository), then forget snapshots older than 30 days")
     backup.add_argument("--list", action="store_true", help="list the snapshots instead of taking one")
@@ -84,11 +89,21 @@ async def _create_admin(config, email: str, password: str) -> int:
     return await _with_db(config, run)
 
 
-async def _audit_verify(config) -> int:
-    from hub.services import audit
+async def _audit_verify(config, checkpoint_file: str | None) -> int:
+    import json
+
+    from hub.services.audit import AuditLog
+
+    checkpoint = None
+    if checkpoint_file is not None:
+        try:
+            checkpoint = json.loads(Path(checkpoint_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"bulwark hub: cannot read the checkpoint {checkpoint_file}: {exc}", file=sys.stderr)
+            return 2
 
     async def run(ctx):
-        checked, problems = await audit.verify()
+        checked, problems = await AuditLog(config.data_dir).verify(checkpoint)
         for problem in problems:
             print(f"audit: {problem}")
         print(f"audit: {checked} entries checked, {len(problems)} problem(s)")
@@ -123,6 +138,29 @@ def hypercorn_config(config, bind: str | None = None, workers: int = 1):
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"tls_certfile/tls_keyfile: {exc}") from None
     return hc
+
+
+async def _audit_checkpoint(config, out: str | None) -> int:
+    import json
+
+    from hub.services.audit import AuditLog
+
+    async def run(ctx):
+        cp = await AuditLog(config.data_dir).checkpoint()
+        if cp is None:
+            print("bulwark hub: no checkpoint: the log is empty or does not verify (run audit verify)",
+                  file=sys.stderr)
+            return 1
+        text = json.dumps(cp, indent=2, sort_keys=True) + "\n"
+        if out is None:
+            print(text, end="")
+        else:
+            with open(out, "w", encoding="utf-8") as f:
+                f.write(text)
+            print(f"audit: checkpoint at entry {cp['seq']} written to {out}")
+        return 0
+
+    return await _with_db(config, run)
 
 
 def _serve(config, bind: str | None, workers: int) -> int:
@@ -230,7 +268,9 @@ def main(argv: list[str]) -> int:
                     return 2
             return asyncio.run(_create_admin(config, args.email, password))
         if args.command == "audit" and args.audit_command == "verify":
-            return asyncio.run(_audit_verify(config))
+            return asyncio.run(_audit_verify(config, args.checkpoint))
+        if args.command == "audit" and args.audit_command == "checkpoint":
+            return asyncio.run(_audit_checkpoint(config, args.out))
         if args.command == "backup":
             return _backup(config, args.list, args.time)
         if args.command == "restore":

@@ -82,6 +82,10 @@ class HubConfig:
     # any other peer the header is ignored (hub.callers). Empty: the peer is the client.
     trusted_proxies: tuple[str, ...] = ()
 
+    # Checking and compiling one policy (save or deploy) runs in a worker thread; past
+    # this it is refused with 422, and the checker's own work budget ends it soon after.
+    policy_check_timeout_s: float = 10.0
+
     metrics_raw_retention_s: int = 6 * 3600
     metrics_rollup_s: int = 60
     metrics_rollup_retention_s: int = 30 * 86400

@@ -11,6 +11,7 @@
     │   ├── Conflict             409  clashes with current state (duplicate, used token)
     │   │   └── IllegalTransition     a state machine asked for a step its table lacks
     │   ├── PayloadTooLarge      413
+    │   ├── Unprocessable        422  well-formed, but past a work budget (too large to check)
     │   └── TooManyRequests      429  throttled (has `retry_after_s`)
     └── ServerError              the world failed → 5xx
         └── Unavailable          503  database or dependency down
@@ -89,6 +90,11 @@ class IllegalTransition(Conflict):
 class PayloadTooLarge(ClientError):
     status = 413
     code = "payload_too_large"
+
+
+class Unprocessable(ClientError):
+    status = 422
+    code = "unprocessable"
 
 
 class TooManyRequests(ClientError):

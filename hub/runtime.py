@@ -64,7 +64,7 @@ class Runtime:
             passwords=Passwords(config),
             # Several processes share a PostgreSQL database, so they notify through it.
             notifier=PostgresNotifier.for_url(config.db_url) if is_postgres_url(config.db_url) else LocalNotifier(),
-            audit=AuditLog(),
+            audit=AuditLog(config.data_dir),
             metrics=HubMetrics.create(),
         )
 

@@ -1,4 +1,4 @@
-"""The audit log (read-only: append-only and hash-chained)."""
+"""The audit log (read-only: append-only, a keyed hash chain with signed checkpoints)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -22,8 +22,30 @@ class AuditEntryOut(Strict):
     target: str
     address: str
     details: dict[str, Any]
-    hash: str = Field(description="sha256 chaining this entry to the one before")
+    hash: str = Field(description="HMAC-SHA256 (a key outside the database) chaining this entry to the one before")
 
 
 class AuditOut(Strict):
     entries: list[AuditEntryOut]
+
+
+class AuditProblem(Strict):
+    seq: int
+    what: str
+
+
+class Checkpoint(Strict):
+    kind: str
+    seq: int = Field(description="the newest entry when the checkpoint was signed")
+    hash: str
+    at: int = Field(description="unix seconds")
+    public_key: str = Field(description="the hub's Ed25519 public key (hex): pin it to check offline")
+    signature: str = Field(description="Ed25519 over the canonical JSON of the other fields")
+
+
+class AuditVerifyOut(Strict):
+    ok: bool
+    checked: int = Field(description="this tenant's entries checked")
+    problems: list[AuditProblem] = Field(description="this tenant's edited entries, and the chain's gaps "
+                                                     "or truncation (at most 100)")
+    checkpoint: Checkpoint | None = Field(description="the last signed checkpoint the chain was held to")

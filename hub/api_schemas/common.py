@@ -82,6 +82,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "no such object in this tenant (another tenant's objects are absent too)",
     409: "the request clashes with the current state",
     413: "the body is larger than this route accepts",
+    422: "well-formed, but past a work budget (e.g. a policy too large to check in time)",
 }
 
 # Every tenant route can fail authentication, scope and lookup.

@@ -6,11 +6,11 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import tag_blueprint, validate_querystring
 
-from hub.api_schemas.audit import AuditOut, AuditQuery
+from hub.api_schemas.audit import AuditOut, AuditQuery, AuditVerifyOut
 from hub.api_schemas.common import INPUT_ERRORS, responds
 from hub.models import AuditEntry
 from hub.services.scope import TenantScope
-from hub.web import tenant_route
+from hub.web import rt, tenant_route
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/tenants/<uuid:tenant_id>/audit")
 tag_blueprint(bp, ["audit"])
@@ -31,3 +31,16 @@ async def index(scope: TenantScope, query_args: AuditQuery) -> dict[str, Any]:
          "address": e.address, "details": e.details, "hash": e.hash}
         for e in rows
     ]}
+
+
+@bp.get("/verify")
+@responds(AuditVerifyOut)
+@tenant_route("read")
+async def verify(scope: TenantScope) -> dict[str, Any]:
+    """Verify this tenant's entries: their keyed hashes, the chain's links, and that the
+    log still reaches the last signed checkpoint (keep that to compare later)."""
+    log = rt().audit
+    checked, problems = await log.verify(tenant_id=scope.tenant_id)
+    return {"ok": not problems, "checked": checked,
+            "problems": [{"seq": p.seq, "what": p.what} for p in problems[:100]],
+            "checkpoint": log.last_checkpoint()}

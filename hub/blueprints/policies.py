@@ -32,7 +32,7 @@ def policy_json(p: Policy) -> dict[str, Any]:
 
 
 @bp.post("")
-@responds(PolicySaved, 201, errors=(*BODY_ERRORS, 409))
+@responds(PolicySaved, 201, errors=(*BODY_ERRORS, 409, 422))
 @tenant_route("write")
 @validate_request(PolicyIn)
 async def create(scope: TenantScope, data: PolicyIn) -> tuple[dict[str, Any], int]:
@@ -59,7 +59,7 @@ async def get(scope: TenantScope, policy: Policy) -> dict[str, Any]:
 
 
 @bp.put("/<uuid:policy_id>")
-@responds(PolicySaved, errors=BODY_ERRORS)
+@responds(PolicySaved, errors=(*BODY_ERRORS, 422))
 @tenant_route("write")
 @validate_request(SourceIn)
 async def save(scope: TenantScope, policy: Policy, data: SourceIn) -> dict[str, Any]:

@@ -1,12 +1,19 @@
-"""The append-only audit log: every entry carries the sha256 of its predecessor.
+"""The append-only audit log: a keyed hash chain with signed checkpoints.
 
 Invariants:
 - `seq` is dense from 1; entry n's `prev_hash` is entry n-1's `hash` (GENESIS for 1).
-- `hash` = sha256(prev_hash || canonical JSON of the entry's own fields).
+- `hash` = HMAC-SHA256(chain key, prev_hash || canonical JSON of the entry's own fields),
+  the key kept outside the database (data_dir/audit_key, 0600): someone who can write the
+  database but not read that file cannot recompute hashes after an edit.
+- A checkpoint is (seq, hash, at) signed with Ed25519 (data_dir/audit_signing_key); the
+  checkpoints are kept in data_dir/audit_checkpoints.jsonl and can be exported and checked
+  offline with the public key alone. Deleting the newest rows is caught against the last
+  checkpoint (its seq must still be there with its hash).
 - Appends are serialised (an in-process lock, plus an advisory transaction lock on
-  PostgreSQL so several hub processes still form one chain).
+  PostgreSQL so several hub processes still form one chain); `append(using_db=conn)` writes
+  the entry in the caller's transaction, so an action and its entry commit together.
 So editing an entry breaks its own hash, and removing one leaves a gap in `seq` and a
-`prev_hash` that no longer matches; `verify` reports both.
+`prev_hash` that no longer matches; `verify` reports all of these.
 """
 from __future__ import annotations
 
@@ -14,20 +21,81 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import json
+import logging
+import os
+import secrets
 import uuid
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from hub.models import AuditEntry
+from hub.services.background import job
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger("bulwark.hub.audit")
 
 GENESIS = "0" * 64
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _PG_LOCK_KEY = 0x42574B41  # "BWKA"
+CHECKPOINT_KIND = "bulwark-audit-checkpoint/1"
 
 
-def _entry_hash(prev_hash: str, seq: int, tenant_id: uuid.UUID | None, actor: str,
+def _key_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The key in `path`, created once when absent: written whole to a private temporary
+    file (O_EXCL, 0600) and then linked into place, so no reader sees a half-written key
+    and of two processes starting together the loser reads the winner's."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(make())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes()
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditKeys:
+    chain: bytes
+    signing: Ed25519PrivateKey
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike[str]) -> AuditKeys:
+        d = Path(data_dir)
+        chain = _key_file(d / "audit_key", lambda: secrets.token_bytes(32).hex().encode())
+        raw = _key_file(d / "audit_signing_key", lambda: secrets.token_bytes(32).hex().encode())
+        return cls(bytes.fromhex(chain.decode().strip()),
+                   Ed25519PrivateKey.from_private_bytes(bytes.fromhex(raw.decode().strip())))
+
+    @property
+    def public_hex(self) -> str:
+        return self.signing.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def _entry_hash(key: bytes, prev_hash: str, seq: int, tenant_id: uuid.UUID | None, actor: str,
                 action: str, target: str, address: str, at: dt.datetime,
                 details: dict[str, Any]) -> str:
     body = json.dumps(
@@ -44,28 +112,68 @@ def _entry_hash(prev_hash: str, seq: int, tenant_id: uuid.UUID | None, actor: st
         sort_keys=True,
         separators=(",", ":"),
     )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    return hmac.new(key, (prev_hash + body).encode(), hashlib.sha256).hexdigest()
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+
+def _signed_part(cp: dict[str, Any]) -> bytes:
+    return json.dumps({k: cp[k] for k in ("kind", "seq", "hash", "at", "public_key")},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_checkpoint(keys: AuditKeys, seq: int, hash_: str, at: int) -> dict[str, Any]:
+    cp = {"kind": CHECKPOINT_KIND, "seq": seq, "hash": hash_, "at": at, "public_key": keys.public_hex}
+    return {**cp, "signature": keys.signing.sign(_signed_part(cp)).hex()}
+
+
+def check_checkpoint(cp: Any, public_key_hex: str) -> str | None:
+    """None when `cp` is a checkpoint signed by `public_key_hex`, else why not. Needs no
+    database: an exported checkpoint can be checked offline with the pinned public key."""
+    try:
+        if cp["kind"] != CHECKPOINT_KIND or cp["public_key"] != public_key_hex:
+            return "signed by another key" if cp.get("public_key") != public_key_hex else "not a checkpoint"
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(
+            bytes.fromhex(cp["signature"]), _signed_part(cp))
+        if not (isinstance(cp["seq"], int) and isinstance(cp["hash"], str)):
+            return "not a checkpoint"
+    except InvalidSignature:
+        return "its signature does not match"
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return "not a checkpoint"
+    return None
 
 
 class AuditLog:
-    def __init__(self) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = Path(data_dir)
         self._lock = asyncio.Lock()
+        self._keys: AuditKeys | None = None
+
+    @property
+    def keys(self) -> AuditKeys:
+        if self._keys is None:
+            self._keys = AuditKeys.load(self.data_dir)
+        return self._keys
+
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.data_dir / "audit_checkpoints.jsonl"
 
     async def append(self, *, actor: str, action: str, tenant_id: uuid.UUID | None = None,
                      target: str = "", address: str = "",
-                     details: dict[str, Any] | None = None, conn: Any = None) -> AuditEntry:
-        """Append one entry. With `conn` (the caller's open transaction) the entry
-        commits or rolls back with the caller's change; the chain stays serialised by
-        that transaction (SQLite has one writer; PostgreSQL holds the advisory lock until
-        the caller commits), so the in-process lock is not taken: a task holding it
-        could be waiting for the very transaction that asks."""
-        if conn is not None:
+                     details: dict[str, Any] | None = None,
+                     using_db: BaseDBAsyncClient | None = None) -> AuditEntry:
+        """Append an entry; with `using_db`, inside the caller's transaction (the entry
+        commits, or not, with the action it records)."""
+        if using_db is not None:
+            # No in-process lock here: the caller's transaction is open, and SQLite's
+            # transaction lock (or PostgreSQL's advisory lock below) serialises the chain.
+            return await self._append(using_db, actor, action, tenant_id, target, address, details or {})
+        async with self._lock, in_transaction() as conn:
             return await self._append(conn, actor, action, tenant_id, target, address, details or {})
-        async with self._lock, in_transaction() as own:
-            return await self._append(own, actor, action, tenant_id, target, address, details or {})
 
-    @staticmethod
-    async def _append(conn: Any, actor: str, action: str, tenant_id: uuid.UUID | None,
+    async def _append(self, conn: BaseDBAsyncClient, actor: str, action: str, tenant_id: uuid.UUID | None,
                       target: str, address: str, details: dict[str, Any]) -> AuditEntry:
         at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         if conn.capabilities.dialect == "postgres":
@@ -73,11 +181,79 @@ class AuditLog:
         last = await AuditEntry.all().using_db(conn).order_by("-seq").first()
         seq = 1 if last is None else last.seq + 1
         prev = GENESIS if last is None else last.hash
-        h = _entry_hash(prev, seq, tenant_id, actor, action, target, address, at, details)
+        h = _entry_hash(self.keys.chain, prev, seq, tenant_id, actor, action, target, address, at, details)
         return await AuditEntry.create(
             seq=seq, tenant_id=tenant_id, actor=actor, action=action, target=target,
             address=address, at=at, details=details, prev_hash=prev, hash=h, using_db=conn,
         )
+
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        try:
+            lines = self.checkpoints_path.read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in reversed(lines):
+            try:
+                cp = json.loads(line)
+            except ValueError:
+                continue
+            if check_checkpoint(cp, self.keys.public_hex) is None:
+                return cp
+        return None
+
+    async def checkpoint(self) -> dict[str, Any] | None:
+        """Sign the newest entry (when the chain verifies) and keep the checkpoint."""
+        checked, problems = await self.verify()
+        if problems:
+            return None
+        last = await AuditEntry.all().order_by("-seq").first()
+        if last is None:
+            return None
+        cp = sign_checkpoint(self.keys, last.seq, last.hash, int(dt.datetime.now(dt.timezone.utc).timestamp()))
+        self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(cp, sort_keys=True) + "\n")
+        return cp
+
+    async def verify(self, checkpoint: dict[str, Any] | None = None, batch: int = 1000,
+                     tenant_id: uuid.UUID | None = None) -> tuple[int, list[Problem]]:
+        """Walk the chain against `checkpoint` (default: the last one kept); return
+        (entries checked, problems). With `tenant_id`: that tenant's entries are counted
+        and their problems named; the chain's own (gaps, truncation) are reported bare."""
+        given = checkpoint is not None
+        cp = checkpoint if given else self.last_checkpoint()
+        problems: list[Problem] = []
+        if cp is not None:
+            why = check_checkpoint(cp, self.keys.public_hex)
+            if why is not None:
+                return 0, [Problem(0, f"the checkpoint is not valid: {why}")]
+        key = self.keys.chain
+        prev_hash, expected_seq, checked, last_seq, seen_cp = GENESIS, 1, 0, 0, False
+        while True:
+            rows = await AuditEntry.filter(seq__gt=last_seq).order_by("seq").limit(batch)
+            if not rows:
+                break
+            for e in rows:
+                mine = tenant_id is None or e.tenant_id == tenant_id
+                checked += mine
+                if e.seq != expected_seq:
+                    problems.append(Problem(expected_seq, f"missing (next present is {e.seq})"))
+                elif e.prev_hash != prev_hash:
+                    problems.append(Problem(e.seq, "does not link to its predecessor"))
+                recomputed = _entry_hash(key, e.prev_hash, e.seq, e.tenant_id, e.actor, e.action,
+                                         e.target, e.address, e.at, e.details)
+                if recomputed != e.hash and mine:
+                    problems.append(Problem(e.seq, "edited (its hash does not match its content)"))
+                if cp is not None and e.seq == cp["seq"]:
+                    seen_cp = True
+                    if e.hash != cp["hash"]:
+                        problems.append(Problem(e.seq, "differs from the signed checkpoint"))
+                prev_hash, expected_seq, last_seq = e.hash, e.seq + 1, e.seq
+        if cp is not None and not seen_cp:
+            problems.append(Problem(cp["seq"], f"missing: the log ends at {last_seq}, before the signed "
+                                               "checkpoint (entries were deleted)"))
+        return checked, problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,24 +265,11 @@ class Problem:
         return f"entry {self.seq}: {self.what}"
 
 
-async def verify(batch: int = 1000) -> tuple[int, list[Problem]]:
-    """Walk the chain; return (entries checked, problems found)."""
-    problems: list[Problem] = []
-    prev_hash, expected_seq, checked = GENESIS, 1, 0
-    last_seq = 0
-    while True:
-        rows = await AuditEntry.filter(seq__gt=last_seq).order_by("seq").limit(batch)
-        if not rows:
-            break
-        for e in rows:
-            checked += 1
-            if e.seq != expected_seq:
-                problems.append(Problem(expected_seq, f"missing (next present is {e.seq})"))
-            elif e.prev_hash != prev_hash:
-                problems.append(Problem(e.seq, "does not link to its predecessor"))
-            recomputed = _entry_hash(e.prev_hash, e.seq, e.tenant_id, e.actor, e.action,
-                                     e.target, e.address, e.at, e.details)
-            if recomputed != e.hash:
-                problems.append(Problem(e.seq, "edited (its hash does not match its content)"))
-            prev_hash, expected_seq, last_seq = e.hash, e.seq + 1, e.seq
-    return checked, problems
+@job("audit-verify", every_s=3600)
+async def _verify_job(rt: Runtime) -> None:
+    """Verify the chain on a schedule and, when it holds, sign a new checkpoint."""
+    checked, problems = await rt.audit.verify()
+    for problem in problems[:100]:
+        log.error("audit log: %s", problem)
+    if not problems:
+        await rt.audit.checkpoint()

@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from tortoise.transactions import in_transaction
 
-from hub.runtime import Runtime
+if TYPE_CHECKING:  # hub.runtime imports the audit log, which registers a job here
+    from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub.background")
 
-JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics", "hub.services.alerts",
+JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics", "hub.services.audit", "hub.services.alerts",
                           "hub.services.outbox", "hub.services.billing"]
 # every_s: seconds, or the name of the HubConfig field that holds them
 JOBS: list[tuple[str, float | str, Callable[[Runtime], Awaitable[None]]]] = []

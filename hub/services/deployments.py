@@ -17,6 +17,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -97,15 +98,15 @@ async def create(rt: Runtime, scope: TenantScope, *, plan_json: str, plan_digest
             actor=scope.actor, action="deploy.rollback" if rollback_of else "deploy.create",
             tenant_id=scope.tenant_id, target=str(deployment.id), address=scope.address,
             details={"digest": plan_digest, "agents": len(agents), "canaries": len(canaries), "monitor": monitor},
-            conn=conn,
+            using_db=conn,
         )
     await _wake(rt, released)
     return deployment
 
 
 async def deploy_version(rt: Runtime, scope: TenantScope, version: PolicyVersion, **kw: Any) -> Deployment:
-    policies.check_deployable(rt.config, version)
-    policies.check_plan_deployable(rt.config, version.plan_json, version)
+    await policies.check_deployable(rt.config, version)
+    await asyncio.to_thread(policies.check_plan_deployable, rt.config, version.plan_json, version)
     return await create(rt, scope, plan_json=version.plan_json, plan_digest=version.plan_digest,
                         policy_version=version, **kw)
 
@@ -130,8 +131,8 @@ async def rollback_to(rt: Runtime, scope: TenantScope, earlier: Deployment, moni
     lockout guard has checked its source and its Plan under today's management settings."""
     source = await _source_of(earlier)
     if source is not None:
-        policies.check_deployable(rt.config, source)
-    policies.check_plan_deployable(rt.config, earlier.plan_json, source)
+        await policies.check_deployable(rt.config, source)
+    await asyncio.to_thread(policies.check_plan_deployable, rt.config, earlier.plan_json, source)
     agent_ids = [t.agent_id for t in await DeploymentTarget.filter(deployment_id=earlier.id)]
     back = await create(rt, scope, plan_json=earlier.plan_json, plan_digest=earlier.plan_digest,
                         policy_version=None, agent_ids=agent_ids, labels=[], canary_ids=[],
@@ -220,7 +221,7 @@ async def _set_state(rt: Runtime, conn: Any, deployment: Deployment, state: Stat
     deployment.state = state
     await Deployment.filter(id=deployment.id).using_db(conn).update(state=state.value)
     await rt.audit.append(actor="hub", action=f"deploy.{state.value}", tenant_id=deployment.tenant_id,
-                          target=str(deployment.id), conn=conn)
+                          target=str(deployment.id), using_db=conn)
 
 
 async def deployment_json(d: Deployment, *, with_targets: bool = False) -> dict[str, Any]:

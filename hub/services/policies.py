@@ -13,15 +13,20 @@ run (rules_dsl.lockout), and its nftables part against the compiler's allowlist.
 """
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hub.config import HubConfig
-from hub.errors import Conflict, InvalidInput
+from hub.errors import Conflict, InvalidInput, Unprocessable
 from hub.models import Policy, PolicyVersion
 from hub.runtime import Runtime
 from hub.services.scope import TenantScope
 
 MAX_SOURCE_CHARS = 256 * 1024
+# Checks run here, never on the event loop (a large policy took 30 s and stalled /healthz);
+# two at a time so that one tenant's saves cannot occupy every core.
+_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bulwark-policy-check")
 
 
 def _managements(config: HubConfig | None) -> list[Any]:
@@ -59,12 +64,30 @@ def compile_source(name: str, source: str, config: HubConfig | None = None
     return diagnostics, checked.plan.to_json(), checked.plan.digest
 
 
-def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
+async def compile_bounded(name: str, source: str, config: HubConfig
+                          ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """`compile_source` in a worker thread within `policy_check_timeout_s`; a policy past
+    that, or past the checker's work budget, is refused (422) rather than saved."""
+    from rules_dsl.check import BUDGET_MESSAGE
+
+    work = asyncio.get_running_loop().run_in_executor(_CHECKS, compile_source, name, source, config)
+    try:
+        result = await asyncio.wait_for(work, config.policy_check_timeout_s)
+    except TimeoutError:
+        raise Unprocessable(f"checking this policy took longer than {config.policy_check_timeout_s:g} s: "
+                            "use fewer, larger prefixes, or hub lists for large address sets") from None
+    over = [d for d in result[0] if d["severity"] == "error" and d["message"].startswith(BUDGET_MESSAGE)]
+    if over:
+        raise Unprocessable(over[0]["message"], details=over)
+    return result
+
+
+async def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
     """Raises Conflict when the version has errors, now including the lockout guard's
     under the current management settings."""
     if version.plan_json is None or version.plan_digest is None:
         raise Conflict("this policy version has errors and cannot be deployed")
-    diagnostics, plan_json, _ = compile_source(f"v{version.version}", version.source, config)
+    diagnostics, plan_json, _ = await compile_bounded(f"v{version.version}", version.source, config)
     if plan_json is None:
         errors = [d for d in diagnostics if d["severity"] == "error"]
         raise Conflict(f"policy version {version.version} would lock the operator out: "
@@ -106,19 +129,18 @@ def _guard_off(source: str) -> bool:
     return word is not None and word.value == "off"
 
 
-def _checked(rt: Runtime, name: str, source: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
+async def _checked(rt: Runtime, name: str, source: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
     if len(source) > MAX_SOURCE_CHARS:
         raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
-    return compile_source(name, source, rt.config)
+    return await compile_bounded(name, source, rt.config)
 
 
-async def _insert_version(conn: Any, scope: TenantScope, policy: Policy, source: str,
-                          checked: tuple[list[dict[str, Any]], str | None, str | None]) -> PolicyVersion:
-    """The next version, inside the caller's transaction; the number comes from the row
-    lock of the UPDATE, so concurrent saves differ."""
+async def _write_version(conn: Any, scope: TenantScope, policy: Policy, source: str,
+                         checked: tuple[list[dict[str, Any]], str | None, str | None]) -> PolicyVersion:
+    diagnostics, plan_json, digest = checked
+    # The version number comes from the row lock of the UPDATE: concurrent saves differ.
     from tortoise.expressions import F
 
-    diagnostics, plan_json, digest = checked
     await Policy.filter(id=policy.id).using_db(conn).update(latest_version=F("latest_version") + 1)
     policy.latest_version = (await Policy.get(id=policy.id).using_db(conn)).latest_version
     return await PolicyVersion.create(
@@ -129,36 +151,35 @@ async def _insert_version(conn: Any, scope: TenantScope, policy: Policy, source:
     )
 
 
-async def _save_version(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
-    from tortoise.transactions import in_transaction
-
-    checked = _checked(rt, policy.name, source)
-    async with in_transaction() as conn:
-        return await _insert_version(conn, scope, policy, source, checked)
-
-
 async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tuple[Policy, PolicyVersion]:
-    """The policy and its first version in one transaction: never a policy without one."""
+    """The policy, its version 1 and the audit entry in one transaction (checked first,
+    off the event loop)."""
     from tortoise.transactions import in_transaction
 
     scope.require("write")
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
-    checked = _checked(rt, name, source)
+    checked = await _checked(rt, name, source)
     async with in_transaction() as conn:
         policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
-        version = await _insert_version(conn, scope, policy, source, checked)
-    await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
-                          target=str(policy.id), address=scope.address, details={"name": name})
+        version = await _write_version(conn, scope, policy, source, checked)
+        await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
+                              target=str(policy.id), address=scope.address, details={"name": name},
+                              using_db=conn)
     return policy, version
 
 
 async def save(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> PolicyVersion:
+    from tortoise.transactions import in_transaction
+
     scope.require("write")
-    version = await _save_version(rt, scope, policy, source)
-    await rt.audit.append(actor=scope.actor, action="policy.save", tenant_id=scope.tenant_id,
-                          target=str(policy.id), address=scope.address,
-                          details={"version": version.version, "errors": version.error_count})
+    checked = await _checked(rt, policy.name, source)
+    async with in_transaction() as conn:
+        version = await _write_version(conn, scope, policy, source, checked)
+        await rt.audit.append(actor=scope.actor, action="policy.save", tenant_id=scope.tenant_id,
+                              target=str(policy.id), address=scope.address,
+                              details={"version": version.version, "errors": version.error_count},
+                              using_db=conn)
     return version
 
 

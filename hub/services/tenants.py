@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from tortoise.transactions import in_transaction
+
 from hub.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from hub.models import ApiToken, Invitation, Membership, Tenant, User
 from hub.models.access import ROLES, TOKEN_SCOPES
@@ -22,10 +24,12 @@ async def create_tenant(rt: Runtime, principal: Principal, name: str) -> Tenant:
     name = name.strip()
     if not name:
         raise InvalidInput("a tenant needs a name")
-    tenant = await Tenant.create(name=name)
-    await Membership.create(user_id=principal.user_id, tenant=tenant, role="owner")
-    await rt.audit.append(actor=principal.actor, action="tenant.create", tenant_id=tenant.id,
-                          target=str(tenant.id), address=principal.address, details={"name": name})
+    async with in_transaction() as conn:
+        tenant = await Tenant.create(name=name, using_db=conn)
+        await Membership.create(user_id=principal.user_id, tenant=tenant, role="owner", using_db=conn)
+        await rt.audit.append(actor=principal.actor, action="tenant.create", tenant_id=tenant.id,
+                              target=str(tenant.id), address=principal.address, details={"name": name},
+                              using_db=conn)
     return tenant
 
 
@@ -112,13 +116,16 @@ async def create_token(rt: Runtime, scope: TenantScope, name: str, scopes: list[
         raise InvalidInput("expires_in_s must be positive")
     token_id = uuid.uuid4()
     credential, secret_hash = make_credential(TOKEN_PREFIX, token_id)
-    token = await ApiToken.create(
-        id=token_id, tenant_id=scope.tenant_id, name=name, secret_hash=secret_hash,
-        scopes=sorted(set(scopes)), created_by_id=scope.principal.user_id,
-        expires_at=None if expires_in_s is None else now() + dt.timedelta(seconds=expires_in_s),
-    )
-    await rt.audit.append(actor=scope.actor, action="token.create", tenant_id=scope.tenant_id,
-                          target=str(token.id), address=scope.address, details={"scopes": token.scopes})
+    async with in_transaction() as conn:
+        token = await ApiToken.create(
+            id=token_id, tenant_id=scope.tenant_id, name=name, secret_hash=secret_hash,
+            scopes=sorted(set(scopes)), created_by_id=scope.principal.user_id,
+            expires_at=None if expires_in_s is None else now() + dt.timedelta(seconds=expires_in_s),
+            using_db=conn,
+        )
+        await rt.audit.append(actor=scope.actor, action="token.create", tenant_id=scope.tenant_id,
+                              target=str(token.id), address=scope.address, details={"scopes": token.scopes},
+                              using_db=conn)
     from hub.services import alerts
 
     await alerts.security_event(rt, scope.tenant_id, f"new API token {name!r} ({', '.join(token.scopes)}) "
@@ -130,9 +137,10 @@ async def revoke_token(rt: Runtime, scope: TenantScope, token: ApiToken) -> None
     scope.require("admin")
     if token.revoked_at is None:
         token.revoked_at = now()
-        await token.save(update_fields=["revoked_at"])
-        await rt.audit.append(actor=scope.actor, action="token.revoke", tenant_id=scope.tenant_id,
-                              target=str(token.id), address=scope.address)
+        async with in_transaction() as conn:
+            await token.save(update_fields=["revoked_at"], using_db=conn)
+            await rt.audit.append(actor=scope.actor, action="token.revoke", tenant_id=scope.tenant_id,
+                                  target=str(token.id), address=scope.address, using_db=conn)
 
 
 async def authenticate_token(credential: str, address: str) -> Principal:

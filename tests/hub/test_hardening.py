@@ -66,7 +66,7 @@ async def test_a_policy_never_exists_without_its_version(hub, monkeypatch):
     async def broken(*a, **kw):
         raise RuntimeError("the database went away mid-save")
 
-    monkeypatch.setattr(policies, "_insert_version", broken)
+    monkeypatch.setattr(policies, "_write_version", broken)
     r = await t.token.post(t.base + "/policies", json={"name": "p", "source": 'policy "p"\ndefault drop\n'})
     assert r.status_code == 500
     assert not await Policy.filter(name="p").exists()

@@ -54,7 +54,8 @@ async def hub_process(tmp_path: Path, database_url: str, *args: str,
     """`bulwark hub serve [ARGS]` in its own process on `database_url`; yields a client for
     it (and appends the process to `started`, for a test that signals it)."""
     port = postgres.free_port()
-    env = {**os.environ, "BULWARK_HUB_DATABASE_URL": database_url, "BULWARK_HUB_DATA_DIR": str(tmp_path / "b"),
+    # The harness's data dir: processes of one hub share its key files (audit chain, signing).
+    env = {**os.environ, "BULWARK_HUB_DATABASE_URL": database_url, "BULWARK_HUB_DATA_DIR": str(tmp_path / "hub"),
            "BULWARK_HUB_PUBLIC_URL": f"http://127.0.0.1:{port}"}
     log = tmp_path / "hub-b.log"
     with open(log, "wb") as out:
@@ -286,7 +287,6 @@ async def _audited(action: str, deployment_id: str) -> int:
 async def test_canaries_reporting_at_once_through_two_hubs_make_one_transition(hub, tmp_path):
     """Eight canaries report "applied" together through two hub processes: the rollout
     is released once (one audit entry), and completes once when the rest report."""
-    from hub.services import audit
 
     ssh = (Path(__file__).parents[2] / "examples" / "ssh.bw").read_text()
     async with hub_process(tmp_path, hub.config.database_url) as b:
@@ -309,7 +309,7 @@ async def test_canaries_reporting_at_once_through_two_hubs_make_one_transition(h
         assert state["state"] == "complete"
         assert await _audited("deploy.complete", d["id"]) == 1
         assert await _audited("deploy.create", d["id"]) == 1
-        checked, problems = await audit.verify()
+        checked, problems = await hub.rt.audit.verify()
         assert problems == [] and checked >= 3  # the chain stayed whole across both processes
 
 

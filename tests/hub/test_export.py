@@ -223,7 +223,7 @@ def _rss_kib(field: str) -> int:
     raise AssertionError(field)
 
 
-ENTRIES = 200_000
+ENTRIES = 100_000
 
 
 async def test_a_large_list_exports_in_bounded_memory(hub):

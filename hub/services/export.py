@@ -6,8 +6,9 @@ Invariants:
 - What is never a field is never exported: password hashes, TOTP secrets, recovery codes,
   session ids and CSRF tokens, token and credential hashes, webhook secrets (and webhook URLs
   beyond their origin: a Slack or Discord URL is itself a credential).
-- Rows are read in keyset pages of `PAGE` and written to a spooled temporary file that moves
-  to disk past `SPOOL_BYTES`: a tenant of a million list entries is never in memory whole.
+- Rows are read once, in keyset pages of `PAGE`, and written to spooled temporary files that
+  move to disk past `SPOOL_BYTES`: a tenant of a million list entries is never in memory
+  whole. Each page is consistent; the archive is not one snapshot across pages.
 - CSV cells that a spreadsheet would run as a formula get a leading apostrophe.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import shutil
 import tempfile
 import uuid
 import zipfile
@@ -296,21 +298,25 @@ def readme(title: str, kinds: tuple[Kind, ...]) -> str:
 
 
 async def _write_kind(zf: zipfile.ZipFile, kind: Kind, subject: Any) -> int:
-    """Two passes over the rows (a ZIP writes one member at a time), each a page at a time."""
+    """One pass over the rows, a page at a time: the JSON goes into the ZIP as it comes, the
+    CSV (a ZIP writes one member at a time) into a spooled file copied in after, so both
+    files hold the very same rows."""
     count = 0
-    with zf.open(f"{kind.name}.json", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8") as out:
-        out.write("[")
-        async for row in kind.rows(subject):
-            out.write(",\n" if count else "\n")
-            out.write(json.dumps(kind.record(row), ensure_ascii=False, sort_keys=True))
-            count += 1
-        out.write("\n]\n")
-    with zf.open(f"{kind.name}.csv", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8", newline="") as sheet:
+        writer = csv.writer(sheet)
         writer.writerow([f.name for f in kind.fields])
-        async for row in kind.rows(subject):
-            record = kind.record(row)
-            writer.writerow([csv_cell(f, record[f.name]) for f in kind.fields])
+        with zf.open(f"{kind.name}.json", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8") as out:
+            out.write("[")
+            async for row in kind.rows(subject):
+                record = kind.record(row)
+                out.write(",\n" if count else "\n")
+                out.write(json.dumps(record, ensure_ascii=False, sort_keys=True))
+                writer.writerow([csv_cell(f, record[f.name]) for f in kind.fields])
+                count += 1
+            out.write("\n]\n")
+        sheet.seek(0)
+        with zf.open(f"{kind.name}.csv", "w") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as out:
+            shutil.copyfileobj(sheet, out, CHUNK_BYTES)
     zf.writestr(f"schemas/{kind.name}.schema.json", json.dumps(kind.schema(), indent=2) + "\n")
     return count
 

@@ -226,7 +226,9 @@ def _rss_kib(field: str) -> int:
 ENTRIES = 100_000
 
 
-async def test_a_large_list_exports_in_bounded_memory(hub):
+async def test_a_large_list_exports_in_bounded_memory(hub, monkeypatch):
+    # Small spools, so that the archive and the CSV move to disk here as a big tenant's would.
+    monkeypatch.setattr(export, "SPOOL_BYTES", 1 << 20)
     t = await hub.tenant()
     ip_list = await IpList.create(tenant_id=t.id, name="big", kind="deny", revision=1)
     for start in range(0, ENTRIES, 20_000):
@@ -248,5 +250,5 @@ async def test_a_large_list_exports_in_bounded_memory(hub):
     print(f"\nexport of {ENTRIES} entries: archive {len(body) / (1 << 20):.1f} MiB, "
           f"uncompressed {raw_mib:.1f} MiB, peak RSS growth {growth_mib:.1f} MiB")
     assert b"10.0.0.0/32" in head
-    # Holding the rows (or the uncompressed files) whole would cost more than this.
-    assert growth_mib < raw_mib / 2
+    # Holding the rows (or the uncompressed files) whole would cost many times this.
+    assert growth_mib < raw_mib / 4

@@ -116,7 +116,11 @@ def _no_secrets(body: bytes, files: dict[str, bytes], secrets: list[str]) -> Non
         assert secret.encode() not in body
 
 
-async def test_tenant_archive_has_every_kind_valid_and_no_secrets(tmp_path):
+BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+
+
+@BOTH
+async def test_tenant_archive_has_every_kind_valid_and_no_secrets(tmp_path, backend):
     async with HubHarness(tmp_path, webhook_allow_private=True) as hub:
         t, secrets = await _populated(hub)
         r = await t.owner.get(t.base + "/export")
@@ -179,6 +183,7 @@ async def test_my_archive_is_mine_only(tmp_path):
         assert r.status_code == 401
 
 
+@BOTH
 async def test_only_the_tenants_admins_may_export(hub):
     t = await hub.tenant()
     other = await hub.tenant("other")
@@ -191,6 +196,10 @@ async def test_only_the_tenants_admins_may_export(hub):
     # API tokens have no `admin` scope: a tenant's whole data is for a signed-in admin.
     r = await t.token.get(t.base + "/export")
     assert r.status_code == 403
+    r = await t.owner.get("/api/v1/tenants/not-a-uuid/export")
+    assert r.status_code == 404
+    r = await t.owner.get(f"/api/v1/tenants/{uuid.uuid4()}/export")
+    assert r.status_code == 404
     assert not await AuditEntry.filter(action="privacy.export").exists()
 
 

@@ -203,6 +203,24 @@ async def test_only_the_tenants_admins_may_export(hub):
     assert not await AuditEntry.filter(action="privacy.export").exists()
 
 
+async def test_one_export_at_a_time_per_caller(hub):
+    from hub.blueprints import privacy
+
+    t = await hub.tenant()
+    held = privacy.EXPORTS.take(f"user:{t.user.email}", 1)
+    try:
+        r = await t.owner.get(t.base + "/export")
+        assert r.status_code == 429 and "exports" in (await r.get_json())["message"]
+        r = await t.owner.get("/auth/me/export")
+        assert r.status_code == 429
+    finally:
+        held.release()
+    r = await t.owner.get(t.base + "/export")
+    assert r.status_code == 200
+    await r.get_data()
+    assert not privacy.EXPORTS.held  # given back once the answer was sent
+
+
 @pytest.mark.parametrize("text, cell", [
     ("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"),
     ("\rx", "'\rx"), ("a=b", "a=b"), ("", ""),

@@ -29,8 +29,20 @@ from urllib.parse import urlsplit
 from tortoise.queryset import QuerySet
 
 from hub.models import (
-    Agent, AlertChannel, ApiToken, AuditEntry, Deployment, Incident, IpEntry, IpList, Membership, Policy,
-    PolicyVersion, Session, Tenant, User,
+    Agent,
+    AlertChannel,
+    ApiToken,
+    AuditEntry,
+    Deployment,
+    Incident,
+    IpEntry,
+    IpList,
+    Membership,
+    Policy,
+    PolicyVersion,
+    Session,
+    Tenant,
+    User,
 )
 
 PAGE = 1000
@@ -323,7 +335,7 @@ async def _write_kind(zf: zipfile.ZipFile, kind: Kind, subject: Any) -> int:
 
 async def build(kinds: tuple[Kind, ...], subject: Any, title: str) -> tuple[tempfile.SpooledTemporaryFile, dict[str, int]]:
     """The archive in a spooled file (rewound), and the rows written per kind."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (outlives this call: `chunks` closes it)
     counts: dict[str, int] = {}
     try:
         with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as zf:

@@ -16,14 +16,25 @@ import zipfile
 import pytest
 
 from hub.models import (
-    Agent, AlertChannel, ApiToken, AuditEntry, Incident, IpEntry, IpList, JoinToken, Membership, RecoveryCode,
-    Session, Tenant, User,
+    Agent,
+    AlertChannel,
+    ApiToken,
+    AuditEntry,
+    Incident,
+    IpEntry,
+    IpList,
+    JoinToken,
+    Membership,
+    RecoveryCode,
+    Session,
+    Tenant,
+    User,
 )
 from hub.services import export
 from tests.hub.harness import HubHarness, enroll
 
 HOSTILE = "=HYPERLINK(\"http://evil.example\",\"x\")"
-NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 PY_TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "array": list, "null": type(None)}
 
 
@@ -250,6 +261,11 @@ def _rss_kib(field: str) -> int:
     raise AssertionError(field)
 
 
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM, the peak RSS, to the current RSS
+
+
 ENTRIES = 100_000
 
 
@@ -264,8 +280,7 @@ async def test_a_large_list_exports_in_bounded_memory(hub, monkeypatch):
                     comment=f"entry number {i}", added_rev=1)
             for i in range(start, start + 20_000)])
     before = _rss_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM, the peak RSS, to the current RSS
+    _reset_peak()
     r = await t.owner.get(t.base + "/export")
     assert r.status_code == 200
     body = await r.get_data()

@@ -7,9 +7,9 @@ from quart import Quart
 def register_all(app: Quart) -> None:
     from hub.blueprints import (
         agent_protocol, agents, alerts, audit, auth, billing, deployments, docs, lists, metrics, ops, policies,
-        tenants,
+        privacy, tenants,
     )
 
     for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit,
-                   alerts, billing, docs):
+                   alerts, billing, privacy, docs):
         app.register_blueprint(module.bp)

@@ -1,4 +1,4 @@
-"""Counted slots per key: how many long-lived answers (metrics streams) a caller holds.
+"""Counted slots per key: how many long-lived answers (metrics streams, exports) a caller holds.
 
 Why: each SSE stream holds a subscription and a database cursor for up to a day; one
 token could open thousands. Per process, like the quota: N workers allow N times.
@@ -25,10 +25,10 @@ class StreamSlots:
     def __init__(self) -> None:
         self.held: Counter[str] = Counter()
 
-    def take(self, key: str, limit: int) -> Slot:
+    def take(self, key: str, limit: int, what: str = "metrics streams") -> Slot:
         """Raises TooManyRequests when `key` holds `limit` already."""
         if self.held[key] >= limit:
-            raise TooManyRequests(f"at most {limit} metrics streams at once; close one first", retry_after_s=5)
+            raise TooManyRequests(f"at most {limit} {what} at once; close one first", retry_after_s=5)
         self.held[key] += 1
         return Slot(self, key)
 

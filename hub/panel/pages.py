@@ -345,3 +345,29 @@ async def audit(tenant_id: uuid.UUID) -> str:
     rows = await qs.order_by("-seq").limit(PAGE_SIZE)
     return await render_template("panel/audit.html", **ctx, entries=rows,
                                  older=rows[-1].seq if len(rows) == PAGE_SIZE else None)
+
+
+# --- alerts -----------------------------------------------------------------------------
+
+@bp.get("/t/<uuid:tenant_id>/alerts")
+async def alerts_index(tenant_id: uuid.UUID) -> str:
+    """The alert history (incidents, newest first) and the messages given up on."""
+    from hub.models import Incident, OutboxMessage
+
+    scope, ctx = await _page(tenant_id)
+    incidents = await scope.query(Incident).order_by("-opened_at").limit(PAGE_SIZE)
+    dead = await scope.query(OutboxMessage).filter(state="dead").order_by("-created_at").limit(PAGE_SIZE)
+    return await render_template("panel/alerts.html", **ctx, incidents=incidents, dead=dead)
+
+
+@bp.post("/t/<uuid:tenant_id>/alerts/outbox/<uuid:message_id>/replay")
+async def alerts_replay(tenant_id: uuid.UUID, message_id: uuid.UUID) -> Response:
+    from hub.models import OutboxMessage
+    from hub.services import outbox
+
+    scope, _ = await _page(tenant_id, "admin")
+    message = await scope.get(OutboxMessage, message_id, "message")
+    await outbox.replay(message)
+    await rt().audit.append(actor=scope.actor, action="alert.replay", tenant_id=scope.tenant_id, target=str(message.id))
+    await flash(f"The message to {message.target} will be sent again.")
+    return _back("panel.alerts_index", tenant_id=tenant_id)

@@ -74,7 +74,7 @@ def test_every_page_has_no_inline_script_or_style_and_every_post_form_has_a_toke
             t, list_id, policy_id = await _seeded(h)
             base = f"/t/{t.id}"
             pages = [f"{base}/", f"{base}/policies", f"{base}/policies/{policy_id}", f"{base}/deployments",
-                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/audit"]
+                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/alerts", f"{base}/audit"]
             anonymous = h.client()
             for path in ["/login", *pages]:
                 client = anonymous if path == "/login" else t.owner.client
@@ -322,8 +322,13 @@ def test_every_tenant_page_and_action_is_404_for_another_tenants_member(tmp_path
             join = (await r.get_json())["token"]
             r = await h.client().post("/agent/v1/enroll", json={"join_token": join, "inventory": {"hostname": "b1"}})
             agent_b = (await r.get_json())["agent_id"]
+            from hub.models import OutboxMessage
+
+            dead_b = await OutboxMessage.create(tenant_id=b.id, kind="email", target="b@example.com", state="dead",
+                                                next_attempt_at=dt.datetime.now(dt.timezone.utc),
+                                                created_at=dt.datetime.now(dt.timezone.utc))
             ids = {"tenant_id": str(b.id), "list_id": list_b, "policy_id": policy_b, "agent_id": agent_b,
-                   "deployment_id": "00000000-0000-0000-0000-000000000000"}
+                   "deployment_id": "00000000-0000-0000-0000-000000000000", "message_id": str(dead_b.id)}
             rules = [r for r in h.app.url_map.iter_rules() if r.rule.startswith("/t/")]
             assert len(rules) >= 15
             for rule in rules:
@@ -356,5 +361,29 @@ def test_live_check_runs_the_checker_without_saving_and_wants_the_token(tmp_path
             assert r.status_code == 413
             r = await t.owner.get(f"{t.base}/policies/{policy_id}/versions")
             assert len((await r.get_json())["versions"]) == 1  # nothing was saved
+
+    run(go())
+
+
+def test_the_alerts_page_shows_the_history_and_replays_a_dead_letter(tmp_path):
+    from hub.models import OutboxMessage
+    from hub.services import alerts
+
+    async def go():
+        async with HubHarness(tmp_path, webhook_allow_private=True) as h:
+            t, _, _ = await _seeded(h)
+            r = await t.owner.post(t.base + "/alerts/channels",
+                                   json={"kind": "webhook", "name": "ops", "target": "http://127.0.0.1:9/hook"})
+            assert r.status_code == 201
+            await alerts.observe(h.rt, t.id, "drift", "a1", "edge-1: protections changed outside Bulwark")
+            await OutboxMessage.filter(tenant_id=t.id).update(state="dead", attempts=8, last_error="refused")
+            page = await (await t.owner.client.get(f"/t/{t.id}/alerts")).get_data(as_text=True)
+            assert "edge-1: protections changed outside Bulwark" in page and "refused" in page
+            dead = await OutboxMessage.filter(tenant_id=t.id, body__not={}).first()
+            path = f"/t/{t.id}/alerts/outbox/{dead.id}/replay"
+            assert (await t.owner.client.post(path, form={})).status_code == 403  # no CSRF token
+            r = await t.owner.client.post(path, form={"csrf_token": _token(page)})
+            assert r.status_code == 302
+            assert (await OutboxMessage.get(id=dead.id)).state == "pending"
 
     run(go())

@@ -47,7 +47,9 @@ KINDS: dict[str, Kind] = {
     "drift": Kind("Protections changed outside Bulwark (drift)"),
     "xdp_generic": Kind("Agent fell back to generic XDP"),
     "list_capacity": Kind("IP list near its capacity", {"percent": 90}),
-    "attack_surge": Kind("Attack surge: dropped packets per second over the threshold", {"dropped_pps": 10_000}),
+    # over `dropped_pps`, or `jump` times the agent's own rate of the hour before (at least `jump_min_pps`)
+    "attack_surge": Kind("Attack surge: dropped packets per second over the threshold or the agent's baseline",
+                         {"dropped_pps": 10_000, "jump": 10, "jump_min_pps": 100}),
     # Many dropped addresses of one prefix: suggest it for a deny list, or (auto_add=1) add
     # it to the tenant's deny list ESCALATION_LIST for ttl_s.
     "prefix_escalation": Kind("Many dropped addresses in one prefix", {
@@ -295,6 +297,9 @@ def dropping_rules(plan_json: str) -> set[str]:
     return names
 
 
+BASELINE_S = 3600  # the hour before the window is an agent's baseline
+
+
 @job("alerts.surge", every_s="alerts_surge_interval_s")
 async def sweep_surges(rt: Runtime, *, now: dt.datetime | None = None) -> None:
     """Agents whose drop rules matched more than `dropped_pps` a second over the last
@@ -318,12 +323,18 @@ async def sweep_surges(rt: Runtime, *, now: dt.datetime | None = None) -> None:
         pps = sum(points) / window
         rule = rules.get(agent.tenant_id, default)
         subject = str(agent.id)
-        if pps > rule.params["dropped_pps"]:
+        limit = rule.params["dropped_pps"]
+        if dropping and pps > rule.params["jump_min_pps"]:
+            earlier = await MetricPoint.filter(agent_id=agent.id, ts__gt=since - BASELINE_S, ts__lte=since,
+                                               rule__in=sorted(dropping)).values_list("packets", flat=True)
+            if earlier:  # only an agent with a past has a baseline
+                limit = min(limit, max(rule.params["jump_min_pps"], rule.params["jump"] * sum(earlier) / BASELINE_S))
+        if pps > limit:
             if (agent.tenant_id, subject) not in open_now:
                 await observe(rt, agent.tenant_id, "attack_surge", subject,
                               f"{agent.hostname or subject[:8]} is dropping {pps:,.0f} packets/s",
                               {"agent_id": subject, "dropped_pps": round(pps)}, now=now)
-        elif pps < rule.params["dropped_pps"] / 2 and (agent.tenant_id, subject) in open_now:
+        elif pps < limit / 2 and (agent.tenant_id, subject) in open_now:
             await resolve(rt, agent.tenant_id, "attack_surge", subject, now=now)
 
 

@@ -416,3 +416,20 @@ async def test_a_sign_in_from_a_new_place_and_factor_changes_are_security_notice
     assert len(await notices()) == 2
     await alerts.account_event(hub.rt, user.id, f"2FA was turned on for {user.email}", "auth.2fa.enable")
     assert (await notices())[-1] == f"2FA was turned on for {user.email}"
+
+
+async def test_a_jump_against_the_agents_own_baseline_is_a_surge(hub):
+    """Far under the absolute threshold, but 20 times what this agent dropped the hour before."""
+    t = await hub.tenant()
+    agent = await enroll(t)
+    source = 'policy "p"\ndefault pass\ndrop udp dport 53\n'
+    policy = await (await t.token.post(t.base + "/policies", json={"name": "p", "source": source})).get_json()
+    await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "agent_ids": [agent.id]})
+    now = int(time.time())
+    calm = [{"ts": now - 120 - 60 * m, "rule": "rule0", "packets": 600, "bytes": 1} for m in range(50)]  # 10/s
+    attack = [{"ts": now - s, "rule": "rule0", "packets": 200, "bytes": 1} for s in range(60)]  # 200/s
+    for points in (calm, attack):
+        assert (await agent.post("/agent/v1/metrics", json={"points": points})).status_code == 200
+    await alerts.sweep_surges(hub.rt, now=dt.datetime.fromtimestamp(now, dt.timezone.utc))
+    (incident,) = await Incident.filter(tenant_id=t.id, kind="attack_surge")
+    assert "200 packets/s" in incident.summary and incident.state == "open"

@@ -185,16 +185,19 @@ async def on_agent_status(rt: Runtime, agent: Agent, *, failed_digest: str | Non
         await observe(rt, agent.tenant_id, kind, failed_digest,
                       f"{name}: deployment {failed_digest[:12]} {'reverted' if reverted else 'failed'}",
                       {"agent_id": subject, "digest": failed_digest, "errors": errors[:5]}, now=now)
+    # A healthy report is the common case (every agent, often): one query finds what it
+    # may resolve, and nothing is written unless something was open.
+    calm = {kind for kind, fine in (("drift", not drift), ("xdp_generic", xdp_mode == "native")) if fine}
+    open_now = set(await Incident.filter(tenant_id=agent.tenant_id, subject=subject, state="open",
+                                         kind__in=sorted(calm)).values_list("kind", flat=True)) if calm else set()
     if drift:
         await observe(rt, agent.tenant_id, "drift", subject, f"{name}: protections changed outside Bulwark",
                       {"agent_id": subject, "drift": drift[:10]}, now=now)
-    else:
-        await resolve(rt, agent.tenant_id, "drift", subject, now=now)
     if xdp_mode == "generic":
         await observe(rt, agent.tenant_id, "xdp_generic", subject, f"{name}: running in generic XDP mode",
                       {"agent_id": subject}, now=now)
-    elif xdp_mode == "native":
-        await resolve(rt, agent.tenant_id, "xdp_generic", subject, now=now)
+    for kind in sorted(open_now):
+        await resolve(rt, agent.tenant_id, kind, subject, now=now)
 
 
 async def notice(rt: Runtime, tenant_id: uuid.UUID, kind: str, subject: str, what: str, *,

@@ -16,12 +16,13 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe
+
+from tests.loopback import LoopbackServer, QuietHandler
 
 FIXTURES = json.loads((Path(__file__).resolve().parents[3] / "shared" / "stripe" / "fixtures3.json")
                       .read_text())["resources"]
@@ -52,7 +53,7 @@ def _lists(node: Any) -> Any:
     return node
 
 
-class StripeFake:
+class StripeFake(LoopbackServer):
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, dict[str, Any], str | None]] = []  # method, path, params, idempotency key
@@ -60,7 +61,7 @@ class StripeFake:
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self, method: str) -> None:
                 url = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -82,23 +83,7 @@ class StripeFake:
             def do_POST(self):  # noqa: N802
                 self._answer("POST")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "StripeFake":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     # ---- the endpoints --------------------------------------------------------------
     def handle(self, method: str, path: str, params: dict[str, Any], key: str | None) -> tuple[int, dict]:

@@ -7,17 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from demo.processes import free_port
 from hub.models import Agent, Incident, OutboxMessage
 from hub.services import alerts, outbox
 from hub.services.alerts import escalations
-from demo.processes import free_port
 from tests.hub.harness import HubHarness, enroll
+from tests.loopback import LoopbackServer, QuietHandler
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -26,9 +25,11 @@ def at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """A webhook endpoint on loopback: checks each call's signature, answers 500 to the
     first `fail_first` calls (or to all, with fail_first=-1)."""
+
+    base_path = "/hook"
 
     def __init__(self, fail_first: int = 0, secret: str | None = "") -> None:
         self.secret = secret  # None: an endpoint that does not sign-check (Slack, Discord)
@@ -36,7 +37,7 @@ class Receiver:
         self.fail_first = fail_first
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 ok = receiver.secret is None or outbox.verify_signature(
@@ -46,23 +47,7 @@ class Receiver:
                 self.send_response(500 if failing or not ok else 204)
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def __enter__(self) -> "Receiver":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 async def channel(t, kind: str, target: str) -> dict:

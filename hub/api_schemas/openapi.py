@@ -3,7 +3,8 @@
 Covers `/api/v1/` only; adds bodies and answers that are not JSON models (`raw_request`,
 `raw_response`), marks JSON bodies required, gives path ids their format and bounds,
 describes each error status once (`ERROR_DESCRIPTIONS`), and names operations
-`<method>_<area>_<handler>` so ids stay unique across blueprints.
+`<method>_<area>_<handler>` so ids stay unique across blueprints, and links the
+operations so an answer's ids feed the next requests (`links`).
 """
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import BaseConverter, IntegerConverter, Rule, UUIDConverter
 
 from hub.api_schemas.common import ERROR_DESCRIPTIONS
+from hub.api_schemas.links import add_links
 
 
 PUBLIC_PREFIX = "/api/v1/"
 
 
 class BulwarkOpenAPI(OpenAPIProvider):
+    def schema(self) -> dict[str, Any]:
+        doc = super().schema()
+        add_links(doc)
+        return doc
+
     def generate_rules(self) -> Iterable[Rule]:
         """Only the public API: browser sign-in and the agent protocol are not part of it."""
         return (rule for rule in super().generate_rules() if rule.rule.startswith(PUBLIC_PREFIX))

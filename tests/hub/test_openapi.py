@@ -89,3 +89,45 @@ async def test_bad_input_is_a_clear_400(hub):
     assert r.status_code == 405
     assert "GET" in r.headers["Allow"]
     assert (await r.get_json())["error"] == "method_not_allowed"
+
+
+async def test_every_id_in_a_path_comes_from_a_link(hub):
+    """A client that knows only the document (and schemathesis's stateful run) can reach
+    every operation: each id in a path is handed over by an answer's link."""
+    spec = await _spec(hub)
+    operations = {op["operationId"]: (path, op) for path, ops in spec["paths"].items() for op in ops.values()}
+    linked: dict[str, set[str]] = {}
+    for source_path, source in operations.values():
+        source_params = set(re.findall(r"\{(\w+)\}", source_path))
+        for status, response in source["responses"].items():
+            for name, link in response.get("links", {}).items():
+                assert status.startswith("2"), f"{source['operationId']} links from {status}"
+                target_path, _ = operations[link["operationId"]]
+                assert name == link["operationId"]
+                for parameter, expression in link["parameters"].items():
+                    location, param = parameter.split(".")
+                    assert location == "path" and f"{{{param}}}" in target_path, (name, parameter)
+                    if expression.startswith("$request.path."):
+                        assert expression.removeprefix("$request.path.") in source_params, (name, expression)
+                    else:
+                        assert expression.startswith("$response.body#/"), (name, expression)
+                linked.setdefault(link["operationId"], set()).update(
+                    p.removeprefix("path.") for p in link["parameters"])
+    for operation_id, (path, _) in operations.items():
+        ids = set(re.findall(r"\{(\w+)\}", path))
+        if ids:
+            assert ids <= linked.get(operation_id, set()), f"{operation_id}: no link gives {ids}"
+    # Ids that travel in a body: a saved policy is deployed, an invitation accepted.
+    created = spec["paths"]["/api/v1/tenants/{tenant_id}/policies"]["post"]["responses"]["201"]["links"]
+    assert created["post_deployments_create"]["requestBody"] == {"policy_id": "$response.body#/id"}
+    invited = spec["paths"]["/api/v1/tenants/{tenant_id}/invitations"]["post"]["responses"]["201"]["links"]
+    assert invited["post_tenants_accept"]["requestBody"] == {"token": "$response.body#/token"}
+
+
+async def test_links_are_written_per_method_not_shared(hub):
+    """quart-schema shares a rule's response objects between its methods: a link written
+    for GET must not appear on PUT of the same path."""
+    spec = await _spec(hub)
+    policy = spec["paths"]["/api/v1/tenants/{tenant_id}/policies/{policy_id}"]
+    assert "get_policies_versions" in policy["get"]["responses"]["200"]["links"]
+    assert "get_policies_versions" not in policy["put"]["responses"]["200"].get("links", {})

@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import trio
 
+from agent import stage
 from agent.config import AgentConfig
 from agent.dataplane import Dataplane
-from agent.errors import AgentError
 from agent.messages import Apply
 
 
 async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane,
               task_status=trio.TASK_STATUS_IGNORED) -> None:
-    async with inbox, outbox:
-        task_status.started()
-        async for msg in inbox:
-            msg: Apply
-            if not msg.errors:
-                active = msg.desired.active
+    def step(msg: Apply) -> str:
+        if msg.desired.active:
+            return dataplane.attach().value
+        return "detached" if dataplane.detach_program() else "absent"
 
-                def work():
-                    with dataplane.lock:
-                        if active:
-                            return dataplane.attach().value
-                        return "detached" if dataplane.detach_program() else "absent"
-                try:
-                    msg = msg.did(f"program:{await trio.to_thread.run_sync(work)}")
-                except AgentError as exc:
-                    msg = msg.failed("program", exc)
-            await outbox.send(msg)
+    await stage.run(inbox=inbox, outbox=outbox, dataplane=dataplane, part="program", task_status=task_status,
+                    step=step)

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import trio
 
+from agent import stage
 from agent.config import AgentConfig
 from agent.dataplane import Dataplane
-from agent.errors import AgentError
-from agent.messages import Apply
 
 
 async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane,
               task_status=trio.TASK_STATUS_IGNORED) -> None:
-    async with inbox, outbox:
-        task_status.started()
-        async for msg in inbox:
-            msg: Apply
-            if msg.desired.active and not msg.errors:
-                def work():
-                    with dataplane.lock:
-                        return dataplane.apply_maps(msg.desired, repair="maps" in msg.repair)
-                try:
-                    how = await trio.to_thread.run_sync(work)
-                    msg = msg.did(f"maps:{how}")
-                except AgentError as exc:
-                    msg = msg.failed("maps", exc)
-            await outbox.send(msg)
+    await stage.run(inbox=inbox, outbox=outbox, dataplane=dataplane, part="maps", task_status=task_status,
+                    when=lambda msg: msg.desired.active,
+                    step=lambda msg: dataplane.apply_maps(msg.desired, repair="maps" in msg.repair))

@@ -14,42 +14,20 @@ from __future__ import annotations
 
 import trio
 
+from agent import stage
 from agent.config import AgentConfig
 from agent.dataplane import Dataplane
-from agent.errors import AgentError
-from agent.messages import Apply, Result
+from agent.messages import Result
 
 
 async def prepare(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane,
                   task_status=trio.TASK_STATUS_IGNORED) -> None:
-    async with inbox, outbox:
-        task_status.started()
-        async for msg in inbox:
-            msg: Apply
-            if msg.desired.active and not msg.errors:
-                def work():
-                    with dataplane.lock:
-                        return dataplane.widen_nft(msg.desired)
-                try:
-                    if await trio.to_thread.run_sync(work):
-                        msg = msg.did("nft:widened")
-                except AgentError as exc:
-                    msg = msg.failed("nft", exc)
-            await outbox.send(msg)
+    await stage.run(inbox=inbox, outbox=outbox, dataplane=dataplane, part="nft", task_status=task_status,
+                    when=lambda msg: msg.desired.active,
+                    step=lambda msg: "widened" if dataplane.widen_nft(msg.desired) else None)
 
 
 async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane,
               task_status=trio.TASK_STATUS_IGNORED) -> None:
-    async with inbox, outbox:
-        task_status.started()
-        async for msg in inbox:
-            msg: Apply
-            if not msg.errors:
-                def work():
-                    with dataplane.lock:
-                        return dataplane.apply_nft(msg.desired, repair="nft" in msg.repair)
-                try:
-                    msg = msg.did(f"nft:{await trio.to_thread.run_sync(work)}")
-                except AgentError as exc:
-                    msg = msg.failed("nft", exc)
-            await outbox.send(Result(msg))
+    await stage.run(inbox=inbox, outbox=outbox, dataplane=dataplane, part="nft", task_status=task_status,
+                    step=lambda msg: dataplane.apply_nft(msg.desired, repair="nft" in msg.repair), send=Result)

@@ -20,7 +20,7 @@ from hub.api_schemas.alerts import (
     RuleOut,
     RulesOut,
 )
-from hub.api_schemas.common import BODY_ERRORS, INPUT_ERRORS, TENANT_ERRORS, responds
+from hub.api_schemas.common import BODY_ERRORS, INPUT_ERRORS, TENANT_ERRORS, Strict, responds
 from hub.errors import NotFound
 from hub.models import AlertChannel, Incident, OutboxMessage
 from hub.services import alerts, outbox
@@ -34,6 +34,17 @@ tag_blueprint(bp, ["alerts"])
 def _rule(s: alerts.Setting) -> dict[str, Any]:
     return {"kind": s.kind, "title": alerts.KINDS[s.kind].title, "enabled": s.enabled, "params": s.params,
             "quiet_s": s.quiet_s}
+
+
+async def _channels(scope: TenantScope) -> dict[str, Any]:
+    return {"channels": [_channel(c) for c in await scope.query(AlertChannel).order_by("created_at")]}
+
+
+async def _newest(scope: TenantScope, model: type, newest_by: str, query_args: Strict) -> list[Any]:
+    """This tenant's rows of `model` matching every filter the query sets (all its fields
+    but `limit`), newest first, at most `limit`: the one reading of the history lists."""
+    filters = {k: v for k, v in query_args.model_dump(exclude={"limit"}).items() if v}
+    return await scope.query(model).filter(**filters).order_by(f"-{newest_by}").limit(query_args.limit)
 
 
 def _channel(c: AlertChannel) -> dict[str, Any]:
@@ -68,7 +79,7 @@ async def set_rule(scope: TenantScope, kind: str, data: RuleIn) -> dict[str, Any
 @tenant_route("read")
 async def list_channels(scope: TenantScope) -> dict[str, Any]:
     """Where this tenant's alerts go."""
-    return {"channels": [_channel(c) for c in await scope.query(AlertChannel).order_by("created_at")]}
+    return await _channels(scope)
 
 
 @bp.post("/channels")
@@ -95,7 +106,7 @@ async def delete_channel(scope: TenantScope, channel: AlertChannel) -> dict[str,
     await channel.delete()
     await rt().audit.append(actor=scope.actor, action="alert.channel.delete", tenant_id=scope.tenant_id,
                             target=str(channel.id))
-    return {"channels": [_channel(c) for c in await scope.query(AlertChannel).order_by("created_at")]}
+    return await _channels(scope)
 
 
 @bp.get("/incidents")
@@ -104,13 +115,7 @@ async def delete_channel(scope: TenantScope, channel: AlertChannel) -> dict[str,
 @validate_querystring(IncidentQuery)
 async def list_incidents(scope: TenantScope, query_args: IncidentQuery) -> dict[str, Any]:
     """The alert history, newest first."""
-    q = scope.query(Incident)
-    if query_args.state:
-        q = q.filter(state=query_args.state)
-    if query_args.kind:
-        q = q.filter(kind=query_args.kind)
-    rows = await q.order_by("-opened_at").limit(query_args.limit)
-    return {"incidents": [alerts.incident_json(i) for i in rows]}
+    return {"incidents": [alerts.incident_json(i) for i in await _newest(scope, Incident, "opened_at", query_args)]}
 
 
 @bp.get("/outbox")
@@ -119,11 +124,7 @@ async def list_incidents(scope: TenantScope, query_args: IncidentQuery) -> dict[
 @validate_querystring(OutboxQuery)
 async def list_outbox(scope: TenantScope, query_args: OutboxQuery) -> dict[str, Any]:
     """Messages sent, waiting, or dead (given up on after every retry), newest first."""
-    q = scope.query(OutboxMessage)
-    if query_args.state:
-        q = q.filter(state=query_args.state)
-    rows = await q.order_by("-created_at").limit(query_args.limit)
-    return {"messages": [outbox.message_json(m) for m in rows]}
+    return {"messages": [outbox.message_json(m) for m in await _newest(scope, OutboxMessage, "created_at", query_args)]}
 
 
 @bp.post("/outbox/<uuid:message_id>/replay")

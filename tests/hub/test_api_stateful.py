@@ -5,7 +5,8 @@ operation alone, this run starts from nothing but a tenant's API token and the
 document: it lists the tenant, creates policies, lists, channels and tokens, deploys
 what it created, changes and reads back what it made, and feeds each answer's ids into
 the next request through the OpenAPI links (hub/api_schemas/links.py). No answer may be
-a 5xx, and each must have a documented status, content type and body.
+a 5xx, each must have a documented status, content type and body, a request the
+document forbids must be refused, and what was deleted must stay gone.
 
 The app is the real one (create_app) on a temporary SQLite file, called in process over
 ASGI with its lifespan run, so its background tasks are live as in production. The
@@ -31,8 +32,10 @@ from schemathesis.generation import overrides
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 
 from schemathesis.config import SchemathesisConfig
@@ -42,7 +45,8 @@ from tests.hub.harness import PASSWORD, HubHarness, enroll
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 POLICIES = [(EXAMPLES / name).read_text() for name in ("ssh.bw", "web.bw")]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          negative_data_rejection, use_after_free]
 # Scenarios and steps per scenario: CI's profile keeps the run well under a minute.
 SCENARIOS = max(10, hypothesis.settings.default.max_examples // 2)
 STEPS = 8
@@ -102,6 +106,10 @@ def _machine(app, known: Known, headers: dict[str, str], failures: list[str], sc
         "headers": headers,
         # The caller's own credentials, not made-up tokens beside them (401 is covered elsewhere).
         "generation": {"with-security-parameters": False},
+        # Input the document forbids is refused: a 4xx it documents (413 included: a source
+        # within its character bound can pass the body's byte bound), never a 2xx.
+        "checks": {"negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "405", "409",
+                                                                    "413", "415", "422", "429"]}},
         "dictionaries": {"policies": {"values": POLICIES}, "policy_ids": {"values": [known.policy_id]},
                          "agent_ids": {"values": known.agent_ids}, "labels": {"values": ["web", "db"]}},
         "parameters": {

@@ -68,7 +68,7 @@ class Console:
 
     def attach(self, page) -> None:
         page.on("console", lambda m: m.type == "error" and not self._expected(m.text)
-                and self.errors.append(f"{page.url}: {m.text}"))
+                and self.errors.append(f"{page.url}: {m.text} [{m.location.get('url', '')}:{m.location.get('lineNumber', '')}]"))
         page.on("pageerror", lambda e: self.errors.append(f"{page.url}: {e}"))
 
 

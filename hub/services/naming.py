@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -27,13 +28,16 @@ async def rename(rt: Runtime, scope: TenantScope, row: Model, new_name: str, *, 
     old = getattr(row, field)
     if new_name == old:
         return row
-    async with in_transaction() as conn:
-        if unique and await scope.query(type(row)).filter(**{field: new_name}).using_db(conn).exists():
-            raise Conflict(f"a {kind} with this name exists")
-        await type(row).filter(id=row.id).using_db(conn).update(**{field: new_name})
-        await rt.audit.append(actor=scope.actor, action=f"{kind}.rename", tenant_id=scope.tenant_id,
-                              target=str(row.id), address=scope.address,
-                              details={"from": old, "to": new_name}, using_db=conn)
+    try:
+        async with in_transaction() as conn:
+            if unique and await scope.query(type(row)).filter(**{field: new_name}).using_db(conn).exists():
+                raise Conflict(f"a {kind} with this name exists")
+            await type(row).filter(id=row.id).using_db(conn).update(**{field: new_name})
+            await rt.audit.append(actor=scope.actor, action=f"{kind}.rename", tenant_id=scope.tenant_id,
+                                  target=str(row.id), address=scope.address,
+                                  details={"from": old, "to": new_name}, using_db=conn)
+    except IntegrityError:  # a concurrent rename took the name between the check and the update
+        raise Conflict(f"a {kind} with this name exists") from None
     setattr(row, field, new_name)
     return row
 

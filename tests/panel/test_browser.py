@@ -15,6 +15,7 @@ FIXED = 'policy "web"\ndefault pass\n\ndrop tcp dport 9999\n'
 def set_source(page, text: str) -> None:
     """Replace the editor's text as a person would (select all, then type): Playwright's
     fill() on a contenteditable runs Chromium's own editing, which styles inline."""
+    expect(page.locator(".cm-editor")).to_be_visible()  # typed before it mounts, the text would be lost
     editor = page.get_by_label("Policy source")
     editor.click()
     page.keyboard.press("Control+A")

@@ -209,7 +209,7 @@ function mount(cm, doc, form, area, target) {
 
   target.jump = (line, col) => {
     const at = position(view.state.doc, line, col);
-    view.dispatch({ selection: { anchor: at.from, head: at.to }, scrollIntoView: true });
+    view.dispatch({ selection: { anchor: at.to, head: at.from }, scrollIntoView: true }); // the caret at line:col, the token selected
     view.focus();
   };
   return view;

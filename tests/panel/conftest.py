@@ -99,4 +99,6 @@ def page(browser, hub):
 
 def shoot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if page.locator("[data-editor]").count():  # the page as it is once CodeMirror has mounted
+        page.locator(".cm-editor").wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

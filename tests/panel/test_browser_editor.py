@@ -76,6 +76,7 @@ def test_write_an_error_see_it_at_its_line_fix_deploy_with_a_canary_and_roll_bac
     diff = page.get_by_role("region", name="Changes against the deployed version")
     expect(diff.locator(".d-add")).to_have_text("+drop udp dport 9999")  # live, against version 2
     page.get_by_role("button", name="Save and check").click()
+    expect(page.get_by_role("status").filter(has_text="Saved version 3: no errors.")).to_be_visible()
     expect(diff.locator(".d-add")).to_have_text("+drop udp dport 9999")  # and server-side once saved
     page.get_by_role("button", name="Deploy", exact=True).click()
     expect(page.get_by_role("status").filter(has_text="Deployed edge version 3")).to_be_visible()

@@ -130,7 +130,7 @@ function dslMode(keywords) {
       if (stream.match(/^(->|[<>]=?|[|/,-])/)) return "operator";
       if (stream.match(/^[{}[\]]/)) return "bracket";
       const word = stream.match(/^[A-Za-z_][A-Za-z0-9_-]*/);
-      if (word) return verdicts.has(word[0]) ? "keyword2" : words.has(word[0]) ? "keyword" : "name";
+      if (word) return verdicts.has(word[0]) ? word[0] : words.has(word[0]) ? "keyword" : "name";
       stream.next();
       return null;
     },
@@ -145,6 +145,7 @@ function highlighting(cm) {
     { tag: t.string, color: "#0b7a43" },
     { tag: t.keyword, color: "#2457c5", fontWeight: "600" },
     { tag: t.controlKeyword, color: "#b42318", fontWeight: "700" },
+    { tag: t.bool, color: "#18794e", fontWeight: "700" },
     { tag: t.variableName, color: "#8a3ab9" },
     { tag: t.atom, color: "#9a4d00" },
     { tag: t.number, color: "#9a4d00" },
@@ -167,7 +168,7 @@ function mount(cm, doc, form, area, target) {
   const check = checker(form);
   const label = doc.querySelector(`label[for="${area.id}"]`);
   const keywords = (form.dataset.keywords || "").split(/\s+/).filter(Boolean);
-  const language = cm.StreamLanguage.define({ ...dslMode(keywords), tokenTable: { keyword2: cm.tags.controlKeyword, unit: cm.tags.unit } });
+  const language = cm.StreamLanguage.define({ ...dslMode(keywords), tokenTable: { drop: cm.tags.controlKeyword, pass: cm.tags.bool, unit: cm.tags.unit } });
 
   const lint = cm.linter(async (view) => {
     if (!check) return [];

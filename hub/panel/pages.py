@@ -159,7 +159,8 @@ async def agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
                                  end=end, resolution="raw", rollup_s=rt().config.metrics_rollup_s)
     view = _agent_view(a, desired, points, dt.datetime.now(dt.timezone.utc))
     return await render_template("panel/agent.html", **ctx, v=view, human=summary.human, json=json,
-                                 can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60)
+                                 can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60,
+                                 can_write="write" in scope.permissions, can_admin="admin" in scope.permissions)
 
 
 @bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/protection")
@@ -170,6 +171,29 @@ async def protection(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     await agents.set_enabled(rt(), scope, [a], enabled)
     await flash(f"Protection {'enabled' if enabled else 'disabled'} on {a.hostname or a.id}.")
     return _back("panel.agent", tenant_id=tenant_id, agent_id=agent_id)
+
+
+@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/rename")
+async def agent_rename(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    scope, _ = await _page(tenant_id, "write")
+    a = await scope.get(Agent, agent_id, "agent")
+    name = (await _form()).get("name", "")[:200].strip()
+    async with refused_back("panel.agent", tenant_id=tenant_id, agent_id=agent_id) as refused:
+        if not name:
+            raise InvalidInput("an agent needs a name")
+        await agents.rename(rt(), scope, a, name)
+        await flash(f"Renamed to {name}.")
+    return refused.response or _back("panel.agent", tenant_id=tenant_id, agent_id=agent_id)
+
+
+@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/delete")
+async def agent_delete(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    scope, _ = await _page(tenant_id, "admin")
+    a = await scope.get(Agent, agent_id, "agent")
+    async with refused_back("panel.agent", tenant_id=tenant_id, agent_id=agent_id) as refused:
+        await agents.delete(rt(), scope, a)
+        await flash(f"Deleted the agent {a.hostname or a.id}.")
+    return refused.response or _back("panel.dashboard", tenant_id=tenant_id)
 
 
 # --- policies and deployments -----------------------------------------------------------

@@ -435,3 +435,28 @@ def test_panel_import_shows_each_bad_line_and_export_neutralises_formulas(tmp_pa
             assert re.search(r"in (59|60) min", await r.get_data(as_text=True))
 
     run(go())
+
+
+def test_an_agent_is_renamed_and_only_deleted_once_revoked(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            from tests.hub.harness import enroll
+
+            t.token = await t.make_token(["write"])
+            agent = await enroll(t, hostname="edge-9")
+            base = f"/t/{t.id}/agents/{agent.id}"
+            r = await t.owner.client.post(base + "/rename", form={"csrf_token": t.owner.csrf, "name": "  "})
+            assert r.status_code == 302
+            r = await t.owner.client.post(base + "/rename", form={"csrf_token": t.owner.csrf, "name": "web-a"})
+            assert r.status_code == 302
+            page = await (await t.owner.client.get(base)).get_data(as_text=True)
+            assert "web-a" in page and "Delete agent" not in page
+            r = await t.owner.client.post(base + "/delete", form={"csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and (await t.owner.client.get(base)).status_code == 200  # refused: live
+            await t.owner.post(f"{t.base}/agents/{agent.id}/revoke")
+            assert "Delete agent web-a" in await (await t.owner.client.get(base)).get_data(as_text=True)
+            r = await t.owner.client.post(base + "/delete", form={"csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and (await t.owner.client.get(base)).status_code == 404
+
+    run(go())

@@ -1,8 +1,8 @@
 """Reading a list as people do: a page of entries matching a search, and a CSV export.
 
-Search is by address prefix ("10.1." or "2001:db8:"), written as a range on the indexed
-(ip_list_id, network) column, so a page over 1,000,000 entries reads the index, not the
-table. The export streams in keyset batches (by id), so memory holds one batch.
+Search is by address prefix ("10.1." or "2001:db8:"). On SQLite (code-point order) it is
+a range on the indexed (ip_list_id, network) column, so a page over 1,000,000 entries reads
+the index, not the table; on PostgreSQL it is a LIKE (a collation may not sort by code point). The export streams in keyset batches (by id), so memory holds one batch.
 
 CSV cells are for spreadsheets as much as for `bulwark` imports: a cell that starts with
 = + - @, a tab or a carriage return would be run as a formula by Excel or LibreOffice
@@ -40,8 +40,12 @@ def _live(ip_list: IpList, search: str) -> QuerySet[IpEntry]:
     qs = IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True)
     if len(search) >= NETWORK_CHARS:  # nothing longer is stored: only the network itself starts so
         qs = qs.filter(network=search[:NETWORK_CHARS])
-    elif search:
+    elif search and IpEntry._meta.db.capabilities.dialect == "sqlite":
         qs = qs.filter(network__gte=search, network__lt=search + _TOP)
+    elif search:
+        # PostgreSQL compares text by the database's collation, which need not be code-point
+        # order (en_US ignores dots at first), so a range could miss rows: LIKE is exact.
+        qs = qs.filter(network__startswith=search)
     return qs
 
 

@@ -51,6 +51,13 @@ def parser() -> Lark:
                 lexer_callbacks={name: _bound_digits for name in _NUMERIC_TERMINALS})
 
 
+def keywords() -> tuple[str, ...]:
+    """The language's fixed words: the grammar's literal terminals (`policy`, `drop`,
+    `lockout-guard`...), so an editor's highlighting follows the grammar, not a copy."""
+    return tuple(sorted({t.pattern.value for t in parser().terminals
+                         if t.pattern.type == "str" and t.pattern.value[:1].isalpha()}))
+
+
 # Named syntax errors: lark's match_examples finds the label whose examples fail in the
 # same parser state as the user's text.
 ERROR_EXAMPLES: dict[str, list[str]] = {

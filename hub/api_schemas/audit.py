@@ -9,9 +9,17 @@ from pydantic import Field
 from hub.api_schemas.common import MAX_INT, Strict
 
 
+ACTION = r"^[a-z0-9_]+(\.[a-z0-9_]*)*$"
+
+
 class AuditQuery(Strict):
     before_seq: int | None = Field(default=None, ge=1, le=MAX_INT, description="page back from here")
     limit: int = Field(default=100, ge=1, le=1000)
+    action: str | None = Field(default=None, max_length=64, pattern=ACTION,
+                               description="`policy.save`, or a prefix ending in a dot: `policy.`")
+    actor: str | None = Field(default=None, max_length=200, description="exactly, e.g. `user:ops@example.com`")
+    since: dt.datetime | None = Field(default=None, description="entries at or after this time")
+    until: dt.datetime | None = Field(default=None, description="entries before this time")
 
 
 class AuditEntryOut(Strict):

@@ -6,6 +6,7 @@ sending something the published schema does not describe.
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -40,6 +41,15 @@ class Strict(Closed):
         if _has_nul(value):
             raise ValueError("text may not contain NUL (\\u0000)")
         return value
+
+
+class RenameIn(Strict):
+    name: str = Field(min_length=1, max_length=200, description="the new name")
+
+
+class Deleted(Strict):
+    id: uuid.UUID
+    deleted: bool = True
 
 
 def schema_error(err: Any) -> InvalidInput:

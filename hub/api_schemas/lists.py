@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, RootModel
 
 from hub.api_schemas.common import MAX_INT, Strict
+from hub.services.list_browse import MAX_SEARCH
 from hub.services.lists import KINDS
 
 Kind = Literal[KINDS]  # type: ignore[valid-type]
@@ -36,6 +37,12 @@ class ImportQuery(Strict):
 class PageQuery(Strict):
     offset: int = Field(default=0, ge=0, le=MAX_INT)
     limit: int = Field(default=1000, ge=1, le=10000)
+    q: str = Field(default="", max_length=MAX_SEARCH,
+                   description="only entries whose network starts with this (e.g. `10.1.` or `2001:db8:`)")
+
+
+class ExportQuery(Strict):
+    q: str = Field(default="", max_length=MAX_SEARCH, description="as in the entries' search")
 
 
 class SinceQuery(Strict):
@@ -66,6 +73,7 @@ class EntryOut(Strict):
 class EntriesOut(Strict):
     entries: list[EntryOut]
     revision: int
+    total: int = Field(description="how many live entries match the search (all of them without one)")
 
 
 class ChangeOut(Strict):

@@ -18,6 +18,10 @@ class PolicyIn(Strict):
     source: str = Field(max_length=MAX_SOURCE_CHARS, description="the policy in the rule language")
 
 
+class PolicyRenameIn(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=NAME)
+
+
 class SourceIn(Strict):
     source: str = Field(max_length=MAX_SOURCE_CHARS)
 

@@ -16,7 +16,7 @@ from hub.api_schemas.agents import (
     ProtectionIn,
     ProtectionOut,
 )
-from hub.api_schemas.common import BODY_ERRORS, TENANT_ERRORS, responds
+from hub.api_schemas.common import BODY_ERRORS, TENANT_ERRORS, Deleted, RenameIn, responds
 from hub.models import Agent
 from hub.services import agents
 from hub.services.scope import TenantScope
@@ -51,6 +51,24 @@ async def list_agents(scope: TenantScope) -> dict[str, Any]:
 async def get_agent(scope: TenantScope, agent: Agent) -> dict[str, Any]:
     """One agent: inventory, labels, what it runs and its last status."""
     return agents.agent_json(agent)
+
+
+@bp.patch("/agents/<uuid:agent_id>")
+@responds(AgentOut, errors=BODY_ERRORS)
+@tenant_route("write")
+@validate_request(RenameIn)
+async def rename(scope: TenantScope, agent: Agent, data: RenameIn) -> dict[str, Any]:
+    """Rename the agent (the name the panel shows; enrolment took the server's hostname)."""
+    return agents.agent_json(await agents.rename(rt(), scope, agent, data.name))
+
+
+@bp.delete("/agents/<uuid:agent_id>")
+@responds(Deleted, errors=(*TENANT_ERRORS, 409))
+@tenant_route("admin")
+async def delete(scope: TenantScope, agent: Agent) -> dict[str, Any]:
+    """Forget a revoked agent and its history (409 while it is not revoked)."""
+    await agents.delete(rt(), scope, agent)
+    return {"id": agent.id, "deleted": True}
 
 
 @bp.put("/agents/<uuid:agent_id>/labels")

@@ -8,7 +8,7 @@ from quart_schema import tag_blueprint, validate_querystring
 
 from hub.api_schemas.audit import AuditOut, AuditQuery, AuditVerifyOut
 from hub.api_schemas.common import INPUT_ERRORS, responds
-from hub.models import AuditEntry
+from hub.services import audit_search
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
 
@@ -21,11 +21,10 @@ tag_blueprint(bp, ["audit"])
 @tenant_route("read")
 @validate_querystring(AuditQuery)
 async def index(scope: TenantScope, query_args: AuditQuery) -> dict[str, Any]:
-    """The newest entries first."""
-    qs = scope.query(AuditEntry)
-    if query_args.before_seq is not None:
-        qs = qs.filter(seq__lt=query_args.before_seq)
-    rows = await qs.order_by("-seq").limit(query_args.limit)
+    """The newest entries first, by action (or `prefix.`), actor and time."""
+    q = query_args
+    rows = await audit_search.select(scope, audit_search.Filters(
+        action=q.action, actor=q.actor, since=q.since, until=q.until, before_seq=q.before_seq)).limit(q.limit)
     return {"entries": [
         {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "target": e.target,
          "address": e.address, "details": e.details, "hash": e.hash}

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, request
+from quart import Blueprint, Response, request
 from quart_schema import tag_blueprint, validate_querystring, validate_request
 
-from hub.api_schemas.common import BODY_ERRORS, INPUT_ERRORS, raw_request, responds
+from hub.api_schemas.common import BODY_ERRORS, INPUT_ERRORS, TENANT_ERRORS, Deleted, RenameIn, raw_request, raw_response, responds
 from hub.api_schemas.lists import (
     ChangeIn,
     ChangeOut,
     EntriesOut,
+    ExportQuery,
     ImportQuery,
     ListDetail,
     ListIn,
@@ -22,7 +23,7 @@ from hub.api_schemas.lists import (
 )
 from hub.errors import InvalidInput
 from hub.models import IpEntry, IpList
-from hub.services import lists
+from hub.services import list_browse, lists
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
 
@@ -65,10 +66,48 @@ async def get(scope: TenantScope, ip_list: IpList) -> dict[str, Any]:
 @tenant_route("read")
 @validate_querystring(PageQuery)
 async def entries(scope: TenantScope, ip_list: IpList, query_args: PageQuery) -> dict[str, Any]:
-    """A page of the live entries."""
-    rows = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).order_by("id") \
-        .offset(query_args.offset).limit(query_args.limit).values("network", "expires_at", "comment")
-    return {"entries": rows, "revision": ip_list.revision}
+    """A page of the live entries, optionally those whose network starts with `q`."""
+    q = query_args
+    found = await list_browse.page(ip_list, list_browse.clean_search(q.q), q.offset, q.limit)
+    return {"entries": found.entries, "revision": ip_list.revision, "total": found.total}
+
+
+@bp.get("/<uuid:list_id>/export")
+@raw_response("text/csv", "`network,expires_at,comment` with a header line, the import's CSV form; a cell "
+              "that a spreadsheet would run as a formula (= + - @ tab CR first) starts with an apostrophe",
+              errors=INPUT_ERRORS)
+@tenant_route("read")
+@validate_querystring(ExportQuery)
+async def export(scope: TenantScope, ip_list: IpList, query_args: ExportQuery) -> Response:
+    """The live entries as CSV, streamed."""
+    return csv_download(ip_list, list_browse.clean_search(query_args.q))
+
+
+def csv_download(ip_list: IpList, search: str) -> Response:
+    """The export as an attachment named after the list (the panel's download too)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ip_list.name)[:80] or "list"
+    response = Response(list_browse.export_csv(ip_list, search), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{safe}.csv"'
+    response.timeout = None  # a million rows take longer than the default response timeout
+    return response
+
+
+@bp.patch("/<uuid:list_id>")
+@responds(ListOut, errors=(*BODY_ERRORS, 409))
+@tenant_route("write")
+@validate_request(RenameIn)
+async def rename(scope: TenantScope, ip_list: IpList, data: RenameIn) -> dict[str, Any]:
+    """Rename the list (409 while a deployed policy names it)."""
+    return list_json(await lists.rename_list(rt(), scope, ip_list, data.name))
+
+
+@bp.delete("/<uuid:list_id>")
+@responds(Deleted, errors=(*TENANT_ERRORS, 409))
+@tenant_route("write")
+async def delete(scope: TenantScope, ip_list: IpList) -> dict[str, Any]:
+    """Delete the list and its entries (409 while a deployed policy names it)."""
+    await lists.delete_list(rt(), scope, ip_list)
+    return {"id": ip_list.id, "deleted": True}
 
 
 @bp.post("/<uuid:list_id>/entries")

@@ -6,11 +6,13 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import tag_blueprint, validate_request
 
-from hub.api_schemas.common import BODY_ERRORS, responds
+from hub.api_schemas.common import BODY_ERRORS, Deleted, responds
 from hub.api_schemas.policies import (
     PoliciesOut,
     PolicyDetail,
     PolicyIn,
+    PolicyOut,
+    PolicyRenameIn,
     PolicySaved,
     SourceIn,
     VersionsOut,
@@ -66,6 +68,24 @@ async def save(scope: TenantScope, policy: Policy, data: SourceIn) -> dict[str, 
     """Save new source: a new version, even when the checker finds errors."""
     version = await policies.save(rt(), scope, policy, data.source)
     return {**policy_json(policy), "latest": policies.version_json(version)}
+
+
+@bp.patch("/<uuid:policy_id>")
+@responds(PolicyOut, errors=(*BODY_ERRORS, 409))
+@tenant_route("write")
+@validate_request(PolicyRenameIn)
+async def rename(scope: TenantScope, policy: Policy, data: PolicyRenameIn) -> dict[str, Any]:
+    """Rename the policy (its versions and deployments keep their content)."""
+    return policy_json(await policies.rename(rt(), scope, policy, data.name))
+
+
+@bp.delete("/<uuid:policy_id>")
+@responds(Deleted)
+@tenant_route("write")
+async def delete(scope: TenantScope, policy: Policy) -> dict[str, Any]:
+    """Delete the policy and its versions; deployments made from it keep their Plans."""
+    await policies.delete(rt(), scope, policy)
+    return {"id": policy.id, "deleted": True}
 
 
 @bp.get("/<uuid:policy_id>/versions")

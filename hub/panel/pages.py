@@ -12,19 +12,18 @@ import time
 import uuid
 from typing import Any
 
-from quart import Response, flash, jsonify, redirect, render_template, request, session, url_for
+from quart import Response, flash, redirect, render_template, request, session, url_for
 
 from hub.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from hub.models import Agent, AuditEntry, Deployment, IpEntry, IpList, Policy, PolicyVersion, Tenant
-from hub.panel import bp, summary
+from hub.models import Agent, Deployment, IpList, Policy, PolicyVersion, Tenant
+from hub.panel import bp, safe_next, summary
 from hub.services import accounts, agents, deployments, lists, metrics, policies, tenants
 from hub.services.scope import Principal, TenantScope, resolve_scope
-from hub.web import current_session, principal, read_json, rt
+from hub.web import current_session, principal, rt
 
 PAGE_SIZE = 50
 DASHBOARD_WINDOW_S = 15 * 60
 MAX_PAGE = 1_000_000
-MAX_SEARCH = 64
 LAST_TENANT = "tenant"
 
 
@@ -160,7 +159,8 @@ async def agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
                                  end=end, resolution="raw", rollup_s=rt().config.metrics_rollup_s)
     view = _agent_view(a, desired, points, dt.datetime.now(dt.timezone.utc))
     return await render_template("panel/agent.html", **ctx, v=view, human=summary.human, json=json,
-                                 can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60)
+                                 can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60,
+                                 can_write="write" in scope.permissions, can_admin="admin" in scope.permissions)
 
 
 @bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/protection")
@@ -171,6 +171,29 @@ async def protection(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     await agents.set_enabled(rt(), scope, [a], enabled)
     await flash(f"Protection {'enabled' if enabled else 'disabled'} on {a.hostname or a.id}.")
     return _back("panel.agent", tenant_id=tenant_id, agent_id=agent_id)
+
+
+@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/rename")
+async def agent_rename(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    scope, _ = await _page(tenant_id, "write")
+    a = await scope.get(Agent, agent_id, "agent")
+    name = (await _form()).get("name", "")[:200].strip()
+    async with refused_back("panel.agent", tenant_id=tenant_id, agent_id=agent_id) as refused:
+        if not name:
+            raise InvalidInput("an agent needs a name")
+        await agents.rename(rt(), scope, a, name)
+        await flash(f"Renamed to {name}.")
+    return refused.response or _back("panel.agent", tenant_id=tenant_id, agent_id=agent_id)
+
+
+@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/delete")
+async def agent_delete(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    scope, _ = await _page(tenant_id, "admin")
+    a = await scope.get(Agent, agent_id, "agent")
+    async with refused_back("panel.agent", tenant_id=tenant_id, agent_id=agent_id) as refused:
+        await agents.delete(rt(), scope, a)
+        await flash(f"Deleted the agent {a.hostname or a.id}.")
+    return refused.response or _back("panel.dashboard", tenant_id=tenant_id)
 
 
 # --- policies and deployments -----------------------------------------------------------
@@ -195,17 +218,6 @@ async def policy_create(tenant_id: uuid.UUID) -> Response:
     return refused.response or _back("panel.policy", tenant_id=tenant_id, policy_id=policy.id)
 
 
-@bp.get("/t/<uuid:tenant_id>/policies/<uuid:policy_id>")
-async def policy(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> str:
-    scope, ctx = await _page(tenant_id)
-    p = await scope.get(Policy, policy_id, "policy")
-    latest = await PolicyVersion.get(policy_id=p.id, version=p.latest_version)
-    targets = await scope.query(Agent).filter(revoked_at__isnull=True).order_by("enrolled_at")
-    return await render_template("panel/policy.html", **ctx, policy=p, latest=latest, agents=targets,
-                                 can_write="write" in scope.permissions,
-                                 can_deploy="deploy" in scope.permissions)
-
-
 @bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>")
 async def policy_save(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "write")
@@ -213,41 +225,11 @@ async def policy_save(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
     version = await policies.save(rt(), scope, p, (await _form()).get("source", ""))
     if version.error_count:
         await flash(f"Saved version {version.version} with {version.error_count} error(s): it cannot be deployed.")
+    elif version.warning_count:
+        await flash(f"Saved version {version.version}: no errors, {version.warning_count} warning(s).")
     else:
         await flash(f"Saved version {version.version}: no errors.")
     return _back("panel.policy", tenant_id=tenant_id, policy_id=policy_id)
-
-
-@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/check")
-async def policy_check(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
-    """The checker on unsaved source (editor.js, as the person types): the same
-    `compile_source` a save runs, lockout guard included; nothing is stored."""
-    scope, _ = await _page(tenant_id, "write")
-    p = await scope.get(Policy, policy_id, "policy")
-    body = await read_json()
-    source = body.get("source") if isinstance(body, dict) else None
-    if not isinstance(source, str):
-        raise InvalidInput("send {\"source\": \"...\"}")
-    diagnostics, _, digest = policies.compile_source(p.name, source, rt().config)
-    return jsonify({"diagnostics": diagnostics, "plan_digest": digest})
-
-
-@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/deploy")
-async def policy_deploy(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "deploy")
-    p = await scope.get(Policy, policy_id, "policy")
-    form = await request.form
-    version = await PolicyVersion.get(policy_id=p.id, version=p.latest_version)
-    async with refused_back("panel.policy", tenant_id=tenant_id, policy_id=policy_id) as refused:
-        try:
-            agent_ids = [uuid.UUID(x) for x in form.getlist("agent")[:10000]]
-        except ValueError:
-            raise InvalidInput("an agent id is malformed") from None
-        d = await deployments.deploy_version(rt(), scope, version, agent_ids=agent_ids, labels=[],
-                                             canary_ids=[], monitor=form.get("monitor") == "1")
-        await flash(f"Deployed {p.name} version {version.version} ({d.plan_digest[:12]}) "
-                    f"to {len(agent_ids)} agent(s).")
-    return refused.response or _back("panel.deployments_index", tenant_id=tenant_id)
 
 
 @bp.get("/t/<uuid:tenant_id>/deployments")
@@ -264,10 +246,13 @@ async def deployments_index(tenant_id: uuid.UUID) -> str:
 async def rollback(tenant_id: uuid.UUID, deployment_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "deploy")
     earlier = await scope.get(Deployment, deployment_id, "deployment")
-    async with refused_back("panel.deployments_index", tenant_id=tenant_id):
+    back = safe_next((await _form()).get("next") or url_for("panel.deployments_index", tenant_id=tenant_id))
+    try:
         d = await deployments.rollback_to(rt(), scope, earlier)
         await flash(f"Rolled back to {earlier.plan_digest[:12]} (deployment {str(d.id)[:8]}).")
-    return _back("panel.deployments_index", tenant_id=tenant_id)
+    except refused_back.FIXABLE as exc:
+        await flash(exc.message, "error")
+    return redirect(back)
 
 
 # --- lists ------------------------------------------------------------------------------
@@ -288,39 +273,6 @@ async def list_create(tenant_id: uuid.UUID) -> Response:
     return refused.response or _back("panel.list_page", tenant_id=tenant_id, list_id=ip_list.id)
 
 
-@bp.get("/t/<uuid:tenant_id>/lists/<uuid:list_id>")
-async def list_page(tenant_id: uuid.UUID, list_id: uuid.UUID) -> str:
-    scope, ctx = await _page(tenant_id)
-    ip_list = await scope.get(IpList, list_id, "list")
-    search = request.args.get("q", "").strip()[:MAX_SEARCH]
-    page = _int_arg("page", 1)
-    qs = IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True)
-    if search:
-        qs = qs.filter(network__startswith=search)
-    total = await qs.count()
-    pages = max(1, -(-total // PAGE_SIZE))
-    rows = await qs.order_by("id").offset((min(page, pages) - 1) * PAGE_SIZE).limit(PAGE_SIZE) \
-        .values("network", "expires_at", "comment")
-    return await render_template("panel/list.html", **ctx, ip_list=ip_list, entries=rows, total=total,
-                                 page=min(page, pages), pages=pages, q=search,
-                                 can_write="write" in scope.permissions)
-
-
-@bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/entries")
-async def list_add(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "write")
-    ip_list = await scope.get(IpList, list_id, "list")
-    form = await _form()
-    async with refused_back("panel.list_page", tenant_id=tenant_id, list_id=list_id) as refused:
-        try:
-            network = lists.parse_network(form.get("network", "")[:64])
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        await lists.change(rt(), scope, ip_list, [lists.Entry(network, None, form.get("comment", "")[:200])], [])
-        await flash(f"Added {network}.")
-    return refused.response or _back("panel.list_page", tenant_id=tenant_id, list_id=list_id)
-
-
 @bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/entries/remove")
 async def list_remove(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
     scope, _ = await _page(tenant_id, "write")
@@ -337,14 +289,36 @@ async def list_remove(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
 
 @bp.get("/t/<uuid:tenant_id>/audit")
 async def audit(tenant_id: uuid.UUID) -> str:
+    """The tenant's entries with filters (action, actor, time), and whether its chain
+    verifies: every hash, every link, and the last signed checkpoint still reached."""
+    from hub.services import audit_search
+
     scope, ctx = await _page(tenant_id)
-    before = _int_arg("before", 0, 2**31 - 1)
-    qs = scope.query(AuditEntry)
-    if before:
-        qs = qs.filter(seq__lt=before)
-    rows = await qs.order_by("-seq").limit(PAGE_SIZE)
-    return await render_template("panel/audit.html", **ctx, entries=rows,
+    args = request.args
+    filters = audit_search.Filters(
+        action=args.get("action", "").strip()[:64] or None, actor=args.get("actor", "").strip()[:200] or None,
+        since=_time_arg("since"), until=_time_arg("until"), before_seq=_int_arg("before", 0, 2**31 - 1) or None)
+    rows = await audit_search.select(scope, filters).limit(PAGE_SIZE)
+    checked, problems = await rt().audit.verify(tenant_id=scope.tenant_id)
+    kept = {k: v for k, v in args.items() if k in ("action", "actor", "since", "until") and v}
+    return await render_template("panel/audit.html", **ctx, entries=rows, filters=filters, kept=kept,
+                                 actions=await audit_search.actions(scope), args=args,
+                                 verified={"checked": checked, "problems": problems[:20], "ok": not problems,
+                                           "checkpoint": rt().audit.last_checkpoint()},
                                  older=rows[-1].seq if len(rows) == PAGE_SIZE else None)
+
+
+def _time_arg(name: str) -> dt.datetime | None:
+    """A `datetime-local` field's value (UTC), or an ISO 8601 time."""
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        if len(raw) > 40:
+            raise ValueError
+        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} must be a time like 2026-12-01T09:30") from None
 
 
 # --- alerts -----------------------------------------------------------------------------

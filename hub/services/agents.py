@@ -254,6 +254,24 @@ async def revoke(rt: Runtime, scope: TenantScope, agent: Agent) -> None:
         await billing.agents_changed(rt, scope.tenant_id)
 
 
+async def rename(rt: Runtime, scope: TenantScope, agent: Agent, name: str) -> Agent:
+    """The name the panel shows (enrolment sets it from the server's hostname)."""
+    from hub.services import naming
+
+    return await naming.rename(rt, scope, agent, name, kind="agent", field="hostname", unique=False)
+
+
+async def delete(rt: Runtime, scope: TenantScope, agent: Agent) -> None:
+    """Forget a revoked agent (its history and targets go with it); a live one must be
+    revoked first, so deleting is never how a working credential stops."""
+    from hub.services import naming
+
+    async def live() -> str | None:
+        return None if agent.revoked_at is not None else "revoke the agent before deleting it"
+
+    await naming.delete(rt, scope, agent, kind="agent", label=agent.hostname, refuse=live, permission="admin")
+
+
 async def set_labels(rt: Runtime, scope: TenantScope, agent: Agent, labels: list[str]) -> Agent:
     scope.require("write")
     agent.labels = check_labels(labels)

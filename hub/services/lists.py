@@ -225,6 +225,45 @@ async def create_list(rt: Runtime, scope: TenantScope, name: str, kind: str) -> 
     return ip_list
 
 
+async def _deployed_user(scope: TenantScope, ip_list: IpList) -> str | None:
+    """Why `ip_list` may not be renamed or deleted now: a Plan that an agent of the tenant
+    is told to run names it (its set would silently lose the entries)."""
+    import json
+
+    from hub.models import Agent, Deployment
+
+    ids = set(await scope.query(Agent).filter(revoked_at__isnull=True, deployment_id__isnull=False)
+              .values_list("deployment_id", flat=True))
+    for plan_json in await Deployment.filter(id__in=list(ids)).values_list("plan_json", flat=True) if ids else []:
+        try:
+            sets = json.loads(plan_json)["xdp"]["sets"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if any(ip_list.name in s.get("lists", ()) for s in sets):
+            return (f'the list "{ip_list.name}" is named by a deployed policy: deploy one without it first, '
+                    "or its agents would lose its entries")
+    return None
+
+
+async def rename_list(rt: Runtime, scope: TenantScope, ip_list: IpList, name: str) -> IpList:
+    from hub.services import naming
+
+    scope.require("write")
+    if name != ip_list.name and (reason := await _deployed_user(scope, ip_list)):
+        raise Conflict(reason)
+    await naming.rename(rt, scope, ip_list, name, kind="list")
+    await rt.notifier.publish(tenant_channel(scope.tenant_id))
+    return ip_list
+
+
+async def delete_list(rt: Runtime, scope: TenantScope, ip_list: IpList) -> None:
+    from hub.services import naming
+
+    await naming.delete(rt, scope, ip_list, kind="list", label=ip_list.name,
+                        refuse=lambda: _deployed_user(scope, ip_list))
+    await rt.notifier.publish(tenant_channel(scope.tenant_id))
+
+
 async def _live(conn: BaseDBAsyncClient, list_id: uuid.UUID,
                 networks: list[str] | None = None) -> dict[str, tuple[int, int | None, str]]:
     """Live rows by network: all of them, or only those among `networks`."""

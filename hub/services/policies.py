@@ -14,12 +14,14 @@ run (rules_dsl.lockout), and its nftables part against the compiler's allowlist.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hub.config import HubConfig
 from hub.errors import Conflict, InvalidInput, Unprocessable
-from hub.models import Policy, PolicyVersion
+from hub.models import IpList, Policy, PolicyVersion
 from hub.runtime import Runtime
 from hub.services.scope import TenantScope
 
@@ -42,11 +44,38 @@ def _managements(config: HubConfig | None) -> list[Any]:
             for i, hub in enumerate(hubs)]
 
 
-def compile_source(name: str, source: str, config: HubConfig | None = None
-                   ) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """(diagnostics, plan JSON, plan digest); the plan is None when there are errors,
-    including the lockout guard's for `config`'s management addresses."""
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """What the checker made of a source. `plan_json` is None when there are errors,
+    including the lockout guard's. `list_refs` are the hub lists it names, with where.
+    `explain` and `expects` (the file's own expect lines run against its Plan) are filled
+    only when asked for (`review=True`, the editor's live check) and the source compiles."""
+    diagnostics: list[dict[str, Any]]
+    plan_json: str | None
+    digest: str | None
+    list_refs: tuple[tuple[str, int, int], ...] = ()
+    explain: str = ""
+    expects: tuple[dict[str, Any], ...] = ()
+
+
+def _diagnostic_json(d: Any) -> dict[str, Any]:
+    return {"severity": d.severity, "line": d.line, "col": d.col, "message": d.message,
+            "hint": d.hint, "rendered": d.render()}
+
+
+def keywords() -> tuple[str, ...]:
+    """The language's fixed words (rules_dsl's grammar), for the editor's highlighting."""
+    from rules_dsl.syntax import keywords as grammar_keywords
+
+    return grammar_keywords()
+
+
+def compile_source(name: str, source: str, config: HubConfig | None = None, *,
+                   review: bool = False) -> Compiled:
+    """Check and compile `source` under `config`'s management addresses (pure, CPU-bound:
+    call it through `compile_bounded`)."""
     import rules_dsl
+    from rules_dsl.nodes import ListRef
 
     first, *more = _managements(config)
     checked = rules_dsl.load(source, filename=f"{name}.bw", management=first)
@@ -54,32 +83,61 @@ def compile_source(name: str, source: str, config: HubConfig | None = None
     if checked.policy is not None:
         for management in more:
             found += [d for d in rules_dsl.check(checked.policy, management) if d not in found]
-    diagnostics = [
-        {"severity": d.severity, "line": d.line, "col": d.col, "message": d.message,
-         "hint": d.hint, "rendered": d.render()}
-        for d in found
-    ]
+    diagnostics = [_diagnostic_json(d) for d in found]
+    refs = tuple((item.name, item.pos.line, item.pos.col) for s in
+                 (checked.policy.sets if checked.policy is not None else ()) for item in s.items
+                 if isinstance(item, ListRef))
     if checked.plan is None or any(d.severity == "error" for d in found):
-        return diagnostics, None, None
-    return diagnostics, checked.plan.to_json(), checked.plan.digest
+        return Compiled(diagnostics, None, None, refs)
+    explained, outcomes = ("", ()) if not review else _review(checked.policy, checked.plan, first)
+    return Compiled(diagnostics, checked.plan.to_json(), checked.plan.digest, refs, explained, outcomes)
 
 
-async def compile_bounded(name: str, source: str, config: HubConfig
-                          ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+def _review(policy: Any, plan: Any, management: Any) -> tuple[str, tuple[dict[str, Any], ...]]:
+    from rules_dsl.check import check_resolved
+    from rules_dsl.explain import explain
+    from rules_dsl.expects import run_expects
+
+    outcomes = run_expects(check_resolved(policy, management)[0], plan)
+    return explain(policy, plan), tuple(
+        {"line": o.line, "packet": o.packet, "expected": o.expected, "actual": o.actual,
+         "passed": o.passed, "rendered": o.render(f"{policy.filename}", plan)} for o in outcomes)
+
+
+async def compile_bounded(name: str, source: str, config: HubConfig, *, review: bool = False) -> Compiled:
     """`compile_source` in a worker thread within `policy_check_timeout_s`; a policy past
     that, or past the checker's work budget, is refused (422) rather than saved."""
     from rules_dsl.check import BUDGET_MESSAGE
 
-    work = asyncio.get_running_loop().run_in_executor(_CHECKS, compile_source, name, source, config)
+    if len(source) > MAX_SOURCE_CHARS:
+        raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
+    work = asyncio.get_running_loop().run_in_executor(
+        _CHECKS, functools.partial(compile_source, name, source, config, review=review))
     try:
         result = await asyncio.wait_for(work, config.policy_check_timeout_s)
     except TimeoutError:
         raise Unprocessable(f"checking this policy took longer than {config.policy_check_timeout_s:g} s: "
                             "use fewer, larger prefixes, or hub lists for large address sets") from None
-    over = [d for d in result[0] if d["severity"] == "error" and d["message"].startswith(BUDGET_MESSAGE)]
+    over = [d for d in result.diagnostics if d["severity"] == "error" and d["message"].startswith(BUDGET_MESSAGE)]
     if over:
         raise Unprocessable(over[0]["message"], details=over)
     return result
+
+
+async def checked_in(rt: Runtime, scope: TenantScope, name: str, source: str, *, review: bool = False) -> Compiled:
+    """`compile_bounded`, plus a warning at each `list "NAME"` that names no list of the
+    tenant (such a set would be deployed empty, silently)."""
+    result = await compile_bounded(name, source, rt.config, review=review)
+    names = {x.name for x in await scope.query(IpList).filter(name__in=[r[0] for r in result.list_refs])} \
+        if result.list_refs else set()
+    missing = [{"severity": "warning", "line": line, "col": col,
+                "message": f'hub list "{ref}" does not exist in this tenant: the set gets no entries from it',
+                "hint": f'create the list "{ref}" (Lists) or fix the name', "rendered": f"{name}.bw:{line}:{col}"}
+               for ref, line, col in result.list_refs if ref not in names]
+    if not missing:
+        return result
+    return dataclasses.replace(result, diagnostics=sorted(
+        result.diagnostics + missing, key=lambda d: (d["line"], d["col"])))
 
 
 async def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
@@ -87,9 +145,9 @@ async def check_deployable(config: HubConfig, version: PolicyVersion) -> None:
     under the current management settings."""
     if version.plan_json is None or version.plan_digest is None:
         raise Conflict("this policy version has errors and cannot be deployed")
-    diagnostics, plan_json, _ = await compile_bounded(f"v{version.version}", version.source, config)
-    if plan_json is None:
-        errors = [d for d in diagnostics if d["severity"] == "error"]
+    result = await compile_bounded(f"v{version.version}", version.source, config)
+    if result.plan_json is None:
+        errors = [d for d in result.diagnostics if d["severity"] == "error"]
         raise Conflict(f"policy version {version.version} would lock the operator out: "
                        f"{errors[0]['message'] if errors else 'it no longer checks'}", details=errors)
 
@@ -129,15 +187,9 @@ def _guard_off(source: str) -> bool:
     return word is not None and word.value == "off"
 
 
-async def _checked(rt: Runtime, name: str, source: str) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    if len(source) > MAX_SOURCE_CHARS:
-        raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
-    return await compile_bounded(name, source, rt.config)
-
-
 async def _write_version(conn: Any, scope: TenantScope, policy: Policy, source: str,
-                         checked: tuple[list[dict[str, Any]], str | None, str | None]) -> PolicyVersion:
-    diagnostics, plan_json, digest = checked
+                         checked: Compiled) -> PolicyVersion:
+    diagnostics, plan_json, digest = checked.diagnostics, checked.plan_json, checked.digest
     # The version number comes from the row lock of the UPDATE: concurrent saves differ.
     from tortoise.expressions import F
 
@@ -159,7 +211,7 @@ async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tup
     scope.require("write")
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
-    checked = await _checked(rt, name, source)
+    checked = await checked_in(rt, scope, name, source)
     async with in_transaction() as conn:
         policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
         version = await _write_version(conn, scope, policy, source, checked)
@@ -173,7 +225,7 @@ async def save(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> 
     from tortoise.transactions import in_transaction
 
     scope.require("write")
-    checked = await _checked(rt, policy.name, source)
+    checked = await checked_in(rt, scope, policy.name, source)
     async with in_transaction() as conn:
         version = await _write_version(conn, scope, policy, source, checked)
         await rt.audit.append(actor=scope.actor, action="policy.save", tenant_id=scope.tenant_id,
@@ -181,6 +233,20 @@ async def save(rt: Runtime, scope: TenantScope, policy: Policy, source: str) -> 
                               details={"version": version.version, "errors": version.error_count},
                               using_db=conn)
     return version
+
+
+async def rename(rt: Runtime, scope: TenantScope, policy: Policy, name: str) -> Policy:
+    from hub.services import naming
+
+    return await naming.rename(rt, scope, policy, name, kind="policy")
+
+
+async def delete(rt: Runtime, scope: TenantScope, policy: Policy) -> None:
+    """The policy and its versions; deployments made from it keep their Plans (and stay
+    rollback targets)."""
+    from hub.services import naming
+
+    await naming.delete(rt, scope, policy, kind="policy", label=policy.name)
 
 
 def version_json(v: PolicyVersion, *, source: bool = False) -> dict[str, Any]:

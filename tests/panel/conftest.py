@@ -68,7 +68,7 @@ class Console:
 
     def attach(self, page) -> None:
         page.on("console", lambda m: m.type == "error" and not self._expected(m.text)
-                and self.errors.append(f"{page.url}: {m.text}"))
+                and self.errors.append(f"{page.url}: {m.text} [{m.location.get('url', '')}:{m.location.get('lineNumber', '')}]"))
         page.on("pageerror", lambda e: self.errors.append(f"{page.url}: {e}"))
 
 
@@ -99,4 +99,6 @@ def page(browser, hub):
 
 def shoot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if page.locator("[data-editor]").count():  # the page as it is once CodeMirror has mounted
+        page.locator(".cm-editor").wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

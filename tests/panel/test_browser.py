@@ -12,6 +12,17 @@ BROKEN = 'policy "web"\ndefault pass\n\ndrop tcp dport 99999\n'
 FIXED = 'policy "web"\ndefault pass\n\ndrop tcp dport 9999\n'
 
 
+def set_source(page, text: str) -> None:
+    """Replace the editor's text as a person would (select all, then type): Playwright's
+    fill() on a contenteditable runs Chromium's own editing, which styles inline."""
+    expect(page.locator(".cm-editor")).to_be_visible()  # typed before it mounts, the text would be lost
+    editor = page.get_by_label("Policy source")
+    editor.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
+
+
 def sign_in(page, hub, code: str | None = None, *, shot: bool = False) -> None:
     page.goto("/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -76,25 +87,25 @@ def test_policy_error_at_its_line_then_fix_deploy_and_roll_back(page, hub):
     diagnostic.click()  # the caret moves to the error
     expect(page.get_by_text(re.compile(r"Line 4, column \d+"))).to_be_visible()
     shoot(page, "05-policy-error")
-    page.get_by_label("Policy source").fill(FIXED)
+    set_source(page, FIXED)
     live = page.get_by_role("status", name="Live check")
     expect(live).to_contain_text("Live check: no problems in the unsaved source")  # checked as typed
-    page.get_by_label("Policy source").fill(FIXED + "pass udp dport 70000\n")
+    set_source(page, FIXED + "pass udp dport 70000\n")
     expect(live.get_by_role("link", name=re.compile(r"error at line 5:\d+"))).to_be_visible()
     shoot(page, "05b-policy-live-check")
-    page.get_by_label("Policy source").fill(FIXED)
+    set_source(page, FIXED)
     page.get_by_role("button", name="Save and check").click()
     expect(page.get_by_role("status").filter(has_text="Saved version 2: no errors.")).to_be_visible()
     expect(page.get_by_text("no problems")).to_be_visible()
-    expect(page.get_by_role("checkbox", name="edge-1")).to_be_checked()
+    expect(page.get_by_role("checkbox", name="Deploy to edge-1")).to_be_checked()
     shoot(page, "06-policy-ok")
     page.get_by_role("button", name="Deploy").click()
-    expect(page.get_by_role("heading", name="Deployments")).to_be_visible()
+    expect(page.get_by_role("heading", name="Policy web")).to_be_visible()  # back on the policy, with its rollout
     expect(page.get_by_role("status").filter(has_text="Deployed web version 2")).to_be_visible()
 
     page.get_by_role("link", name="Policies").click()
     page.get_by_role("link", name="web").click()
-    page.get_by_label("Policy source").fill(FIXED + "drop udp dport 9999\n")
+    set_source(page, FIXED + "drop udp dport 9999\n")
     page.get_by_role("button", name="Save and check").click()
     page.get_by_role("button", name="Deploy").click()
     page.get_by_role("link", name="Policies").click()

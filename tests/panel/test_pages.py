@@ -387,3 +387,76 @@ def test_the_alerts_page_shows_the_history_and_replays_a_dead_letter(tmp_path):
             assert (await OutboxMessage.get(id=dead.id)).state == "pending"
 
     run(go())
+
+
+def test_live_check_answers_the_review_and_refuses_hostile_fields(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, policy_id = await _seeded(h)
+            url = f"/t/{t.id}/policies/{policy_id}/check"
+            source = ('policy "web"\ndefault pass\ndrop tcp dport 22\nset s { list "absent" }\ndrop from @s\n'
+                      "expect drop tcp 192.0.2.1:1 -> 192.0.2.2:22\nexpect drop tcp 192.0.2.1:1 -> 192.0.2.2:80\n")
+            r = await t.owner.post(url, json={"source": source, "deployed_version": 1})
+            body = await r.get_json()
+            assert [(d["severity"], d["line"]) for d in body["diagnostics"]] == [("warning", 4)]
+            assert [o["passed"] for o in body["expects"]] == [True, False]
+            assert "22" in body["explain"]
+            assert {"kind": "add", "line": "+drop tcp dport 22"} in body["diff"]  # against saved version 1
+            for hostile in (True, "1", 1.5, 2**40, -1, [1]):
+                r = await t.owner.post(url, json={"source": source, "deployed_version": hostile})
+                assert r.status_code in (200, 400), hostile
+            r = await t.owner.post(url, json={"source": source, "deployed_version": True})
+            assert r.status_code == 400
+
+    run(go())
+
+
+def test_panel_import_shows_each_bad_line_and_export_neutralises_formulas(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, _ = await _seeded(h)
+            base = f"/t/{t.id}/lists/{list_id}"
+            form = {"csrf_token": t.owner.csrf, "format": "text", "text": "10.0.0.1\nbad\n10.0.0.2\n300.1.1.1\n"}
+            r = await t.owner.client.post(base + "/import", form=form)
+            html = await r.get_data(as_text=True)
+            assert r.status_code == 400 and "Nothing was imported" in html
+            assert "<strong>line 2</strong>" in html and "<strong>line 4</strong>" in html
+            form = {**form, "format": "xml"}
+            assert (await t.owner.client.post(base + "/import", form=form)).status_code == 400
+            form = {"csrf_token": t.owner.csrf, "network": "10.0.0.9", "ttl": "99y", "comment": "x"}
+            r = await t.owner.client.post(base + "/entries", form=form)
+            assert r.status_code == 302  # back to the list with the reason
+            form = {**form, "ttl": "1h", "comment": "@SUM(1)"}
+            assert (await t.owner.client.post(base + "/entries", form=form)).status_code == 302
+            r = await t.owner.client.get(base + "/export.csv")
+            text = await r.get_data(as_text=True)
+            assert r.status_code == 200 and "10.0.0.9," in text and ",'@SUM(1)" in text
+            r = await t.owner.client.get(base + "?q=10.0.0.9")
+            assert re.search(r"in (59|60) min", await r.get_data(as_text=True))
+
+    run(go())
+
+
+def test_an_agent_is_renamed_and_only_deleted_once_revoked(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            from tests.hub.harness import enroll
+
+            t.token = await t.make_token(["write"])
+            agent = await enroll(t, hostname="edge-9")
+            base = f"/t/{t.id}/agents/{agent.id}"
+            r = await t.owner.client.post(base + "/rename", form={"csrf_token": t.owner.csrf, "name": "  "})
+            assert r.status_code == 302
+            r = await t.owner.client.post(base + "/rename", form={"csrf_token": t.owner.csrf, "name": "web-a"})
+            assert r.status_code == 302
+            page = await (await t.owner.client.get(base)).get_data(as_text=True)
+            assert "web-a" in page and "Delete agent" not in page
+            r = await t.owner.client.post(base + "/delete", form={"csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and (await t.owner.client.get(base)).status_code == 200  # refused: live
+            await t.owner.post(f"{t.base}/agents/{agent.id}/revoke")
+            assert "Delete agent web-a" in await (await t.owner.client.get(base)).get_data(as_text=True)
+            r = await t.owner.client.post(base + "/delete", form={"csrf_token": t.owner.csrf})
+            assert r.status_code == 302 and (await t.owner.client.get(base)).status_code == 404
+
+    run(go())

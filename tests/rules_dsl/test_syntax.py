@@ -96,3 +96,18 @@ def test_huge_numbers_are_stopped_by_the_lexer_with_a_located_error(number):
     (d,) = err.value.diagnostics
     assert (d.line, d.message) == (4, "a number may have at most 20 digits")
     assert d.col > 1
+
+
+def test_the_editors_keywords_are_the_grammars_literal_words():
+    """The panel highlights what the grammar accepts: every quoted word of bulwark.lark,
+    nothing else (a word added to the grammar is highlighted without editing the editor)."""
+    import importlib.resources
+    import re as _re
+
+    from rules_dsl.syntax import keywords
+
+    grammar = importlib.resources.files("rules_dsl").joinpath("bulwark.lark").read_text()
+    rules = "\n".join(line for line in grammar.splitlines() if not line.lstrip().startswith("//"))
+    quoted = set(_re.findall(r'"([A-Za-z][A-Za-z0-9-]*)"', rules))
+    assert set(keywords()) == quoted
+    assert {"policy", "lockout-guard", "synproxy", "expect", "pass", "drop"} <= set(keywords())

@@ -3,6 +3,8 @@
 // One module, loaded with <script type="module"> (CSP: script-src 'self'), no inline code.
 import { startLive } from "./live.js";
 import { startEditor } from "./editor.js";
+import { startRollout } from "./rollout.js";
 
 startLive(document);
 startEditor(document);
+startRollout(document);

@@ -3,9 +3,10 @@
 Applying a spec writes the idle generation (only what differs from what that
 generation last held, in batches), then flips `g_state.gen` in one map update, so
 every packet is classified by one whole spec. Address sets live in inner maps swapped
-in whole through the outer arrays; a one-entry list change edits the live inner map
-in place (a single atomic map update), a whole-list change builds new inner maps in
-the idle generation and arrives with the flip.
+in whole through the outer arrays (exact hosts in the static tables of bpf/host_table.py,
+prefixes in LPM tries); a one-entry list change is a single atomic map update in the
+live generation (a host's delta entry, a prefix's trie entry), a whole-list change
+builds new inner maps in the idle generation and arrives with the flip.
 """
 from __future__ import annotations
 

@@ -353,8 +353,10 @@ static __u32 bw_table_page(__u64 h, __u32 pages)
 /* Place `count` keys (packed, network order) with mask index idx into the table that
  * starts at `table` (the mmapped array: head page, then `pages` slot pages). Returns 0,
  * or -E2BIG when a key would sit further than GUARD_TABLE_PROBES from its start.
- * (Ordering the keys by page first, to fill each page while it is in cache, measured no
- * faster here.) */
+ * Each key's slot is a cache miss somewhere in the table: the slot of the key
+ * BW_PREFETCH places later is prefetched, so the misses overlap. (Ordering the keys by
+ * page first, to fill each page while it is in cache, measured no faster here.) */
+#define BW_PREFETCH 16
 int bw_table_fill(void *table, uint32_t pages, int v6, const uint8_t *keys, size_t count, uint32_t idx)
 {
     unsigned width = v6 ? 16 : 4;
@@ -363,6 +365,11 @@ int bw_table_fill(void *table, uint32_t pages, int v6, const uint8_t *keys, size
     for (size_t n = 0; n < count; n++) {
         const __u8 *key = keys + n * width;
         __u64 h = bw_table_hash(key, v6);
+        if (n + BW_PREFETCH < count) {  /* the slot a later key starts at, fetched meanwhile */
+            __u64 later = bw_table_hash(key + BW_PREFETCH * width, v6);
+            __builtin_prefetch(bw_table_slot(base + (size_t)bw_table_page(later, pages) * GUARD_TABLE_PAGE,
+                                             later, v6, 0), 1);
+        }
         __u8 *slot = bw_table_probe(base + (size_t)bw_table_page(h, pages) * GUARD_TABLE_PAGE, key, h, v6);
         if (!slot)
             return -E2BIG;

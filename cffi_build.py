@@ -311,13 +311,13 @@ int bw_map_info(int map_fd, __u32 *type, __u32 *key_size, __u32 *value_size,
 }
 
 /* ---- the guard's host tables (guard.h): the agent's side of what the program reads ---- */
-static __u64 bw_table_hash(const __u8 *key, int v6)
+static __u64 bw_table_hash(const __u8 *key, int v6, __u64 seed)
 {
     __u32 addr;
     if (v6)
-        return guard_hash_v6(key);
+        return guard_hash_v6(key, seed);
     memcpy(&addr, key, 4);
-    return guard_hash_v4(addr);
+    return guard_hash_v4(addr, seed);
 }
 
 /* Slot i of the probe for hash h in slot page `page` (a pointer into the page). */
@@ -359,14 +359,15 @@ static __u32 bw_table_page(__u64 h, __u32 pages)
 #define BW_PREFETCH 16
 int bw_table_fill(void *table, uint32_t pages, int v6, const uint8_t *keys, size_t count, uint32_t idx)
 {
+    __u64 seed = ((struct guard_table_head *)table)->seed;
     unsigned width = v6 ? 16 : 4;
     size_t mask_at = v6 ? offsetof(struct guard_v6_slot, mask) : offsetof(struct guard_v4_slot, mask);
     __u8 *base = table;
     for (size_t n = 0; n < count; n++) {
         const __u8 *key = keys + n * width;
-        __u64 h = bw_table_hash(key, v6);
+        __u64 h = bw_table_hash(key, v6, seed);
         if (n + BW_PREFETCH < count) {  /* the slot a later key starts at, fetched meanwhile */
-            __u64 later = bw_table_hash(key + BW_PREFETCH * width, v6);
+            __u64 later = bw_table_hash(key + BW_PREFETCH * width, v6, seed);
             __builtin_prefetch(bw_table_slot(base + (size_t)bw_table_page(later, pages) * GUARD_TABLE_PAGE,
                                              later, v6, 0), 1);
         }
@@ -391,7 +392,7 @@ int bw_table_find(int fd, const uint8_t *key, int v6, uint64_t *mask)
         return err;
     if (!head.pages)
         return 0;
-    __u64 h = bw_table_hash(key, v6);
+    __u64 h = bw_table_hash(key, v6, head.seed);
     __u32 at = bw_table_page(h, head.pages);
     if ((err = bpf_map_lookup_elem(fd, &at, page)))
         return err;
@@ -414,7 +415,7 @@ int bw_table_mark(int fd, const uint8_t *key, int v6)
     int err = bpf_map_lookup_elem(fd, &zero, &head);
     if (err)
         return err;
-    __u32 bit = (bw_table_hash(key, v6) >> 16) & (GUARD_TABLE_FILTER_BITS - 1);
+    __u32 bit = (bw_table_hash(key, v6, head.seed) >> 16) & (GUARD_TABLE_FILTER_BITS - 1);
     if (head.filter[bit >> 3] & (1 << (bit & 7)))
         return 0;
     head.filter[bit >> 3] |= 1 << (bit & 7);

@@ -439,7 +439,7 @@ static __always_inline __u64 name(__u8 *addr, __u32 gen)                        
 	void *delta = bpf_map_lookup_elem(&DELTA, &gen);                                   \
 	if (!table || !(head = bpf_map_lookup_elem(table, &zero)) || !head->pages)          \
 		return 0;                                                                  \
-	h = V6 ? guard_hash_v6(addr) : guard_hash_v4(*(__u32 *)addr);                      \
+	h = V6 ? guard_hash_v6(addr, head->seed) : guard_hash_v4(*(__u32 *)addr, head->seed); \
 	bit = (h >> 16) & (GUARD_TABLE_FILTER_BITS - 1);                                   \
 	if (delta && (head->filter[bit >> 3] & (1 << (bit & 7))) &&                        \
 	    (hit = bpf_map_lookup_elem(delta, addr)))                                      \

@@ -172,9 +172,10 @@ struct guard_table_head {
 	__u32 masks;  /* mask indexes in use, 1..masks */
 	__u32 count;  /* hosts in the table */
 	__u32 pad;
+	__u64 seed;   /* random per table: list entries cannot be chosen to collide */
 	__u64 mask[GUARD_TABLE_MASKS]; /* mask index -> mask of set ids */
 	__u8 filter[GUARD_TABLE_FILTER_BITS / 8]; /* bit set: a delta entry may hash here */
-	__u8 spare[GUARD_TABLE_PAGE - 16 - 8 * GUARD_TABLE_MASKS - GUARD_TABLE_FILTER_BITS / 8];
+	__u8 spare[GUARD_TABLE_PAGE - 24 - 8 * GUARD_TABLE_MASKS - GUARD_TABLE_FILTER_BITS / 8];
 };
 
 struct guard_v4_slot {
@@ -199,7 +200,9 @@ struct guard_v6_page {
 
 /* The one hash of the host tables, shared by the program and the agent's builder
  * (cffi_build.py compiles this header): splitmix64's finalizer, whose every output bit
- * depends on every input bit. Bits 32.. pick the page, 0.. the start slot, 16.. the
+ * depends on every input bit, over the address and the table's random seed (without it,
+ * a list could be made of hosts that share a page and start, and the table would
+ * double until it failed). Bits 32.. pick the page, 0.. the start slot, 16.. the
  * filter bit. */
 static inline __attribute__((always_inline)) __u64 guard_mix(__u64 z)
 {
@@ -208,17 +211,17 @@ static inline __attribute__((always_inline)) __u64 guard_mix(__u64 z)
 	return z ^ (z >> 31);
 }
 
-static inline __attribute__((always_inline)) __u64 guard_hash_v4(__u32 addr)
+static inline __attribute__((always_inline)) __u64 guard_hash_v4(__u32 addr, __u64 seed)
 {
-	return guard_mix(addr + 0x9e3779b97f4a7c15ULL);
+	return guard_mix((addr ^ seed) + 0x9e3779b97f4a7c15ULL);
 }
 
-static inline __attribute__((always_inline)) __u64 guard_hash_v6(const __u8 *addr)
+static inline __attribute__((always_inline)) __u64 guard_hash_v6(const __u8 *addr, __u64 seed)
 {
 	__u64 hi, lo;
 	__builtin_memcpy(&hi, addr, 8);
 	__builtin_memcpy(&lo, addr + 8, 8);
-	return guard_mix(guard_mix(hi + 0x9e3779b97f4a7c15ULL) ^ lo);
+	return guard_mix(guard_mix((hi ^ seed) + 0x9e3779b97f4a7c15ULL) ^ lo);
 }
 
 struct guard_sample {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
+import os
 
 from bpf._lib import ffi, lib
 from bpf.errors import check
@@ -28,15 +29,16 @@ MASKS = lib.GUARD_TABLE_MASKS
 SLOTS = {"v4": lib.GUARD_V4_SLOTS, "v6": lib.GUARD_V6_SLOTS}
 WIDTH = {"v4": 4, "v6": 16}
 LOAD = 2  # slots per host: a probe stays short (about 1.5 slots on average)
+GROWTH_MAX = 8  # a table that needs more than this many times its pages holds colliding hosts
 DELTA_CAPACITY = 65_536  # delta entries a generation takes before a rebuild (allocated per entry)
 
 
 class GuardTableHead(ctypes.Structure):
     """guard.h's guard_table_head (tests/guard checks it against the BTF)."""
     _fields_ = [("pages", ctypes.c_uint32), ("masks", ctypes.c_uint32), ("count", ctypes.c_uint32),
-                ("pad", ctypes.c_uint32), ("mask", ctypes.c_uint64 * MASKS),
+                ("pad", ctypes.c_uint32), ("seed", ctypes.c_uint64), ("mask", ctypes.c_uint64 * MASKS),
                 ("filter", ctypes.c_uint8 * (lib.GUARD_TABLE_FILTER_BITS // 8)),
-                ("spare", ctypes.c_uint8 * (PAGE - 16 - 8 * MASKS - lib.GUARD_TABLE_FILTER_BITS // 8))]
+                ("spare", ctypes.c_uint8 * (PAGE - 24 - 8 * MASKS - lib.GUARD_TABLE_FILTER_BITS // 8))]
 
 
 def pages_for(count: int, family: str) -> int:
@@ -53,33 +55,37 @@ def build(family: str, groups: list[tuple[int, bytes]]) -> Map:
     makes them), filled before any program sees it.
 
     Raises GuardSpecError when the hosts fall into more distinct set masks than a table
-    holds (MASKS - 1), NoSpace when the kernel cannot allocate it.
+    holds (MASKS - 1) or will not spread over GROWTH_MAX times the pages they should
+    need (random seeds make that a matter of chance, not of the list), NoSpace when the
+    kernel cannot allocate it.
     """
     if len(groups) > MASKS - 1:
         raise GuardSpecError(f"{family} hosts belong to {len(groups)} distinct combinations of sets, "
                              f"the guard holds {MASKS - 1}")
     width = WIDTH[family]
     count = sum(len(keys) // width for _, keys in groups)
-    pages = pages_for(count, family)
-    while True:
+    pages = first = pages_for(count, family)
+    while pages <= first * GROWTH_MAX:
         table = Map.create(MapType.ARRAY, f"bw_{family}_table", 4, PAGE, 1 + pages,
                            flags=MMAPABLE | INNER_MAP)
         try:
-            if _fill(table, pages, family, groups, count):
+            if _fill(table, pages, family, groups, count, int.from_bytes(os.urandom(8), "little")):
                 return table
         except BaseException:
             table.close()
             raise
         table.close()
-        pages *= 2  # a host would sit too far from its start: spread them wider
+        pages *= 2  # a host would sit too far from its start: spread them wider, with another seed
+    raise GuardSpecError(f"{count} {family} hosts do not spread over a table of {first * GROWTH_MAX} pages")
 
 
-def _fill(table: Map, pages: int, family: str, groups: list[tuple[int, bytes]], count: int) -> bool:
+def _fill(table: Map, pages: int, family: str, groups: list[tuple[int, bytes]], count: int,
+          seed: int) -> bool:
     """Lay the head and the slots out in the mmapped array. False when a probe ran long."""
     with mmap.mmap(table.fd, (1 + pages) * PAGE, mmap.MAP_SHARED,
                    mmap.PROT_READ | mmap.PROT_WRITE) as mm:
         head = GuardTableHead.from_buffer(mm)
-        head.pages, head.masks, head.count = pages, len(groups), count
+        head.pages, head.masks, head.count, head.seed = pages, len(groups), count, seed
         for i, (mask, _) in enumerate(groups, 1):
             head.mask[i] = mask
         del head

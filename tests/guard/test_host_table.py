@@ -61,13 +61,32 @@ def test_a_million_packed_hosts_load_and_match_at_every_edge(guard):
 
 
 def test_a_table_whose_probes_run_long_is_rebuilt_wider(guard, monkeypatch):
-    monkeypatch.setattr(host_table, "pages_for", lambda count, family: 1)  # 512 slots for 3,000 hosts
-    hosts = [v4(BASE + 7 * i) for i in range(3000)]
+    monkeypatch.setattr(host_table, "pages_for", lambda count, family: 1)  # 512 slots for 1,500 hosts
+    hosts = [v4(BASE + 7 * i) for i in range(1500)]
     guard.apply(spec_from_plan(PLAN, {"deny": hosts}))
     table = guard._inner[guard.generation]["v4_table"]
-    assert table.max_entries - 1 >= 8
-    assert {verdict(guard, h) for h in hosts[::97]} == {XdpAction.DROP}
+    assert table.max_entries - 1 >= 4
+    assert {verdict(guard, h) for h in hosts[::37]} == {XdpAction.DROP}
     assert verdict(guard, v4(BASE + 1)) == XdpAction.PASS
+
+
+def test_hosts_that_will_not_spread_are_refused_not_grown_without_end(guard, monkeypatch):
+    monkeypatch.setattr(host_table, "pages_for", lambda count, family: 1)
+    monkeypatch.setattr(host_table, "GROWTH_MAX", 1)
+    with pytest.raises(gt.GuardSpecError, match="do not spread over a table of 1 pages"):
+        host_table.build("v4", [(1, Packed([v4(BASE + i) for i in range(3000)]).table("v4_hosts"))])
+
+
+def test_each_table_hashes_with_its_own_random_seed():
+    """So no list can be chosen to pile its hosts into one page (the table would double
+    until it failed): the same hosts land in two tables with different seeds."""
+    keys = Packed([v4(BASE + i) for i in range(100)]).table("v4_hosts")
+    seeds = set()
+    for _ in range(2):
+        with host_table.build("v4", [(1, keys)]) as table:
+            seeds.add(host_table.GuardTableHead.from_buffer_copy(table.get((0).to_bytes(4, "little"))).seed)
+            assert host_table.find(table, "v4", keys[:4]) == 1
+    assert len(seeds) == 2
 
 
 def test_more_set_combinations_than_a_table_holds_are_refused_and_nothing_changes(guard):

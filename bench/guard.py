@@ -189,6 +189,8 @@ def agent_snapshot_loads(plan, runs: int) -> dict[str, float]:
             for pin in sorted(cfg.pin_dir.glob("*")):
                 pin.unlink()
             cfg.pin_dir.rmdir()
+            if not any(Path(cfg.pin_root).iterdir()):
+                Path(cfg.pin_root).rmdir()
     return {"guard_load_1m_packed_s": statistics.median(loads), "host_table_build_1m_s": statistics.median(parts)}
 
 

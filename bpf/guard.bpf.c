@@ -93,10 +93,20 @@ struct {
 } g_buckets SEC(".maps");
 
 /* Address sets: value = mask of the set ids holding the key. Inner maps are swapped
- * whole through the outer arrays (slot = generation) so a list swap is atomic. */
-struct v4_hosts_inner {
+ * whole through the outer arrays (slot = generation) so a list swap is atomic. Exact
+ * hosts: a static table (guard.h, guard_table_head) and a hash of the deltas since. */
+struct table_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, struct guard_table_head); /* the head; slot pages share its size */
+};
+
+struct v4_delta_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u64);
 };
@@ -109,9 +119,10 @@ struct v4_nets_inner {
 	__type(value, __u64);
 };
 
-struct v6_hosts_inner {
+struct v6_delta_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct guard_v6_addr);
 	__type(value, __u64);
 };
@@ -125,17 +136,26 @@ struct v6_nets_inner {
 };
 
 /* Empty sets the outer slots start with; they also give the key types full BTF. */
-struct v4_hosts_inner g_v4h_empty SEC(".maps");
+struct table_inner g_v4t_empty SEC(".maps");
+struct table_inner g_v6t_empty SEC(".maps");
+struct v4_delta_inner g_v4d_empty SEC(".maps");
 struct v4_nets_inner g_v4n_empty SEC(".maps");
-struct v6_hosts_inner g_v6h_empty SEC(".maps");
+struct v6_delta_inner g_v6d_empty SEC(".maps");
 struct v6_nets_inner g_v6n_empty SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 2);
 	__type(key, __u32);
-	__array(values, struct v4_hosts_inner);
-} g_v4_hosts SEC(".maps") = {.values = {&g_v4h_empty, &g_v4h_empty}};
+	__array(values, struct table_inner);
+} g_v4_table SEC(".maps") = {.values = {&g_v4t_empty, &g_v4t_empty}};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct v4_delta_inner);
+} g_v4_delta SEC(".maps") = {.values = {&g_v4d_empty, &g_v4d_empty}};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
@@ -148,8 +168,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 2);
 	__type(key, __u32);
-	__array(values, struct v6_hosts_inner);
-} g_v6_hosts SEC(".maps") = {.values = {&g_v6h_empty, &g_v6h_empty}};
+	__array(values, struct table_inner);
+} g_v6_table SEC(".maps") = {.values = {&g_v6t_empty, &g_v6t_empty}};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct v6_delta_inner);
+} g_v6_delta SEC(".maps") = {.values = {&g_v6d_empty, &g_v6d_empty}};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
@@ -398,15 +425,62 @@ static __always_inline int parse(struct xdp_md *ctx, struct packet *p)
 	return PARSE_NOT_IP;
 }
 
-/* Mask of the set ids that hold this address (hosts hash OR longest prefix). */
-static __always_inline __u64 sets_of(struct packet *p, __u8 *addr, __u32 gen)
+/* The mask of set ids a generation's exact hosts give addr: a delta entry when the
+ * head's filter says there may be one, else the static table (guard.h). Written once per
+ * family with constant maps, so every map call site names one map (a call site that may
+ * see two is not inlined and costs an indirect call). */
+#define HOSTS_OF(name, TABLE, DELTA, V6, page_t, SLOTS_, MATCH)                              \
+static __always_inline __u64 name(__u8 *addr, __u32 gen)                                   \
+{                                                                                          \
+	__u32 zero = 0, bit, page, start, i;                                               \
+	struct guard_table_head *head;                                                     \
+	__u64 h, *hit;                                                                     \
+	void *table = bpf_map_lookup_elem(&TABLE, &gen);                                   \
+	void *delta = bpf_map_lookup_elem(&DELTA, &gen);                                   \
+	if (!table || !(head = bpf_map_lookup_elem(table, &zero)) || !head->pages)          \
+		return 0;                                                                  \
+	h = V6 ? guard_hash_v6(addr, head->seed) : guard_hash_v4(*(__u32 *)addr, head->seed); \
+	bit = (h >> 16) & (GUARD_TABLE_FILTER_BITS - 1);                                   \
+	if (delta && (head->filter[bit >> 3] & (1 << (bit & 7))) &&                        \
+	    (hit = bpf_map_lookup_elem(delta, addr)))                                      \
+		return *hit;                                                               \
+	page = 1 + ((__u32)(h >> 32) & (head->pages - 1));                                 \
+	start = (__u32)h;                                                                  \
+	page_t *pg = bpf_map_lookup_elem(table, &page);                                    \
+	if (!pg)                                                                           \
+		return 0;                                                                  \
+	for (i = 0; i < GUARD_TABLE_PROBES; i++) {                                         \
+		typeof(pg->slot[0]) *slot = &pg->slot[(start + i) & (SLOTS_ - 1)];         \
+		if (!slot->mask)                                                           \
+			return 0;                                                          \
+		if (MATCH)                                                                 \
+			return head->mask[slot->mask & (GUARD_TABLE_MASKS - 1)];           \
+	}                                                                                  \
+	return 0;                                                                          \
+}
+
+HOSTS_OF(hosts_v4, g_v4_table, g_v4_delta, 0, struct guard_v4_page, GUARD_V4_SLOTS,
+	 slot->addr == *(__u32 *)addr)
+HOSTS_OF(hosts_v6, g_v6_table, g_v6_delta, 1, struct guard_v6_page, GUARD_V6_SLOTS,
+	 *(__u64 *)slot->addr == *(__u64 *)addr && *(__u64 *)(slot->addr + 8) == *(__u64 *)(addr + 8))
+
+/* The exact hosts' mask for the packet's source (field 0) or destination: a function of
+ * its own, verified once, since its probe loops would otherwise be walked at every call. */
+__noinline __u64 hosts_of(struct packet *p, __u32 field, __u32 gen)
 {
-	__u64 mask = 0, *hit;
+	if (!p)
+		return 0;
+	if (p->family == 0)
+		return hosts_v4(field ? p->dst : p->src, gen);
+	return hosts_v6(field ? p->dst : p->src, gen);
+}
+
+/* Mask of the set ids that hold this address (exact hosts OR longest prefix). */
+static __always_inline __u64 sets_of(struct packet *p, __u8 *addr, __u32 field, __u32 gen)
+{
+	__u64 mask = hosts_of(p, field, gen), *hit;
 	void *inner;
 	if (p->family == 0) {
-		inner = bpf_map_lookup_elem(&g_v4_hosts, &gen);
-		if (inner && (hit = bpf_map_lookup_elem(inner, addr)))
-			mask |= *hit;
 		inner = bpf_map_lookup_elem(&g_v4_nets, &gen);
 		if (inner) {
 			struct guard_lpm_v4 key = {.prefixlen = 32};
@@ -415,9 +489,6 @@ static __always_inline __u64 sets_of(struct packet *p, __u8 *addr, __u32 gen)
 				mask |= *hit;
 		}
 	} else {
-		inner = bpf_map_lookup_elem(&g_v6_hosts, &gen);
-		if (inner && (hit = bpf_map_lookup_elem(inner, addr)))
-			mask |= *hit;
 		inner = bpf_map_lookup_elem(&g_v6_nets, &gen);
 		if (inner) {
 			struct guard_lpm_v6 key = {.prefixlen = 128};
@@ -561,12 +632,12 @@ __noinline int classify(struct packet *p, __u32 gen)
 	if (!scratch)
 		return GUARD_RULE_DEFAULT;
 	if (fields & GUARD_USE_ADDR(GUARD_F_SRC)) {
-		if (address_bitmap(&scratch->addr[0], sets_of(p, p->src, gen), gen, GUARD_F_SRC, words))
+		if (address_bitmap(&scratch->addr[0], sets_of(p, p->src, GUARD_F_SRC, gen), gen, GUARD_F_SRC, words))
 			return GUARD_RULE_DEFAULT;
 		bm[n++] = &scratch->addr[0];
 	}
 	if (fields & GUARD_USE_ADDR(GUARD_F_DST)) {
-		if (address_bitmap(&scratch->addr[1], sets_of(p, p->dst, gen), gen, GUARD_F_DST, words))
+		if (address_bitmap(&scratch->addr[1], sets_of(p, p->dst, GUARD_F_DST, gen), gen, GUARD_F_DST, words))
 			return GUARD_RULE_DEFAULT;
 		bm[n++] = &scratch->addr[1];
 	}

@@ -149,6 +149,81 @@ struct guard_lpm_v6 {
 	__u8 addr[16];
 };
 
+/* Exact hosts: a static hash table per family and generation, laid out by the agent in
+ * a BPF array it can mmap (one page per element) and filled in one pass from the packed
+ * list, so loading a million hosts costs no kernel insert per host. Page 0 is the head;
+ * pages 1..pages hold the slots. A host hashes (guard_hash_*) to one page and a start
+ * slot; it sits within GUARD_TABLE_PROBES slots of that start (linear probing, wrapping
+ * inside the page), or is not in the table: an empty slot (mask index 0) ends the probe.
+ *
+ * One-entry changes do not touch the table: the agent writes the host's whole new mask
+ * into the generation's delta hash (one map update, atomic for a packet), after setting
+ * the host's bit in head.filter; a packet consults the delta hash only when its bit is
+ * set, and a delta entry, when there is one, is the answer (mask 0: in no set). */
+#define GUARD_TABLE_PAGE 4096
+#define GUARD_TABLE_MASKS 256 /* distinct set masks per table; index 0 means "empty" */
+#define GUARD_TABLE_FILTER_BITS 8192
+#define GUARD_TABLE_PROBES 64
+#define GUARD_V4_SLOTS 512 /* per page */
+#define GUARD_V6_SLOTS 128
+
+struct guard_table_head {
+	__u32 pages;  /* slot pages after this one: a power of two */
+	__u32 masks;  /* mask indexes in use, 1..masks */
+	__u32 count;  /* hosts in the table */
+	__u32 pad;
+	__u64 seed;   /* random per table: list entries cannot be chosen to collide */
+	__u64 mask[GUARD_TABLE_MASKS]; /* mask index -> mask of set ids */
+	__u8 filter[GUARD_TABLE_FILTER_BITS / 8]; /* bit set: a delta entry may hash here */
+	__u8 spare[GUARD_TABLE_PAGE - 24 - 8 * GUARD_TABLE_MASKS - GUARD_TABLE_FILTER_BITS / 8];
+};
+
+struct guard_v4_slot {
+	__u32 addr; /* as in the packet (network order) */
+	__u32 mask; /* index in head.mask; 0: empty slot */
+};
+
+struct guard_v6_slot {
+	__u8 addr[16];
+	__u32 mask;
+	__u32 pad;
+};
+
+struct guard_v4_page {
+	struct guard_v4_slot slot[GUARD_V4_SLOTS];
+};
+
+struct guard_v6_page {
+	struct guard_v6_slot slot[GUARD_V6_SLOTS];
+	__u8 spare[GUARD_TABLE_PAGE - GUARD_V6_SLOTS * sizeof(struct guard_v6_slot)];
+};
+
+/* The one hash of the host tables, shared by the program and the agent's builder
+ * (cffi_build.py compiles this header): splitmix64's finalizer, whose every output bit
+ * depends on every input bit, over the address and the table's random seed (without it,
+ * a list could be made of hosts that share a page and start, and the table would
+ * double until it failed). Bits 32.. pick the page, 0.. the start slot, 16.. the
+ * filter bit. */
+static inline __attribute__((always_inline)) __u64 guard_mix(__u64 z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static inline __attribute__((always_inline)) __u64 guard_hash_v4(__u32 addr, __u64 seed)
+{
+	return guard_mix((addr ^ seed) + 0x9e3779b97f4a7c15ULL);
+}
+
+static inline __attribute__((always_inline)) __u64 guard_hash_v6(const __u8 *addr, __u64 seed)
+{
+	__u64 hi, lo;
+	__builtin_memcpy(&hi, addr, 8);
+	__builtin_memcpy(&lo, addr + 8, 8);
+	return guard_mix(guard_mix((hi ^ seed) + 0x9e3779b97f4a7c15ULL) ^ lo);
+}
+
 struct guard_sample {
 	__u64 time_ns;
 	__u32 rule;

@@ -3,22 +3,24 @@
 Applying a spec writes the idle generation (only what differs from what that
 generation last held, in batches), then flips `g_state.gen` in one map update, so
 every packet is classified by one whole spec. Address sets live in inner maps swapped
-in whole through the outer arrays; a one-entry list change edits the live inner map
-in place (a single atomic map update), a whole-list change builds new inner maps in
-the idle generation and arrives with the flip.
+in whole through the outer arrays (exact hosts in the static tables of bpf/host_table.py,
+prefixes in LPM tries); a one-entry list change is a single atomic map update in the
+live generation (a host's delta entry, a prefix's trie entry), a whole-list change
+builds new inner maps in the idle generation and arrives with the flip.
 """
 from __future__ import annotations
 
 import array
 import ctypes
 import errno
+import hashlib
 import os
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpf import guard_tables as gt
+from bpf import host_table
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace, NotFound, NotSupported
 from bpf.maps import NO_PREALLOC, Map, MapType
 from bpf.object import Object, Program
@@ -81,6 +83,7 @@ class GuardSample(ctypes.Structure):
 
 
 LAYOUTS = {
+    "guard_table_head": host_table.GuardTableHead,
     "guard_bitmap": GuardBitmap, "guard_config": GuardConfig, "guard_action": GuardAction,
     "guard_limit": GuardLimit,
     "guard_state": GuardState, "guard_counter": GuardCounter, "guard_bucket_key": GuardBucketKey,
@@ -88,15 +91,15 @@ LAYOUTS = {
     "guard_sample": GuardSample,
 }
 
-# (outer map, inner map type, key size, flags) per address table
-ADDRESS_TABLES = {
-    "v4_hosts": ("g_v4_hosts", MapType.HASH, 4, 0),
-    "v4_nets": ("g_v4_nets", MapType.LPM_TRIE, 8, NO_PREALLOC),
-    "v6_hosts": ("g_v6_hosts", MapType.HASH, 16, 0),
-    "v6_nets": ("g_v6_nets", MapType.LPM_TRIE, 20, NO_PREALLOC),
+# per family: the outer maps (one slot per generation) of its exact hosts' static table
+# and delta hash (bpf/host_table.py), and of its prefixes' LPM trie (key size)
+FAMILIES = {
+    "v4": {"table": "g_v4_table", "delta": "g_v4_delta", "nets": "g_v4_nets", "net_key": 8},
+    "v6": {"table": "g_v6_table", "delta": "g_v6_delta", "nets": "g_v6_nets", "net_key": 20},
 }
 PINNED_MAPS = ("g_state", "g_config", "g_actions", "g_counters", "g_small", "g_rclass", "g_rbits",
-               "g_sets", "g_buckets", "g_samples", "g_v4_hosts", "g_v4_nets", "g_v6_hosts", "g_v6_nets")
+               "g_sets", "g_buckets", "g_samples", "g_v4_table", "g_v4_delta", "g_v4_nets",
+               "g_v6_table", "g_v6_delta", "g_v6_nets")
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,13 @@ class Guard:
         self.rbits = m("g_rbits", key_type=ctypes.c_uint32)
         self.sets_map = m("g_sets", key_type=ctypes.c_uint32)
         self.buckets = m("g_buckets", key_type=GuardBucketKey, value_type=GuardBucket)
-        self.outer = {t: m(spec[0], key_type=ctypes.c_uint32, value_type=ctypes.c_uint32)
-                      for t, spec in ADDRESS_TABLES.items()}
+        self.outer = {f"{family}_{role}": m(names[role], key_type=ctypes.c_uint32, value_type=ctypes.c_uint32)
+                      for family, names in FAMILIES.items() for role in ("table", "delta", "nets")}
         self._tables: dict[int, gt.Tables] = {}  # what each generation's rule maps hold
         self._inner: dict[int, dict[str, Map]] = {0: {}, 1: {}}
         self._content: dict[int, object] = {0: None, 1: None}  # what the gen's sets hold
+        self._digest: dict[int, dict[str, bytes | None]] = {0: {}, 1: {}}  # per table/trie
+        self._delta_keys: dict[int, dict[str, set[bytes]]] = {0: {}, 1: {}}  # in each delta hash
         self._nets: dict[str, dict[tuple[int, int], int]] = {}  # live prefixes' own masks
         self.spec: gt.GuardSpec | None = None
 
@@ -240,46 +245,92 @@ class Guard:
         self.config[gen] = GuardConfig(words=t.words, fields=t.fields, monitor=int(t.monitor))
 
     def _write_sets(self, idle: int, live: int, spec: gt.GuardSpec, content_id) -> None:
-        if content_id is not None and content_id == self._content[live] and self._inner[live]:
-            for table, inner in self._inner[live].items():  # share the live maps
-                self.outer[table][idle] = inner.fd
-            self._inner[idle] = dict(self._inner[live])
-            self._content[idle] = content_id
-            return
-        built = {}
-        for table in ADDRESS_TABLES:
-            family = table[:2]
-            if table.endswith("hosts"):
-                groups = gt.host_groups(spec.sets, family)
-            else:
-                entries = gt.net_masks(spec.sets, family)
-                groups = [(mask, [n for n, m in entries.items() if m == mask])
-                          for mask in set(entries.values())]
-                self._nets[family] = {}
-                for set_id, contents in spec.sets.items():
+        """The idle generation's address maps. Each outer-slot write costs a
+        synchronize_rcu in the kernel (8-20 ms here), so a slot is written only when the
+        map it should hold changes: a table or trie whose content (by digest) the slot
+        already holds is kept, and the delta hashes are the generation's own for good
+        (emptied in place, or given the live one's entries when the sets are shared)."""
+        held, live_maps = self._inner[idle], self._inner[live]
+        sharing = content_id is not None and content_id == self._content[live] and bool(live_maps)
+        built: dict[str, Map] = {}
+        digests: dict[str, bytes | None] = {}
+        try:
+            for family in FAMILIES:
+                for role, make in self._sources(family, spec, sharing):
+                    if sharing:
+                        built[role], digests[role] = live_maps[role], self._digest[live].get(role)
+                        continue
+                    digest, fresh = make
+                    digests[role] = digest
+                    kept = held.get(role) if self._digest[idle].get(role) == digest else None
+                    built[role] = kept if kept is not None else fresh()
+        except BaseException:
+            for role, m in built.items():
+                if m is not held.get(role) and m is not live_maps.get(role):
+                    m.close()
+            raise
+        for family in FAMILIES:
+            role = f"{family}_delta"
+            built[role] = held[role] if role in held else host_table.new_delta(family)
+            self._clear_delta(idle, family, built[role] if role in held else None)
+            if sharing:
+                self._copy_delta(live, idle, family, built[role])
+        for role, m in built.items():
+            if held.get(role) is not m:
+                self.outer[role][idle] = m.fd
+        keep = {id(m) for m in (*built.values(), *live_maps.values())}
+        for m in held.values():
+            if id(m) not in keep:
+                m.close()  # the outer array held the last reference that matters
+        self._inner[idle], self._digest[idle], self._content[idle] = built, digests, content_id
+        if not sharing:
+            self._nets = {family: {} for family in FAMILIES}
+            for set_id, contents in spec.sets.items():
+                for family, own in self._nets.items():
                     for net in getattr(contents, f"{family}_nets"):
-                        self._nets[family][net] = self._nets[family].get(net, 0) | 1 << set_id
-            built[table] = self._new_inner(table, groups)
-        for table, inner in built.items():
-            self.outer[table][idle] = inner.fd
-        shared = {id(m) for m in self._inner[live].values()}
-        for inner in self._inner[idle].values():
-            if id(inner) not in shared:
-                inner.close()  # the outer array held the last reference that matters
-        self._inner[idle] = built
-        self._content[idle] = content_id
+                        own[net] = own.get(net, 0) | 1 << set_id
 
-    def _new_inner(self, table: str, groups: list[tuple[int, object]]) -> Map:
-        """A new inner map holding every (mask, entries) group, filled before it is live."""
-        _, kind, key_size, flags = ADDRESS_TABLES[table]
-        count = sum(len(e) // key_size if isinstance(e, bytes) else len(e) for _, e in groups)
-        inner = Map.create(kind, f"bw_{table}", key_size, 8, max(1024, count + count // 4),
-                           flags=flags)
-        batches = []
-        for mask, entries in groups:
-            keys = pack_address_keys(table, entries)
-            batches.append((keys, mask.to_bytes(8, "little") * (len(keys) // key_size)))
-        parallel_update(inner, batches)
+    def _sources(self, family: str, spec: gt.GuardSpec, sharing: bool):
+        """(role, (digest, build)) of a family's table and trie for spec; nothing is laid
+        out when the live maps are shared."""
+        if sharing:
+            yield f"{family}_table", None
+            yield f"{family}_nets", None
+            return
+        hosts = [(mask, pack_address_keys(f"{family}_hosts", h)) for mask, h in gt.host_groups(spec.sets, family)]
+        yield f"{family}_table", (_digest(hosts), lambda: host_table.build(family, hosts))
+        entries = gt.net_masks(spec.sets, family)
+        nets = [(mask, pack_address_keys(f"{family}_nets", sorted(n for n, m in entries.items() if m == mask)))
+                for mask in sorted(set(entries.values()))]
+        yield f"{family}_nets", (_digest(nets), lambda: self._new_nets(family, nets))
+
+    def _clear_delta(self, gen: int, family: str, delta: Map | None) -> None:
+        """Empty the generation's delta hash of the keys it was given."""
+        keys = self._delta_keys[gen].get(family)
+        if keys and delta is not None:
+            delta.delete_batch(b"".join(keys))
+        self._delta_keys[gen][family] = set()
+
+    def _copy_delta(self, live: int, idle: int, family: str, target: Map) -> None:
+        keys = self._delta_keys[live].get(family) or set()
+        if keys:
+            source = self._inner[live][f"{family}_delta"]
+            target.update_batch(b"".join(keys), b"".join(source.get(k) for k in keys))
+        self._delta_keys[idle][family] = set(keys)
+
+    @staticmethod
+    def _new_nets(family: str, groups: list[tuple[int, bytes]]) -> Map:
+        """A new LPM trie holding every (mask, packed prefixes) group, filled before it is live."""
+        key_size = FAMILIES[family]["net_key"]
+        count = sum(len(keys) for _, keys in groups) // key_size
+        inner = Map.create(MapType.LPM_TRIE, f"bw_{family}_nets", key_size, 8, max(1024, count + count // 4),
+                           flags=NO_PREALLOC)
+        try:
+            for mask, keys in groups:
+                inner.update_batch(keys, mask.to_bytes(8, "little") * (len(keys) // key_size))
+        except BaseException:
+            inner.close()
+            raise
         return inner
 
     def _reset_counters(self, gen: int) -> None:
@@ -324,25 +375,27 @@ class Guard:
         return ops
 
     def _update_entry(self, live: int, one: gt.AddressSet, bit: int, adding: bool) -> int:
-        for table in ADDRESS_TABLES:
-            family = table[:2]
-            items = getattr(one, table)
-            if not items:
-                continue
-            item = next(iter(items))
-            inner = self._inner[live][table]
-            if table.endswith("hosts"):
-                key = pack_address_keys(table, [item])
-                current = inner.get(key, None)
-                mask = int.from_bytes(current, "little") if current else 0
-                mask = mask | bit if adding else mask & ~bit
-                if mask:
-                    self._set_inner(live, table, key, mask)
-                elif current is not None:
-                    inner.delete(key)
-                return 1
-            return self._update_net(live, table, family, item, bit, adding)
+        for family in FAMILIES:
+            if getattr(one, f"{family}_nets"):
+                return self._update_net(live, f"{family}_nets", family,
+                                        next(iter(getattr(one, f"{family}_nets"))), bit, adding)
+            if getattr(one, f"{family}_hosts"):
+                return self._update_host(live, family, next(iter(getattr(one, f"{family}_hosts"))), bit, adding)
         return 0
+
+    def _update_host(self, live: int, family: str, host: int, bit: int, adding: bool) -> int:
+        """The host's whole new mask into the delta hash: one map update a packet sees
+        before or after (its filter bit is set first, which alone changes no answer)."""
+        inner = self._inner[live]
+        key = pack_address_keys(f"{family}_hosts", [host])
+        current = inner[f"{family}_delta"].get(key, None)
+        mask = int.from_bytes(current, "little") if current is not None else \
+            host_table.find(inner[f"{family}_table"], family, key)
+        mask = mask | bit if adding else mask & ~bit
+        host_table.mark(inner[f"{family}_table"], family, key)
+        self._delta_keys[live].setdefault(family, set()).add(key)
+        self._set_inner(live, f"{family}_delta", key, mask)
+        return 1
 
     def _update_net(self, live: int, table: str, family: str, net: tuple[int, int], bit: int,
                     adding: bool) -> int:
@@ -357,6 +410,9 @@ class Guard:
         # the entry itself and every prefix inside it carry this membership
         affected = [n for n in own if addr <= n[0] and (n[0] | ((1 << (width - n[1])) - 1)) <= last]
         inner = self._inner[live][table]
+        for gen in (0, 1):  # edited in place: no longer what its digest names, in any gen holding it
+            if self._inner[gen].get(table) is inner:
+                self._digest[gen][table] = None
         ops = 0
         if net not in own:
             inner.delete(pack_address_keys(table, [net]))
@@ -493,40 +549,14 @@ def action_entries(gen: int, t: gt.Tables) -> dict[str, dict[int, bytes]]:
 RULE_PARTS = {"small": small_entries, "ranges": range_entries, "sets": set_entries,
               "actions": action_entries}
 
-PARALLEL_MIN = 200_000  # entries from which a second thread pays for itself
-
-
-def parallel_update(target: Map, batches: list[tuple[bytes, bytes]]) -> None:
-    """Batch-insert (keys, values) pairs, split over two threads when large: the kernel
-    locks hash buckets, not the map, and cffi releases the GIL during the syscall."""
-    ks, vs = target.key_size, target.value_size
-    halves: list[list[tuple[bytes, bytes]]] = [[], []]
-    for keys, values in batches:
-        count = len(keys) // ks
-        if count < PARALLEL_MIN or target.type is not MapType.HASH:
-            halves[0].append((keys, values))
-            continue
-        mid = count // 2
-        halves[0].append((keys[:mid * ks], values[:mid * vs]))
-        halves[1].append((keys[mid * ks:], values[mid * vs:]))
-    errors: list[BaseException] = []
-
-    def run(part):
-        try:
-            for keys, values in part:
-                target.update_batch(keys, values)
-        except BaseException as exc:  # re-raised in the caller's thread
-            errors.append(exc)
-
-    if not halves[1]:
-        run(halves[0])
-    else:
-        helper = threading.Thread(target=run, args=(halves[1],))
-        helper.start()
-        run(halves[0])
-        helper.join()
-    if errors:
-        raise errors[0]
+def _digest(groups: list[tuple[int, bytes]]) -> bytes:
+    """What a table or trie is built from, named: equal digests, equal contents."""
+    h = hashlib.sha256()
+    for mask, keys in groups:
+        h.update(mask.to_bytes(8, "little"))
+        h.update(len(keys).to_bytes(8, "little"))
+        h.update(keys)
+    return h.digest()
 
 
 def open_pinned_guard(directory: str | os.PathLike) -> Guard:

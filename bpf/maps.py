@@ -43,6 +43,8 @@ class MapType(enum.IntEnum):
 
 
 NO_PREALLOC = 1  # BPF_F_NO_PREALLOC: entries allocated on insert (LPM tries need it)
+MMAPABLE = 1 << 10  # BPF_F_MMAPABLE: an array user space can mmap and fill in place
+INNER_MAP = 1 << 12  # BPF_F_INNER_MAP: an inner array whose size may differ from the template
 
 
 class UpdateFlag(enum.IntEnum):

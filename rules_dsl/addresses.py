@@ -383,8 +383,8 @@ def from_wire(text: object) -> Packed:
     """Raises AddressError when text is not `to_wire`'s output."""
     if not isinstance(text, str):
         raise AddressError(f"a packed list is a base64 string, not {type(text).__name__}")
-    try:
-        data = base64.b64decode(text, validate=True)
+    try:  # strict: only the alphabet, padding at the end (as validate=True, without its regex pass)
+        data = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
         raise AddressError("a packed list is not valid base64") from None
     return Packed.from_bytes(data)

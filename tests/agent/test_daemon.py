@@ -93,7 +93,7 @@ async def test_watchdog_repairs_drift(veth_lab, pin_dir, make_config):
             from bpf.guard import GuardState
             with Map.open_pinned(pin / "g_state", key_type=ctypes.c_uint32, value_type=GuardState) as st:
                 gen = st[0].gen & 1
-            for name in ("g_v4_hosts", "g_v4_nets", "g_v6_hosts", "g_v6_nets"):
+            for name in ("g_v4_table", "g_v4_nets", "g_v6_table", "g_v6_nets"):
                 with Map.open_pinned(pin / name, key_type=ctypes.c_uint32) as outer:
                     outer.delete(gen)
         await trio.to_thread.run_sync(empty_maps_by_hand)

@@ -122,3 +122,13 @@ def test_the_binary_form_is_the_documented_layout():
     assert data[:4] == b"BWA1" and data[4:20] == (1).to_bytes(4, "little") * 4
     assert data[20:24] == bytes([192, 0, 2, 1]) and data[24:29] == bytes([10, 0, 0, 0, 8])
     assert data[29:45] == bytes(15) + b"\x01" and data[45:62] == bytes.fromhex("20010db8") + bytes(12) + b"\x20"
+
+
+@pytest.mark.parametrize("text", ["QUJD\n", " QUJD", "QU=JD", "QUJ", "Q!JD", "QUJDRA===", "QUJDé", "\0"])
+def test_the_wire_form_takes_strict_base64_only(text):
+    """from_wire decodes in one C pass (binascii's strict mode), refusing what validate=True
+    refused: characters outside the alphabet, misplaced or missing padding."""
+    with pytest.raises(AddressError, match="not valid base64"):
+        addresses.from_wire(text)
+    wire = addresses.to_wire(Packed(["192.0.2.1", "2001:db8::/32"]))
+    assert addresses.from_wire(wire) == Packed(["192.0.2.1", "2001:db8::/32"])

@@ -171,6 +171,11 @@ async def end_session(user: User, handle: str) -> bool:
     return bool(await Session.filter(user_id=user.id, id_hash__startswith=handle).delete())
 
 
+async def end_all_sessions(user: User) -> int:
+    """Sign out everywhere, the caller's own session included."""
+    return await Session.filter(user_id=user.id).delete()
+
+
 async def change_password(rt: Runtime, user: User, new_password: str) -> None:
     check_password_strength(new_password)
     user.password_hash = await rt.passwords.hash(new_password)

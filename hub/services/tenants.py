@@ -156,11 +156,10 @@ async def _keeps_an_owner(scope: TenantScope, membership: Membership) -> None:
 
 
 async def remove_member(rt: Runtime, scope: TenantScope, membership: Membership) -> None:
-    """Take someone out of the tenant (a member may also leave: removing themselves)."""
-    if membership.user_id != scope.principal.user_id:
-        scope.require("admin")
-        if membership.role == "owner" and "billing" not in scope.permissions:
-            raise Forbidden("only an owner can remove an owner")
+    """Take someone out of the tenant; their sessions stay, their access here ends."""
+    scope.require("admin")
+    if membership.role == "owner" and "billing" not in scope.permissions:
+        raise Forbidden("only an owner can remove an owner")
     await _keeps_an_owner(scope, membership)
     user = await User.get(id=membership.user_id)
     async with in_transaction() as conn:

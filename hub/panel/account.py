@@ -44,6 +44,21 @@ def qr_data_uri(uri: str) -> str:
     return segno.make(uri, error="m").svg_data_uri(scale=5, border=2, dark="#152238")
 
 
+BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+            ("Safari/", "Safari"), ("curl/", "curl"), ("python-httpx", "httpx"))
+SYSTEMS = (("Windows", "Windows"), ("Android", "Android"), ("iPhone", "iOS"), ("Mac OS X", "macOS"),
+           ("Linux", "Linux"))
+
+
+def browser_of(user_agent: str) -> str:
+    """A person's name for a User-Agent ("Chrome on Linux"): enough to tell sessions apart."""
+    browser = next((name for key, name in BROWSERS if key in user_agent), "")
+    system = next((name for key, name in SYSTEMS if key in user_agent), "")
+    if not browser:
+        return user_agent[:40] or "unknown"
+    return f"{browser} on {system}" if system else browser
+
+
 def _grouped(secret: str) -> str:
     return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
 
@@ -66,7 +81,8 @@ async def _render(p, user, s, status: int = 200, **extra):
     return await render_template(
         "panel/account.html", **ctx, fresh_until=fresh, pending=pending, me=user,
         sessions=[(accounts.session_handle(x), x, x.id_hash == s.id_hash) for x in listed],
-        unused_codes=await user.recovery_codes.filter(used_at__isnull=True).count(), **extra), status
+        unused_codes=await user.recovery_codes.filter(used_at__isnull=True).count(), browser_of=browser_of,
+        **extra), status
 
 
 @bp.get("/account")

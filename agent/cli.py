@@ -4,8 +4,10 @@
     run [--policy POLICY.bw] --iface IF          the daemon (standalone, or managed once enrolled)
     status [--json]                              what is installed (from the pins), live rates if running
     detach [--iface IF]                          remove what this agent installed, nothing else
-    enroll --hub URL --token TOKEN [--hub-ca-sha256 HEX] [--allow-insecure-http]
-                                                 managed mode: store a credential (0600), pin the hub
+    enroll --hub URL --token-stdin [--hub-ca-sha256 HEX] [--allow-insecure-http]
+                                                 managed mode: store a credential (0600), pin the hub;
+                                                 the join token from stdin or BULWARK_JOIN_TOKEN
+                                                 (argv is visible to every user in `ps`)
     check-config                                 validate the config (systemd ExecStartPre)
 
 Common flags: --config FILE, --name, --netns, --pin-root, --state-root, --http-port.
@@ -53,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("enroll", help="enrol with a hub")
     common(sp)
     sp.add_argument("--hub", required=True, help="the hub's URL")
-    sp.add_argument("--token", required=True, help="the join token from the hub")
+    sp.add_argument("--token-stdin", dest="token_stdin", action="store_true",
+                    help="read the join token from the first line of stdin")
+    sp.add_argument("--token", help=f"the join token (visible in `ps`: prefer --token-stdin or {TOKEN_ENV})")
     sp.add_argument("--hub-ca-sha256", dest="hub_ca_sha256",
                     help="trust only the CA certificate with this SHA-256 (of its DER) for the hub")
     sp.add_argument("--allow-insecure-http", dest="allow_insecure_http", action="store_true", default=None,
@@ -63,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+TOKEN_ENV = "BULWARK_JOIN_TOKEN"
 FLAG_KEYS = ("name", "iface", "netns", "xdp_mode", "pin_root", "state_root", "http_port", "policy",
              "hub_ca_sha256", "allow_insecure_http")
 
@@ -162,6 +167,21 @@ def cmd_detach(config: AgentConfig) -> int:
     return 0
 
 
+def join_token(args: argparse.Namespace, environ: dict[str, str], stdin) -> str:  # noqa: ANN001 (a text stream)
+    """The join token: stdin (--token-stdin), else BULWARK_JOIN_TOKEN, else --token.
+    Raises ConfigError when none is given."""
+    if args.token_stdin:
+        token = stdin.readline(4096).strip()
+    else:
+        token = environ.get(TOKEN_ENV, "").strip() or (args.token or "").strip()
+    if not token:
+        raise ConfigError(f"give the join token on stdin (--token-stdin) or in {TOKEN_ENV}")
+    if args.token and not args.token_stdin and not environ.get(TOKEN_ENV):
+        print(f"warning: --token is visible to every user in `ps`; use --token-stdin or {TOKEN_ENV}",
+              file=sys.stderr)
+    return token
+
+
 def cmd_enroll(config: AgentConfig, hub: str, token: str) -> int:
     from agent.hub_link import enroll
 
@@ -189,7 +209,9 @@ def main(argv: list[str]) -> int:
         if args.command == "detach":
             return cmd_detach(config)
         if args.command == "enroll":
-            return cmd_enroll(config, args.hub, args.token)
+            import os
+
+            return cmd_enroll(config, args.hub, join_token(args, dict(os.environ), sys.stdin))
         if args.command == "check-config":
             print(f"config ok: agent {config.name}, iface {config.iface}, pins {config.pin_dir}")
             return 0

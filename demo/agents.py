@@ -62,8 +62,8 @@ class AgentProcess:
         from agent.hub_link import load_credential
 
         out = subprocess.run([*bulwark_command(), "agent", "enroll", "--config", str(self.config_path),
-                              "--hub", hub_url, "--token", join_token],
-                             capture_output=True, text=True, timeout=60)
+                              "--hub", hub_url, "--token-stdin"],
+                             input=join_token + "\n", capture_output=True, text=True, timeout=60)
         if out.returncode:
             raise AgentFailed(f"agent {self.name}: enroll failed: {out.stderr.strip()}")
         self.agent_id = load_credential(self.config())["agent_id"]

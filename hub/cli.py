@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("create-admin", help="create the first platform operator")
     admin.add_argument("email", help="the operator's e-mail address (their login)")
     admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    reset = sub.add_parser("reset-link", help="print a single-use password reset link (1 hour) for a user: "
+                                              "the fallback where the hub sends no email")
+    reset.add_argument("email", help="the user's e-mail address")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit log's keyed hash chain, and that it "
@@ -84,6 +87,19 @@ async def _create_admin(config, email: str, password: str) -> int:
         user = await accounts.create_user(rt, email, password, platform_admin=True)
         await rt.audit.append(actor="cli", action="user.create_admin", target=user.email)
         print(f"created platform operator {user.email}")
+        return 0
+
+    return await _with_db(config, run)
+
+
+async def _reset_link(config, email: str) -> int:
+    from hub.runtime import Runtime
+    from hub.services import resets
+
+    async def run(ctx):
+        link = await resets.issue_link(Runtime.create(config), email)
+        print(link)
+        print("hand it over by a channel you trust; it works once, within an hour", file=sys.stderr)
         return 0
 
     return await _with_db(config, run)
@@ -267,6 +283,8 @@ def main(argv: list[str]) -> int:
                     print("bulwark hub: the passwords differ", file=sys.stderr)
                     return 2
             return asyncio.run(_create_admin(config, args.email, password))
+        if args.command == "reset-link":
+            return asyncio.run(_reset_link(config, args.email))
         if args.command == "audit" and args.audit_command == "verify":
             return asyncio.run(_audit_verify(config, args.checkpoint))
         if args.command == "audit" and args.audit_command == "checkpoint":

@@ -36,6 +36,9 @@ class HubConfig:
     # plain http, for loopback or behind a TLS-terminating proxy (docs/hub.md).
     tls_certfile: str = ""
     tls_keyfile: str = ""
+    # The CA that signed tls_certfile (PEM), whose SHA-256 the panel's enrolment command
+    # pins. Empty: the last certificate of tls_certfile's chain, if it has more than one.
+    tls_ca_certfile: str = ""
     # The Ed25519 key that signs Plans for agents (PKCS#8 PEM). Empty means
     # data_dir/plan_signing_key, made on first use (mode 0600). Hubs sharing a database
     # must share this file: agents pin its public key at enrolment.

@@ -20,7 +20,9 @@ from werkzeug.routing import IntegerConverter
 from hub import callers, json_bounds
 from hub.api_schemas.common import MAX_INT32
 from hub.errors import ClientError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
-from hub.models import Agent, AlertChannel, ApiToken, Deployment, IpList, Membership, OutboxMessage, Policy
+from hub.models import (
+    Agent, AlertChannel, ApiToken, Deployment, Invitation, IpList, JoinToken, Membership, OutboxMessage, Policy,
+)
 from hub.runtime import Runtime
 from hub.security import same
 from hub.services import accounts, tenants
@@ -39,6 +41,8 @@ PATH_OBJECTS: dict[str, tuple[type, str]] = {
     "member_id": (Membership, "membership"),
     "channel_id": (AlertChannel, "channel"),
     "message_id": (OutboxMessage, "message"),
+    "join_token_id": (JoinToken, "join_token"),
+    "invitation_id": (Invitation, "invitation"),
 }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -17,6 +17,7 @@ Label = Annotated[str, Field(pattern=LABEL.pattern)]
 class JoinTokenIn(Strict):
     ttl_s: int = Field(default=3600, gt=0, le=3600)
     labels: list[Label] = Field(default_factory=list, max_length=64, description="given to the agent it enrols")
+    max_uses: int = Field(default=1, ge=1, le=1000, description="how many servers it may enrol")
 
 
 class LabelsIn(Strict):
@@ -30,8 +31,25 @@ class ProtectionIn(Strict):
 
 class JoinTokenOut(Strict):
     id: uuid.UUID
-    token: str = Field(description="the `bwj_...` token for `bulwark agent enroll`; single use, shown once")
+    token: str = Field(description="the `bwj_...` token for `bulwark agent enroll` (give it through the "
+                                   "environment or stdin); good for `max_uses` servers, shown once")
     expires_at: dt.datetime
+    max_uses: int
+
+
+class JoinTokenListed(Strict):
+    id: uuid.UUID
+    labels: list[str]
+    created_at: dt.datetime | None
+    expires_at: dt.datetime
+    max_uses: int
+    uses: int
+    revoked_at: dt.datetime | None
+    state: Literal["usable", "used up", "expired", "revoked"]
+
+
+class JoinTokensOut(Strict):
+    join_tokens: list[JoinTokenListed]
 
 
 class AgentOut(Strict):

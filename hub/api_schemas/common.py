@@ -93,6 +93,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     409: "the request clashes with the current state",
     413: "the body is larger than this route accepts",
     422: "well-formed, but past a work budget (e.g. a policy too large to check in time)",
+    429: "too many attempts from this address or for this account: wait for `Retry-After`",
 }
 
 # Every tenant route can fail authentication, scope and lookup.

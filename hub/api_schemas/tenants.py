@@ -95,3 +95,34 @@ class TokensOut(Strict):
 
 class NewTokenOut(TokenOut):
     token: str = Field(description="the `bwt_...` credential; shown once, stored hashed")
+
+
+class InvitationListed(Strict):
+    id: uuid.UUID
+    email: str
+    role: Role
+    created_at: dt.datetime | None
+    expires_at: dt.datetime
+    accepted_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    state: Literal["pending", "accepted", "revoked", "expired"]
+
+
+class InvitationsOut(Strict):
+    invitations: list[InvitationListed]
+
+
+class SignUpIn(Strict):
+    token: str = Field(max_length=200, description="the invitation's token, from its link")
+    password: str = Field(min_length=12, max_length=1024)
+
+
+class SignUpOut(Strict):
+    user_id: uuid.UUID
+    email: str
+    tenant_id: uuid.UUID
+    role: Role
+
+
+class DeletedOut(Strict):
+    deleted: bool

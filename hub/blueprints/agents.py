@@ -11,13 +11,15 @@ from hub.api_schemas.agents import (
     AgentsOut,
     CredentialOut,
     JoinTokenIn,
+    JoinTokenListed,
     JoinTokenOut,
+    JoinTokensOut,
     LabelsIn,
     ProtectionIn,
     ProtectionOut,
 )
 from hub.api_schemas.common import BODY_ERRORS, TENANT_ERRORS, Deleted, RenameIn, responds
-from hub.models import Agent
+from hub.models import Agent, JoinToken
 from hub.services import agents
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
@@ -31,9 +33,26 @@ tag_blueprint(bp, ["agents"])
 @tenant_route("write")
 @validate_request(JoinTokenIn)
 async def create_join_token(scope: TenantScope, data: JoinTokenIn) -> tuple[dict[str, Any], int]:
-    """A single-use token that enrols one server into this tenant."""
-    token, credential = await agents.create_join_token(rt(), scope, data.ttl_s, data.labels)
-    return {"id": token.id, "token": credential, "expires_at": token.expires_at}, 201
+    """A token that enrols up to `max_uses` servers into this tenant (one by default)."""
+    token, credential = await agents.create_join_token(rt(), scope, data.ttl_s, data.labels, data.max_uses)
+    return {"id": token.id, "token": credential, "expires_at": token.expires_at, "max_uses": token.max_uses}, 201
+
+
+@bp.get("/join-tokens")
+@responds(JoinTokensOut)
+@tenant_route("read")
+async def list_join_tokens(scope: TenantScope) -> dict[str, Any]:
+    """The tenant's join tokens, newest first (never their secrets)."""
+    rows = await scope.query(JoinToken).order_by("-created_at").limit(500)
+    return {"join_tokens": [agents.join_token_json(t) for t in rows]}
+
+
+@bp.delete("/join-tokens/<uuid:join_token_id>")
+@responds(JoinTokenListed)
+@tenant_route("write")
+async def revoke_join_token(scope: TenantScope, join_token: JoinToken) -> dict[str, Any]:
+    """No more enrolments with this token; the agents it enrolled stay."""
+    return agents.join_token_json(await agents.revoke_join_token(rt(), scope, join_token))
 
 
 @bp.get("/agents")

@@ -45,7 +45,8 @@ async def _start_session(user, *, mfa_ok: bool) -> Response:
     old = await current_session()
     if old is not None:
         await accounts.close_session(old[0])
-    session_id, session = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok)
+    session_id, session = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok,
+                                                      user_agent=request.headers.get("User-Agent", ""))
     login_user(AuthUser(session_id))
     return jsonify(_session_body(session, mfa_required=not mfa_ok))
 

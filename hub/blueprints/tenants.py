@@ -4,18 +4,23 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint
-from quart_schema import tag_blueprint, validate_request
+from quart_schema import security_scheme, tag_blueprint, validate_request
 
 from hub.api_schemas.common import BODY_ERRORS, TENANT_ERRORS, responds
 from hub.api_schemas.tenants import (
     AcceptIn,
     AcceptOut,
+    DeletedOut,
+    InvitationListed,
+    InvitationsOut,
     InviteIn,
     InvitationOut,
     MembersOut,
     NewTokenOut,
     RoleIn,
     RoleOut,
+    SignUpIn,
+    SignUpOut,
     TenantDetail,
     TenantIn,
     TenantOut,
@@ -24,10 +29,10 @@ from hub.api_schemas.tenants import (
     TokenOut,
     TokensOut,
 )
-from hub.models import ApiToken, Membership, Tenant
+from hub.models import ApiToken, Invitation, Membership, Tenant
 from hub.services import tenants
 from hub.services.scope import TenantScope
-from hub.web import principal, rt, tenant_route
+from hub.web import client_address, principal, rt, tenant_route
 
 bp = Blueprint("tenants", __name__, url_prefix="/api/v1")
 tag_blueprint(bp, ["tenants"])
@@ -68,6 +73,25 @@ async def get_tenant(scope: TenantScope) -> dict[str, Any]:
             "permissions": sorted(scope.permissions)}
 
 
+@bp.patch(T)
+@responds(TenantOut, errors=BODY_ERRORS)
+@tenant_route("admin")
+@validate_request(TenantIn)
+async def rename_tenant(scope: TenantScope, data: TenantIn) -> dict[str, Any]:
+    """Rename the tenant (admins)."""
+    tenant = await tenants.rename_tenant(rt(), scope, data.name)
+    return {"id": tenant.id, "name": tenant.name}
+
+
+@bp.delete(T)
+@responds(DeletedOut, errors=(*TENANT_ERRORS, 409))
+@tenant_route("admin")
+async def delete_tenant(scope: TenantScope) -> dict[str, Any]:
+    """Delete the tenant and everything in it (owners; 409 while an agent is enrolled)."""
+    await tenants.delete_tenant(rt(), scope)
+    return {"deleted": True}
+
+
 @bp.get(T + "/members")
 @responds(MembersOut)
 @tenant_route("read")
@@ -85,6 +109,43 @@ async def set_role(scope: TenantScope, membership: Membership, data: RoleIn) -> 
     """Change a member's role (a tenant keeps at least one owner)."""
     m = await tenants.set_role(rt(), scope, membership, data.role)
     return {"id": m.id, "role": m.role}
+
+
+@bp.delete(T + "/members/<int:member_id>")
+@responds(DeletedOut, errors=(*TENANT_ERRORS, 409))
+@tenant_route("admin")
+async def remove_member(scope: TenantScope, membership: Membership) -> dict[str, Any]:
+    """Remove a member (only an owner removes an owner); a tenant keeps at least one owner."""
+    await tenants.remove_member(rt(), scope, membership)
+    return {"deleted": True}
+
+
+@bp.get(T + "/invitations")
+@responds(InvitationsOut)
+@tenant_route("admin")
+async def list_invitations(scope: TenantScope) -> dict[str, Any]:
+    """Invitations sent from this tenant, newest first (never their tokens)."""
+    rows = await scope.query(Invitation).order_by("-created_at").limit(500)
+    return {"invitations": [tenants.invitation_json(i) for i in rows]}
+
+
+@bp.delete(T + "/invitations/<uuid:invitation_id>")
+@responds(InvitationListed, errors=(*TENANT_ERRORS, 409))
+@tenant_route("admin")
+async def revoke_invitation(scope: TenantScope, invitation: Invitation) -> dict[str, Any]:
+    """A pending invitation stops working (409 once accepted)."""
+    return tenants.invitation_json(await tenants.revoke_invitation(rt(), scope, invitation))
+
+
+@bp.post("/invitations/sign-up")
+@responds(SignUpOut, 201, errors=(400, 404, 409, 413))
+@security_scheme([])
+@validate_request(SignUpIn)
+async def sign_up(data: SignUpIn) -> tuple[dict[str, Any], int]:
+    """Accept an invitation by making the account it was sent to (no sign-in: the token is
+    the proof). Sign in afterwards; set up 2FA then."""
+    user, m = await tenants.sign_up(rt(), data.token, data.password, client_address())
+    return {"user_id": user.id, "email": user.email, "tenant_id": m.tenant_id, "role": m.role}, 201
 
 
 @bp.post(T + "/invitations")

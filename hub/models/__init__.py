@@ -11,6 +11,7 @@ from hub.models.access import (
     Invitation,
     LoginFailure,
     Membership,
+    PasswordReset,
     RecoveryCode,
     Session,
     Tenant,
@@ -37,7 +38,7 @@ MODEL_MODULES = [
 
 __all__ = [
     "Agent", "AlertChannel", "BillingAccount", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
-    "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint",
+    "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint", "PasswordReset",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
     "TopSource", "User", "MODEL_MODULES",
 ]

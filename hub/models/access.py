@@ -68,12 +68,27 @@ class Invitation(Model):
     token_hash = fields.CharField(max_length=64, unique=True)
     expires_at = fields.DatetimeField()
     accepted_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     TENANT_PATH = "tenant_id"
 
     class Meta:
         table = "invitation"
+
+
+class PasswordReset(Model):
+    """A single-use password reset: the link carries the secret, its sha256 is kept here."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("hub.User", related_name="password_resets", on_delete=fields.CASCADE)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "password_reset"
 
 
 class Session(Model):
@@ -84,6 +99,7 @@ class Session(Model):
     mfa_ok = fields.BooleanField(default=False)
     csrf_token = fields.CharField(max_length=64)
     address = fields.CharField(max_length=64, default="")
+    user_agent = fields.CharField(max_length=200, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
 

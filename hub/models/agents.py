@@ -1,4 +1,4 @@
-"""Enrolled agents and the single-use join tokens that enrol them."""
+"""Enrolled agents and the join tokens that enrol them (each good for `max_uses` servers)."""
 from __future__ import annotations
 
 import uuid
@@ -13,8 +13,11 @@ class JoinToken(Model):
     secret_hash = fields.CharField(max_length=64, unique=True)
     labels = fields.JSONField(default=list)
     expires_at = fields.DatetimeField()
-    used_at = fields.DatetimeField(null=True)
-    used_by = fields.UUIDField(null=True)
+    used_at = fields.DatetimeField(null=True)  # the last enrolment with it
+    used_by = fields.UUIDField(null=True)  # the last agent it enrolled
+    max_uses = fields.IntField(default=1)
+    uses = fields.IntField(default=0)
+    revoked_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     TENANT_PATH = "tenant_id"

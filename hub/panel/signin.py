@@ -26,13 +26,27 @@ def _login_token() -> str:
     return session[LOGIN_TOKEN]
 
 
-async def _begin(user, *, mfa_ok: bool) -> None:
+def check_form_token(form) -> None:  # noqa: ANN001 (a form MultiDict)
+    """The CSRF check of a form shown before any hub session exists (sign-in, invitation,
+    password reset): the token kept in the panel's signed cookie. Raises Forbidden."""
+    if LOGIN_TOKEN not in session or not same(form.get("csrf_token", ""), session.get(LOGIN_TOKEN, "")):
+        raise Forbidden("missing or wrong CSRF token")
+
+
+def form_token() -> str:
+    return _login_token()
+
+
+async def begin(user, *, mfa_ok: bool) -> None:
     """A fresh session id for every step (the old one, pending or not, is closed)."""
     old = await current_session()
     if old is not None:
         await accounts.close_session(old[0])
-    session_id, _ = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok)
+    session_id, _ = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok,
+                                                user_agent=request.headers.get("User-Agent", ""))
     login_user(AuthUser(session_id))
+
+
 
 
 @bp.get("/login")
@@ -45,8 +59,7 @@ async def login() -> str:
 async def login_post() -> Response | tuple[str, int]:
     form = await request.form
     next_url = safe_next(form.get("next"))
-    if not same(form.get("csrf_token", ""), session.get(LOGIN_TOKEN, "")) or LOGIN_TOKEN not in session:
-        raise Forbidden("missing or wrong CSRF token")
+    check_form_token(form)
     try:
         user = await accounts.authenticate(rt(), form.get("email", "")[:320], form.get("password", "")[:1024],
                                            client_address())
@@ -55,7 +68,7 @@ async def login_post() -> Response | tuple[str, int]:
                                      error=exc.message, email=form.get("email", "")[:320]), exc.status
     session.pop(LOGIN_TOKEN, None)
     needs_mfa = user.totp_secret is not None
-    await _begin(user, mfa_ok=not needs_mfa)
+    await begin(user, mfa_ok=not needs_mfa)
     if needs_mfa:
         return redirect(url_for("panel.second_factor", next=next_url))
     await accounts.signed_in(rt(), user, client_address())
@@ -91,7 +104,7 @@ async def second_factor_post() -> Response | tuple[str, int]:
         return await render_template("panel/second_factor.html", csrf_token=pending.csrf_token,
                                      next=next_url, error=exc.message), exc.status
     await accounts.signed_in(rt(), user, client_address(), mfa=True)
-    await _begin(user, mfa_ok=True)
+    await begin(user, mfa_ok=True)
     return redirect(next_url)
 
 

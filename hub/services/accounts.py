@@ -109,12 +109,14 @@ async def authenticate(rt: Runtime, email: str, password: str, address: str) -> 
     return user
 
 
-async def open_session(rt: Runtime, user: User, address: str, *, mfa_ok: bool) -> tuple[str, Session]:
+async def open_session(rt: Runtime, user: User, address: str, *, mfa_ok: bool,
+                       user_agent: str = "") -> tuple[str, Session]:
     """A new session; returns the id for the cookie (only its digest is stored)."""
     session_id = new_secret()
     session = await Session.create(
         id_hash=digest(session_id), user=user, mfa_ok=mfa_ok, csrf_token=secrets.token_urlsafe(32),
-        address=address[:64], expires_at=now() + dt.timedelta(seconds=rt.config.session_max_age_s),
+        address=address[:64], user_agent=user_agent[:200],
+        expires_at=now() + dt.timedelta(seconds=rt.config.session_max_age_s),
     )
     return session_id, session
 
@@ -146,6 +148,32 @@ def require_fresh(session: Session) -> None:
 async def end_other_sessions(user: User, keep_session_id: str) -> int:
     """After a change of password or factor: every other browser signs in again."""
     return await Session.filter(user_id=user.id).exclude(id_hash=digest(keep_session_id)).delete()
+
+
+# A session is named outside the cookie by the start of its digest: enough to pick one
+# of a person's sessions, useless for taking it over (the cookie is the digest's preimage).
+SESSION_HANDLE = 16
+
+
+def session_handle(session: Session) -> str:
+    return session.id_hash[:SESSION_HANDLE]
+
+
+async def sessions_of(user: User) -> list[Session]:
+    """The user's signed-in sessions, newest first (pending second-factor steps are not)."""
+    return await Session.filter(user_id=user.id, mfa_ok=True, expires_at__gt=now()).order_by("-created_at")
+
+
+async def end_session(user: User, handle: str) -> bool:
+    """Sign one of the user's own sessions out. Another user's handle matches nothing."""
+    if len(handle) != SESSION_HANDLE or any(c not in "0123456789abcdef" for c in handle):
+        return False
+    return bool(await Session.filter(user_id=user.id, id_hash__startswith=handle).delete())
+
+
+async def end_all_sessions(user: User) -> int:
+    """Sign out everywhere, the caller's own session included."""
+    return await Session.filter(user_id=user.id).delete()
 
 
 async def change_password(rt: Runtime, user: User, new_password: str) -> None:

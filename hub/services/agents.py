@@ -1,8 +1,9 @@
 """Agents: join tokens, enrolment, credentials, inventory, labels, enable/disable.
 
 Invariants:
-- A join token is single use (claimed with a conditional UPDATE), lives at most
-  `join_token_max_ttl_s`, and binds the agent to the token's tenant.
+- A join token enrols at most `max_uses` servers (each use claimed with a conditional
+  UPDATE, so parallel enrolments cannot overspend it), lives at most
+  `join_token_max_ttl_s`, can be revoked, and binds the agent to the token's tenant.
 - Only the sha256 of an agent credential is stored; rotate replaces it at once, so
   the old credential stops working on the next request; a revoked agent is refused.
 - Disabling keeps the agent's deployment pointer and makes its desired state say
@@ -51,17 +52,52 @@ def tenant_channel(tenant_id: uuid.UUID) -> str:
     return f"tenant:{tenant_id}"
 
 
-async def create_join_token(rt: Runtime, scope: TenantScope, ttl_s: int, labels: list[str]) -> tuple[JoinToken, str]:
+MAX_JOIN_USES = 1000
+
+
+async def create_join_token(rt: Runtime, scope: TenantScope, ttl_s: int, labels: list[str],
+                            max_uses: int = 1) -> tuple[JoinToken, str]:
     scope.require("write")
     if not 0 < ttl_s <= rt.config.join_token_max_ttl_s:
         raise InvalidInput(f"ttl_s must be between 1 and {rt.config.join_token_max_ttl_s}")
+    if not 0 < max_uses <= MAX_JOIN_USES:
+        raise InvalidInput(f"max_uses must be between 1 and {MAX_JOIN_USES}")
     token_id = uuid.uuid4()
     credential, secret_hash = make_credential(JOIN_PREFIX, token_id)
     token = await JoinToken.create(id=token_id, tenant_id=scope.tenant_id, secret_hash=secret_hash,
-                                   labels=check_labels(labels), expires_at=now() + dt.timedelta(seconds=ttl_s))
+                                   labels=check_labels(labels), expires_at=now() + dt.timedelta(seconds=ttl_s),
+                                   max_uses=max_uses)
     await rt.audit.append(actor=scope.actor, action="agent.join_token", tenant_id=scope.tenant_id,
-                          target=str(token.id), address=scope.address, details={"ttl_s": ttl_s})
+                          target=str(token.id), address=scope.address, details={"ttl_s": ttl_s, "max_uses": max_uses})
     return token, credential
+
+
+def join_token_state(token: JoinToken) -> str:
+    """usable | used up | expired | revoked: what the token list shows."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.uses >= token.max_uses:
+        return "used up"
+    if token.expires_at <= now():
+        return "expired"
+    return "usable"
+
+
+def join_token_json(token: JoinToken) -> dict[str, Any]:
+    return {"id": token.id, "labels": token.labels, "created_at": token.created_at, "expires_at": token.expires_at,
+            "max_uses": token.max_uses, "uses": token.uses, "revoked_at": token.revoked_at,
+            "state": join_token_state(token)}
+
+
+async def revoke_join_token(rt: Runtime, scope: TenantScope, token: JoinToken) -> JoinToken:
+    """No more enrolments with it; the agents it enrolled stay."""
+    scope.require("write")
+    if token.revoked_at is None:
+        token.revoked_at = now()
+        await token.save(update_fields=["revoked_at"])
+        await rt.audit.append(actor=scope.actor, action="agent.join_token.revoke", tenant_id=scope.tenant_id,
+                              target=str(token.id), address=scope.address)
+    return token
 
 
 def clean_inventory(inventory: dict[str, Any]) -> dict[str, Any]:
@@ -88,8 +124,7 @@ async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], a
     await billing.require(token.tenant_id, "new_agents")
     inventory = clean_inventory(inventory)
     agent_id = uuid.uuid4()
-    claimed = await JoinToken.filter(id=token.id, used_at__isnull=True).update(used_at=now(), used_by=agent_id)
-    if not claimed:
+    if not await _claim_use(token, agent_id):
         raise Unauthenticated("bad join token")
     credential, credential_hash = make_credential(AGENT_PREFIX, agent_id)
     agent = await Agent.create(
@@ -101,6 +136,19 @@ async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], a
     await rt.audit.append(actor=f"agent:{agent.id}", action="agent.enroll", tenant_id=agent.tenant_id,
                           target=str(agent.id), address=address, details={"hostname": agent.hostname})
     return agent, credential
+
+
+async def _claim_use(token: JoinToken | None, agent_id: uuid.UUID, tries: int = 50) -> bool:
+    """Take one use: compare and set on `uses` (alike on SQLite and PostgreSQL); when a
+    parallel enrolment took that use first, re-read and try the next one."""
+    for _ in range(tries):
+        if token is None or token.revoked_at is not None or token.uses >= token.max_uses:
+            return False
+        if await JoinToken.filter(id=token.id, uses=token.uses, revoked_at__isnull=True).update(
+                uses=token.uses + 1, used_at=now(), used_by=agent_id):
+            return True
+        token = await JoinToken.get_or_none(id=token.id)
+    return False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from hub.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -62,24 +64,138 @@ async def invite(rt: Runtime, scope: TenantScope, email: str, role: str) -> str:
     return token
 
 
+async def open_invitation(token: str) -> Invitation:
+    """The pending invitation this token is for. Raises NotFound for an unknown, used,
+    revoked or expired one alike."""
+    if not token or len(token) > 200:
+        raise NotFound("invitation")
+    invitation = await Invitation.get_or_none(token_hash=digest(token), accepted_at__isnull=True,
+                                              revoked_at__isnull=True)
+    if invitation is None or invitation.expires_at <= now():
+        raise NotFound("invitation")
+    return invitation
+
+
+async def _join(rt: Runtime, invitation: Invitation, user: User, actor: str, address: str, conn) -> Membership:
+    """Spend the invitation (once, even against a parallel accept) and add the member."""
+    updated = await Invitation.filter(id=invitation.id, accepted_at__isnull=True, revoked_at__isnull=True) \
+        .using_db(conn).update(accepted_at=now())
+    if not updated:
+        raise NotFound("invitation")
+    membership = await Membership.create(user_id=user.id, tenant_id=invitation.tenant_id, role=invitation.role,
+                                         using_db=conn)
+    await rt.audit.append(actor=actor, action="member.join", tenant_id=invitation.tenant_id,
+                          target=user.email, address=address, details={"role": invitation.role}, using_db=conn)
+    return membership
+
+
 async def accept_invitation(rt: Runtime, principal: Principal, token: str) -> Membership:
     if principal.user_id is None:
         raise Forbidden("sign in to accept an invitation")
-    invitation = await Invitation.get_or_none(token_hash=digest(token), accepted_at__isnull=True)
-    if invitation is None or invitation.expires_at <= now():
-        raise NotFound("invitation")
+    invitation = await open_invitation(token)
     user = await User.get(id=principal.user_id)
     if user.email != invitation.email:
         raise NotFound("invitation")
     if await Membership.exists(user_id=user.id, tenant_id=invitation.tenant_id):
         raise Conflict("already a member")
-    updated = await Invitation.filter(id=invitation.id, accepted_at__isnull=True).update(accepted_at=now())
-    if not updated:
-        raise NotFound("invitation")
-    membership = await Membership.create(user_id=user.id, tenant_id=invitation.tenant_id, role=invitation.role)
-    await rt.audit.append(actor=principal.actor, action="member.join", tenant_id=invitation.tenant_id,
-                          target=user.email, address=principal.address, details={"role": invitation.role})
-    return membership
+    async with in_transaction() as conn:
+        return await _join(rt, invitation, user, principal.actor, principal.address, conn)
+
+
+async def sign_up(rt: Runtime, token: str, password: str, address: str) -> tuple[User, Membership]:
+    """Accepting an invitation makes the account: the invited email, the chosen password.
+    Raises NotFound (bad token), Conflict (the email has an account: sign in to accept)."""
+    from hub.services.accounts import check_password_strength
+
+    invitation = await open_invitation(token)
+    check_password_strength(password)
+    if await User.exists(email=invitation.email):
+        raise Conflict("this email already has an account: sign in, then open the invitation again")
+    password_hash = await rt.passwords.hash(password)
+    try:
+        async with in_transaction() as conn:
+            user = await User.create(email=invitation.email, password_hash=password_hash, using_db=conn)
+            membership = await _join(rt, invitation, user, f"user:{user.email}", address, conn)
+    except IntegrityError:
+        raise Conflict("this email already has an account: sign in, then open the invitation again") from None
+    return user, membership
+
+
+def invitation_state(invitation: Invitation) -> str:
+    if invitation.accepted_at is not None:
+        return "accepted"
+    if invitation.revoked_at is not None:
+        return "revoked"
+    return "expired" if invitation.expires_at <= now() else "pending"
+
+
+def invitation_json(i: Invitation) -> dict[str, Any]:
+    return {"id": i.id, "email": i.email, "role": i.role, "created_at": i.created_at, "expires_at": i.expires_at,
+            "accepted_at": i.accepted_at, "revoked_at": i.revoked_at, "state": invitation_state(i)}
+
+
+async def revoke_invitation(rt: Runtime, scope: TenantScope, invitation: Invitation) -> Invitation:
+    """A pending invitation stops working; an accepted one is history (409)."""
+    scope.require("admin")
+    if invitation.accepted_at is not None:
+        raise Conflict("this invitation was accepted: remove the member instead")
+    if invitation.revoked_at is None:
+        invitation.revoked_at = now()
+        await invitation.save(update_fields=["revoked_at"])
+        await rt.audit.append(actor=scope.actor, action="member.invite.revoke", tenant_id=scope.tenant_id,
+                              target=invitation.email, address=scope.address)
+    return invitation
+
+
+async def _keeps_an_owner(scope: TenantScope, membership: Membership) -> None:
+    """The last owner can be neither demoted nor removed: someone must hold the tenant."""
+    if membership.role == "owner":
+        owners = await scope.query(Membership).filter(role="owner").count()
+        if owners <= 1:
+            raise Conflict("a tenant keeps at least one owner")
+
+
+async def remove_member(rt: Runtime, scope: TenantScope, membership: Membership) -> None:
+    """Take someone out of the tenant; their sessions stay, their access here ends."""
+    scope.require("admin")
+    if membership.role == "owner" and "billing" not in scope.permissions:
+        raise Forbidden("only an owner can remove an owner")
+    await _keeps_an_owner(scope, membership)
+    user = await User.get(id=membership.user_id)
+    async with in_transaction() as conn:
+        await Membership.filter(id=membership.id).using_db(conn).delete()
+        await rt.audit.append(actor=scope.actor, action="member.remove", tenant_id=scope.tenant_id,
+                              target=user.email, address=scope.address, details={"role": membership.role},
+                              using_db=conn)
+
+
+async def rename_tenant(rt: Runtime, scope: TenantScope, name: str) -> Tenant:
+    scope.require("admin")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("a tenant needs a name of at most 200 characters")
+    tenant = await Tenant.get(id=scope.tenant_id)
+    old, tenant.name = tenant.name, name
+    await tenant.save(update_fields=["name"])
+    await rt.audit.append(actor=scope.actor, action="tenant.rename", tenant_id=scope.tenant_id,
+                          target=str(tenant.id), address=scope.address, details={"from": old, "to": name})
+    return tenant
+
+
+async def delete_tenant(rt: Runtime, scope: TenantScope) -> None:
+    """Owners only, and only once no agent is enrolled (revoke them first: an agent that
+    loses its tenant would keep enforcing, unmanaged). The audit entries stay."""
+    from hub.models import Agent
+
+    scope.require("billing")
+    if await scope.query(Agent).filter(revoked_at__isnull=True).exists():
+        raise Conflict("revoke this tenant's agents first")
+    tenant = await Tenant.get(id=scope.tenant_id)
+    async with in_transaction() as conn:
+        await rt.audit.append(actor=scope.actor, action="tenant.delete", tenant_id=scope.tenant_id,
+                              target=str(tenant.id), address=scope.address, details={"name": tenant.name},
+                              using_db=conn)
+        await Tenant.filter(id=tenant.id).using_db(conn).delete()
 
 
 async def set_role(rt: Runtime, scope: TenantScope, membership: Membership, role: str) -> Membership:
@@ -87,10 +203,8 @@ async def set_role(rt: Runtime, scope: TenantScope, membership: Membership, role
     _check_role(role)
     if (role == "owner" or membership.role == "owner") and "billing" not in scope.permissions:
         raise Forbidden("only an owner can grant or take the owner role")
-    if membership.role == "owner" and role != "owner":
-        owners = await scope.query(Membership).filter(role="owner").count()
-        if owners <= 1:
-            raise Conflict("a tenant keeps at least one owner")
+    if role != "owner":
+        await _keeps_an_owner(scope, membership)
     old = membership.role
     membership.role = role
     await membership.save(update_fields=["role"])

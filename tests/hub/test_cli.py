@@ -67,3 +67,16 @@ def test_create_admin_without_a_terminal_points_at_password_stdin(env):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "bulwark hub: no terminal to ask for the password on: pipe it in with --password-stdin"]
+
+
+def test_reset_link_is_printed_for_a_user_and_refused_for_nobody(env, monkeypatch, capsys):
+    assert _admin(monkeypatch, "root@example.com") == 0
+    capsys.readouterr()
+    monkeypatch.setenv("BULWARK_HUB_PUBLIC_URL", "https://hub.example")
+    assert main(["reset-link", "Root@example.com"]) == 0
+    link = capsys.readouterr().out.strip()
+    assert link.startswith("https://hub.example/reset/") and len(link) > 60
+    db = sqlite3.connect(env / "hub.sqlite3")
+    assert db.execute("select count(*) from password_reset").fetchone() == (1,)
+    assert main(["reset-link", "nobody@example.com"]) == 2
+    assert "user not found" in capsys.readouterr().err

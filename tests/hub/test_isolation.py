@@ -37,7 +37,12 @@ async def _populate(t):
 
     await alerts.observe(t.hub.rt, t.id, "drift", "x", "drifted")
     message_id = str((await OutboxMessage.filter(tenant_id=t.id).first()).id)
-    return {"tenant_id": str(t.id), "agent_id": agent.id, "policy_id": policy_id,
+    await t.owner.post(t.base + "/invitations", json={"email": f"invitee-{t.id}@example.com", "role": "viewer"})
+    r = await t.owner.get(t.base + "/invitations")
+    invitation_id = (await r.get_json())["invitations"][0]["id"]
+    r = await t.token.get(t.base + "/join-tokens")
+    join_token_id = (await r.get_json())["join_tokens"][0]["id"]
+    return {"invitation_id": invitation_id, "join_token_id": join_token_id,"tenant_id": str(t.id), "agent_id": agent.id, "policy_id": policy_id,
             "deployment_id": deployment_id, "list_id": list_id, "token_id": token_id,
             "member_id": str(member_id), "version": "1", "channel_id": channel_id, "message_id": message_id,
             "kind": "drift"}
@@ -80,7 +85,7 @@ async def test_tenant_a_gets_404_on_every_object_of_tenant_b(hub):
                 failures.append(f"{who} {method} {path} -> {r.status_code}")
         # A's own tenant, but B's object ids.
         if any(k in rule.rule for k in ("agent_id", "policy_id", "deployment_id", "list_id", "token_id", "member_id",
-                                        "channel_id", "message_id")):
+                                        "channel_id", "message_id", "invitation_id", "join_token_id")):
             path = _fill(rule, mixed)
             r = await a.owner.request(method, path, **kw)
             if r.status_code != 404:

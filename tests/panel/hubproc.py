@@ -92,11 +92,14 @@ def send_metrics(s: Seeded, packets: int) -> None:
                                     {"ts": now, "rule": "malformed", "packets": packets // 10, "bytes": packets * 4}]}))
 
 
-def start_hub(tmp: Path) -> CheckoutHub:
+def start_hub(tmp: Path, settings: dict | None = None, users: tuple[str, ...] = ()) -> CheckoutHub:
+    """`settings`: more of the hub's settings (SMTP...); `users`: more users (operators
+    without 2FA, like NEWCOMER) for tests that change their password."""
     port = free_port()
     hub = CheckoutHub(url=f"http://127.0.0.1:{port}", data_dir=tmp / "hub", bind=f"127.0.0.1:{port}",
-                      log=tmp / "hub.log", settings={"argon2_memory_kib": 1024, "argon2_time_cost": 1})
-    hub.create_admin(ADMIN, PASSWORD)
-    hub.create_admin(NEWCOMER, PASSWORD)
+                      log=tmp / "hub.log",
+                      settings={"argon2_memory_kib": 1024, "argon2_time_cost": 1, **(settings or {})})
+    for email in (ADMIN, NEWCOMER, *users):
+        hub.create_admin(email, PASSWORD)
     hub.start()
     return hub

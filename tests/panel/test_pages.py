@@ -327,8 +327,15 @@ def test_every_tenant_page_and_action_is_404_for_another_tenants_member(tmp_path
             dead_b = await OutboxMessage.create(tenant_id=b.id, kind="email", target="b@example.com", state="dead",
                                                 next_attempt_at=dt.datetime.now(dt.timezone.utc),
                                                 created_at=dt.datetime.now(dt.timezone.utc))
+            await b.owner.post(f"{b.base}/invitations", json={"email": "x@example.com", "role": "viewer"})
+            member_b = (await (await b.owner.get(f"{b.base}/members")).get_json())["members"][0]["id"]
+            invitation_b = (await (await b.owner.get(f"{b.base}/invitations")).get_json())["invitations"][0]["id"]
+            token_b = (await (await b.owner.get(f"{b.base}/tokens")).get_json())["tokens"][0]["id"]
+            join_b = (await (await b.owner.get(f"{b.base}/join-tokens")).get_json())["join_tokens"][0]["id"]
             ids = {"tenant_id": str(b.id), "list_id": list_b, "policy_id": policy_b, "agent_id": agent_b,
-                   "deployment_id": "00000000-0000-0000-0000-000000000000", "message_id": str(dead_b.id)}
+                   "deployment_id": "00000000-0000-0000-0000-000000000000", "message_id": str(dead_b.id),
+                   "member_id": str(member_b), "invitation_id": invitation_b, "token_id": token_b,
+                   "join_token_id": join_b}
             rules = [r for r in h.app.url_map.iter_rules() if r.rule.startswith("/t/")]
             assert len(rules) >= 15
             for rule in rules:

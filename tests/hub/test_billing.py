@@ -125,35 +125,53 @@ async def test_unpaid_d0_d3_d7_then_payment_restores_everything(tmp_path, stripe
         agent = await enroll(t)
         r = await t.token.post(t.base + "/policies", json={"name": "p", "source": 'policy "p"\ndefault pass\n'})
         policy = await r.get_json()
+        r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "agent_ids": [agent.id]})
+        assert r.status_code == 201
+        r = await t.token.post(t.base + "/join-tokens", json={"ttl_s": 600})
+        early_join = (await r.get_json())["token"]  # made while billing was fine
+        spare = await enroll(t, hostname="spare")
+        r = await t.token.post(t.base + f"/agents/{spare.id}/disable")
+        assert r.status_code == 200
         account = await BillingAccount.get(tenant_id=t.id)
-        sub = stripe_fake.set_status(account.subscription_id, "past_due")
-        await post_event(hub, stripe_fake, "invoice.payment_failed",
-                         dict(FIXTURES["invoice"], subscription=account.subscription_id))
+        # the trial ends without a card: the invoice it makes fails
+        invoice = stripe_fake.start_period(account.subscription_id, status="past_due")
+        await post_event(hub, stripe_fake, "invoice.payment_failed", invoice)
         account = await BillingAccount.get(id=account.id)
         d0 = account.past_due_since
         assert account.state == "past_due" and d0 is not None
+        summary = await (await t.token.get(t.base + "/billing")).get_json()
+        assert summary["restricted_at"].startswith(str((d0 + dt.timedelta(days=3)).date()))
 
-        await billing.dunning_job(hub.rt, now=d0 + dt.timedelta(days=2))
+        await billing.dunning_job(hub.rt, now=d0 + dt.timedelta(days=2, hours=23))
         assert (await BillingAccount.get(id=account.id)).state == "past_due"
         await billing.dunning_job(hub.rt, now=d0 + dt.timedelta(days=3))
         assert (await BillingAccount.get(id=account.id)).state == "restricted"
         r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "agent_ids": [agent.id]})
-        assert r.status_code == 403 and "restricted" in (await r.get_json())["message"]
+        body = await r.get_json()
+        assert r.status_code == 402 and body["error"] == "payment_required"
+        assert "restricted" in body["message"] and "no new deployments" in body["message"]
         r = await t.token.post(t.base + "/join-tokens", json={"ttl_s": 600})
-        join = (await r.get_json())["token"]
-        r = await hub.client().post("/agent/v1/enroll", json={"join_token": join, "inventory": {"hostname": "x"}})
-        assert r.status_code == 403
-        assert (await agent.desired())["mode"] == "none"  # protections kept (nothing deployed here)
+        assert r.status_code == 402 and "no new agents" in (await r.get_json())["message"]
+        r = await hub.client().post("/agent/v1/enroll", json={"join_token": early_join, "inventory": {"hostname": "x"}})
+        assert r.status_code == 402
+        r = await t.token.post(t.base + f"/agents/{spare.id}/enable")  # one more billed agent: a new one
+        assert r.status_code == 402
+        # reads and the protections in place stay
+        assert (await t.token.get(t.base + "/agents")).status_code == 200
+        assert (await t.token.get(t.base + "/deployments")).status_code == 200
+        doc = await agent.desired()
+        assert doc["mode"] == "enforce"
 
         await billing.dunning_job(hub.rt, now=d0 + dt.timedelta(days=7))
         assert (await BillingAccount.get(id=account.id)).state == "suspended"
-        assert (await agent.desired())["mode"] == "deactivate"
+        doc = await agent.desired()
+        assert doc["mode"] == "deactivate" and "plan" not in doc
 
-        stripe_fake.set_status(account.subscription_id, "active")
-        await post_event(hub, stripe_fake, "invoice.paid", dict(FIXTURES["invoice"], subscription=sub["id"]))
+        paid = stripe_fake.start_period(account.subscription_id, at=stripe_fake.now, status="active")
+        await post_event(hub, stripe_fake, "invoice.paid", paid)
         account = await BillingAccount.get(id=account.id)
         assert account.state == "active" and account.past_due_since is None
-        assert (await agent.desired())["mode"] == "none"
+        assert (await agent.desired())["mode"] == "enforce"
         r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "agent_ids": [agent.id]})
         assert r.status_code == 201
         actions = await AuditEntry.filter(tenant_id=t.id, action__startswith="billing.").values_list("action", flat=True)

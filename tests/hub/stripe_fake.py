@@ -184,7 +184,7 @@ class StripeFake(LoopbackServer):
             if p.get("customer") not in self.objects:
                 return _error(400, f"No such customer: '{p.get('customer')}'")
             session = self._new("billing_portal.session", "bps", customer=p["customer"], flow=None,
-                                return_url=p.get("return_url"), livemode=False, configuration="bpc_fake")
+                                return_url=p.get("return_url"), configuration="bpc_fake")
             session["url"] = f"{self.url}/portal/{session['id']}"
             return 200, session
         if method == "GET" and parts == ["invoices"]:

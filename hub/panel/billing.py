@@ -38,19 +38,20 @@ def _page_url(tenant_id: uuid.UUID) -> str:
 async def billing_page(tenant_id: uuid.UUID) -> Response:
     scope, ctx = await _page(tenant_id, "billing")
     summary = await billing.summary(scope.tenant_id)
-    estimate = preview = None
+    estimate = added = None
     invoices: list = []
     stripe_error = None
     if billing.enabled(rt()):
         try:
             estimate = await billing_customer.estimate(rt(), scope.tenant_id)
-            if estimate is not None:
+            if estimate is not None:  # what one more agent now would add, prorated
                 preview = await billing_customer.estimate(rt(), scope.tenant_id, summary["quantity"] + 1)
+                added = billing.money(preview["proration"] - estimate["proration"], preview["currency"])
             invoices = await billing_customer.invoices(rt(), scope.tenant_id)
         except Unavailable as exc:
             stripe_error = exc.message
     html = await render_template("panel/billing.html", **ctx, b=summary, price=billing.PRICE,
-                                 configured=billing.enabled(rt()), estimate=estimate, preview=preview,
+                                 configured=billing.enabled(rt()), estimate=estimate, added=added,
                                  invoices=invoices, stripe_error=stripe_error,
                                  card_saved=request.args.get("card") == "saved")
     response = Response(html, content_type="text/html; charset=utf-8")

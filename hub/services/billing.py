@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -64,8 +65,15 @@ def enabled(rt: Runtime) -> bool:
 
 
 def client(rt: Runtime) -> stripe.StripeClient:
-    base = {"api": rt.config.stripe_api_base} if rt.config.stripe_api_base else None
-    return stripe.StripeClient(rt.config.stripe_api_key, base_addresses=base, max_network_retries=2)
+    return _client(rt.config.stripe_api_key, rt.config.stripe_api_base)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(api_key: str, api_base: str) -> stripe.StripeClient:
+    """One client (and its connection pool) per key and address, shared by the worker
+    threads the calls run in."""
+    base = {"api": api_base} if api_base else None
+    return stripe.StripeClient(api_key, base_addresses=base, max_network_retries=2)
 
 
 async def stripe_call(call, *args, **kwargs):

@@ -103,6 +103,8 @@ class StripeFake(LoopbackServer):
                 body = self.rfile.read(length).decode() if length else ""
                 params = nested(parse_qsl(body if method == "POST" else url.query, keep_blank_values=True))
                 key = self.headers.get("Idempotency-Key")
+                if not url.path.startswith("/v1/"):
+                    return self._hosted(url.path)
                 status, doc = fake.handle(method, url.path, params, key)
                 if url.path in fake._fail:  # made, but the answer is lost on the way
                     fake._fail.discard(url.path)
@@ -112,6 +114,18 @@ class StripeFake(LoopbackServer):
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Request-Id", f"req_{next(_ids)}")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _hosted(self, path: str) -> None:
+                """Stripe's hosted pages (Checkout, portal, invoice) as a plain stand-in page."""
+                what = {"pay": "Checkout", "portal": "Customer portal", "invoice": "Invoice"}.get(
+                    path.strip("/").split("/")[0], "Stripe")
+                data = (f"<!doctype html><title>{what}</title><h1>{what} (test stand-in)</h1>"
+                        f"<p>{path}</p>").encode()
+                self.send_response(200 if what != "Stripe" else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -24,7 +24,7 @@ STRIPE_ERRORS = (*TENANT_ERRORS, 503)
 @responds(BillingOut)
 @tenant_route("billing")
 async def get_billing(scope: TenantScope) -> dict[str, Any]:
-    """Billing state, price, billed agents, trial and period ends, card on file."""
+    """Billing state, price, billed agents, trial and period ends, card on file. Scope `billing`."""
     return await billing.summary(scope.tenant_id)
 
 
@@ -32,7 +32,7 @@ async def get_billing(scope: TenantScope) -> dict[str, Any]:
 @responds(InvoicesOut, errors=STRIPE_ERRORS)
 @tenant_route("billing")
 async def invoices(scope: TenantScope) -> dict[str, Any]:
-    """The tenant's invoices, newest first, with Stripe's hosted page and PDF."""
+    """The tenant's invoices, newest first, with Stripe's hosted page and PDF. Scope `billing`."""
     return {"invoices": await billing_customer.invoices(rt(), scope.tenant_id)}
 
 
@@ -42,7 +42,8 @@ async def invoices(scope: TenantScope) -> dict[str, Any]:
 @validate_querystring(EstimateQuery)
 async def estimate(scope: TenantScope, query_args: EstimateQuery) -> dict[str, Any]:
     """The next invoice as Stripe previews it, this period's prorations included; with
-    `agents`, as if the tenant had that many agents from now (a proration preview)."""
+    `agents`, as if the tenant had that many agents from now (a proration preview).
+    Scope `billing`."""
     found = await billing_customer.estimate(rt(), scope.tenant_id, query_args.agents)
     if found is None:
         raise NotFound("subscription (no agent has been billed yet)")
@@ -57,7 +58,8 @@ def _billing_page(scope: TenantScope) -> str:
 @responds(LinkOut, errors=STRIPE_ERRORS)
 @tenant_route("billing")
 async def checkout(scope: TenantScope) -> dict[str, Any]:
-    """A Stripe Checkout page that saves a card (setup mode); back to the billing page."""
+    """A Stripe Checkout page that saves a card (setup mode); back to the billing page.
+    Scope `billing`."""
     page = _billing_page(scope)
     return {"url": await billing_customer.checkout_url(rt(), scope.tenant_id, success_url=page + "?card=saved",
                                                        cancel_url=page)}
@@ -67,7 +69,7 @@ async def checkout(scope: TenantScope) -> dict[str, Any]:
 @responds(LinkOut, errors=STRIPE_ERRORS)
 @tenant_route("billing")
 async def portal(scope: TenantScope) -> dict[str, Any]:
-    """Stripe's customer portal: cancel at the period's end, invoices, payment."""
+    """Stripe's customer portal: cancel at the period's end, invoices, payment. Scope `billing`."""
     return {"url": await billing_customer.portal_url(rt(), scope.tenant_id, return_url=_billing_page(scope))}
 
 

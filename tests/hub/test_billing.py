@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
@@ -387,6 +388,8 @@ async def test_a_hub_without_stripe_bills_nobody(tmp_path):
 # ---- the fake's contract ------------------------------------------------------------
 
 def test_the_fake_answers_with_stripes_own_keys(stripe_fake):
+    """Every endpoint the hub uses, through the real library, against Stripe's fixtures:
+    the same keys as the library reads them, and the same types as sent."""
     import stripe
 
     sc = stripe.StripeClient("sk_test_fake", base_addresses={"api": stripe_fake.url})
@@ -394,13 +397,40 @@ def test_the_fake_answers_with_stripes_own_keys(stripe_fake):
     product = sc.v1.products.create({"name": "p"})
     price = sc.v1.prices.create({"product": product.id, "unit_amount": 300, "currency": "eur",
                                  "tax_behavior": "exclusive", "recurring": {"interval": "month"}, "lookup_key": "k"})
+    found = sc.v1.prices.list({"lookup_keys": ["k"], "active": True, "limit": 1}).data[0]
     sub = sc.v1.subscriptions.create({"customer": customer.id, "items": [{"price": price.id, "quantity": 2}],
                                       "trial_period_days": 7})
+    invoice = stripe_fake.start_period(sub.id, at=stripe_fake.now)
     item = sc.v1.subscription_items.update(sub["items"].data[0].id, {"quantity": 3})
-    for resource, obj in (("customer", customer), ("product", product), ("price", price),
-                          ("subscription", sub), ("subscription_item", item)):
-        assert set(obj.to_dict()) == set(FIXTURES[resource]), resource  # as the library reads it
-        got = stripe_fake.objects[obj.id]  # as it was sent
+    preview = sc.v1.invoices.create_preview({"customer": customer.id, "subscription": sub.id, "subscription_details": {
+        "items": [{"id": item.id, "quantity": 4}], "proration_behavior": "create_prorations"}})
+    listed = sc.v1.invoices.list({"customer": customer.id, "limit": 5}).data[0]
+    session = sc.v1.checkout.sessions.create({"mode": "setup", "customer": customer.id, "currency": "eur",
+                                              "success_url": "https://x/ok", "cancel_url": "https://x/no"})
+    stripe_fake.complete_checkout(session.id)
+    session = sc.v1.checkout.sessions.retrieve(session.id)
+    intent = sc.v1.setup_intents.retrieve(session.setup_intent)
+    pm = sc.v1.payment_methods.retrieve(intent.payment_method)
+    customer = sc.v1.customers.update(customer.id, {"invoice_settings": {"default_payment_method": pm.id}})
+    sub = sc.v1.subscriptions.update(sub.id, {"default_payment_method": pm.id})
+    sub = sc.v1.subscriptions.retrieve(sub.id)
+    portal = sc.v1.billing_portal.sessions.create({"customer": customer.id, "return_url": "https://x/back"})
+    assert customer.invoice_settings.default_payment_method == pm.id == sub.default_payment_method
+    assert len([line for line in preview.lines.data if line.parent.subscription_item_details.proration]) == 4
+    walked = [("customer", customer), ("product", product), ("price", price), ("price", found),
+              ("subscription", sub), ("subscription_item", item), ("invoice", preview), ("invoice", listed),
+              ("checkout.session", session), ("setup_intent", intent), ("payment_method", pm),
+              ("billing_portal.session", portal), *(("line_item", line) for line in preview.lines.data),
+              ("invoice", stripe.Invoice.construct_from(invoice, "k"))]
+    for resource, obj in walked:
+        as_read = obj.to_dict()
+        assert set(as_read) == set(FIXTURES[resource]), (resource, set(as_read) ^ set(FIXTURES[resource]))
         for key, value in FIXTURES[resource].items():
-            if value is not None and got[key] is not None:
-                assert type(got[key]) is type(value) or {type(got[key]), type(value)} <= {int, float}, (resource, key)
+            got = as_read[key]
+            if value is not None and got is not None:
+                # the library reads Stripe's decimal strings as Decimal
+                same = type(got) is type(value) or {type(got), type(value)} in ({int, float}, {Decimal, str})
+                assert same, (resource, key, type(got), type(value))
+    body, sig = stripe_fake.event("invoice.paid", invoice, SECRET)
+    event = stripe.Webhook.construct_event(body, sig, SECRET, tolerance=300)
+    assert set(event.to_dict()) == set(FIXTURES["event"])

@@ -1,4 +1,5 @@
-"""`bulwark hub ...`: serve, migrate, create-admin, audit verify, audit checkpoint, backup, restore.
+"""`bulwark hub ...`: serve, migrate, create-admin, audit verify, audit checkpoint, billing dunning,
+backup, restore.
 
 Settings come from `--config FILE` (or BULWARK_HUB_CONFIG) and BULWARK_HUB_* variables.
 """
@@ -51,7 +52,39 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("snapshot", nargs="?", default="latest", help="a snapshot id, or latest (the default)")
     restore.add_argument("--force", action="store_true",
                          help="restore even though a hub is serving from data_dir")
+    bill = sub.add_parser("billing", help="billing tools")
+    bill_sub = bill.add_subparsers(dest="billing_command", required=True)
+    dunning = bill_sub.add_parser("dunning", help="run the dunning check now (D+3 restricted, D+7 suspended), "
+                                  "as the hourly job does")
+    dunning.add_argument("--as-of", metavar="TIME", help="judge as if it were this ISO 8601 time (UTC if no zone): "
+                         "a staging hub's or a test's moved clock; later than now brings restriction early")
     return p
+
+
+async def _billing_dunning(config, as_of: str | None) -> int:
+    import collections
+    import datetime as dt
+
+    from hub.models import BillingAccount
+    from hub.runtime import Runtime
+    from hub.services import billing
+
+    try:
+        when = dt.datetime.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc)
+    except ValueError:
+        print(f"bulwark hub: --as-of {as_of!r} is not an ISO 8601 time", file=sys.stderr)
+        return 2
+    when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+    async def run(ctx):
+        rt = Runtime.create(config)
+        await billing.dunning_job(rt, now=when)
+        states = collections.Counter(await BillingAccount.all().values_list("state", flat=True))
+        for state, count in sorted(states.items()):
+            print(f"billing: {count} tenant(s) {state}")
+        return 0
+
+    return await _with_db(config, run)
 
 
 async def _with_db(config, fn):
@@ -289,6 +322,8 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_audit_verify(config, args.checkpoint))
         if args.command == "audit" and args.audit_command == "checkpoint":
             return asyncio.run(_audit_checkpoint(config, args.out))
+        if args.command == "billing":
+            return asyncio.run(_billing_dunning(config, args.as_of))
         if args.command == "backup":
             return _backup(config, args.list, args.time)
         if args.command == "restore":

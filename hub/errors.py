@@ -6,6 +6,7 @@
     ├── ClientError              the caller's fault → 4xx
     │   ├── InvalidInput         400  malformed or semantically wrong input (has `details`)
     │   ├── Unauthenticated      401  no or bad credentials
+    │   ├── PaymentRequired      402  the tenant's billing state pauses this (restricted, suspended)
     │   ├── Forbidden            403  authenticated, but the role or token scope is short
     │   ├── NotFound             404  absent, or belongs to another tenant (never 403 there)
     │   ├── Conflict             409  clashes with current state (duplicate, used token)
@@ -61,6 +62,13 @@ class InvalidInput(ClientError):
 class Unauthenticated(ClientError):
     status = 401
     code = "unauthenticated"
+
+
+class PaymentRequired(ClientError):
+    """An unpaid invoice pauses new agents and deployments (hub.services.dunning)."""
+
+    status = 402
+    code = "payment_required"
 
 
 class Forbidden(ClientError):

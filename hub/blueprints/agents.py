@@ -29,7 +29,7 @@ tag_blueprint(bp, ["agents"])
 
 
 @bp.post("/join-tokens")
-@responds(JoinTokenOut, 201, errors=BODY_ERRORS)
+@responds(JoinTokenOut, 201, errors=(*BODY_ERRORS, 402))
 @tenant_route("write")
 @validate_request(JoinTokenIn)
 async def create_join_token(scope: TenantScope, data: JoinTokenIn) -> tuple[dict[str, Any], int]:
@@ -100,7 +100,7 @@ async def set_labels(scope: TenantScope, agent: Agent, data: LabelsIn) -> dict[s
 
 
 @bp.post("/agents/<uuid:agent_id>/enable")
-@responds(AgentOut)
+@responds(AgentOut, errors=(*TENANT_ERRORS, 402))
 @tenant_route("deploy")
 async def enable(scope: TenantScope, agent: Agent) -> dict[str, Any]:
     """Protect again with the agent's last deployment."""
@@ -118,7 +118,7 @@ async def disable(scope: TenantScope, agent: Agent) -> dict[str, Any]:
 
 
 @bp.post("/protection")
-@responds(ProtectionOut, errors=BODY_ERRORS)
+@responds(ProtectionOut, errors=(*BODY_ERRORS, 402))
 @tenant_route("deploy")
 @validate_request(ProtectionIn)
 async def protection_by_label(scope: TenantScope, data: ProtectionIn) -> dict[str, Any]:

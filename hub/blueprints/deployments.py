@@ -19,7 +19,7 @@ tag_blueprint(bp, ["deployments"])
 
 
 @bp.post("")
-@responds(DeploymentDetail, 201, errors=(*BODY_ERRORS, 409, 422))
+@responds(DeploymentDetail, 201, errors=(*BODY_ERRORS, 402, 409, 422))
 @tenant_route("deploy")
 @validate_request(DeployIn)
 async def create(scope: TenantScope, data: DeployIn) -> tuple[dict[str, Any], int]:
@@ -62,7 +62,7 @@ async def plan(scope: TenantScope, deployment: Deployment) -> Response:
 
 
 @bp.post("/<uuid:deployment_id>/rollback")
-@responds(DeploymentDetail, 201, errors=(*BODY_ERRORS, 422))
+@responds(DeploymentDetail, 201, errors=(*BODY_ERRORS, 402, 422))
 @tenant_route("deploy")
 @validate_request(RollbackIn)
 async def rollback(scope: TenantScope, deployment: Deployment, data: RollbackIn) -> tuple[dict[str, Any], int]:

@@ -20,6 +20,11 @@ class BillingAccount(Model):
     quantity = fields.IntField(default=0)
     quantity_seq = fields.IntField(default=0)  # orders quantity changes (idempotency keys)
     past_due_since = fields.DatetimeField(null=True)
+    # copied from Stripe on every refresh, for the banners every panel page shows
+    trial_end = fields.DatetimeField(null=True)
+    period_end = fields.DatetimeField(null=True)
+    cancel_at = fields.DatetimeField(null=True)  # cancelled in the portal: ends then, no refund
+    card = fields.CharField(max_length=40, null=True)  # "visa •••• 4242", set once Checkout saved one
     updated_at = fields.DatetimeField(auto_now=True)
 
     TENANT_PATH = "tenant_id"

@@ -42,7 +42,16 @@ async def _chrome(p: Principal, tenant_id: uuid.UUID | None = None) -> dict[str,
     if current is None and tenant_id is not None:
         current = await Tenant.get_or_none(id=tenant_id)  # a platform admin outside the tenant
     return {"user": await accounts.get_user(p.user_id), "tenants": mine, "tenant": current,
-            "csrf_token": found[1].csrf_token if found else ""}
+            "csrf_token": found[1].csrf_token if found else "", "billing_banner": await _billing_banner(current)}
+
+
+async def _billing_banner(tenant: Tenant | None) -> summary.Banner | None:
+    """Trial end, past_due, restricted, suspended: on every page of the tenant."""
+    from hub.services import billing
+
+    if tenant is None or not billing.enabled(rt()):
+        return None
+    return summary.billing_banner(await billing.summary(tenant.id), billing.PRICE, dt.datetime.now(dt.timezone.utc))
 
 
 async def _page(tenant_id: uuid.UUID, need: str = "read") -> tuple[TenantScope, dict[str, Any]]:

@@ -81,3 +81,47 @@ def series(points: list[dict[str, Any]], verdict_map: dict[str, dict[str, str]],
         out.append([ts, by_ts[ts][0] / gap, by_ts[ts][1] / gap])
         prev = ts
     return out[-keep:]
+
+
+@dataclass(frozen=True)
+class Banner:
+    """The billing notice every panel page of a tenant shows (`level`: info, warn, bad)."""
+
+    level: str
+    title: str
+    text: str
+
+
+def _day(t: dt.datetime | None) -> str:
+    return t.strftime("%d %b %Y") if t else "soon"
+
+
+def billing_banner(billing: dict[str, Any], price: str, now: dt.datetime) -> Banner | None:
+    """From `hub.services.billing.summary`: trial end, past_due, restricted, suspended,
+    a cancellation at period end; None when there is nothing to say."""
+    state = billing["state"]
+    if state == "trialing":
+        end = billing["trial_end"]
+        if billing["card"]:
+            return Banner("info", "Free trial", f"Your free trial ends on {_day(end)}; then {price} per agent per "
+                                                f"month, charged to {billing['card']}.")
+        soon = end is not None and end - now <= dt.timedelta(days=3)
+        return Banner("warn" if soon else "info", "Free trial",
+                      f"Your free trial ends on {_day(end)}. Add a card before then to keep your protections on.")
+    if state == "past_due":
+        return Banner("warn", "Payment failed",
+                      f"The last payment failed on {_day(billing['past_due_since'])}. New agents and deployments "
+                      f"pause on {_day(billing['restricted_at'])}, and protections are suspended on "
+                      f"{_day(billing['suspended_at'])}, unless the invoice is paid.")
+    if state == "restricted":
+        return Banner("bad", "Billing restricted",
+                      f"An invoice is unpaid: no new agents or deployments until it is paid. Protections stay on "
+                      f"until {_day(billing['suspended_at'])}, when they are suspended.")
+    if state == "suspended":
+        return Banner("bad", "Protections suspended",
+                      "An invoice is unpaid: every agent has removed its program and table, so nothing is filtered. "
+                      "Pay the invoice to restore the last deployment on every agent.")
+    if billing["cancel_at"] and state in ("active", "past_due"):
+        return Banner("info", "Subscription cancelled",
+                      f"The subscription ends on {_day(billing['cancel_at'])}, at the end of the period (no refund).")
+    return None

@@ -58,6 +58,9 @@ MAX_JOIN_USES = 1000
 async def create_join_token(rt: Runtime, scope: TenantScope, ttl_s: int, labels: list[str],
                             max_uses: int = 1) -> tuple[JoinToken, str]:
     scope.require("write")
+    from hub.services import billing
+
+    await billing.require(scope.tenant_id, "new_agents")  # said now, not when the server enrols
     if not 0 < ttl_s <= rt.config.join_token_max_ttl_s:
         raise InvalidInput(f"ttl_s must be between 1 and {rt.config.join_token_max_ttl_s}")
     if not 0 < max_uses <= MAX_JOIN_USES:
@@ -336,6 +339,10 @@ async def agents_with_label(scope: TenantScope, label: str) -> list[Agent]:
 
 async def set_enabled(rt: Runtime, scope: TenantScope, agents: list[Agent], enabled: bool) -> None:
     scope.require("deploy")
+    if enabled and any(not a.enabled for a in agents):  # one more billed agent, as an enrolment is
+        from hub.services import billing
+
+        await billing.require(scope.tenant_id, "new_agents")
     ids = [a.id for a in agents]
     if ids:
         await scope.query(Agent).filter(id__in=ids).update(enabled=enabled)

@@ -2,10 +2,11 @@
 whose quantity is the tenant's active agents, on a Price of 3.00 EUR excl. tax a month.
 
 Invariants:
-- The only module that talks to Stripe (through the official library's StripeClient).
-- Quantity changes are ordered per tenant (`quantity_seq`, under a lock) and idempotent:
-  the idempotency key names the tenant and the change's number, so a retried call is
-  the same call to Stripe.
+- With `hub.services.billing_customer` (Checkout, portal, invoices, the estimate), the
+  only module that talks to Stripe (through the official library's StripeClient).
+- Quantity changes are ordered per tenant (`quantity_seq`, under a lock, and the row
+  locked on PostgreSQL) and idempotent: the idempotency key names the tenant, the
+  change's number and the quantity, so a retried call is the same call to Stripe.
 - The first agent a tenant ever has starts a 7-day trial, once per tenant ever; no card
   is needed, and a trial that ends without one creates an invoice that fails: the
   dunning path of `hub.services.dunning`.
@@ -18,15 +19,19 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import functools
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import stripe
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
-from hub.errors import Forbidden, InvalidInput, Unavailable
+from hub.errors import InvalidInput, PaymentRequired, Unavailable
 from hub.models import Agent, BillingAccount, StripeEvent, Tenant
 from hub.runtime import Runtime
 from hub.services import dunning
@@ -37,7 +42,17 @@ log = logging.getLogger("bulwark.hub.billing")
 
 UNIT_AMOUNT = 300  # EUR cents per agent per month, excl. tax
 CURRENCY = "eur"
-PRICE_TEXT = "3.00 EUR excl. tax per agent per month"
+
+
+def money(cents: int, currency: str = CURRENCY) -> str:
+    """300 → "3.00 EUR", -151 → "-1.51 EUR": whole cents, never a float."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(int(cents)), 100)
+    return f"{sign}{whole}.{part:02d} {currency.upper()}"
+
+
+PRICE = f"{money(UNIT_AMOUNT)} excl. tax"  # "3.00 EUR excl. tax", per agent per month
+PRICE_TEXT = f"{PRICE} per agent per month"
 _locks: dict[uuid.UUID, asyncio.Lock] = {}
 
 
@@ -50,11 +65,18 @@ def enabled(rt: Runtime) -> bool:
 
 
 def client(rt: Runtime) -> stripe.StripeClient:
-    base = {"api": rt.config.stripe_api_base} if rt.config.stripe_api_base else None
-    return stripe.StripeClient(rt.config.stripe_api_key, base_addresses=base, max_network_retries=2)
+    return _client(rt.config.stripe_api_key, rt.config.stripe_api_base)
 
 
-async def _stripe(call, *args, **kwargs):
+@functools.lru_cache(maxsize=4)
+def _client(api_key: str, api_base: str) -> stripe.StripeClient:
+    """One client (and its connection pool) per key and address, shared by the worker
+    threads the calls run in."""
+    base = {"api": api_base} if api_base else None
+    return stripe.StripeClient(api_key, base_addresses=base, max_network_retries=2)
+
+
+async def stripe_call(call, *args, **kwargs):
     """A Stripe call, in a worker thread (the library's async client hands httpx raw bytes
     as `data=`, which httpx deprecates); the world failing is Unavailable (503)."""
     try:
@@ -70,24 +92,28 @@ async def state_of(tenant_id: uuid.UUID) -> str:
     return account.state if account else "none"
 
 
+_PAUSED = {"new_agents": "no new agents can be added", "deploy": "no new deployments can be made"}
+
+
 async def require(tenant_id: uuid.UUID, what: str) -> None:
-    """Raises Forbidden when the tenant's billing state does not allow `what`
-    ("new_agents" or "deploy")."""
+    """Raises PaymentRequired (402) when the tenant's billing state does not allow `what`
+    ("new_agents" or "deploy"); reads and the protections in place are never gated."""
     state = await state_of(tenant_id)
     if not dunning.ALLOWS[state][what]:
-        raise Forbidden(f"billing is {state}: {what.replace('_', ' ')} are paused until the invoice is paid")
+        raise PaymentRequired(f"billing is {state} (an invoice is unpaid): {_PAUSED[what]} until it is paid; "
+                              "pay it or update the card on the billing page", details={"billing_state": state})
 
 
 # ---- the subscription follows the agents ---------------------------------------------
 
 async def _price_id(rt: Runtime, sc: stripe.StripeClient) -> str:
     key = rt.config.stripe_price_lookup_key
-    found = await _stripe(sc.v1.prices.list, {"lookup_keys": [key], "active": True, "limit": 1})
+    found = await stripe_call(sc.v1.prices.list, {"lookup_keys": [key], "active": True, "limit": 1})
     if found.data:
         return found.data[0].id
-    product = await _stripe(sc.v1.products.create, {"name": "Bulwark protected server"},
+    product = await stripe_call(sc.v1.products.create, {"name": "Bulwark protected server"},
                             {"idempotency_key": f"product:{key}"})
-    price = await _stripe(sc.v1.prices.create, {
+    price = await stripe_call(sc.v1.prices.create, {
         "product": product.id, "unit_amount": UNIT_AMOUNT, "currency": CURRENCY, "tax_behavior": "exclusive",
         "recurring": {"interval": "month"}, "lookup_key": key}, {"idempotency_key": f"price:{key}"})
     return price.id
@@ -97,27 +123,53 @@ async def active_agents(tenant_id: uuid.UUID) -> int:
     return await Agent.filter(tenant_id=tenant_id, revoked_at=None, enabled=True).count()
 
 
-async def sync_quantity(rt: Runtime, tenant_id: uuid.UUID) -> BillingAccount | None:
-    """Make the subscription's quantity the tenant's active agents (prorated)."""
-    if not enabled(rt):
-        return None
+@contextlib.asynccontextmanager
+async def _serialized(rt: Runtime, tenant_id: uuid.UUID) -> AsyncIterator[BillingAccount]:
+    """The tenant's account, one quantity change at a time: an asyncio lock in this
+    process and, on PostgreSQL (several hub processes), the row locked FOR UPDATE.
+    SQLite serves one process, and a transaction there would hold every other query
+    for as long as Stripe takes to answer."""
     lock = _locks.setdefault(tenant_id, asyncio.Lock())
     async with lock:
-        account, _ = await BillingAccount.get_or_create(tenant_id=tenant_id)
+        await BillingAccount.get_or_create(tenant_id=tenant_id)
+        if rt.config.is_sqlite:
+            yield await BillingAccount.get(tenant_id=tenant_id)
+            return
+        async with in_transaction():
+            yield await BillingAccount.select_for_update().get(tenant_id=tenant_id)
+
+
+async def ensure_customer(sc: stripe.StripeClient, account: BillingAccount) -> str:
+    """The tenant's one Stripe customer, made on first need (the key makes a retry the
+    same customer)."""
+    if account.customer_id is None:
+        tenant = await Tenant.get(id=account.tenant_id)
+        customer = await stripe_call(sc.v1.customers.create, {
+            "name": tenant.name, "metadata": {"tenant_id": str(account.tenant_id)}},
+            {"idempotency_key": f"bulwark:{account.tenant_id}:customer"})
+        account.customer_id = customer.id
+        await account.save(update_fields=["customer_id", "updated_at"])
+    return account.customer_id
+
+
+async def sync_quantity(rt: Runtime, tenant_id: uuid.UUID) -> BillingAccount | None:
+    """Make the subscription's quantity the tenant's active agents (prorated).
+
+    The idempotency key names the tenant, the change's number and the quantity it sets:
+    the library's retries and a hub retrying after a lost answer make the same call, and
+    the number is stored only once Stripe has answered."""
+    if not enabled(rt):
+        return None
+    async with _serialized(rt, tenant_id) as account:
         quantity = await active_agents(tenant_id)
-        if quantity == account.quantity and account.subscription_id:
+        if quantity == account.quantity and (account.subscription_id or quantity == 0):
             return account
         sc = client(rt)
-        account.quantity_seq += 1
-        key = f"bulwark:{tenant_id}:{account.quantity_seq}"
-        if account.customer_id is None:
-            tenant = await Tenant.get(id=tenant_id)
-            customer = await _stripe(sc.v1.customers.create, {
-                "name": tenant.name, "metadata": {"tenant_id": str(tenant_id)}}, {"idempotency_key": f"{key}:customer"})
-            account.customer_id = customer.id
+        seq = account.quantity_seq + 1
+        key = f"bulwark:{tenant_id}:{seq}:{quantity}"
+        await ensure_customer(sc, account)
         if account.subscription_id is None:
             if quantity == 0:
-                await account.save()
                 return account
             params: dict[str, Any] = {
                 "customer": account.customer_id, "items": [{"price": await _price_id(rt, sc), "quantity": quantity}],
@@ -127,18 +179,19 @@ async def sync_quantity(rt: Runtime, tenant_id: uuid.UUID) -> BillingAccount | N
             if not account.trial_used:
                 params["trial_period_days"] = rt.config.billing_trial_days
                 params["trial_settings"] = {"end_behavior": {"missing_payment_method": "create_invoice"}}
-            sub = await _stripe(sc.v1.subscriptions.create, params, {"idempotency_key": key})
+            sub = await stripe_call(sc.v1.subscriptions.create, params, {"idempotency_key": f"{key}:subscription"})
             account.subscription_id, account.item_id = sub.id, sub["items"].data[0].id
             account.trial_used = True
+            copy_subscription(account, sub)
             await _apply_status(rt, account, sub.status, actor="hub")
         else:
-            await _stripe(sc.v1.subscription_items.update, account.item_id, {
+            await stripe_call(sc.v1.subscription_items.update, account.item_id, {
                 "quantity": quantity, "proration_behavior": "create_prorations"}, {"idempotency_key": key})
-        account.quantity = quantity
+        account.quantity, account.quantity_seq = quantity, seq
         await account.save()
-        await rt.audit.append(actor="hub", action="billing.quantity", tenant_id=tenant_id,
-                              details={"quantity": quantity, "seq": account.quantity_seq})
-        return account
+    await rt.audit.append(actor="hub", action="billing.quantity", tenant_id=tenant_id,
+                          details={"quantity": quantity, "seq": seq})
+    return account
 
 
 async def agents_changed(rt: Runtime, tenant_id: uuid.UUID) -> None:
@@ -213,7 +266,8 @@ async def dunning_job(rt: Runtime, *, now: dt.datetime | None = None) -> None:
 
 # ---- webhooks -----------------------------------------------------------------------
 
-RELEVANT = ("customer.subscription.", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded")
+RELEVANT = ("customer.subscription.", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded",
+            "checkout.session.completed")
 
 
 async def webhook(rt: Runtime, payload: bytes, signature: str | None) -> dict[str, Any]:
@@ -228,15 +282,26 @@ async def webhook(rt: Runtime, payload: bytes, signature: str | None) -> dict[st
         await StripeEvent.create(id=event.id, type=event.type)
     except IntegrityError:
         return {"received": True, "duplicate": True}
-    if event.type.startswith(RELEVANT):
-        obj = event.data.object.to_dict()
-        sub_id = obj.get("subscription") if obj.get("object") == "invoice" else obj.get("id")
-        if isinstance(sub_id, dict):
-            sub_id = sub_id.get("id")
-        if sub_id:
+    if event.type == "checkout.session.completed":
+        from hub.services import billing_customer
+
+        await billing_customer.card_saved(rt, event.data.object.id)
+    elif event.type.startswith(RELEVANT):
+        for sub_id in subscriptions_of(event.data.object.to_dict()):
             await _refresh(rt, sub_id)
     await StripeEvent.filter(id=event.id).update(handled_at=now_utc())
     return {"received": True}
+
+
+def subscriptions_of(obj: dict[str, Any]) -> list[str]:
+    """The subscription an event's object is about: itself, or an invoice's (in the
+    current API under `parent.subscription_details`, in older ones at the top). Ids the
+    hub does not know are skipped by `_refresh` without a call to Stripe."""
+    if obj.get("object") == "subscription":
+        return [obj["id"]] if obj.get("id") else []
+    parent = (obj.get("parent") or {}).get("subscription_details") or {}
+    found = [parent.get("subscription"), obj.get("subscription")]
+    return list(dict.fromkeys(f.get("id") if isinstance(f, dict) else f for f in found if f))
 
 
 async def _refresh(rt: Runtime, subscription_id: str) -> None:
@@ -244,14 +309,37 @@ async def _refresh(rt: Runtime, subscription_id: str) -> None:
     account = await BillingAccount.get_or_none(subscription_id=subscription_id)
     if account is None:
         return
-    sub = await _stripe(client(rt).v1.subscriptions.retrieve, subscription_id)
+    sub = await stripe_call(client(rt).v1.subscriptions.retrieve, subscription_id)
+    copy_subscription(account, sub)
+    await account.save(update_fields=["trial_end", "period_end", "cancel_at", "updated_at"])
     await _apply_status(rt, account, sub.status, actor="stripe")
 
 
+def _when(ts: int | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc) if ts else None
+
+
+def copy_subscription(account: BillingAccount, sub: Any) -> None:
+    """What the banners need, from a subscription Stripe sent (not saved here)."""
+    items = sub["items"].data
+    account.trial_end = _when(sub.trial_end) if sub.status == "trialing" else None
+    account.period_end = _when(items[0].current_period_end) if items else None
+    account.cancel_at = _when(sub.cancel_at) or (account.period_end if sub.cancel_at_period_end else None)
+
+
 async def summary(tenant_id: uuid.UUID) -> dict[str, Any]:
+    """The tenant's billing as the API and the panel show it, from the hub's own rows
+    (no call to Stripe: every panel page's banner reads it)."""
     account = await BillingAccount.get_or_none(tenant_id=tenant_id)
     state = account.state if account else "none"
+    since = account.past_due_since if account else None
     return {"state": state, "price": PRICE_TEXT, "unit_amount": UNIT_AMOUNT, "currency": CURRENCY,
             "quantity": account.quantity if account else 0, "trial_used": bool(account and account.trial_used),
-            "past_due_since": account.past_due_since if account else None,
+            "past_due_since": since,
+            "restricted_at": since + dunning.RESTRICTED_AT if since else None,
+            "suspended_at": since + dunning.SUSPENDED_AT if since else None,
+            "trial_end": account.trial_end if account else None,
+            "period_end": account.period_end if account else None,
+            "cancel_at": account.cancel_at if account else None,
+            "card": account.card if account else None,
             "allows": dunning.ALLOWS[state]}

@@ -65,6 +65,20 @@ async def test_errors_share_one_body_and_the_token_scheme_guards_everything(hub)
                     assert response["description"], f"{method} {path} {status}"
 
 
+async def test_billing_reads_are_documented_under_the_billing_scope(hub):
+    spec = await _spec(hub)
+    base = "/api/v1/tenants/{tenant_id}/billing"
+    for path, method in ((base, "get"), (base + "/invoices", "get"), (base + "/estimate", "get"),
+                         (base + "/checkout", "post"), (base + "/portal", "post")):
+        operation = spec["paths"][path][method]
+        assert operation["tags"] == ["billing"], path
+        assert "Scope `billing`" in operation["description"] + operation.get("summary", ""), path
+        assert "200" in operation["responses"], path
+    estimate = spec["paths"][base + "/estimate"]["get"]
+    assert [p["name"] for p in estimate["parameters"] if p["in"] == "query"] == ["agents"]
+    assert "503" in estimate["responses"]  # Stripe away is said, not a 500
+
+
 async def test_sign_in_and_the_agent_protocol_are_not_in_the_public_spec(hub):
     spec = await _spec(hub)
     assert all(path.startswith("/api/v1/") for path in spec["paths"])

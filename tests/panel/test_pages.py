@@ -74,7 +74,7 @@ def test_every_page_has_no_inline_script_or_style_and_every_post_form_has_a_toke
             t, list_id, policy_id = await _seeded(h)
             base = f"/t/{t.id}"
             pages = [f"{base}/", f"{base}/policies", f"{base}/policies/{policy_id}", f"{base}/deployments",
-                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/alerts", f"{base}/audit"]
+                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/alerts", f"{base}/audit", f"{base}/billing"]
             anonymous = h.client()
             for path in ["/login", *pages]:
                 client = anonymous if path == "/login" else t.owner.client

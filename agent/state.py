@@ -20,6 +20,10 @@ from agent.memory import release_memory
 from rules_dsl import Plan, PlanError
 
 MODES = ("enforce", "monitor", "deactivate", "none")
+# List changes up to this many entries travel as `Desired.deltas` and edit the live maps
+# in place; larger ones rebuild the address maps in the idle generation and arrive with
+# the flip (so they are never spelled out entry by entry).
+DELTA_MAX = 20_000
 
 
 @dataclass(frozen=True)

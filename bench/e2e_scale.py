@@ -226,11 +226,16 @@ def main() -> None:
     p.add_argument("--hub-processes", type=int, default=1, help="hub processes (PostgreSQL only)")
     p.add_argument("--idle-s", type=float, default=10, help="how long idle agents are watched")
     p.add_argument("--json", default="", metavar="FILE", help="write the figures there (bench/report.py reads them)")
+    p.add_argument("--work-dir", default="", metavar="DIR", help="keep the logs and state there (default: removed)")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("e2e_scale: needs root (namespaces, XDP)")
-    with tempfile.TemporaryDirectory(prefix="bulwark-e2e-scale-") as tmp:
-        figures = run(args, Path(tmp))
+    if args.work_dir:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+        figures = run(args, Path(args.work_dir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bulwark-e2e-scale-") as tmp:
+            figures = run(args, Path(tmp))
     print(json.dumps({k: v for k, v in figures.items() if k != "changes_ms"}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(figures))

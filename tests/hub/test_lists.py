@@ -218,3 +218,28 @@ async def test_a_whole_list_is_packed_off_the_event_loop(hub, monkeypatch):
     r = await a.post("/agent/v1/desired", json={"wait_s": 0, "lists": {}})
     assert len(unpacked((await r.get_json())["lists"][0]["entries"])) == 9
     assert threads == [False, False]  # the import's, then the read's: neither on the loop's thread
+
+
+async def test_the_live_count_follows_every_change_and_is_filled_in_by_0008(hub):
+    """A change checks the list's size from its row (no count of a million rows); the
+    count is kept by imports, changes and removals, and migration 0008 fills it in."""
+    import importlib
+
+    from tortoise import Tortoise
+
+    from hub.models import IpList
+
+    t = await hub.tenant()
+    base = await _list(t)
+    list_id = base.rsplit("/", 1)[1]
+    await t.token.post(base + "/import", data=b"192.0.2.1\n192.0.2.2\n10.0.0.0/8\n")
+    r = await t.token.post(base + "/entries", json={"remove": ["192.0.2.1"], "add": [{"network": "::1"}]})
+    assert (await r.get_json())["entries"] == 3
+    assert (await IpList.get(id=list_id)).live_count == 3
+    await t.token.post(base + "/import?replace=true", data=b"198.51.100.1\n")
+    assert (await IpList.get(id=list_id)).live_count == 1
+    await IpList.filter(id=list_id).update(live_count=0)
+    migration = importlib.import_module("hub.migrations.0008_list_live_count")
+    for sql in migration.BACKFILL:
+        await Tortoise.get_connection("default").execute_query(sql)
+    assert (await IpList.get(id=list_id)).live_count == 1

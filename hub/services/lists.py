@@ -409,10 +409,6 @@ _AGENT_DELTAS: BuildCache[dict[str, Any]] = BuildCache(
 AGENT_DELTA_MAX = 20_000
 
 
-def _network_of(entry: dict[str, Any] | str) -> str:
-    return entry["network"] if isinstance(entry, dict) else entry
-
-
 async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
     """What an agent at revision `since` needs, packed: "current", "delta" (`added` and
     `removed` since `since`) or "snapshot" (`entries`), each list a base64 string. A delta
@@ -482,10 +478,15 @@ async def packed_snapshot(ip_list: IpList) -> Held:
 
 
 async def _build_snapshot(ip_list: IpList, held: Held | None) -> Held:
+    """From the held snapshot and a small delta (the one agents get), else from one read
+    of the table, packed in a worker thread: a million-row delta read through the ORM and
+    packed on the loop held a hub process that had not made the import for many seconds."""
+    delta = None
     if held is not None and ip_list.horizon_rev <= held.revision < ip_list.revision:
-        delta = await update_for(ip_list, held.revision)
-        packed = held.packed.changed(addresses.Packed([_network_of(e) for e in delta["added"]]),
-                                     addresses.Packed(delta["removed"]))
+        delta = await _AGENT_DELTAS.get((ip_list.id, ip_list.revision, held.revision),
+                                        lambda: _agent_delta(ip_list, held.revision))
+    if held is not None and delta is not None and delta["mode"] == "delta":
+        packed = held.packed.changed(addresses.from_wire(delta["added"]), addresses.from_wire(delta["removed"]))
     else:
         conn = IpEntry._meta.db
         sql = "SELECT network FROM ip_entry WHERE ip_list_id = {} AND removed_rev IS NULL".format(

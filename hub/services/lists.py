@@ -364,8 +364,9 @@ async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
         return {**base, "mode": "current"}
     if since is None or since > ip_list.revision or since < ip_list.horizon_rev:
         return {**base, "mode": "snapshot", "entries": await snapshot(ip_list)}
-    added = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since, removed_rev__isnull=True) \
-        .values_list("network", "expires_at")
+    rows = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since) \
+        .values_list("network", "expires_at", "removed_rev")  # see _agent_delta: by added_rev alone
+    added = [(n, e) for n, e, removed_rev in rows if removed_rev is None]
     removed = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__gt=since, added_rev__lte=since) \
         .values_list("network", flat=True)
     return {**base, "mode": "delta", "since": since,
@@ -427,8 +428,13 @@ async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
 async def _agent_delta(ip_list: IpList, since: int) -> dict[str, Any]:
     """{"mode": "delta", "since", "added", "removed"} or {"mode": "snapshot"} (too big);
     reads at most AGENT_DELTA_MAX + 1 rows of each kind."""
-    added = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since, removed_rev__isnull=True) \
-        .limit(AGENT_DELTA_MAX + 1).values_list("network", flat=True)
+    # Filtered on added_rev alone in SQL: with `removed_rev IS NULL` there too, PostgreSQL
+    # walks the (list, removed_rev) index through every live row (a million: 150 ms).
+    rows = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since) \
+        .limit(AGENT_DELTA_MAX + 1).values_list("network", "removed_rev")
+    added = [network for network, removed_rev in rows if removed_rev is None]
+    if len(rows) > AGENT_DELTA_MAX:
+        return {"mode": "snapshot"}
     removed = [] if len(added) > AGENT_DELTA_MAX else \
         await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__gt=since, added_rev__lte=since) \
         .limit(AGENT_DELTA_MAX + 1).values_list("network", flat=True)

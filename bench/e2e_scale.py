@@ -4,7 +4,7 @@ source seen behind the guard.
 
     .venv/bin/python bench/e2e_scale.py [--entries 1000000] [--changes 20] [--small-changes 10]
                                         [--database-url postgres://...] [--hub-processes 2]
-                                        [--idle-s 10] [--json FILE]
+                                        [--idle-s 10] [--json FILE] [--work-dir DIR]
 
 The set-up is `make demo`'s: a `bulwark hub serve` process (SQLite in a temporary
 directory, or PostgreSQL with --database-url, several processes with --hub-processes),

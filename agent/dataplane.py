@@ -24,7 +24,7 @@ from agent.errors import ConfigError, DataplaneError, NotInstalled, PolicyReject
 from agent.memory import release_memory
 from agent.nft_docs import both_tables, from_listing
 from agent.pin_root import ensure_pin_root
-from agent.state import Desired, StateStore
+from agent.state import DELTA_MAX, Desired, StateStore
 from bpf import Link, NftError, XdpMode, in_netns, unpin, xdp_query
 from bpf.errors import BpfError, MapKeyNotFound, NoSpace
 from bpf.guard import OBJECT_PATH, PINNED_MAPS, Guard, GuardSample, PinnedView
@@ -34,10 +34,6 @@ from rules_dsl.nft import monitor_nft
 
 TABLE = {"family": "inet", "name": "bulwark"}
 LINK_PIN = "link"
-DELTA_MAX = 2_000  # list changes up to this many entries edit the live maps in place;
-# larger ones rebuild the address maps in the idle generation and arrive with the flip.
-# A host change costs 30-90 us (its delta entry, the table's filter bit, a look at the
-# table: bpf/host_table.py); rebuilding a 1,000,000-host list costs 0.1-0.15 s.
 
 
 def kernel(fn):
@@ -82,6 +78,8 @@ class Dataplane:
         self._nft_doc: Any = None  # the document that table was installed from
         self.program_wanted = False
         self._ring = None
+        self._nft_gen = None  # RulesetGeneration of the interface's namespace, opened there once
+        self._nft_gen_seen: int | None = None  # the generation at which our table was last seen intact
 
     # ---- helpers ----
     def ns(self):
@@ -114,6 +112,9 @@ class Dataplane:
 
     def close(self) -> None:
         self.close_guard()
+        if self._nft_gen is not None:
+            self._nft_gen.close()
+            self._nft_gen = None
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -268,6 +269,7 @@ class Dataplane:
                     nft.run(doc)  # the compiler emits add+delete+add of the table: one batch
                     self.nft_expected = normalized(nft.list("table inet bulwark"))
                     self._nft_doc = doc
+                    self._nft_gen_seen = None
                 else:
                     nft.run([{"add": {"table": TABLE}}, {"delete": {"table": TABLE}}])
                     self.nft_expected = self._nft_doc = None
@@ -291,6 +293,7 @@ class Dataplane:
             nft.run(both)
             self.nft_expected = normalized(nft.list("table inet bulwark"))
             self._nft_doc = both  # not the new document: apply_nft installs that
+            self._nft_gen_seen = None
         return True
 
     def _nft_intact(self, nft) -> bool:
@@ -313,15 +316,18 @@ class Dataplane:
         """What differs from what we installed: ["program", "maps", "nft"] with reasons."""
         found = []
         if self.program_wanted:
-            with self.ns():
-                ok = False
-                if self.link is not None:
-                    try:
-                        ok = bool(self.link.prog_id) and xdp_query(self.config.iface).prog_id == self.link.prog_id
-                    except BpfError:
-                        ok = False
-                if not ok:
-                    found.append("program: the guard is no longer attached to " + str(self.config.iface))
+            # Our link's own info, no namespace entered: the kernel lets no one replace a
+            # link's program but through the link, and a detached link (by hand, or the
+            # interface gone) shows ifindex 0.
+            ok = False
+            if self.link is not None:
+                try:
+                    prog_id, ifindex = self.link._info()
+                    ok = bool(prog_id and ifindex)
+                except BpfError:
+                    ok = False
+            if not ok:
+                found.append("program: the guard is no longer attached to " + str(self.config.iface))
         if self.maps_desired is not None and self.guard is not None:
             guard = self.guard
             gen = guard.generation
@@ -339,6 +345,9 @@ class Dataplane:
             if reason:
                 found.append(reason)
         if self.nft_expected is not None:
+            gen = self._nft_generation()
+            if gen is not None and gen == self._nft_gen_seen:
+                return found  # no nftables transaction in the namespace since we saw it intact
             with self.ns(), contextlib.closing(_nft()) as nft:
                 try:
                     now = normalized(nft.list("table inet bulwark"))
@@ -348,7 +357,25 @@ class Dataplane:
                 found.append("nft: table inet bulwark is gone")
             elif now != self.nft_expected:
                 found.append("nft: table inet bulwark was changed")
+            else:
+                self._nft_gen_seen = gen  # read before the listing: a change after it moves it on
         return found
+
+    def _nft_generation(self) -> int | None:
+        """The namespace's nftables generation, None when it cannot be read (then the
+        watchdog lists the table every time, as before)."""
+        from bpf.nft_gen import RulesetGeneration
+
+        try:
+            if self._nft_gen is None:
+                with self.ns():
+                    self._nft_gen = RulesetGeneration()
+            return self._nft_gen.read()
+        except OSError:
+            if self._nft_gen is not None:
+                self._nft_gen.close()
+                self._nft_gen = None
+            return None
 
     # ---- reading ----
     @kernel

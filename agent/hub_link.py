@@ -37,7 +37,7 @@ from agent.config import AgentConfig, ca_pin
 from agent.entries import Entries, from_wire
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
 from agent.messages import Confirmed, MetricsBatch, Report
-from agent.state import Desired, ListState, StateStore, read_json, write_atomic
+from agent.state import DELTA_MAX, Desired, ListState, StateStore, read_json, write_atomic
 from agent.telemetry import Telemetry
 from rules_dsl import Plan, PlanError
 from rules_dsl.errors import AddressError
@@ -176,7 +176,10 @@ class DesiredTracker:
             elif item["mode"] == "delta" and old is not None:
                 added, removed = _packed(item, "added"), _packed(item, "removed")
                 lists[key] = ListState(name, rev, old.entries.changed(added, removed), key)
-                deltas.append((name, tuple(added), old.entries.present(removed)))
+                if len(added) + len(removed) > DELTA_MAX:
+                    pure = False  # the maps rebuild anyway: spelling out a million entries costs seconds
+                else:
+                    deltas.append((name, tuple(added), old.entries.present(removed)))
             else:
                 lists[key] = ListState(name, rev, _packed(item, "entries"), key)
                 pure = False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 from bpf import ensure_bpffs
-from bpf.pins import mount_point_of
+from bpf.pins import on_bpffs
 
 NETNS_DIR = Path("/run/netns")
 
@@ -48,15 +48,9 @@ def ensure_pin_root(root: str | os.PathLike) -> Path:
     `root`: there a mount would be private to this process (its pins gone when it exits),
     so that is the caller's invocation (ConfigError, exit 2), said with how to run instead."""
     name = entered_netns()
-    if name is None or _on_bpffs(Path(root)):
+    if name is None or on_bpffs(Path(root)):
         return ensure_bpffs(root)
     flag = f"--netns {name}" if name != "?" else "--netns NAME"
     raise ConfigError(f"no bpffs at {root} in this network namespace (`ip netns exec` gives it its own /sys): "
                       f"run without `ip netns exec` and pass {flag} instead")
 
-
-def _on_bpffs(root: Path) -> bool:
-    while not root.exists() and root != root.parent:
-        root = root.parent
-    found = mount_point_of(root)
-    return found is not None and found[1] == "bpf"

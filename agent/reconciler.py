@@ -60,8 +60,9 @@ def report_of(current: Desired | None, **extra) -> Report:
 async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore,
               telemetry: Telemetry, off_loop=trio.to_thread.run_sync,
               task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """`off_loop` runs the CPU-bound lockout guard away from the event loop's thread
-    (a test on a virtual clock passes one that runs it inline)."""
+    """`off_loop` runs the CPU-bound lockout guard and the persisting of applied states
+    away from the event loop's thread (a test on a virtual clock passes one that runs
+    them inline)."""
     async with inbox, outbox, pipeline:
         current: Desired | None = None
         try:
@@ -186,8 +187,8 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
                 else:
                     old = current
                     new_plan = old is None or old.digest != done.desired.digest or old.mode != done.desired.mode
-                    try:
-                        store.save(done.desired)
+                    try:  # a million-entry list is megabytes of JSON and two fsyncs: off the loop
+                        await off_loop(store.save, done.desired)
                     except AgentError as exc:
                         telemetry.last_errors = [str(exc)]
                     current = done.desired

@@ -4,7 +4,7 @@ source seen behind the guard.
 
     .venv/bin/python bench/e2e_scale.py [--entries 1000000] [--changes 20] [--small-changes 10]
                                         [--database-url postgres://...] [--hub-processes 2]
-                                        [--idle-s 10] [--json FILE]
+                                        [--idle-s 10] [--json FILE] [--work-dir DIR]
 
 The set-up is `make demo`'s: a `bulwark hub serve` process (SQLite in a temporary
 directory, or PostgreSQL with --database-url, several processes with --hub-processes),
@@ -41,12 +41,12 @@ from demo.agents import AgentProcess  # noqa: E402
 from demo.hub import HubProcess, open_tenant  # noqa: E402
 from demo.policy import DENY_LIST, web_policy  # noqa: E402
 from demo.processes import free_port  # noqa: E402
+from demo.probe import enforced_after, probe, timed_change, wait_seen  # noqa: E402
 from demo.topology import Topology  # noqa: E402
-from demo.traffic import ACK, HTTP_PORT, TCP, Flow, Receiver, Sender, frame  # noqa: E402
+from demo.traffic import Receiver  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.com", "correct horse battery staple"
 PROBE_PPS = 1000        # per probed source and site: 1 ms resolution on the timings
-QUIET_S = 0.5           # a source unseen this long on every site counts as enforced
 ENFORCE_TIMEOUT_S = 60
 
 
@@ -81,45 +81,6 @@ def hub_pids(hub: HubProcess) -> list[int]:
     if children.exists():
         pids += [int(p) for p in children.read_text().split()]
     return pids
-
-
-def probe(topo: Topology, source: str) -> Sender:
-    """ACKs to each site's HTTP port from `source`: web.bw passes them unless it is denied."""
-    flows = [(site, Flow(f"probe-{source}", PROBE_PPS,
-                         (frame(site, source, proto=TCP, sport=45000, dport=HTTP_PORT, flags=ACK),)))
-             for site in topo.sites]
-    return Sender(topo.gen_ns, flows, ENFORCE_TIMEOUT_S + 10).start()
-
-
-def enforced_after(receivers: list[Receiver], source: str, t0: float) -> float:
-    """Seconds from t0 to the last packet of `source` seen on any site, once it is quiet on
-    every site. Raises TimeoutError if it never goes quiet."""
-    deadline = t0 + ENFORCE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        if all(now - r.last_seen.get(source, 0.0) > QUIET_S for r in receivers):
-            return max(0.0, max(r.last_seen.get(source, t0) for r in receivers) - t0)
-        time.sleep(0.01)
-    raise TimeoutError(f"{source} still passes {ENFORCE_TIMEOUT_S} s after it was denied")
-
-
-def wait_seen(receivers: list[Receiver], source: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not all(r.seen[source] for r in receivers):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{source} never reached every site before being denied")
-        time.sleep(0.01)
-
-
-def timed_change(api, list_id: str, topo: Topology, receivers: list[Receiver], source: str, form: str) -> float:
-    sender = probe(topo, source)
-    try:
-        wait_seen(receivers, source)
-        t0 = time.monotonic()
-        api.change_list(list_id, add=[form])
-        return enforced_after(receivers, source, t0)
-    finally:
-        sender.stop()
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -160,20 +121,22 @@ def run(args: argparse.Namespace, work: Path) -> dict:
 
         def change(i: int) -> float:
             source = f"198.51.{100 + i // 250}.{1 + i % 250}"
-            return timed_change(api, list_id, topo, receivers, source, source if i % 2 else f"{source}/32")
+            form = source if i % 2 else f"{source}/32"
+            return timed_change(topo.gen_ns, topo.sites, receivers, source, lambda: api.change_list(list_id, add=[form]),
+                                pps=PROBE_PPS, timeout_s=ENFORCE_TIMEOUT_S)
 
         small = [change(i) for i in range(args.small_changes)]
         print(f"small list, one-entry change to enforced: p50 {statistics.median(small) * 1e3:.1f} ms", flush=True)
 
         probe_src = last_host(args.entries)
-        sender = probe(topo, probe_src)
+        sender = probe(topo.gen_ns, topo.sites, probe_src, PROBE_PPS, ENFORCE_TIMEOUT_S + 10)
         try:
             wait_seen(receivers, probe_src)
             t0 = time.monotonic()
             api._call("POST", f"/lists/{list_id}/import", content=hosts(args.entries),
                       headers={"Content-Type": "text/plain"}, timeout=600)
             imported_s = time.monotonic() - t0
-            import_to_enforced_s = enforced_after(receivers, probe_src, t0)
+            import_to_enforced_s = enforced_after(receivers, probe_src, t0, ENFORCE_TIMEOUT_S)
         finally:
             sender.stop()
         print(f"import {imported_s:.1f} s, import to enforced on both agents {import_to_enforced_s:.1f} s", flush=True)
@@ -226,11 +189,16 @@ def main() -> None:
     p.add_argument("--hub-processes", type=int, default=1, help="hub processes (PostgreSQL only)")
     p.add_argument("--idle-s", type=float, default=10, help="how long idle agents are watched")
     p.add_argument("--json", default="", metavar="FILE", help="write the figures there (bench/report.py reads them)")
+    p.add_argument("--work-dir", default="", metavar="DIR", help="keep the logs and state there (default: removed)")
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("e2e_scale: needs root (namespaces, XDP)")
-    with tempfile.TemporaryDirectory(prefix="bulwark-e2e-scale-") as tmp:
-        figures = run(args, Path(tmp))
+    if args.work_dir:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+        figures = run(args, Path(args.work_dir))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bulwark-e2e-scale-") as tmp:
+            figures = run(args, Path(tmp))
     print(json.dumps({k: v for k, v in figures.items() if k != "changes_ms"}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(figures))

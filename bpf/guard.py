@@ -14,6 +14,8 @@ import array
 import ctypes
 import errno
 import hashlib
+import itertools
+import operator
 import os
 import sys
 from dataclasses import dataclass
@@ -449,25 +451,27 @@ class Guard:
 
 def live_counters(counters_map: Map, gen: int) -> dict[int, RuleCounters]:
     """The per-CPU counters of generation `gen` in g_counters, summed: the one reading of
-    that map, for a loaded Guard and for the read-only view of the pins alike."""
+    that map, for a loaded Guard and for the read-only view of the pins alike. Summed in
+    C-level passes over the whole buffer (the agent reads it every second; a Python loop
+    over its 2,052 slots and every CPU cost it 2 ms a second, idle)."""
     keys, values, count = counters_map.lookup_batch_raw()
-    size = ctypes.sizeof(GuardCounter)
     ncpus = counters_map.ncpus
-    out = {}
-    for i in range(count):
-        slot = int.from_bytes(keys[i * 4:i * 4 + 4], "little")
-        if slot // gt.SLOTS != gen:
-            continue
-        base = i * size * ncpus
-        packets = bytes_ = dropped = 0
-        for cpu in range(ncpus):
-            c = GuardCounter.from_buffer_copy(values, base + cpu * size)
-            packets += c.packets
-            bytes_ += c.bytes
-            dropped += c.dropped
-        if packets:
-            out[slot % gt.SLOTS] = RuleCounters(packets, bytes_, dropped)
-    return out
+    nfields = ctypes.sizeof(GuardCounter) // 8
+    words = array.array("Q")
+    words.frombytes(values)  # (slot, cpu, field) order, one u64 each
+    step = ncpus * nfields
+    sums = []
+    for field in range(nfields):
+        total = words[field::step]
+        for cpu in range(1, ncpus):
+            total = array.array("Q", map(operator.add, total, words[cpu * nfields + field::step]))
+        sums.append(total)
+    slots = array.array("I")
+    slots.frombytes(keys)
+    packets, bytes_, dropped = sums
+    lo, hi = gen * gt.SLOTS, (gen + 1) * gt.SLOTS
+    return {slots[i] % gt.SLOTS: RuleCounters(packets[i], bytes_[i], dropped[i])
+            for i in itertools.compress(range(count), packets) if lo <= slots[i] < hi}
 
 
 class PinnedView:

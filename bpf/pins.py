@@ -28,18 +28,28 @@ def mount_point_of(path: Path) -> tuple[str, str] | None:
 
 
 def ensure_bpffs(root: str | os.PathLike = DEFAULT_ROOT) -> Path:
-    """Make sure `root` lies on a bpffs, mounting one at `root` when it does not.
+    """Make sure `root` lies on a bpffs, mounting one when it does not: at /sys/fs/bpf
+    when `root` is below it (a fresh machine has only sysfs's empty directory there, in
+    which no directory can be made), else at `root` itself.
 
     Raises BpfError when the mount fails (not root, or no bpffs in this kernel).
     """
     root = Path(root)
+    if not on_bpffs(root):
+        at = DEFAULT_ROOT if DEFAULT_ROOT in root.parents else root
+        at.mkdir(parents=True, exist_ok=True)
+        if not on_bpffs(at) and lib.mount(b"bpf", str(at).encode(), b"bpf", 0, ffi.NULL) != 0:
+            raise error_for(ffi.errno, f"mount bpffs at {at}") from None
     root.mkdir(parents=True, exist_ok=True)
-    found = mount_point_of(root)
-    if found and found[1] == "bpf":
-        return root
-    if lib.mount(b"bpf", str(root).encode(), b"bpf", 0, ffi.NULL) != 0:
-        raise error_for(ffi.errno, f"mount bpffs at {root}") from None
     return root
+
+
+def on_bpffs(path: Path) -> bool:
+    """Whether the nearest existing directory of `path` lies on a bpffs."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    found = mount_point_of(path)
+    return found is not None and found[1] == "bpf"
 
 
 def unpin(path: str | os.PathLike) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from hub.runtime import Runtime
 from hub.services import agents, alerts, deployments, desired, metrics
 from hub.services.plan_signing import PlanSigner
 from hub.web import client_address, rt
+from rules_dsl import addresses
 
 log = logging.getLogger("bulwark.hub.agents")
 
@@ -93,9 +93,10 @@ class Source(Closed):
 
 @functools.lru_cache(maxsize=65536)
 def canonical_network(text: str) -> str:
-    """`203.0.113.9` → `203.0.113.9/32`. Cached: the same sources top every batch for a while,
-    and parsing them was a fifth of the cost of a metrics batch."""
-    return str(ipaddress.ip_network(text, strict=False))
+    """A source in the canonical form (rules_dsl.addresses: `203.0.113.9`, a bare host, as
+    the lists and the API write it). Cached: the same sources top every batch for a while.
+    Raises AddressError (a ValueError: the schema's error)."""
+    return addresses.canonical(text)
 
 
 class MetricsIn(Closed):

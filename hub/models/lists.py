@@ -19,6 +19,9 @@ class IpList(Model):
     revision = fields.BigIntField(default=0)
     # Deltas can be computed from this revision on; older knowledge needs a snapshot.
     horizon_rev = fields.BigIntField(default=0)
+    # Live entries at `revision`, kept by each change in its transaction: counting a
+    # million rows per one-entry change cost it a fifth of a second.
+    live_count = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     TENANT_PATH = "tenant_id"

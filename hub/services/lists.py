@@ -295,8 +295,7 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
         wanted = {e.network: e for e in add}
         touched = None if replace or len(wanted) + len(remove) > TOUCHED_MAX else [*wanted, *remove]
         live = await _live(conn, ip_list.id, touched)
-        size = len(live) if touched is None else \
-            await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).using_db(conn).count()
+        size = len(live) if touched is None else fresh.live_count
         gone = set(remove) & live.keys()
         if replace:
             gone |= live.keys() - wanted.keys()
@@ -315,12 +314,13 @@ async def _apply(rt: Runtime, ip_list: IpList, add: list[Entry], remove: list[st
         for i in range(0, len(gone_ids), BATCH):
             await IpEntry.filter(id__in=gone_ids[i:i + BATCH]).using_db(conn).update(removed_rev=rev)
         await _insert(conn, ip_list.id, rev, new)
+        await IpList.filter(id=ip_list.id).using_db(conn).update(live_count=total)
         await _compact(conn, fresh, rt.config.list_delta_max_revisions)
         result = {"revision": rev, "added": len(new), "removed": len(gone), "entries": total}
         if audit is not None:
             await rt.audit.append(**{**audit, "details": {**result, **audit.get("details", {})}}, using_db=conn)
-    whole = None if touched is not None else (live.keys() - gone) | wanted.keys()
-    _carry_snapshot(ip_list.id, rev, whole, [e.network for e in new], list(gone))
+    await _carry_snapshot(ip_list.id, rev, None if touched is not None else (live, gone, wanted),
+                          [e.network for e in new], list(gone))
     ip_list.revision = rev
     await rt.notifier.publish(tenant_channel(ip_list.tenant_id))
     return result
@@ -403,8 +403,9 @@ async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
         return {**base, "mode": "current"}
     if since is None or since > ip_list.revision or since < ip_list.horizon_rev:
         return {**base, "mode": "snapshot", "entries": await snapshot(ip_list)}
-    added = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since, removed_rev__isnull=True) \
-        .values_list("network", "expires_at")
+    rows = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since) \
+        .values_list("network", "expires_at", "removed_rev")  # see _agent_delta: by added_rev alone
+    added = [(n, e) for n, e, removed_rev in rows if removed_rev is None]
     removed = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__gt=since, added_rev__lte=since) \
         .values_list("network", flat=True)
     return {**base, "mode": "delta", "since": since,
@@ -416,81 +417,133 @@ async def _update_for(ip_list: IpList, since: int | None) -> dict[str, Any]:
 # which removes expired entries in a new revision. A list's latest packed snapshot is
 # kept and carried forward by each change made in this process (or by the delta, for a
 # change made by another), so a newcomer's snapshot of a million entries costs a splice,
-# not a read of the table.
-# list id -> (revision, packed, its base64); both forms held: about 2.4x the text's bytes
-_SNAPSHOTS: BuildCache[tuple[int, addresses.Packed, str]] = BuildCache(
-    max_bytes=SNAPSHOT_CACHE_MAX_BYTES, max_items=64, size=lambda held: 1000 + 2 * len(held[2]))
+# not a read of the table. Its base64 is written when an agent first asks for it, not by
+# the change (4 MB of base64 is 20 ms in front of every one-entry change's notification).
+# Building one from a million texts (an import, a read of the table) runs in a worker
+# thread: the event loop keeps answering meanwhile.
+
+
+@dataclasses.dataclass(slots=True)
+class Held:
+    """A list's packed contents at one revision, and their wire form once asked for."""
+
+    revision: int
+    packed: addresses.Packed
+    _wire: str | None = None
+
+    def wire(self) -> str:
+        if self._wire is None:
+            self._wire = addresses.to_wire(self.packed)
+        return self._wire
+
+
+# list id -> its latest Held; both forms budgeted (about 10 bytes an IPv4 host)
+_SNAPSHOTS: BuildCache[Held] = BuildCache(
+    max_bytes=SNAPSHOT_CACHE_MAX_BYTES, max_items=64, size=lambda held: 1000 + 10 * len(held.packed))
 _AGENT_DELTAS: BuildCache[dict[str, Any]] = BuildCache(
-    max_bytes=CACHE_MAX_BYTES, max_items=256, size=lambda d: 200 + len(d["added"]) + len(d["removed"]))
-
-
-def _network_of(entry: dict[str, Any] | str) -> str:
-    return entry["network"] if isinstance(entry, dict) else entry
+    max_bytes=CACHE_MAX_BYTES, max_items=256, size=lambda d: 200 + len(d.get("added", "")) + len(d.get("removed", "")))
+# A delta of more entries than this goes to agents as the snapshot: the agent rebuilds its
+# maps whole past its own bound anyway (agent.state.DELTA_MAX), and reading a million
+# added rows to send them as a "delta" (after an import) costs seconds the snapshot,
+# already held, does not.
+AGENT_DELTA_MAX = 20_000
 
 
 async def agent_update(ip_list: IpList, since: int | None) -> dict[str, Any]:
     """What an agent at revision `since` needs, packed: "current", "delta" (`added` and
-    `removed` since `since`) or "snapshot" (`entries`), each list a base64 string."""
+    `removed` since `since`) or "snapshot" (`entries`), each list a base64 string. A delta
+    bigger than AGENT_DELTA_MAX entries is sent as the snapshot."""
     base = {"id": str(ip_list.id), "name": ip_list.name, "kind": ip_list.kind, "revision": ip_list.revision}
     if since == ip_list.revision:
         return {**base, "mode": "current"}
-    if since is None or since > ip_list.revision or since < ip_list.horizon_rev:
-        _, _, text = await packed_snapshot(ip_list)
-        return {**base, "mode": "snapshot", "entries": text}
-
-    async def build() -> dict[str, Any]:
-        delta = await update_for(ip_list, since)
-        return {**base, "mode": "delta", "since": since,
-                "added": addresses.to_wire(addresses.Packed([_network_of(e) for e in delta["added"]])),
-                "removed": addresses.to_wire(addresses.Packed(delta["removed"]))}
-
-    return await _AGENT_DELTAS.get((ip_list.id, ip_list.revision, since), build)
+    if since is not None and ip_list.horizon_rev <= since < ip_list.revision:
+        delta = await _AGENT_DELTAS.get((ip_list.id, ip_list.revision, since), lambda: _agent_delta(ip_list, since))
+        if delta["mode"] == "delta":
+            return {**base, **delta}
+    held = await packed_snapshot(ip_list)
+    return {**base, "mode": "snapshot", "entries": held.wire()}
 
 
-def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: set[str] | None,
-                    added: list[str], removed: list[str]) -> None:
+async def _agent_delta(ip_list: IpList, since: int) -> dict[str, Any]:
+    """{"mode": "delta", "since", "added", "removed"} or {"mode": "snapshot"} (too big);
+    reads at most AGENT_DELTA_MAX + 1 rows of each kind."""
+    # Filtered on added_rev alone in SQL: with `removed_rev IS NULL` there too, PostgreSQL
+    # walks the (list, removed_rev) index through every live row (a million: 150 ms).
+    rows = await IpEntry.filter(ip_list_id=ip_list.id, added_rev__gt=since) \
+        .limit(AGENT_DELTA_MAX + 1).values_list("network", "removed_rev")
+    added = [network for network, removed_rev in rows if removed_rev is None]
+    if len(rows) > AGENT_DELTA_MAX:
+        return {"mode": "snapshot"}
+    removed = [] if len(added) > AGENT_DELTA_MAX else \
+        await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__gt=since, added_rev__lte=since) \
+        .limit(AGENT_DELTA_MAX + 1).values_list("network", flat=True)
+    if len(added) + len(removed) > AGENT_DELTA_MAX:
+        return {"mode": "snapshot"}
+    return {"mode": "delta", "since": since, "added": addresses.to_wire(addresses.Packed(list(added))),
+            "removed": addresses.to_wire(addresses.Packed(list(removed)))}
+
+
+def _whole(live: dict[str, Any], gone: set[str], wanted: dict[str, Entry]) -> addresses.Packed:
+    if not live:
+        return addresses.Packed(list(wanted))
+    return addresses.Packed(list((live.keys() - gone) | wanted.keys()))
+
+
+async def _carry_snapshot(list_id: uuid.UUID, rev: int, whole: tuple | None,
+                          added: list[str], removed: list[str]) -> None:
     """Keep the packed snapshot at `rev` after a change made here: from the whole list when
-    the change read it anyway (imports), else by the change from the one at `rev - 1`."""
+    the change read it anyway (imports: `whole` is (live, gone, wanted), built in a worker
+    thread), else by the change from the one at `rev - 1`."""
     if whole is not None:
-        packed = addresses.Packed(list(whole))
+        packed = await asyncio.to_thread(_whole, *whole)
     else:
         held = _SNAPSHOTS.peek(list_id)
-        if held is None or held[0] != rev - 1:
+        if held is None or held.revision != rev - 1:
             return
-        packed = held[1].changed(addresses.Packed(added), addresses.Packed(removed))
-    _remember(list_id, (rev, packed, addresses.to_wire(packed)))
+        packed = held.packed.changed(addresses.Packed(added), addresses.Packed(removed))
+    _remember(list_id, Held(rev, packed))
 
 
-def _remember(list_id: uuid.UUID, held: tuple[int, addresses.Packed, str]) -> None:
-    _SNAPSHOTS.put(list_id, held)
+def _remember(list_id: uuid.UUID, held: Held) -> None:
+    current = _SNAPSHOTS.peek(list_id)
+    if current is None or current.revision <= held.revision:
+        _SNAPSHOTS.put(list_id, held)
 
 
 # Single flight only (keeps nothing): a newcomer wave asks for the same snapshot at once.
-_SNAPSHOT_BUILDS: BuildCache[tuple[int, addresses.Packed, str]] = BuildCache(max_bytes=0, max_items=0,
-                                                                             size=lambda held: 0)
+_SNAPSHOT_BUILDS: BuildCache[Held] = BuildCache(max_bytes=0, max_items=0, size=lambda held: 0)
 
 
-async def packed_snapshot(ip_list: IpList) -> tuple[int, addresses.Packed, str]:
-    """(revision, contents, base64 of the packed form) of a list at its current revision."""
+async def packed_snapshot(ip_list: IpList) -> Held:
+    """The contents of a list at its current revision (and their base64, `.wire()`)."""
     held = _SNAPSHOTS.peek(ip_list.id)
-    if held is not None and held[0] == ip_list.revision:
+    if held is not None and held.revision == ip_list.revision:
         return held
     return await _SNAPSHOT_BUILDS.get((ip_list.id, ip_list.revision), lambda: _build_snapshot(ip_list, held))
 
 
-async def _build_snapshot(ip_list: IpList, held: tuple[int, addresses.Packed, str] | None,
-                          ) -> tuple[int, addresses.Packed, str]:
-    if held is not None and ip_list.horizon_rev <= held[0] < ip_list.revision:
-        delta = await update_for(ip_list, held[0])
-        packed = held[1].changed(addresses.Packed([_network_of(e) for e in delta["added"]]),
-                                 addresses.Packed(delta["removed"]))
+async def _build_snapshot(ip_list: IpList, held: Held | None) -> Held:
+    """From the held snapshot and a small delta (the one agents get), else from one read
+    of the table, packed in a worker thread: a million-row delta read through the ORM and
+    packed on the loop held a hub process that had not made the import for many seconds."""
+    delta = None
+    if held is not None and ip_list.horizon_rev <= held.revision < ip_list.revision:
+        delta = await _AGENT_DELTAS.get((ip_list.id, ip_list.revision, held.revision),
+                                        lambda: _agent_delta(ip_list, held.revision))
+    if held is not None and delta is not None and delta["mode"] == "delta":
+        packed = held.packed.changed(addresses.from_wire(delta["added"]), addresses.from_wire(delta["removed"]))
     else:
-        rows = await IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True).values_list("network", flat=True)
-        packed = addresses.Packed(rows)
+        conn = IpEntry._meta.db
+        sql = "SELECT network FROM ip_entry WHERE ip_list_id = {} AND removed_rev IS NULL".format(
+            "$1" if conn.capabilities.dialect == "postgres" else "?")
+        key = ip_list.id if conn.capabilities.dialect == "postgres" else str(ip_list.id)
+        _, rows = await conn.execute_query(sql, [key])  # rows as the driver gives them: no model objects
+        packed = await asyncio.to_thread(lambda: addresses.Packed([row[0] for row in rows]))
+        del rows
         moved = await IpList.filter(id=ip_list.id).values_list("revision", flat=True)
         if moved != [ip_list.revision]:  # changed while read: right for now, not to keep
-            return ip_list.revision, packed, addresses.to_wire(packed)
-    held = (ip_list.revision, packed, addresses.to_wire(packed))
+            return Held(ip_list.revision, packed)
+    held = Held(ip_list.revision, packed)
     _remember(ip_list.id, held)
     return held
 

@@ -55,6 +55,26 @@ def test_tracker_snapshot_then_delta_then_current():
                        "entries": ["192.0.2.9/32"]}]))
 
 
+def test_a_delta_past_the_bound_is_not_spelled_out(monkeypatch):
+    """A delta bigger than the maps edit in place (agent.state.DELTA_MAX) gives the whole
+    list and no per-entry deltas: the maps flip, and turning a million packed entries into
+    texts on the event loop took seconds."""
+    import agent.hub_link as hub_link
+
+    monkeypatch.setattr(hub_link, "DELTA_MAX", 2)
+    t = DesiredTracker(None)
+    t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 1, "mode": "snapshot",
+                   "entries": packed("192.0.2.9")}]))
+    big = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 2, "mode": "delta", "since": 1,
+                         "added": packed("198.51.100.7", "198.51.100.8"), "removed": packed("192.0.2.9")}],
+                       plan=False))
+    assert big.deltas == ()
+    assert big.list_entries()["ban"] == {"198.51.100.7", "198.51.100.8"}
+    small = t.update(doc([{"id": "L", "name": "ban", "kind": "deny", "revision": 3, "mode": "delta", "since": 2,
+                           "added": packed("198.51.100.9"), "removed": packed()}], plan=False))
+    assert small.deltas == (("ban", ("198.51.100.9",), ()),)
+
+
 def test_failure_reports_wait_for_the_hub_in_order():
     q = Reports(max_failures=2)
     ok_a = Report(applied_digest="a", mode="enforce")

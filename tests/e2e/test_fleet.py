@@ -22,10 +22,10 @@ from demo.agents import AgentProcess
 from demo.hub import HubProcess, TenantApi, open_tenant
 from demo.observe import by_text, enforced
 from demo.policy import DENY_LIST, REFLECTION_RULE, hardened_policy, web_policy
+from demo.probe import ack_flow, timed_change
 from demo.processes import free_port
 from demo.topology import Site, Topology
-from demo.traffic import (ACK, DENIED_SOURCE, HTTP_PORT, TCP, UDP, Flow, HttpServer, Receiver, Sender,
-                          attack_flows, frame, http_get)
+from demo.traffic import DENIED_SOURCE, UDP, Flow, HttpServer, Receiver, Sender, attack_flows, frame, http_get
 from rules_dsl import load
 
 pytestmark = pytest.mark.kernel
@@ -93,11 +93,6 @@ def finish(sender: Sender) -> dict:
     return dict(sender.sent)
 
 
-def ack_flow(site: Site, src: str, name: str, pps: float = 200) -> tuple[Site, Flow]:
-    """ACKs to the site's HTTP port from src: web.bw passes them unless src is denied."""
-    return site, Flow(name, pps, (frame(site, src, proto=TCP, sport=45000, dport=HTTP_PORT, flags=ACK),))
-
-
 def handshakes(fleet: Fleet, site: Site, count: int) -> int:
     """Legitimate HTTP requests (full TCP handshakes) from the generator that succeed."""
     with in_netns(fleet.topo.gen_ns):
@@ -152,14 +147,8 @@ def test_a_deployment_through_its_life(fleet):
         assert 0 < flood_seen < sent[(agent.site.index, "syn-flood")]
 
     # a list change through the public API is enforced on both agents within 1 s
-    sender = stream(fleet, [ack_flow(s, NEW_DENIED, "new-denied") for s in sites], 10)
-    wait_for("the new source passing before the change", lambda: all(r.seen[NEW_DENIED] for r in fleet.receivers))
-    changed_at = time.monotonic()
-    api.change_list(fleet.deny_list, add=[f"{NEW_DENIED}/32"])
-    time.sleep(1.5)
-    finish_early(sender)
-    for receiver in fleet.receivers:
-        assert receiver.last_seen[NEW_DENIED] - changed_at < 1.0
+    assert timed_change(fleet.topo.gen_ns, sites, fleet.receivers, NEW_DENIED,
+                        lambda: api.change_list(fleet.deny_list, add=[f"{NEW_DENIED}/32"]), pps=200) < 1.0
 
     # the hub shows each agent's applied digest (wait_applied) and its metrics
     wait_applied(fleet, v2["digest"])

@@ -166,3 +166,80 @@ async def test_a_newcomers_packed_snapshot_follows_each_change(hub, monkeypatch,
     await t.token.post(base + "/entries", json={"remove": ["192.0.2.1"], "add": [{"network": "::1/128"}]})
     await t.token.post(base + "/entries", json={"add": [{"network": "10.0.0.0/8", "comment": "new"}]})
     assert unpacked((await (await enroll(t)).desired())["lists"][0]["entries"]) == ["192.0.2.2", "10.0.0.0/8", "::1"]
+
+
+@pytest.mark.parametrize("changed_by", ["this hub process", "another hub process"])
+async def test_a_delta_bigger_than_the_bound_reaches_agents_as_the_snapshot(hub, monkeypatch, changed_by):
+    """After an import, agents at the old revision get the list whole (the snapshot the
+    hub holds, or reads once), not a delta read row by row that they would rebuild from
+    anyway; a small change after it still travels as a delta."""
+    monkeypatch.setattr(lists, "AGENT_DELTA_MAX", 3)
+    if changed_by == "another hub process":
+        monkeypatch.setattr(lists, "_carry_snapshot", lambda *a: asyncio.sleep(0))
+    t = await hub.tenant()
+    base = await _list(t)
+    list_id = base.rsplit("/", 1)[1]
+    await t.token.post(base + "/entries", json={"add": [{"network": "203.0.113.1"}]})
+    a = await enroll(t)
+    r = await a.post("/agent/v1/desired", json={"wait_s": 0, "lists": {}})
+    rev = next(x for x in (await r.get_json())["lists"] if x["id"] == list_id)["revision"]
+    await t.token.post(base + "/import", data="".join(f"192.0.2.{i}\n" for i in range(1, 10)).encode())
+    r = await a.post("/agent/v1/desired", json={"wait_s": 0, "lists": {list_id: rev}})
+    item = next(x for x in (await r.get_json())["lists"] if x["id"] == list_id)
+    assert item["mode"] == "snapshot"
+    assert sorted(unpacked(item["entries"])) == sorted(["203.0.113.1", *(f"192.0.2.{i}" for i in range(1, 10))])
+    await t.token.post(base + "/entries", json={"remove": ["192.0.2.5"]})
+    r = await a.post("/agent/v1/desired", json={"wait_s": 0, "lists": {list_id: item["revision"]}})
+    small = next(x for x in (await r.get_json())["lists"] if x["id"] == list_id)
+    assert small["mode"] == "delta" and unpacked(small["removed"]) == ["192.0.2.5"] and unpacked(small["added"]) == []
+
+
+async def test_a_whole_list_is_packed_off_the_event_loop(hub, monkeypatch):
+    """An import's snapshot (a million texts to sort: most of a second) and one read from
+    the table are built in worker threads, so the hub keeps answering meanwhile."""
+    import threading
+
+    from rules_dsl import addresses
+
+    threads = []
+    real = addresses.Packed.__init__
+
+    def spy(self, entries=()):
+        if isinstance(entries, list) and len(entries) >= 5:
+            threads.append(threading.current_thread() is threading.main_thread())
+        real(self, entries)
+
+    monkeypatch.setattr(addresses.Packed, "__init__", spy)
+    t = await hub.tenant()
+    base = await _list(t)
+    await t.token.post(base + "/import?replace=true", data="".join(f"192.0.2.{i}\n" for i in range(1, 10)).encode())
+    lists._SNAPSHOTS.clear()  # as in a hub process that did not make the change
+    a = await enroll(t)
+    r = await a.post("/agent/v1/desired", json={"wait_s": 0, "lists": {}})
+    assert len(unpacked((await r.get_json())["lists"][0]["entries"])) == 9
+    assert threads == [False, False]  # the import's, then the read's: neither on the loop's thread
+
+
+async def test_the_live_count_follows_every_change_and_is_filled_in_by_0008(hub):
+    """A change checks the list's size from its row (no count of a million rows); the
+    count is kept by imports, changes and removals, and migration 0010 fills it in."""
+    import importlib
+
+    from tortoise import Tortoise
+
+    from hub.models import IpList
+
+    t = await hub.tenant()
+    base = await _list(t)
+    list_id = base.rsplit("/", 1)[1]
+    await t.token.post(base + "/import", data=b"192.0.2.1\n192.0.2.2\n10.0.0.0/8\n")
+    r = await t.token.post(base + "/entries", json={"remove": ["192.0.2.1"], "add": [{"network": "::1"}]})
+    assert (await r.get_json())["entries"] == 3
+    assert (await IpList.get(id=list_id)).live_count == 3
+    await t.token.post(base + "/import?replace=true", data=b"198.51.100.1\n")
+    assert (await IpList.get(id=list_id)).live_count == 1
+    await IpList.filter(id=list_id).update(live_count=0)
+    migration = importlib.import_module("hub.migrations.0010_list_live_count")
+    for sql in migration.BACKFILL:
+        await Tortoise.get_connection("default").execute_query(sql)
+    assert (await IpList.get(id=list_id)).live_count == 1

@@ -27,7 +27,7 @@ async def test_ingest_query_and_rollups(hub):
     r = await t.token.get(f"{t.base}/metrics?resolution=rollup&rule=ssh&start={base - 60}")
     assert (await r.get_json())["points"] == rolled
     top = (await (await t.token.get(f"{t.base}/metrics/top-sources")).get_json())["sources"]
-    assert top[0] == {"source": "203.0.113.9/32", "packets": 70}
+    assert top[0] == {"source": "203.0.113.9", "packets": 70}
 
 
 async def test_batches_are_limited_and_time_checked(hub):
@@ -80,4 +80,31 @@ async def test_concurrent_batches_share_transactions_and_all_are_stored(hub):
     raw = (await (await t.token.get(f"{t.base}/metrics?start={now - 10}")).get_json())["points"]
     assert len(raw) == 12 * 5 and len({p["agent_id"] for p in raw}) == 12
     top = (await (await t.token.get(f"{t.base}/metrics/top-sources")).get_json())["sources"]
-    assert top == [{"source": "203.0.113.9/32", "packets": 12}]
+    assert top == [{"source": "203.0.113.9", "packets": 12}]
+
+
+async def test_top_sources_are_bare_hosts_however_sent_and_before_0008(hub):
+    """The canonical codec (rules_dsl.addresses) writes a host bare, as the lists do; rows
+    stored with a length before migration 0008 are rewritten and add up with the new."""
+    import importlib
+
+    from tortoise import Tortoise
+
+    from hub.models import Agent, TopSource
+
+    t = await hub.tenant()
+    a = await enroll(t)
+    now = int(time.time())
+    agent = await Agent.filter(tenant_id=t.id).first()
+    await TopSource.create(tenant_id=t.id, agent_id=agent.id, ts=now, source="203.0.113.9/32", packets=5)
+    await TopSource.create(tenant_id=t.id, agent_id=agent.id, ts=now, source="2001:db8::1/128", packets=4)
+    migration = importlib.import_module("hub.migrations.0008_canonical_top_sources")
+    for sql in migration.STATEMENTS:
+        await Tortoise.get_connection("default").execute_query(sql)
+    r = await a.post("/agent/v1/metrics", json={"top_sources": [
+        {"ts": now, "source": "203.0.113.9/32", "packets": 1}, {"ts": now, "source": "2001:db8:0::1", "packets": 1}]})
+    assert (await r.get_json()) == {"accepted": 2}
+    top = (await (await t.token.get(f"{t.base}/metrics/top-sources")).get_json())["sources"]
+    assert top == [{"source": "203.0.113.9", "packets": 6}, {"source": "2001:db8::1", "packets": 5}]
+    r = await a.post("/agent/v1/metrics", json={"top_sources": [{"ts": now, "source": "10.0.0.1/8", "packets": 1}]})
+    assert r.status_code == 400

@@ -28,7 +28,7 @@ def test_a_vector_that_fails_only_at_a_bound_is_named_with_that_bound():
     assert not report.ok
     [f] = report.failures
     assert (f.case, f.stage, f.line) == ("rate=1000", "reference", 14)
-    assert "expect pass udp 192.0.2.1:4000 -> 192.0.2.2:1024" in f.message
+    assert "expect pass udp 192.0.2.1:4000 -> 192.0.2.2:27015" in f.message and "(copy 501)" in f.message
     assert f.render(t).startswith("small.toml:14: small v3 with rate=1000: reference:")
 
 

@@ -60,6 +60,10 @@ class Param:
     boundary: tuple[Any, ...] = ()   # extra canonical values the pipeline must try
 
     @property
+    def numeric(self) -> bool:
+        return KINDS[self.kind][0] is not None
+
+    @property
     def bounds(self) -> tuple[int, int]:
         """The lowest and highest value a number (or a range's end) may take."""
         wide = KINDS[self.kind][0]
@@ -217,7 +221,7 @@ def parameter_sets(template: Template) -> list[tuple[str, dict[str, Any]]]:
     out = [("defaults", template.defaults)]
     for p in template.params:
         edges: list[Any] = []
-        if KINDS[p.kind][0] is not None:
+        if p.numeric:
             lo, hi = p.bounds
             edges = [lo, hi] if p.kind != "port_range" else [(lo, lo), (lo, hi)]
         for v in (*edges, *p.boundary):

@@ -59,14 +59,19 @@ async def test_only_operators_with_2fa_publish_and_a_broken_template_is_refused_
     assert r.status_code == 409
 
 
-@pytest.mark.parametrize("source", [
+HOSTILE_TEMPLATES = [
     "", "not toml = = =", "slug = 1", SMALL.replace("{{rate}}/second", "{{nope}}/second"),
     "x" * (MAX_TEMPLATE_CHARS + 1), "slug = \"a\"\n" + "a" * 100 + " = 1\n",
-])
-async def test_hostile_templates_are_4xx(hub, source):
+]
+
+
+async def test_hostile_templates_are_4xx(hub):
     op = await operator(hub)
-    r = await op.post(T, json={"source": source})
-    assert 400 <= r.status_code < 500, await r.get_data(as_text=True)
+    for source in HOSTILE_TEMPLATES:
+        r = await op.post(T, json={"source": source})
+        assert 400 <= r.status_code < 500, await r.get_data(as_text=True)
+    r = await op.post(T, data=b"\xff\xfe", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
 
 
 async def test_browse_preview_install_upgrade(hub):
@@ -121,7 +126,7 @@ async def test_browse_preview_install_upgrade(hub):
     assert r.status_code == 409  # nothing left to upgrade
 
 
-@pytest.mark.parametrize("body", [
+HOSTILE_PREVIEWS = [
     {"slug": "small", "parameters": {"rate": 5}},
     {"slug": "small", "parameters": {"rate": "1; drop"}},
     {"slug": "small", "parameters": {"bans": 'x" }\npass from any\n#'}},
@@ -136,13 +141,17 @@ async def test_browse_preview_install_upgrade(hub):
     {"slug": "small", "agent_id": "00000000-0000-0000-0000-000000000000"},
     {"slug": "small", "extra": 1},
     {"slug": "small", "parameters": {"bans": "a\u0000"}},
-])
-async def test_hostile_previews_are_4xx(hub, body):
+]
+
+
+async def test_hostile_previews_and_installs_are_4xx(hub):
     await published(hub, SMALL)
     t = await hub.tenant()
-    for path in ("/marketplace/preview", "/marketplace/install"):
-        r = await t.token.post(t.base + path, json={**body, **({"name": "x"} if "install" in path else {})})
-        assert 400 <= r.status_code < 500, (path, r.status_code, await r.get_data(as_text=True))
+    for body in HOSTILE_PREVIEWS:
+        for path in ("/marketplace/preview", "/marketplace/install"):
+            r = await t.token.post(t.base + path, json={**body, **({"name": "x"} if "install" in path else {})})
+            assert 400 <= r.status_code < 500, (body, path, r.status_code, await r.get_data(as_text=True))
+    assert (await (await t.token.get(t.base + "/library")).get_json())["entries"] == []
     r = await t.token.post(t.base + "/marketplace/preview", json={"slug": "small", "parameters": {"rate": 5}})
     assert "rate" in str((await r.get_json())["details"])
 

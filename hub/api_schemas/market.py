@@ -102,7 +102,7 @@ class Origin(Strict):
     parameters: dict[str, str]
 
 
-class EntryOut(Strict):
+class LibraryEntryOut(Strict):
     policy_id: uuid.UUID
     name: str
     latest_version: int
@@ -112,11 +112,11 @@ class EntryOut(Strict):
     cloned_from: uuid.UUID | None
 
 
-class EntriesOut(Strict):
-    entries: list[EntryOut]
+class LibraryEntriesOut(Strict):
+    entries: list[LibraryEntryOut]
 
 
-class EntryDetail(EntryOut):
+class LibraryEntryDetail(LibraryEntryOut):
     versions: list[VersionOut]
 
 

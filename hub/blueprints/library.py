@@ -15,9 +15,9 @@ from hub.api_schemas.market import (
     DescribeIn,
     DiffOut,
     DiffQuery,
-    EntriesOut,
-    EntryDetail,
-    EntryOut,
+    LibraryEntriesOut,
+    LibraryEntryDetail,
+    LibraryEntryOut,
     LibraryDeployIn,
     UpgradeIn,
     UpgradeOut,
@@ -33,7 +33,7 @@ tag_blueprint(bp, ["library"])
 
 
 @bp.get("")
-@responds(EntriesOut, errors=INPUT_ERRORS)
+@responds(LibraryEntriesOut, errors=INPUT_ERRORS)
 @tenant_route("read")
 @validate_querystring(BrowseQuery)
 async def index(scope: TenantScope, query_args: BrowseQuery) -> dict[str, Any]:
@@ -43,7 +43,7 @@ async def index(scope: TenantScope, query_args: BrowseQuery) -> dict[str, Any]:
 
 
 @bp.get("/<uuid:policy_id>")
-@responds(EntryDetail)
+@responds(LibraryEntryDetail)
 @tenant_route("read")
 async def get(scope: TenantScope, policy: Policy) -> dict[str, Any]:
     """One entry with every version."""
@@ -53,7 +53,7 @@ async def get(scope: TenantScope, policy: Policy) -> dict[str, Any]:
 
 
 @bp.put("/<uuid:policy_id>")
-@responds(EntryOut, errors=BODY_ERRORS)
+@responds(LibraryEntryOut, errors=BODY_ERRORS)
 @tenant_route("write")
 @validate_request(DescribeIn)
 async def describe(scope: TenantScope, policy: Policy, data: DescribeIn) -> dict[str, Any]:
@@ -63,7 +63,7 @@ async def describe(scope: TenantScope, policy: Policy, data: DescribeIn) -> dict
 
 
 @bp.post("/<uuid:policy_id>/clone")
-@responds(EntryOut, 201, errors=(*BODY_ERRORS, 409, 422))
+@responds(LibraryEntryOut, 201, errors=(*BODY_ERRORS, 409, 422))
 @tenant_route("write")
 @validate_request(CloneIn)
 async def clone(scope: TenantScope, policy: Policy, data: CloneIn) -> tuple[dict[str, Any], int]:
@@ -93,7 +93,7 @@ async def upgrade_preview(scope: TenantScope, policy: Policy, query_args: Upgrad
 
 
 @bp.post("/<uuid:policy_id>/upgrade")
-@responds(EntryOut, errors=(*BODY_ERRORS, 409, 422))
+@responds(LibraryEntryOut, errors=(*BODY_ERRORS, 409, 422))
 @tenant_route("write")
 @validate_request(UpgradeIn)
 async def upgrade(scope: TenantScope, policy: Policy, data: UpgradeIn) -> dict[str, Any]:

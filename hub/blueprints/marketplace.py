@@ -10,7 +10,7 @@ from quart_schema import tag_blueprint, validate_querystring, validate_request
 from hub.api_schemas.common import BODY_ERRORS, responds
 from hub.api_schemas.market import (
     BrowseQuery,
-    EntryOut,
+    LibraryEntryOut,
     InstallIn,
     PreviewIn,
     PreviewOut,
@@ -87,7 +87,7 @@ async def preview(scope: TenantScope, data: PreviewIn) -> dict[str, Any]:
 
 
 @bp.post("/tenants/<uuid:tenant_id>/marketplace/install")
-@responds(EntryOut, 201, errors=BODY_ERRORS + (409, 422))
+@responds(LibraryEntryOut, 201, errors=BODY_ERRORS + (409, 422))
 @tenant_route("write")
 @validate_request(InstallIn)
 async def install(scope: TenantScope, data: InstallIn) -> tuple[dict[str, Any], int]:

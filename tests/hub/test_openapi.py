@@ -6,6 +6,7 @@ mistake) fails here.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from hub.api_schemas.common import ErrorBody
 
@@ -89,3 +90,15 @@ async def test_bad_input_is_a_clear_400(hub):
     assert r.status_code == 405
     assert "GET" in r.headers["Allow"]
     assert (await r.get_json())["error"] == "method_not_allowed"
+
+
+def test_schema_names_are_unique_across_areas():
+    """quart-schema names a component by its class name alone: two areas with the same
+    class name would silently share one schema (and one would be validated wrongly)."""
+    import ast
+    from collections import Counter
+
+    folder = Path(__file__).resolve().parents[2] / "hub" / "api_schemas"
+    names = Counter(node.name for path in folder.glob("*.py")
+                    for node in ast.parse(path.read_text()).body if isinstance(node, ast.ClassDef))
+    assert [n for n, k in names.items() if k > 1] == []

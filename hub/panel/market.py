@@ -6,9 +6,11 @@ deploying are form POSTs answered with a redirect.
 """
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
+from markupsafe import Markup, escape
 from quart import Response, flash, render_template, request
 
 from hub.errors import InvalidInput
@@ -32,6 +34,25 @@ def diff_lines(text: str | None) -> list[tuple[str, str]]:
     kinds = {"+": "add", "-": "del", "@": "hunk"}
     return [(kinds.get(line[:1], "ctx") if not line.startswith(("+++", "---")) else "file", line)
             for line in (text or "").splitlines()]
+
+
+def _inline(text: str) -> Markup:
+    """`**bold**` and `code` of a template's page of why; everything else escaped."""
+    out = str(escape(" ".join(text.split())))
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", out))
+
+
+def why_blocks(text: str) -> list[tuple[str, Any]]:
+    """The page of why as paragraphs and bullet lists (the little markdown it uses)."""
+    blocks: list[tuple[str, Any]] = []
+    for para in text.split("\n\n"):
+        if para.lstrip().startswith("- "):
+            items = [x for x in re.split(r"(?m)^\s*- ", para) if x.strip()]
+            blocks.append(("ul", [_inline(x) for x in items]))
+        elif para.strip():
+            blocks.append(("p", _inline(para)))
+    return blocks
 
 
 @bp.get("/t/<uuid:tenant_id>/marketplace")
@@ -62,7 +83,7 @@ async def template_page(tenant_id: uuid.UUID, slug: str) -> str:
         except ValueError:
             problems = {"": "choose an agent from the list"}
     return await render_template(
-        "panel/template.html", **ctx, row=row, v=v, template=template, given=given, agents=agents,
+        "panel/template.html", **ctx, row=row, v=v, template=template, why=why_blocks(template.why), given=given, agents=agents,
         agent=agent, preview=preview, problems=problems, diff=diff_lines(preview and preview["diff"]),
         can_write="write" in scope.permissions)
 

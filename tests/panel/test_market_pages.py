@@ -124,3 +124,12 @@ def test_writes_need_the_token_and_other_tenants_are_absent(tmp_path):
             assert r.status_code == 404
 
     run(go())
+
+
+def test_the_page_of_why_is_escaped_and_only_bold_and_code_are_markup():
+    from hub.panel.market import why_blocks
+
+    [(kind, body)] = why_blocks('<img src=x onerror=alert(1)> **bold** `code` "q"')
+    assert kind == "p" and "<img" not in body and "&lt;img" in body
+    assert "<strong>bold</strong>" in body and "<code>code</code>" in body
+    assert why_blocks("- a\n- **b**\n\nplain\ntext") == [("ul", ["a", "<strong>b</strong>"]), ("p", "plain text")]

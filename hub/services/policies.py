@@ -1,7 +1,8 @@
 """Policies: every save is a new version, checked and compiled by the hub (rules_dsl).
 
-rules_dsl is imported here and nowhere else in the hub, so the rest of the hub works
-(and its tests run) independently of the language package.
+rules_dsl is imported here (and, for templates, in `marketplace`) and nowhere else in the
+hub, always inside functions, so the rest of the hub works (and its tests run)
+independently of the language package.
 
 The lockout guard: the checker is given the hub's management settings (`hub_addresses`,
 `admin_prefixes`, see hub/config.py), so a policy that would drop the hub's replies or

@@ -110,7 +110,7 @@ async def _publish_templates(config, files: list[str]) -> int:
         rt, bad = Runtime.create(config), 0
         for path in paths:
             try:
-                v = await marketplace.publish(rt, cli, path.read_text(encoding="utf-8"))
+                v = await marketplace.publish(rt, cli, path.read_text(encoding="utf-8"), path.name)
                 print(f"{path.name}: published version {v.version} ({v.report['vectors']} vectors)")
             except Conflict as exc:
                 print(f"{path.name}: {exc.message}")

@@ -58,7 +58,8 @@ def _verify(template):
         raise Unavailable(f"this hub has no guard to test the template with ({exc})") from None
 
 
-async def publish(rt: Runtime, principal: Principal, source: str) -> TemplateVersion:
+async def publish(rt: Runtime, principal: Principal, source: str,
+                  filename: str = "template.toml") -> TemplateVersion:
     """Publish a template version after it passes the pipeline. Raises Forbidden (not an
     operator), InvalidInput (not a template), Conflict (version not above the latest),
     Unprocessable (a vector failed: named in the message and `details`), Unavailable."""
@@ -66,7 +67,7 @@ async def publish(rt: Runtime, principal: Principal, source: str) -> TemplateVer
         raise Forbidden("publishing templates is for platform operators (with 2FA on)")
     if len(source) > MAX_TEMPLATE_CHARS:
         raise InvalidInput(f"a template may have at most {MAX_TEMPLATE_CHARS} characters")
-    template = _parse(source)
+    template = _parse(source, filename)
     existing = await Template.get_or_none(slug=template.slug)
     if existing is not None and template.version <= existing.latest_version:
         raise Conflict(f"{template.slug} is at version {existing.latest_version}: publish a higher version")

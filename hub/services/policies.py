@@ -154,19 +154,24 @@ async def _write_version(conn: Any, scope: TenantScope, policy: Policy, source: 
 
 async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tuple[Policy, PolicyVersion]:
     """The policy, its version 1 and the audit entry in one transaction (checked first,
-    off the event loop)."""
+    off the event loop). Raises Conflict when the name is taken, also by a concurrent create."""
     from tortoise.transactions import in_transaction
 
     scope.require("write")
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
     checked = await _checked(rt, name, source)
-    async with in_transaction() as conn:
-        policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
-        version = await _write_version(conn, scope, policy, source, checked)
-        await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
-                              target=str(policy.id), address=scope.address, details={"name": name},
-                              using_db=conn)
+    from tortoise.exceptions import IntegrityError
+
+    try:
+        async with in_transaction() as conn:
+            policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
+            version = await _write_version(conn, scope, policy, source, checked)
+            await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
+                                  target=str(policy.id), address=scope.address, details={"name": name},
+                                  using_db=conn)
+    except IntegrityError:  # a concurrent create of the same name won the race past the check
+        raise Conflict("a policy with this name exists") from None
     return policy, version
 
 

@@ -220,3 +220,17 @@ async def test_deploy_from_the_library_with_a_canary_and_roll_back(hub):
     r = await t.token.post(t.base + f"/library/{pid}/deploy", json={"version": 7, "labels": ["game"]})
     assert r.status_code == 404
     del two
+
+
+async def test_concurrent_publications_and_installs_are_one_success_and_conflicts(hub):
+    import asyncio
+
+    op = await operator(hub)
+    answers = await asyncio.gather(*(op.post(T, json={"source": SMALL}) for _ in range(3)))
+    assert sorted(r.status_code for r in answers) == [201, 409, 409]
+    t = await hub.tenant()
+    answers = await asyncio.gather(*(t.token.post(t.base + "/marketplace/install",
+                                                  json={"slug": "small", "name": "same"}) for _ in range(3)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes[0] == 201 and all(c == 409 for c in codes[1:]), codes
+    assert len((await (await t.token.get(t.base + "/library")).get_json())["entries"]) == 1

@@ -83,7 +83,8 @@ async def template_page(tenant_id: uuid.UUID, slug: str) -> str:
         except ValueError:
             problems = {"": "choose an agent from the list"}
     return await render_template(
-        "panel/template.html", **ctx, row=row, v=v, template=template, why=why_blocks(template.why), given=given, agents=agents,
+        "panel/template.html", **ctx, row=row, v=v, template=template, why=why_blocks(template.why),
+        given=given, agents=agents,
         agent=agent, preview=preview, problems=problems, diff=diff_lines(preview and preview["diff"]),
         can_write="write" in scope.permissions)
 

@@ -234,3 +234,19 @@ async def test_concurrent_publications_and_installs_are_one_success_and_conflict
     codes = sorted(r.status_code for r in answers)
     assert codes[0] == 201 and all(c == 409 for c in codes[1:]), codes
     assert len((await (await t.token.get(t.base + "/library")).get_json())["entries"]) == 1
+
+
+async def test_without_a_guard_nothing_is_published(hub, monkeypatch):
+    """A hub that cannot load the guard (no root, no BPF) refuses to publish (503) rather
+    than publish a template the kernel never ran."""
+    import bpf.vectors
+    from bpf.errors import BpfError
+
+    def refused(*_):
+        raise BpfError(1, "Operation not permitted")
+
+    monkeypatch.setattr(bpf.vectors, "run_in_guard", refused)
+    op = await operator(hub)
+    r = await op.post(T, json={"source": SMALL})
+    assert r.status_code == 503 and "cannot load the guard" in (await r.get_json())["message"]
+    assert (await op.get(T + "/small")).status_code == 404

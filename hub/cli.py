@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     reset = sub.add_parser("reset-link", help="print a single-use password reset link (1 hour) for a user: "
                                               "the fallback where the hub sends no email")
     reset.add_argument("email", help="the user's e-mail address")
+    pub = sub.add_parser("publish-templates", help="publish marketplace templates through the publication "
+                         "pipeline (needs root and BPF for the guard stage); default: every shipped one")
+    pub.add_argument("files", nargs="*", help="template files (TOML); none: rules_dsl/shipped/*.toml")
     audit = sub.add_parser("audit", help="audit log tools")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit log's keyed hash chain, and that it "
@@ -134,6 +137,36 @@ async def _reset_link(config, email: str) -> int:
         print(link)
         print("hand it over by a channel you trust; it works once, within an hour", file=sys.stderr)
         return 0
+
+    return await _with_db(config, run)
+
+
+async def _publish_templates(config, files: list[str]) -> int:
+    """Each file through `marketplace.publish` as the CLI (a platform operator): a version
+    already published is skipped, a refused one is reported and makes the exit status 1."""
+    from pathlib import Path
+
+    from hub.errors import Conflict
+    from hub.runtime import Runtime
+    from hub.services import marketplace
+    from hub.services.scope import Principal
+
+    paths = [Path(f) for f in files] or sorted((Path(__file__).resolve().parents[1] / "rules_dsl" / "shipped")
+                                               .glob("*.toml"))
+    cli = Principal(actor="cli", is_platform_admin=True)
+
+    async def run(ctx):
+        rt, bad = Runtime.create(config), 0
+        for path in paths:
+            try:
+                v = await marketplace.publish(rt, cli, path.read_text(encoding="utf-8"), path.name)
+                print(f"{path.name}: published version {v.version} ({v.report['vectors']} vectors)")
+            except Conflict as exc:
+                print(f"{path.name}: {exc.message}")
+            except HubError as exc:
+                bad = 1
+                print(f"{path.name}: {exc.message}", file=sys.stderr)
+        return bad
 
     return await _with_db(config, run)
 
@@ -318,6 +351,8 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_create_admin(config, args.email, password))
         if args.command == "reset-link":
             return asyncio.run(_reset_link(config, args.email))
+        if args.command == "publish-templates":
+            return asyncio.run(_publish_templates(config, args.files))
         if args.command == "audit" and args.audit_command == "verify":
             return asyncio.run(_audit_verify(config, args.checkpoint))
         if args.command == "audit" and args.audit_command == "checkpoint":

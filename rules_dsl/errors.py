@@ -3,8 +3,11 @@
     DslError(Exception)          .diagnostics: list[Diagnostic] — always at least one
     ├── ParseError               the text is not in the language (the author's fault)
     ├── CheckError               the text parses but `check` found errors (the author's fault)
-    └── PlanError                a Plan document is not valid for this schema (the sender's
-                                 fault: a corrupt or foreign Plan reached `Plan.from_json`)
+    ├── PlanError                a Plan document is not valid for this schema (the sender's
+    │                            fault: a corrupt or foreign Plan reached `Plan.from_json`)
+    └── TemplateError            a template file is wrong (its author's fault; `templates`)
+    ParameterError(ValueError)   values for a template's parameters are wrong (the caller's
+                                 fault): `.problems` is ((parameter, why), ...)
     AddressError(ValueError)     a list entry or packed list is not an address/prefix in an
                                  accepted form (`addresses`; no position to point at)
     CaptureError(ValueError)     a pcap/pcapng capture cannot be read on (`capture`; the
@@ -41,6 +44,18 @@ class CheckError(DslError):
 
 class PlanError(DslError):
     """A Plan document does not follow the schema (wrong version, types, references)."""
+
+
+class TemplateError(DslError):
+    """A template file is not valid: bad TOML, keys, parameters or placeholders."""
+
+
+class ParameterError(ValueError):
+    """Template parameters that cannot be used; each problem names its parameter."""
+
+    def __init__(self, problems: tuple[tuple[str, str], ...]):
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{name}: {why}" for name, why in self.problems))
 
 
 class AddressError(ValueError):

@@ -23,6 +23,7 @@ from hub.models.audit import AuditEntry
 from hub.models.billing import BillingAccount, StripeEvent
 from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.models.lists import IpEntry, IpList
+from hub.models.market import LibraryEntry, Template, TemplateVersion
 from hub.models.metrics import MetricPoint, MetricRollup, TopSource
 
 MODEL_MODULES = [
@@ -33,12 +34,14 @@ MODEL_MODULES = [
     "hub.models.billing",
     "hub.models.deploy",
     "hub.models.lists",
+    "hub.models.market",
     "hub.models.metrics",
 ]
 
 __all__ = [
     "Agent", "AlertChannel", "BillingAccount", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
-    "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint", "PasswordReset",
+    "IpEntry", "IpList", "JoinToken", "LibraryEntry", "LoginFailure", "Membership", "MetricPoint", "PasswordReset",
+    "Template", "TemplateVersion",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
     "TopSource", "User", "MODEL_MODULES",
 ]

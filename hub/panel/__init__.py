@@ -63,4 +63,6 @@ async def _unexpected(exc: Exception) -> tuple[str, int]:
     return await render_template("panel/error.html", error=ServerError("internal error")), 500
 
 
-from hub.panel import account, billing, editor_pages, list_pages, pages, people, signin, welcome  # noqa: E402,F401  (they add their routes to bp)
+from hub.panel import (  # noqa: E402,F401  (they add their routes to bp)
+    account, billing, editor_pages, list_pages, market, pages, people, signin, welcome,
+)

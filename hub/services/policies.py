@@ -1,7 +1,8 @@
 """Policies: every save is a new version, checked and compiled by the hub (rules_dsl).
 
-rules_dsl is imported here and nowhere else in the hub, so the rest of the hub works
-(and its tests run) independently of the language package.
+rules_dsl is imported here (and, for templates, in `marketplace`) and nowhere else in the
+hub, always inside functions, so the rest of the hub works (and its tests run)
+independently of the language package.
 
 The lockout guard: the checker is given the hub's management settings (`hub_addresses`,
 `admin_prefixes`, see hub/config.py), so a policy that would drop the hub's replies or
@@ -18,6 +19,8 @@ import dataclasses
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from tortoise.exceptions import IntegrityError
 
 from hub.config import HubConfig
 from hub.errors import Conflict, InvalidInput, Unprocessable
@@ -205,19 +208,23 @@ async def _write_version(conn: Any, scope: TenantScope, policy: Policy, source: 
 
 async def create(rt: Runtime, scope: TenantScope, name: str, source: str) -> tuple[Policy, PolicyVersion]:
     """The policy, its version 1 and the audit entry in one transaction (checked first,
-    off the event loop)."""
+    off the event loop). Raises Conflict when the name is taken, also by a concurrent create."""
     from tortoise.transactions import in_transaction
 
     scope.require("write")
     if await scope.query(Policy).filter(name=name).exists():
         raise Conflict("a policy with this name exists")
     checked = await checked_in(rt, scope, name, source)
-    async with in_transaction() as conn:
-        policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
-        version = await _write_version(conn, scope, policy, source, checked)
-        await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
-                              target=str(policy.id), address=scope.address, details={"name": name},
-                              using_db=conn)
+
+    try:
+        async with in_transaction() as conn:
+            policy = await Policy.create(tenant_id=scope.tenant_id, name=name, using_db=conn)
+            version = await _write_version(conn, scope, policy, source, checked)
+            await rt.audit.append(actor=scope.actor, action="policy.create", tenant_id=scope.tenant_id,
+                                  target=str(policy.id), address=scope.address, details={"name": name},
+                                  using_db=conn)
+    except IntegrityError:  # a concurrent create of the same name won the race past the check
+        raise Conflict("a policy with this name exists") from None
     return policy, version
 
 

@@ -7,11 +7,10 @@ from bpf import guard_tables as gt
 from bpf.guard import Guard
 from bpf.guard_plan import spec_from_plan
 from bpf.object import XdpAction
+from bpf.vectors import CLOCK_START_NS
 from rules_dsl.evaluate import State, evaluate
 from rules_dsl.packet import parse_frame
 from rules_dsl.plan import Plan
-
-CLOCK_START_NS = 10**12
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from bpf.guard_plan import spec_from_plan
-from bpf.object import XdpAction
+from bpf.vectors import run_expects_in
 from rules_dsl import build_frame, parse
 from rules_dsl.check import check_resolved
 from rules_dsl.compiler import compile_resolved
-from tests.guard.harness import CLOCK_START_NS, compare
+from tests.guard.harness import compare
 
 pytestmark = pytest.mark.kernel
 
@@ -27,19 +26,8 @@ def compiled(path: Path):
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_expect_lines_hold_in_the_guard(guard, path):
     res, plan, lists = compiled(path)
-    guard.apply(spec_from_plan(plan, lists))
-    now = 0
-    for expect in res.expects:
-        now = max(now, expect.at_ns or 0)
-        guard.set_clock(CLOCK_START_NS + now)
-        frame = build_frame(expect.packet)
-        for copy in range(expect.repeat):
-            before = sum(c.dropped for c in guard.counters().values())
-            verdict = guard.program.test_run(frame).retval
-            would_drop = sum(c.dropped for c in guard.counters().values()) > before
-            dropped = would_drop if plan.xdp.mode == "monitor" else verdict == XdpAction.DROP
-            assert ("drop" if dropped else "pass") == expect.verdict, (
-                f"{path.name}:{expect.node.pos.line} copy {copy + 1}: expected {expect.verdict}")
+    failed = run_expects_in(guard, res, plan, lists)
+    assert not failed, [f"{path.name}:{res.expects[i].node.pos.line} copy {c}: got {a}" for i, c, a in failed]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])

@@ -80,3 +80,23 @@ def test_reset_link_is_printed_for_a_user_and_refused_for_nobody(env, monkeypatc
     assert db.execute("select count(*) from password_reset").fetchone() == (1,)
     assert main(["reset-link", "nobody@example.com"]) == 2
     assert "user not found" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+def test_publish_templates_skips_what_is_published_and_fails_on_a_refusal(env, capsys, tmp_path):
+    from tests.templates.test_templates import SMALL
+
+    good, bad = tmp_path / "small.toml", tmp_path / "broken.toml"
+    good.write_text(SMALL)
+    bad.write_text(SMALL.replace("version = 3", "version = 4").replace(
+        "limit {{rate}}/second per src", "limit {{rate}}/second per src limit 500/second global"))
+    assert main(["publish-templates", str(good)]) == 0
+    assert "small.toml: published version 3 (15 vectors)" in capsys.readouterr().out
+    assert main(["publish-templates", str(good), str(bad)]) == 1
+    out = capsys.readouterr()
+    assert "small is at version 3" in out.out
+    assert "broken.toml: refused: broken.toml:14: small v4 with rate=1000: reference:" in out.err
+    db = sqlite3.connect(env / "hub.sqlite3")
+    assert db.execute("select slug, latest_version from market_template").fetchall() == [("small", 3)]
+    assert db.execute("select action, actor from audit_entry where action like 'template.%'").fetchall() == \
+        [("template.publish", "cli")]

@@ -6,6 +6,7 @@ mistake) fails here.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from hub.api_schemas.common import ErrorBody
 
@@ -145,3 +146,15 @@ async def test_links_are_written_per_method_not_shared(hub):
     policy = spec["paths"]["/api/v1/tenants/{tenant_id}/policies/{policy_id}"]
     assert "get_policies_versions" in policy["get"]["responses"]["200"]["links"]
     assert "get_policies_versions" not in policy["put"]["responses"]["200"].get("links", {})
+
+
+def test_schema_names_are_unique_across_areas():
+    """quart-schema names a component by its class name alone: two areas with the same
+    class name would silently share one schema (and one would be validated wrongly)."""
+    import ast
+    from collections import Counter
+
+    folder = Path(__file__).resolve().parents[2] / "hub" / "api_schemas"
+    names = Counter(node.name for path in folder.glob("*.py")
+                    for node in ast.parse(path.read_text()).body if isinstance(node, ast.ClassDef))
+    assert [n for n, k in names.items() if k > 1] == []

@@ -6,6 +6,7 @@
     detach [--iface IF]                          remove what this agent installed, nothing else
     enroll --hub URL --token TOKEN [--hub-ca-sha256 HEX] [--allow-insecure-http]
                                                  managed mode: store a credential (0600), pin the hub
+    uninstall                                    detach every agent here, remove pins and state
     check-config                                 validate the config (systemd ExecStartPre)
 
 Common flags: --config FILE, --name, --netns, --pin-root, --state-root, --http-port.
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp = sub.add_parser("detach", help="remove everything this agent installed")
+    common(sp)
+    sp = sub.add_parser("uninstall", help="detach every agent on this machine and remove their pins "
+                        "and state (what purging the package runs)")
     common(sp)
     sp = sub.add_parser("enroll", help="enrol with a hub")
     common(sp)
@@ -162,6 +166,14 @@ def cmd_detach(config: AgentConfig) -> int:
     return 0
 
 
+def cmd_uninstall(config: AgentConfig) -> int:
+    from agent.standalone import uninstall
+
+    removed = uninstall(config)
+    print("removed: " + (", ".join(removed) or "nothing"))
+    return 0
+
+
 def cmd_enroll(config: AgentConfig, hub: str, token: str) -> int:
     from agent.hub_link import enroll
 
@@ -188,6 +200,8 @@ def main(argv: list[str]) -> int:
             return cmd_status(config, args.json)
         if args.command == "detach":
             return cmd_detach(config)
+        if args.command == "uninstall":
+            return cmd_uninstall(config)
         if args.command == "enroll":
             return cmd_enroll(config, args.hub, args.token)
         if args.command == "check-config":

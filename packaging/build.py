@@ -31,8 +31,11 @@ class PackageError(SystemExit):
 
 
 def run(*cmd: str | os.PathLike, **kw) -> None:
+    # no PYTHONPATH: a source tree on it (with its egg-info) would make pip think Bulwark is
+    # already installed in the staged venv and skip it
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     try:
-        subprocess.run([str(c) for c in cmd], check=True, **kw)
+        subprocess.run([str(c) for c in cmd], check=True, env=env, **kw)
     except subprocess.CalledProcessError as exc:
         raise PackageError(f"package: {' '.join(map(str, cmd[:3]))} ... failed ({exc.returncode})") from None
 
@@ -77,6 +80,8 @@ def build(out: Path, version: str, release: str, formats: list[str]) -> list[Pat
     run(SERVER_PYTHON, "-m", "venv", "--without-pip", venv)
     run(*pip, "--python", venv / "bin" / "python", "install", "-q", "--no-index", "--no-deps", "--no-compile",
         "--require-hashes", "--find-links", wheels, "-r", req)
+    if not (venv / "bin" / "bulwark").exists():
+        raise PackageError("package: the staged venv has no bin/bulwark")
     relocate(venv, str(venv), PREFIX)
     # bytecode compiled as the server will see it (file names under /opt/bulwark), so the
     # package holds every .pyc and nothing writes into /opt/bulwark at run time

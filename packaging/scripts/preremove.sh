@@ -9,6 +9,7 @@ esac
 if [ -d /run/systemd/system ]; then
     systemctl disable --now bulwark-agent.service bulwark-hub.service >/dev/null 2>&1 || true
 fi
+unset PYTHONPATH PYTHONHOME  # only what the package holds
 [ -f /etc/bulwark/agent.toml ] && export BULWARK_AGENT_CONFIG=/etc/bulwark/agent.toml
 /opt/bulwark/bin/bulwark agent uninstall || echo "bulwark: uninstall failed; run 'bulwark agent detach' by hand" >&2
 exit 0

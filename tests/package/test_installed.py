@@ -42,7 +42,10 @@ EMAIL, PASSWORD = "ops@example.com", "correct horse battery staple"
 
 
 def sh(*argv: str, timeout: float = 300) -> str:
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    """Run argv as an operator would: without this test run's PYTHONPATH (the source tree), so
+    the installed agent and the package scripts run only what the package holds."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     assert out.returncode == 0, f"{' '.join(argv)}: {out.stdout}{out.stderr}"
     return out.stdout + out.stderr
 

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--hub", required=True, help="the hub's URL")
     sp.add_argument("--token", required=True, help="the join token from the hub")
+    sp.add_argument("--force", action="store_true",
+                    help="enrol even when the hub has an agent with this machine's /etc/machine-id (a clone)")
     sp.add_argument("--hub-ca-sha256", dest="hub_ca_sha256",
                     help="trust only the CA certificate with this SHA-256 (of its DER) for the hub")
     sp.add_argument("--allow-insecure-http", dest="allow_insecure_http", action="store_true", default=None,
@@ -174,10 +176,10 @@ def cmd_uninstall(config: AgentConfig) -> int:
     return 0
 
 
-def cmd_enroll(config: AgentConfig, hub: str, token: str) -> int:
+def cmd_enroll(config: AgentConfig, hub: str, token: str, force: bool = False) -> int:
     from agent.hub_link import enroll
 
-    doc = enroll(config, hub, token)
+    doc = enroll(config, hub, token, force)
     print(f"enrolled as agent {doc['agent_id']}; credential in {config.credential_path}")
     if hub.startswith("http://"):
         print("warning: the hub is plain http (allow_insecure_http): nothing to or from it is encrypted")
@@ -203,7 +205,7 @@ def main(argv: list[str]) -> int:
         if args.command == "uninstall":
             return cmd_uninstall(config)
         if args.command == "enroll":
-            return cmd_enroll(config, args.hub, args.token)
+            return cmd_enroll(config, args.hub, args.token, args.force)
         if args.command == "check-config":
             print(f"config ok: agent {config.name}, iface {config.iface}, pins {config.pin_dir}")
             return 0

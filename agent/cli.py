@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("enroll", help="enrol with a hub")
     common(sp)
     sp.add_argument("--hub", required=True, help="the hub's URL")
-    sp.add_argument("--token", required=True, help="the join token from the hub")
+    token = sp.add_mutually_exclusive_group()
+    token.add_argument("--token", help="the join token from the hub (visible in ps: prefer --token-stdin "
+                       "or BULWARK_JOIN_TOKEN)")
+    token.add_argument("--token-stdin", dest="token_stdin", action="store_true",
+                       help="read the join token from standard input")
     sp.add_argument("--force", action="store_true",
                     help="enrol even when the hub has an agent with this machine's /etc/machine-id (a clone)")
     sp.add_argument("--hub-ca-sha256", dest="hub_ca_sha256",
@@ -168,6 +172,16 @@ def cmd_detach(config: AgentConfig) -> int:
     return 0
 
 
+def join_token(args: argparse.Namespace) -> str:
+    """--token, else stdin (--token-stdin), else BULWARK_JOIN_TOKEN. Raises ConfigError."""
+    import os
+
+    token = args.token or (sys.stdin.read(4096).strip() if args.token_stdin else os.environ.get("BULWARK_JOIN_TOKEN", ""))
+    if not token:
+        raise ConfigError("enroll needs the join token: --token-stdin, or BULWARK_JOIN_TOKEN in the environment")
+    return token
+
+
 def cmd_uninstall(config: AgentConfig) -> int:
     from agent.standalone import uninstall
 
@@ -205,7 +219,7 @@ def main(argv: list[str]) -> int:
         if args.command == "uninstall":
             return cmd_uninstall(config)
         if args.command == "enroll":
-            return cmd_enroll(config, args.hub, args.token, args.force)
+            return cmd_enroll(config, args.hub, join_token(args), args.force)
         if args.command == "check-config":
             print(f"config ok: agent {config.name}, iface {config.iface}, pins {config.pin_dir}")
             return 0

@@ -89,9 +89,9 @@ def hub_endpoint(url: str) -> tuple[str | None, int]:
 MACHINE_ID = "/etc/machine-id"
 
 
-def machine_id(path: str = MACHINE_ID) -> str:
-    """This machine's id (systemd's), for the hub to notice a cloned machine; "" when absent
-    or malformed."""
+def machine_id(path: str | None = None) -> str:
+    """This machine's id (systemd's), or "" when absent or malformed."""
+    path = path or MACHINE_ID
     try:
         with open(path, encoding="ascii") as f:
             value = f.read(64).strip()
@@ -100,8 +100,22 @@ def machine_id(path: str = MACHINE_ID) -> str:
     return value if len(value) == 32 and all(c in "0123456789abcdef" for c in value) else ""
 
 
+def agent_machine_id(name: str, path: str | None = None) -> str:
+    """What the hub sees to notice a cloned machine: an app-specific id derived from
+    /etc/machine-id and the agent's name (as systemd advises, the raw id is not sent).
+    A clone has the same id and name; several agents of one machine (one per interface)
+    differ by name."""
+    import hashlib
+    import hmac
+
+    raw = machine_id(path)
+    if not raw:
+        return ""
+    return hmac.new(bytes.fromhex(raw), f"bulwark-agent:{name}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def inventory(config: AgentConfig, xdp_mode: str | None = None) -> dict[str, Any]:
-    return {"hostname": socket.gethostname()[:255], "machine_id": machine_id(),
+    return {"hostname": socket.gethostname()[:255], "machine_id": agent_machine_id(config.name),
             "interfaces": [{"name": config.iface}] if config.iface else [],
             "kernel": platform.release()[:200], "xdp_mode": xdp_mode or "none",
             "agent_version": AGENT_VERSION, "os": platform.platform()[:200]}

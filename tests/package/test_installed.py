@@ -130,6 +130,8 @@ def left_behind(site) -> list[str]:
     found = [p for p in LEFTOVERS if os.path.lexists(p)]
     if installed():
         found.append("dpkg: bulwark still installed")
+    if subprocess.run(["getent", "passwd", "bulwark-hub"], capture_output=True).returncode == 0:
+        found.append("user bulwark-hub")
     link = sh("ip", "-n", site.ns, "-d", "link", "show", site.iface)
     if "prog/xdp" in link or " xdp" in link:
         found.append(f"XDP program on {site.iface}")

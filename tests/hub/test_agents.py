@@ -93,3 +93,49 @@ async def test_protocol_rejects_malformed_requests_without_changes(hub):
     assert agent.applied_digest is None and agent.last_status == {}
     r = await hub.client().post("/agent/v1/status", json={})
     assert r.status_code == 401
+
+
+MACHINE = "0123456789abcdef0123456789abcdef"
+
+
+async def _enrol(hub, t, inventory: dict, **extra):
+    r = await t.token.post(t.base + "/join-tokens", json={"ttl_s": 600})
+    join = (await r.get_json())["token"]
+    r = await hub.client().post("/agent/v1/enroll", json={"join_token": join, "inventory": inventory, **extra})
+    return r, join
+
+
+async def test_a_cloned_machine_is_a_clear_409_until_forced(hub):
+    t = await hub.tenant()
+    r, _ = await _enrol(hub, t, {"hostname": "web1", "machine_id": MACHINE})
+    assert r.status_code == 201
+    first = (await r.get_json())["agent_id"]
+    r, join = await _enrol(hub, t, {"hostname": "web1-clone", "machine_id": MACHINE})
+    assert r.status_code == 409
+    body = await r.get_data(as_text=True)
+    assert first in body and "--force" in body
+    assert (await JoinToken.get(secret_hash__isnull=False, used_at__isnull=True, tenant_id=t.id)) is not None
+    r = await hub.client().post("/agent/v1/enroll", json={"join_token": join, "force": True,
+                                                          "inventory": {"machine_id": MACHINE}})
+    assert r.status_code == 201  # the refused attempt did not use the token up
+    r, _ = await _enrol(hub, t, {"machine_id": "f" * 32})
+    assert r.status_code == 201  # another machine
+    other = await hub.tenant("other")
+    r, _ = await _enrol(hub, other, {"machine_id": MACHINE})
+    assert r.status_code == 201  # the clash is within a tenant only
+
+
+async def test_a_revoked_agent_does_not_block_its_machine(hub):
+    t = await hub.tenant()
+    r, _ = await _enrol(hub, t, {"machine_id": MACHINE})
+    await Agent.filter(id=(await r.get_json())["agent_id"]).update(revoked_at=dt.datetime.now(dt.timezone.utc))
+    r, _ = await _enrol(hub, t, {"machine_id": MACHINE})
+    assert r.status_code == 201
+
+
+async def test_a_malformed_machine_id_or_force_is_a_400(hub):
+    t = await hub.tenant()
+    for inventory, extra in [({"machine_id": "X" * 32}, {}), ({"machine_id": "a" * 10000}, {}),
+                             ({"machine_id": ["a"]}, {}), ({"machine_id": MACHINE}, {"force": "yes please"})]:
+        r, _ = await _enrol(hub, t, inventory, **extra)
+        assert r.status_code == 400, (inventory, extra)

@@ -125,7 +125,7 @@ def _agent_view(a: Agent, desired: Deployment | None, points: list[dict[str, Any
     status = a.last_status or {}
     return {
         "agent": a, "online": summary.online(a.last_seen_at, window, now) and a.revoked_at is None,
-        "xdp_mode": (a.inventory or {}).get("xdp_mode", "none"), "mode": status.get("mode", "none"),
+        "xdp_mode": status.get("xdp_mode") or (a.inventory or {}).get("xdp_mode", "none"), "mode": status.get("mode", "none"),
         "healthy": status.get("healthy", True), "errors": status.get("errors", []),
         "drift": status.get("drift", []),
         "desired_digest": desired.plan_digest if desired else None,

@@ -387,3 +387,31 @@ def test_the_alerts_page_shows_the_history_and_replays_a_dead_letter(tmp_path):
             assert (await OutboxMessage.get(id=dead.id)).state == "pending"
 
     run(go())
+
+
+def test_the_dashboard_shows_the_xdp_mode_of_the_latest_status_and_sums_points_per_minute(tmp_path):
+    """An agent enrolled in native mode that later falls back to generic says so with its
+    next status; the dashboard's totals are the sums of what the agent posted."""
+    from hub.services import metrics
+    from tests.hub.harness import enroll
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            agent = await enroll(t, hostname="edge-9")
+            await agent.report(healthy=True, mode="none", xdp_mode="generic")
+            r = await agent.post("/agent/v1/status", json={"healthy": True, "xdp_mode": "turbo"})
+            assert r.status_code == 400  # not a mode: a clear 4xx, never stored
+            now = (int(__import__("time").time()) // 60) * 60
+            points = [{"ts": now - 120 + s, "rule": "default", "packets": 10, "bytes": 600} for s in (0, 10, 70)]
+            r = await agent.post("/agent/v1/metrics", json={"points": points})
+            assert r.status_code == 200, await r.get_data(as_text=True)
+            rows = await metrics.bucketed(t.id, now - 900, now + 1, 60)
+            assert sorted((p["ts"], p["packets"], p["bytes"]) for p in rows) == [(now - 120, 20, 1200),
+                                                                                 (now - 60, 10, 600)]
+            page = await (await t.owner.client.get(f"/t/{t.id}/")).get_data(as_text=True)
+            row = page[page.index("edge-9"):]
+            row = row[:row.index("</tr>")]
+            assert "generic" in row and "native" not in row
+            assert "30 pkts" in row  # passed in the window (default verdict: pass)
+    run(go())

@@ -23,6 +23,7 @@ from hub.web import current_session, principal, read_json, rt
 
 PAGE_SIZE = 50
 DASHBOARD_WINDOW_S = 15 * 60
+TOP_SOURCES = 10
 DASHBOARD_BUCKET_S = 60  # the trend starts as 15 points (one query for all agents); live rates extend it
 MAX_PAGE = 1_000_000
 MAX_SEARCH = 64
@@ -148,7 +149,8 @@ async def dashboard(tenant_id: uuid.UUID) -> str:
     for point in points:  # one pass, not one scan of every point per agent
         by_agent.setdefault(point["agent_id"], []).append(point)
     views = [_agent_view(a, desired.get(a.deployment_id), by_agent.get(str(a.id), []), now) for a in rows]
-    return await render_template("panel/dashboard.html", **ctx, views=views, human=summary.human,
+    top = await metrics.top_sources(scope.tenant_id, end - DASHBOARD_WINDOW_S, end, limit=TOP_SOURCES)
+    return await render_template("panel/dashboard.html", **ctx, views=views, human=summary.human, top=top,
                                  online=sum(v["online"] for v in views), json=json,
                                  window_min=DASHBOARD_WINDOW_S // 60)
 

@@ -404,7 +404,8 @@ def test_the_dashboard_shows_the_xdp_mode_of_the_latest_status_and_sums_points_p
             assert r.status_code == 400  # not a mode: a clear 4xx, never stored
             now = (int(__import__("time").time()) // 60) * 60
             points = [{"ts": now - 120 + s, "rule": "default", "packets": 10, "bytes": 600} for s in (0, 10, 70)]
-            r = await agent.post("/agent/v1/metrics", json={"points": points})
+            r = await agent.post("/agent/v1/metrics", json={"points": points, "top_sources": [
+                {"ts": now - 60, "source": "198.51.100.66", "packets": 4321}]})
             assert r.status_code == 200, await r.get_data(as_text=True)
             rows = await metrics.bucketed(t.id, now - 900, now + 1, 60)
             assert sorted((p["ts"], p["packets"], p["bytes"]) for p in rows) == [(now - 120, 20, 1200),
@@ -414,4 +415,6 @@ def test_the_dashboard_shows_the_xdp_mode_of_the_latest_status_and_sums_points_p
             row = row[:row.index("</tr>")]
             assert "generic" in row and "native" not in row
             assert "30 pkts" in row  # passed in the window (default verdict: pass)
+            top = page[page.index("Top dropped sources"):]
+            assert "198.51.100.66" in top and "4.3k" in top
     run(go())

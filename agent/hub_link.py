@@ -4,7 +4,7 @@ Protocol (docs/agent-protocol.md, hub/blueprints/agent_protocol.py), all POST JS
 the agent credential as a bearer token:
     /agent/v1/enroll   {join_token, inventory} → {agent_id, credential}    (`enroll`, CLI)
     /agent/v1/desired  {etag, applied_digest, lists: {id: revision}, wait_s} → 200 doc | 204
-    /agent/v1/status   {applied_digest, failed_digest, healthy, mode, list_revisions, errors, drift}
+    /agent/v1/status   {applied_digest, failed_digest, healthy, mode, list_revisions, errors, drift, xdp_mode}
     /agent/v1/metrics  {points: [...], top_sources: [...]}
 
 The hub's lists come as "current", "delta" (added/removed since our revision) or
@@ -250,7 +250,8 @@ def status_body(report: Report, *, healthy: bool = True) -> dict[str, Any]:
     return {"applied_digest": report.applied_digest, "failed_digest": report.failed_digest,
             "healthy": healthy and not report.errors, "mode": report.mode,
             "list_revisions": dict(report.list_revisions),
-            "errors": [e[:500] for e in report.errors][:100], "drift": list(report.drift)[:100]}
+            "errors": [e[:500] for e in report.errors][:100], "drift": list(report.drift)[:100],
+            "xdp_mode": report.xdp_mode if report.xdp_mode in ("native", "generic") else "none"}
 
 
 def rows(batch: MetricsBatch) -> int:

@@ -56,6 +56,7 @@ class Report:
     errors: tuple[str, ...] = ()
     drift: tuple[str, ...] = ()
     list_revisions: tuple[tuple[str, int], ...] = ()
+    xdp_mode: str | None = None  # how the program is attached now (native/generic), None if not
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ async def run(config: AgentConfig, *, inbox, outbox, pipeline, store: StateStore
 
         async def report(**extra) -> None:
             try:
-                outbox.send_nowait(report_of(current, **extra))
+                outbox.send_nowait(report_of(current, xdp_mode=telemetry.xdp_mode, **extra))
             except trio.WouldBlock:
                 pass  # the hub link is behind; the next report carries the same state
 

@@ -22,6 +22,9 @@ from typing import Any
 from hub.config import HubConfig, load_config
 
 
+BENCH_PASSWORD = "bench password 123"
+
+
 def bench_config(data_dir: str, database_url: str = "", **kw: Any) -> HubConfig:
     return load_config(env={}, data_dir=data_dir, database_url=database_url, argon2_memory_kib=1024,
                        argon2_time_cost=1, long_poll_max_s=300, migrate_on_start="yes", **kw)
@@ -32,6 +35,7 @@ class Setup:
     tenant_id: uuid.UUID
     api_token: str
     credentials: list[str]
+    email: str = ""  # the tenant owner's (password BENCH_PASSWORD), for benches that sign in
 
 
 async def prepare(config: HubConfig, n_agents: int) -> Setup:
@@ -47,7 +51,7 @@ async def prepare(config: HubConfig, n_agents: int) -> Setup:
     try:
         await db.migrate(ctx)
         rt = Runtime.create(config)
-        user = await accounts.create_user(rt, f"bench-{uuid.uuid4().hex[:8]}@example.com", "bench password 123")
+        user = await accounts.create_user(rt, f"bench-{uuid.uuid4().hex[:8]}@example.com", BENCH_PASSWORD)
         owner = Principal(actor="user:bench", user_id=user.id)
         tenant = await tenants.create_tenant(rt, owner, "bench")
         scope = await resolve_scope(owner, tenant.id, "admin")
@@ -61,7 +65,7 @@ async def prepare(config: HubConfig, n_agents: int) -> Setup:
         await Agent.bulk_create(rows, batch_size=500)
     finally:
         await ctx.close_connections()
-    return Setup(tenant.id, api_token, creds)
+    return Setup(tenant.id, api_token, creds, user.email)
 
 
 def serve_forever(data_dir: str, database_url: str, port: int) -> None:

@@ -53,6 +53,7 @@ BENCHES = [
                                                           "--hub-processes", "2"], True, 900, postgres=True),
     Bench("hub_metrics_pg2", "hub_metrics", lambda runs: ["--rounds", str(runs), "--hub-processes", "2"], True, 900,
           postgres=True),
+    Bench("panel", "panel", lambda runs: ["--agents", "100", "--requests", "200", "--rounds", str(runs)], True, 900),
     Bench("hub_lists", "hub_lists", lambda runs: ["--rounds", str(runs)], True, 1800),
     # One run each: its 20 timed changes are the repeats (a 1M import per run is minutes).
     Bench("e2e_scale", "e2e_scale", lambda runs: [], True, 1800),
@@ -122,6 +123,9 @@ FIGURES = [
     Figure("Agent (issue 6)", "desired state to maps, 1-entry delta", "agent.latency.median.delta_1_s", "s"),
     Figure("Agent (issue 6)", "desired state to maps, 100,000-entry delta", "agent.latency.median.delta_100000_s",
            "s", "whole re-apply", "agent.latency.median.whole_reapply_s"),
+    Figure("Panel (issue 13)", "dashboard with 100 agents, server-side render p95 (SQLite)",
+           "panel.dashboard_p95_ms", "ms", "/healthz p95, same connection", "panel.healthz_p95_ms",
+           target=("<=", 100.0)),
     Figure("Hub (issue 5)", "list change to 1,000 waiting agents, p50 (SQLite)", "hub_longpoll.p50_ms", "ms",
            peer_quote="CrowdSec bouncer: polls every 10 s (up to 10,000 ms)"),
     Figure("Hub (issue 5)", "list change to 1,000 waiting agents, p99 (SQLite)", "hub_longpoll.p99_ms", "ms",

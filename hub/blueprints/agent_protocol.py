@@ -70,6 +70,7 @@ class StatusIn(Closed):
     list_revisions: dict[str, int] = Field(default_factory=dict, max_length=1000)
     errors: list[str] = Field(default_factory=list, max_length=100)
     drift: list[str] = Field(default_factory=list, max_length=100)
+    xdp_mode: Literal["native", "generic", "none"] | None = None  # as attached now; None: an older agent
     inventory: Inventory | None = None
 
 
@@ -180,7 +181,8 @@ async def desired_state(hub: Served, agent: agents.AgentRow, data: DesiredIn) ->
 async def status(hub: Served, agent: agents.AgentRow, data: StatusIn) -> dict[str, Any]:
     fields = {"applied_digest": data.applied_digest, "list_revisions": data.list_revisions,
               "last_status": {"healthy": data.healthy, "mode": data.mode, "errors": data.errors,
-                              "drift": data.drift, "failed_digest": data.failed_digest}}
+                              "drift": data.drift, "failed_digest": data.failed_digest,
+                              "xdp_mode": data.xdp_mode}}
     if data.inventory is not None:
         fields["inventory"] = data.inventory.model_dump()
         fields["hostname"] = data.inventory.hostname
@@ -189,7 +191,7 @@ async def status(hub: Served, agent: agents.AgentRow, data: StatusIn) -> dict[st
     await deployments.on_status(hub.rt, full, data.applied_digest, data.failed_digest, data.healthy,
                                 "; ".join(data.errors))
     await alerts.on_agent_status(hub.rt, full, failed_digest=data.failed_digest, errors=data.errors,
-                                 drift=data.drift, xdp_mode=data.inventory.xdp_mode if data.inventory else None)
+                                 drift=data.drift, xdp_mode=data.xdp_mode or (data.inventory.xdp_mode if data.inventory else None))
     return {"ok": True}
 
 

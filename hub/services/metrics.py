@@ -194,6 +194,23 @@ async def query(tenant_id: uuid.UUID, *, agent_id: uuid.UUID | None, rule: str |
              "packets": r["packets"], "bytes": r["bytes"]} for r in rows]
 
 
+async def bucketed(tenant_id: uuid.UUID, start: int, end: int, bucket_s: int) -> list[dict[str, Any]]:
+    """Raw points summed per (agent, rule, `bucket_s` bucket) in SQL: what the dashboard
+    draws for every agent at once, in rows ~ agents x rules x buckets however often the
+    agents report (a row per point would be thousands per agent, read through the ORM)."""
+    conn = MetricPoint._meta.db
+    pg = conn.capabilities.dialect != "sqlite"
+    ph = (lambda i: f"${i}") if pg else (lambda i: "?")
+    total = "SUM" if pg else "TOTAL"  # SQLite's SUM raises on 64-bit overflow (see top_sources)
+    sql = (f"SELECT agent_id, rule, (ts / {ph(1)}) * {ph(1)} AS b, {total}(packets) AS p, "
+           f"{total}(bytes) AS n FROM {MetricPoint._meta.db_table} WHERE tenant_id = {ph(2)} AND ts >= {ph(3)} "
+           f"AND ts < {ph(4)} GROUP BY agent_id, rule, b")
+    values = [bucket_s, bucket_s, str(tenant_id), start, end] if not pg else [bucket_s, tenant_id, start, end]
+    rows = await conn.execute_query_dict(sql, values)
+    return [{"agent_id": str(r["agent_id"]), "rule": r["rule"], "ts": int(r["b"]),
+             "packets": saturated(r["p"]), "bytes": saturated(r["n"])} for r in rows]
+
+
 async def top_sources(tenant_id: uuid.UUID, start: int, end: int, limit: int = 20) -> list[dict[str, Any]]:
     # SQLite's SUM raises on 64-bit overflow; TOTAL adds in floating point and never does.
     # PostgreSQL's SUM of bigint is numeric (exact, unbounded). Either way: saturated.

@@ -141,7 +141,9 @@ async def test_endpoint_over_tcp():
 def test_bodies_fit_the_hub_protocol():
     body = status_body(Report(applied_digest="a" * 64, mode="enforce", list_revisions=(("L", 3),)))
     assert body == {"applied_digest": "a" * 64, "failed_digest": None, "healthy": True, "mode": "enforce",
-                    "list_revisions": {"L": 3}, "errors": [], "drift": []}
+                    "list_revisions": {"L": 3}, "errors": [], "drift": [], "xdp_mode": "none"}
+    body = status_body(Report(applied_digest=None, mode="enforce", xdp_mode="generic"))
+    assert body["xdp_mode"] == "generic"  # reported with every status, not only at enrolment
     body = metrics_body([MetricsBatch(100, 1.0, (("rule0", 5, 500),), (("203.0.113.9", 3),))])
     assert body["points"] == [{"ts": 100, "rule": "rule0", "packets": 5, "bytes": 500, "interval_s": 1}]
     assert body["top_sources"] == [{"ts": 100, "source": "203.0.113.9", "packets": 3}]

@@ -64,3 +64,21 @@ def test_the_screen_shows_counts_rates_and_success():
     assert "98.0 % succeeded in the last 10 s (49/50); 980/1,000" in screen
     assert "plan abababababab  xdp native, enforce, hub connected" in screen
     assert "xdp NOT attached, daemon not answering" in screen and "(no packets counted yet)" in screen
+
+
+def test_the_panel_url_the_demo_prints_serves_the_sign_in_page(tmp_path):
+    """`make demo` prints `hub.panel_url`: a real hub (the demo's own HubProcess, run from
+    this checkout) answers it with the panel's sign-in form, not the API's JSON 404."""
+    import httpx
+
+    from tests.panel import hubproc
+
+    hub = hubproc.start_hub(tmp_path)
+    try:
+        r = httpx.get(hub.panel_url, timeout=30)
+    finally:
+        hub.stop()
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Sign in" in r.text
+    assert 'name="email"' in r.text and 'name="password"' in r.text

@@ -89,7 +89,9 @@ def send_metrics(s: Seeded, packets: int) -> None:
     now = int(time.time())
     _ok(httpx.post(f"{s.url}/agent/v1/metrics", timeout=30, headers={"Authorization": f"Bearer {s.agent_credential}"},
                    json={"points": [{"ts": now, "rule": "default", "packets": packets, "bytes": packets * 60},
-                                    {"ts": now, "rule": "malformed", "packets": packets // 10, "bytes": packets * 4}]}))
+                                    {"ts": now, "rule": "malformed", "packets": packets // 10, "bytes": packets * 4}],
+                         "top_sources": [{"ts": now, "source": f"203.0.113.{i}", "packets": packets // (10 * i)}
+                                         for i in range(1, 6)]}))
 
 
 def start_hub(tmp: Path, settings: dict | None = None, users: tuple[str, ...] = ()) -> CheckoutHub:

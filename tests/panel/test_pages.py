@@ -467,3 +467,35 @@ def test_an_agent_is_renamed_and_only_deleted_once_revoked(tmp_path):
             assert r.status_code == 302 and (await t.owner.client.get(base)).status_code == 404
 
     run(go())
+
+
+def test_the_dashboard_shows_the_xdp_mode_of_the_latest_status_and_sums_points_per_minute(tmp_path):
+    """An agent enrolled in native mode that later falls back to generic says so with its
+    next status; the dashboard's totals are the sums of what the agent posted."""
+    from hub.services import metrics
+    from tests.hub.harness import enroll
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            agent = await enroll(t, hostname="edge-9")
+            await agent.report(healthy=True, mode="none", xdp_mode="generic")
+            r = await agent.post("/agent/v1/status", json={"healthy": True, "xdp_mode": "turbo"})
+            assert r.status_code == 400  # not a mode: a clear 4xx, never stored
+            now = (int(__import__("time").time()) // 60) * 60
+            points = [{"ts": now - 120 + s, "rule": "default", "packets": 10, "bytes": 600} for s in (0, 10, 70)]
+            r = await agent.post("/agent/v1/metrics", json={"points": points, "top_sources": [
+                {"ts": now - 60, "source": "198.51.100.66", "packets": 4321}]})
+            assert r.status_code == 200, await r.get_data(as_text=True)
+            rows = await metrics.bucketed(t.id, now - 900, now + 1, 60)
+            assert sorted((p["ts"], p["packets"], p["bytes"]) for p in rows) == [(now - 120, 20, 1200),
+                                                                                 (now - 60, 10, 600)]
+            page = await (await t.owner.client.get(f"/t/{t.id}/")).get_data(as_text=True)
+            row = page[page.index("edge-9"):]
+            row = row[:row.index("</tr>")]
+            assert "generic" in row and "native" not in row
+            assert "30 pkts" in row  # passed in the window (default verdict: pass)
+            top = page[page.index("Top dropped sources"):]
+            assert "198.51.100.66" in top and "4.3k" in top
+
+    run(go())

@@ -6,10 +6,10 @@ from quart import Quart
 
 def register_all(app: Quart) -> None:
     from hub.blueprints import (
-        agent_protocol, agents, alerts, audit, auth, billing, deployments, docs, lists, metrics, ops, policies,
+        agent_protocol, agents, alerts, assistant, audit, auth, billing, deployments, docs, lists, metrics, ops, policies,
         privacy, tenants,
     )
 
     for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit,
-                   alerts, billing, privacy, docs):
+                   alerts, billing, privacy, assistant, docs):
         app.register_blueprint(module.bp)

@@ -190,3 +190,39 @@ def version_json(v: PolicyVersion, *, source: bool = False) -> dict[str, Any]:
     if source:
         out["source"] = v.source
     return out
+
+
+_PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def describe(source: str) -> tuple[str, list[str]]:
+    """`explain` of a checked source and expect lines that pin what it does today: one
+    probe per TCP/UDP rule (from the rule's first source prefix and port), decided by the
+    reference evaluator, so the lines hold by construction and catch a later edit that
+    changes them. ("", []) when the source does not compile."""
+    import ipaddress
+
+    import rules_dsl
+    from rules_dsl.check import check_resolved
+    from rules_dsl.explain import explain
+
+    checked = rules_dsl.load(source)
+    if checked.plan is None:
+        return "", []
+    res, _ = check_resolved(checked.policy, None)
+    lines: dict[str, None] = {}
+    for r in res.rules:
+        proto = next((p for p in sorted(r.proto or {6}) if p in _PROTO_NAMES), None)
+        if proto is None:
+            continue
+        net = r.src.nets[0] if r.src is not None and r.src.nets else ipaddress.ip_network("203.0.113.7/32")
+        src = net.network_address if net.num_addresses == 1 else next(iter(net.hosts()), net.network_address)
+        dst = ipaddress.ip_address("192.0.2.1" if src.version == 4 else "2001:db8::1")
+        dport = r.dport[0][0] if r.dport else 80
+        packet = rules_dsl.Packet(l3=f"ipv{src.version}", src=src, dst=dst, proto=proto, sport=40000,
+                                  dport=dport, tcp_flags=0x02 if proto == 6 else None, length=64)
+        decision, _ = rules_dsl.evaluate(checked.plan, packet, None, 0)
+        a, b = (f"[{src}]", f"[{dst}]") if src.version == 6 else (str(src), str(dst))
+        flags = " flags syn" if proto == 6 else ""
+        lines[f"expect {decision.verdict} {_PROTO_NAMES[proto]} {a}:40000 -> {b}:{dport}{flags}"] = None
+    return explain(checked.policy, checked.plan), list(lines)

@@ -20,6 +20,7 @@ class DraftIn(Strict):
 class SuggestIn(Strict):
     request: str = Field(default="suggest a rule against this attack", min_length=1, max_length=MAX_REQUEST_CHARS)
     policy_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = Field(default=None, description="this agent's sources only (its live view)")
     window_s: int = Field(default=900, ge=60, le=86400, description="how far back the top sources go")
     raw_addresses: bool = Field(default=False, description="send single addresses instead of /24 and /48 prefixes")
 

@@ -11,7 +11,7 @@ from quart_schema import tag_blueprint, validate_request
 
 from hub.api_schemas.assistant import DraftIn, DraftOut, SuggestIn, UsageOut
 from hub.api_schemas.common import BODY_ERRORS, responds
-from hub.models import Policy, PolicyVersion
+from hub.models import Agent, Policy, PolicyVersion
 from hub.services import assistant, metrics
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
@@ -48,7 +48,9 @@ async def suggest(scope: TenantScope, data: SuggestIn) -> dict[str, Any]:
     """A draft from the tenant's recent top sources, aggregated to prefixes unless asked."""
     running = await _running(scope, data.policy_id)
     now = int(time.time())
-    rows = await metrics.top_sources(scope.tenant_id, now - data.window_s, now + 1, limit=200)
+    agent = await scope.get(Agent, data.agent_id, "agent") if data.agent_id is not None else None
+    rows = await metrics.top_sources(scope.tenant_id, now - data.window_s, now + 1, limit=200,
+                                     agent_id=agent.id if agent is not None else None)
     summary = assistant.summarize(rows, raw=data.raw_addresses)
     return await assistant.draft(rt().config, scope.tenant_id, data.request, running, context=summary)
 

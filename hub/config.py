@@ -111,6 +111,9 @@ class HubConfig:
     assistant_requests_per_hour: int = 30
     assistant_tokens_per_day: int = 200_000
 
+    # Replay (policy against a capture, hub/services/policies.py): the largest capture accepted.
+    replay_max_capture_bytes: int = 16 * 1024 * 1024
+
     # Alerts leave through the outbox (hub/services/outbox.py). Email: an SMTP relay,
     # STARTTLS unless turned off (smtp_cafile: a CA bundle to trust instead of the system's).
     smtp_host: str = ""

@@ -226,3 +226,39 @@ def describe(source: str) -> tuple[str, list[str]]:
         flags = " flags syn" if proto == 6 else ""
         lines[f"expect {decision.verdict} {_PROTO_NAMES[proto]} {a}:40000 -> {b}:{dport}{flags}"] = None
     return explain(checked.policy, checked.plan), list(lines)
+
+
+def replay_capture(candidate: str, capture: bytes, running: str | None = None) -> dict[str, Any]:
+    """Every frame of `capture` (pcap/pcapng) through the candidate policy, compared with
+    `running` when given: `rules_dsl.replay.as_dict`'s shape. Raises Unprocessable when a
+    policy does not compile (its first error named)."""
+    import rules_dsl
+    from rules_dsl.capture import read_capture
+    from rules_dsl.replay import as_dict, replay
+
+    def plan_of(what: str, source: str):
+        checked = rules_dsl.load(source, filename=f"{what}.bw")
+        if checked.plan is None:
+            errors = [d for d in checked.diagnostics if d.severity == "error"]
+            raise Unprocessable(f"the {what} policy has errors: {errors[0].message if errors else '?'}",
+                                details=[{"line": d.line, "message": d.message} for d in errors[:20]])
+        return checked.plan
+
+    plan = plan_of("candidate", candidate)
+    against = plan_of("running", running) if running else None
+    summary = replay(plan, read_capture(bytes(capture)), against=against)
+    return as_dict(summary, plan, top=10, against=against)
+
+
+async def replay_bounded(config: HubConfig, candidate: str, capture: bytes, running: str | None = None
+                         ) -> dict[str, Any]:
+    """`replay_capture` on the check workers, within `policy_check_timeout_s` times four."""
+    if len(candidate) > MAX_SOURCE_CHARS or len(running or "") > MAX_SOURCE_CHARS:
+        raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
+    if len(capture) > config.replay_max_capture_bytes:
+        raise InvalidInput(f"a capture may have at most {config.replay_max_capture_bytes} bytes")
+    work = asyncio.get_running_loop().run_in_executor(_CHECKS, replay_capture, candidate, capture, running)
+    try:
+        return await asyncio.wait_for(work, config.policy_check_timeout_s * 4)
+    except TimeoutError:
+        raise Unprocessable("replaying this capture took too long: use a shorter capture") from None

@@ -224,12 +224,15 @@ def summarize(top_sources: list[dict[str, Any]], raw: bool = False, limit: int =
     sizes: dict[str, int] = collections.Counter()
     for row in top_sources:
         try:
-            addr = ipaddress.ip_address(str(row.get("address", row.get("source", ""))))
+            net = ipaddress.ip_network(str(row.get("address", row.get("source", ""))), strict=False)
             n = max(0, int(row.get("packets", 0)))
         except (ValueError, TypeError):
             continue
-        key = str(addr) if raw else str(ipaddress.ip_network(
-            f"{addr}/{24 if addr.version == 4 else 48}", strict=False))
+        wide = 24 if net.version == 4 else 48
+        if raw:
+            key = str(net.network_address) if net.num_addresses == 1 else str(net)
+        else:
+            key = str(net.supernet(new_prefix=wide) if net.prefixlen > wide else net)
         agg[(str(row.get("action", "seen"))[:8], key)] += n
         if row.get("dport") is not None:
             ports[str(row["dport"])[:6]] += n

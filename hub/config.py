@@ -113,6 +113,9 @@ class HubConfig:
 
     # Replay (policy against a capture, hub/services/policies.py): the largest capture accepted.
     replay_max_capture_bytes: int = 16 * 1024 * 1024
+    # Agent captures (hub/services/captures.py): the largest upload, and how long kept.
+    capture_max_bytes: int = 16 * 1024 * 1024
+    capture_retention_s: int = 7 * 86400
 
     # Alerts leave through the outbox (hub/services/outbox.py). Email: an SMTP relay,
     # STARTTLS unless turned off (smtp_cafile: a CA bundle to trust instead of the system's).

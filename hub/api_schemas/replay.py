@@ -13,6 +13,8 @@ class ReplayQuery(Strict):
     policy_id: uuid.UUID = Field(description="the candidate (a saved draft or library entry)")
     version: int | None = Field(default=None, ge=1, le=MAX_INT32, description="default: its latest")
     running_policy_id: uuid.UUID | None = Field(default=None, description="compare with this policy's latest")
+    capture_id: str | None = Field(default=None, max_length=64,
+                                   description="an agent's kept capture instead of the body")
 
 
 class ReplayOut(Strict):

@@ -6,10 +6,10 @@ from quart import Quart
 
 def register_all(app: Quart) -> None:
     from hub.blueprints import (
-        agent_protocol, agents, alerts, assistant, audit, auth, billing, deployments, docs, lists, metrics, ops,
-        policies, privacy, replay, tenants,
+        agent_protocol, agents, alerts, assistant, audit, auth, billing, captures, deployments, docs, lists, metrics,
+        ops, policies, privacy, replay, tenants,
     )
 
     for module in (ops, auth, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit,
-                   alerts, billing, privacy, assistant, replay, docs):
+                   alerts, billing, privacy, assistant, replay, captures, docs):
         app.register_blueprint(module.bp)

@@ -11,7 +11,7 @@ from hub.api_schemas.common import BODY_ERRORS, raw_request, responds
 from hub.api_schemas.replay import ReplayOut, ReplayQuery
 from hub.errors import NotFound, PayloadTooLarge
 from hub.models import Policy, PolicyVersion
-from hub.services import policies
+from hub.services import captures, policies
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
 
@@ -49,7 +49,10 @@ async def replay(scope: TenantScope, query_args: ReplayQuery) -> dict[str, Any]:
     config = rt().config
     candidate = await policy_source(scope, query_args.policy_id, query_args.version)
     running = await policy_source(scope, query_args.running_policy_id) if query_args.running_policy_id else None
-    capture = await read_capture_body(config.replay_max_capture_bytes)
+    if query_args.capture_id:
+        capture = captures.read(rt(), scope.tenant_id, query_args.capture_id)
+    else:
+        capture = await read_capture_body(config.replay_max_capture_bytes)
     return await policies.replay_bounded(config, candidate, capture, running)
 
 

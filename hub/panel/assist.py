@@ -17,7 +17,7 @@ from hub.errors import ClientError, HubError
 from hub.models import Agent, Deployment, Policy, PolicyVersion
 from hub.panel import bp
 from hub.panel.pages import _form, _page
-from hub.services import assistant, metrics, policies
+from hub.services import assistant, captures, metrics, policies
 from hub.services.scope import TenantScope
 from hub.web import rt
 
@@ -97,7 +97,7 @@ async def agent_suggest(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
 async def replay_page(tenant_id: uuid.UUID) -> str:
     scope, ctx = await _page(tenant_id)
     return await render_template("panel/replay.html", **ctx, policies=await _policies(scope), result=None,
-                                 problem=None, form={})
+                                 problem=None, form={}, captures=captures.listing(rt(), scope.tenant_id))
 
 
 @bp.post("/t/<uuid:tenant_id>/replay")
@@ -111,16 +111,18 @@ async def replay_run(tenant_id: uuid.UUID) -> str:
         running = await _source_of(scope, form.get("running_id", ""))
         upload = files.get("capture")
         capture = upload.read(rt().config.replay_max_capture_bytes + 1) if upload is not None else b""
+        if not capture and form.get("capture_id"):
+            capture = captures.read(rt(), scope.tenant_id, form["capture_id"][:64])
         if not candidate:
             problem = "Choose a candidate policy or paste one."
         elif not capture:
-            problem = "Choose a capture file (pcap or pcapng)."
+            problem = "Choose a capture file (pcap or pcapng) or an agent's capture."
         else:
             result = await policies.replay_bounded(rt().config, candidate, capture, running or None)
     except ClientError as exc:
         problem = exc.message
     return await render_template("panel/replay.html", **ctx, policies=await _policies(scope), result=result,
-                                 problem=problem, form=form)
+                                 problem=problem, form=form, captures=captures.listing(rt(), scope.tenant_id))
 
 
 replay_run.bulwark_bulk_body = True  # type: ignore[attr-defined]  (a capture upload)

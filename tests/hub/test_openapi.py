@@ -9,7 +9,7 @@ import re
 
 from hub.api_schemas.common import ErrorBody
 
-AREAS = ("agents", "policies", "deployments", "lists", "metrics", "audit", "assistant", "replay")
+AREAS = ("agents", "policies", "deployments", "lists", "metrics", "audit", "assistant", "replay", "captures")
 
 
 async def _spec(hub) -> dict:

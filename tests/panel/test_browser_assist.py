@@ -93,7 +93,7 @@ def test_suggest_from_the_agent_page_and_replay(page, hub, fake, tmp_path):
     # Chromium's request interception drops an upload's file bytes: from here the hub's own
     # CSP header (hub/headers.py, the same policy) is what the page runs under.
     page.context.unroute_all()
-    page.get_by_label("Capture").set_input_files(str(capture))
+    page.get_by_label("Capture file").set_input_files(str(capture))
     page.get_by_label("…or paste policy text (a draft)").fill('policy "cand"\ndefault pass\ndrop udp dport 25565\n')
     page.get_by_label("Compare with").select_option(label=re.compile("running").pattern + " (v1)")
     page.get_by_role("button", name="Replay").click()

@@ -110,3 +110,26 @@ def test_replay_page(tmp_path):
             assert "Not replayed" in html
 
     asyncio.run(go())
+
+
+def test_replay_page_from_an_agents_capture(tmp_path):
+    async def go():
+        from hub.services import captures
+
+        async with HubHarness(tmp_path) as h:
+            t = await h.tenant()
+            agent = await enroll(t)
+            asked = await (await t.token.post(t.base + "/captures", json={"agent_id": agent.id})).get_json()
+            assert (await agent.post(f"/agent/v1/captures/{asked['id']}", data=_capture())).status_code == 200
+            assert captures.listing(h.rt, t.id)[0]["id"] == asked["id"]
+            c = t.owner.client
+            html = await (await c.get(f"/t/{t.id}/replay")).get_data(as_text=True)
+            assert asked["id"] in html
+            form = {"csrf_token": _csrf(html), "candidate_source": CANDIDATE, "capture_id": asked["id"]}
+            html = await (await c.post(f"/t/{t.id}/replay", form=form)).get_data(as_text=True)
+            assert "3 frame(s)" in html
+            form["capture_id"] = "../../etc/passwd"
+            html = await (await c.post(f"/t/{t.id}/replay", form=form)).get_data(as_text=True)
+            assert "Not replayed" in html
+
+    asyncio.run(go())

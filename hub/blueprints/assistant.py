@@ -19,7 +19,7 @@ from hub.web import rt, tenant_route
 bp = Blueprint("assistant", __name__, url_prefix="/api/v1/tenants/<uuid:tenant_id>/assistant")
 tag_blueprint(bp, ["assistant"])
 
-ERRORS = (*BODY_ERRORS, 404, 422, 429, 503)
+ERRORS = (*BODY_ERRORS, 404, 409, 422, 429, 503)
 
 
 async def _running(scope: TenantScope, policy_id: uuid.UUID | None) -> str:

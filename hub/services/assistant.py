@@ -33,8 +33,9 @@ from hub.services import policies
 
 
 class AssistantOff(ClientError):
-    """No API key configured: the feature says so; the rest of the hub is unaffected."""
-    status = 503
+    """No API key configured: the feature says so (409: the hub's configuration, not the
+    request, is what is missing); the rest of the hub is unaffected."""
+    status = 409
     code = "assistant_off"
 
 

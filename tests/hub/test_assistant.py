@@ -153,7 +153,7 @@ async def test_without_a_key_the_feature_says_so_and_the_hub_works(tmp_path):
         t = await hub.tenant()
         r = await t.token.post(t.base + "/assistant/draft", json={"request": "hi"})
         body = await r.get_json()
-        assert r.status_code == 503 and "no anthropic_api_key" in body["message"]
+        assert r.status_code == 409 and body["error"] == "assistant_off" and "no anthropic_api_key" in body["message"]
         assert (await (await t.token.get(t.base + "/assistant/usage")).get_json())["enabled"] is False
         assert (await t.token.get(t.base + "/policies")).status_code == 200
 

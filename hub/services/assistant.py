@@ -95,11 +95,12 @@ class _Ledger:
             self.tokens.popleft()
 
 
-_LEDGERS: dict[tuple[int, uuid.UUID], _Ledger] = {}
+# Per hub (its config object, held here so that its id is never reused) and tenant.
+_LEDGERS: dict[tuple[int, uuid.UUID], tuple[HubConfig, _Ledger]] = {}
 
 
 def _ledger(config: HubConfig, tenant_id: uuid.UUID) -> _Ledger:
-    return _LEDGERS.setdefault((id(config), tenant_id), _Ledger())
+    return _LEDGERS.setdefault((id(config), tenant_id), (config, _Ledger()))[1]
 
 
 def usage(config: HubConfig, tenant_id: uuid.UUID) -> dict[str, Any]:

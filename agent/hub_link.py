@@ -325,7 +325,12 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 attempt = 0
                 if resp.status_code == 204:
                     continue
-                desired = tracker.update(resp.json())
+                doc = resp.json()
+                asked = doc.get("capture")
+                if isinstance(asked, dict) and asked.get("id") not in captures_started:
+                    captures_started.add(asked.get("id"))
+                    nursery.start_soon(capture, client, asked)
+                desired = tracker.update(doc)
                 if desired is not None:
                     await outbox.send(desired)
             except HubError as exc:
@@ -333,6 +338,30 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 tracker.etag = None  # ask for the whole state when back
                 await trio.sleep(backoff(attempt))
                 attempt += 1
+
+    captures_started: set = set()
+
+    async def capture(client: httpx.AsyncClient, asked: dict) -> None:
+        """The bounded capture the hub asked for, recorded in a worker thread (in the
+        interface's namespace) and uploaded; a failure is reported and not retried."""
+        from agent.capture import Limits, record
+        from bpf import in_netns
+
+        limits = Limits(max_frames=int(asked.get("max_frames", 1)), max_seconds=float(asked.get("max_seconds", 1)),
+                        max_bytes=int(asked.get("max_bytes", 1024)), sample_every=int(asked.get("sample_every", 1)))
+
+        def go():
+            with in_netns(config.netns):
+                return record(config.iface or "lo", limits)
+
+        try:
+            done = await trio.to_thread.run_sync(go)
+            resp = await client.post(f"{base}/captures/{asked['id']}", content=done.pcap,
+                                     headers={**headers, "Content-Type": "application/vnd.tcpdump.pcap"},
+                                     timeout=config.http_timeout_s * 4)
+            _raise_for(resp, "captures")
+        except Exception as exc:  # noqa: BLE001 (a capture, whatever fails in it, never ends the link)
+            telemetry.hub.update(error=f"capture {asked.get('id')}: {exc}")
 
     async def receive() -> None:
         async for msg in inbox:
@@ -376,7 +405,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
 
     async with inbox, outbox, httpx.AsyncClient(**transport.client_options(config, base)) as client:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(receive)
+            nursery.start_soon(receive)  # `capture` tasks join this nursery too
             nursery.start_soon(send, client)
             nursery.start_soon(poll, client)
             task_status.started()

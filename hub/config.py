@@ -106,6 +106,26 @@ class HubConfig:
     stripe_price_lookup_key: str = "bulwark-agent-monthly"
     billing_trial_days: int = 7
 
+    # The AI assistant (hub/services/assistant.py, docs/assistant.md): off without a key,
+    # and the rest of the hub works. No secrets-encryption module exists yet, so the key is
+    # plain config (a file of mode 0600, or the environment).
+    anthropic_api_key: str = ""
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_base_url: str = ""  # tests point the real library at a fake on loopback
+    assistant_max_repairs: int = 2
+    assistant_max_prompt_chars: int = 4000
+    assistant_max_output_tokens: int = 2048
+    # Per tenant: requests in a rolling hour, and tokens (input + output, from the API's
+    # `usage`) in a rolling day; past either, a 429 that says which.
+    assistant_requests_per_hour: int = 30
+    assistant_tokens_per_day: int = 200_000
+
+    # Replay (policy against a capture, hub/services/policies.py): the largest capture accepted.
+    replay_max_capture_bytes: int = 16 * 1024 * 1024
+    # Agent captures (hub/services/captures.py): the largest upload, and how long kept.
+    capture_max_bytes: int = 16 * 1024 * 1024
+    capture_retention_s: int = 7 * 86400
+
     # Alerts leave through the outbox (hub/services/outbox.py). Email: an SMTP relay,
     # STARTTLS unless turned off (smtp_cafile: a CA bundle to trust instead of the system's).
     smtp_host: str = ""
@@ -196,6 +216,8 @@ def load_config(
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):
         raise ConfigError("tls_certfile and tls_keyfile go together: set both, or neither")
+    if config.assistant_max_repairs < 0 or config.assistant_max_repairs > 5:
+        raise ConfigError("assistant_max_repairs must be between 0 and 5")
     _check_addresses(config)
     return config
 

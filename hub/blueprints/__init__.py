@@ -6,10 +6,10 @@ from quart import Quart
 
 def register_all(app: Quart) -> None:
     from hub.blueprints import (
-        account, agent_protocol, agents, alerts, audit, auth, billing, deployments, docs, install, library, lists,
-        marketplace, metrics, ops, policies, privacy, tenants,
+        account, agent_protocol, agents, alerts, assistant, audit, auth, billing, captures, deployments, docs, install,
+        library, lists, marketplace, metrics, ops, policies, privacy, replay, tenants,
     )
 
     for module in (ops, auth, account, tenants, agents, agent_protocol, policies, deployments, lists, metrics, audit,
-                   alerts, billing, privacy, marketplace, library, docs, install):
+                   alerts, billing, privacy, marketplace, library, assistant, replay, captures, docs, install):
         app.register_blueprint(module.bp)

@@ -152,6 +152,25 @@ async def enroll(data: EnrollIn) -> tuple[Response, int]:
     return jsonify({"agent_id": str(agent.id), "credential": credential, "plan_public_key": signer.public_key}), 201
 
 
+@bp.post("/captures/<capture_id>")
+@hide
+async def capture_upload(capture_id: str) -> Response:
+    """The pcap of the capture the hub asked for (its id from the desired state), as the
+    body; capped at `capture_max_bytes`."""
+    from quart import request
+
+    from hub.agent_asgi import bearer_token
+    from hub.blueprints.replay import read_capture_body
+    from hub.services import captures
+
+    agent = await live_agents().authenticate(bearer_token(request.headers.get("Authorization", "")))
+    data = await read_capture_body(rt().config.capture_max_bytes)
+    return jsonify(captures.store(rt(), agent.tenant_id, agent.id, capture_id[:64], data))
+
+
+capture_upload.bulwark_bulk_body = True  # type: ignore[attr-defined]
+
+
 # The hot routes: served by `hub.agent_asgi` in front of Quart (no Quart route), which
 # authenticates the agent and validates the body before calling these.
 

@@ -29,7 +29,7 @@ from bulwark import plan_signature
 from hub.errors import Unauthenticated
 from hub.models import Deployment, IpList, Tenant
 from hub.runtime import Runtime
-from hub.services import lists
+from hub.services import captures, lists
 from hub.services.agents import AgentRow, LiveAgents, agent_channel, tenant_channel
 from hub.services.coalesce import Coalescer
 from hub.services.plan_signing import PlanSigner
@@ -155,7 +155,8 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
                 if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
                     raise Unauthenticated("this agent's credential is no longer valid")
                 view = await states.view(row, known_lists)
-                doc = document(row, view, applied_digest, known_lists, states.signer)
+                doc = captures.with_capture(document(row, view, applied_digest, known_lists, states.signer),
+                                            captures.pending(rt, row.tenant_id, row.id))
                 if etag is None or doc["etag"] != etag:
                     return doc
                 with live.waiting(agent.id):

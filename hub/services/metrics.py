@@ -211,11 +211,13 @@ async def bucketed(tenant_id: uuid.UUID, start: int, end: int, bucket_s: int) ->
              "packets": saturated(r["p"]), "bytes": saturated(r["n"])} for r in rows]
 
 
-async def top_sources(tenant_id: uuid.UUID, start: int, end: int, limit: int = 20) -> list[dict[str, Any]]:
+async def top_sources(tenant_id: uuid.UUID, start: int, end: int, limit: int = 20,
+                      agent_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
     # SQLite's SUM raises on 64-bit overflow; TOTAL adds in floating point and never does.
     # PostgreSQL's SUM of bigint is numeric (exact, unbounded). Either way: saturated.
     total = Total("packets") if TopSource._meta.db.capabilities.dialect == "sqlite" else Sum("packets")
-    rows = await TopSource.filter(tenant_id=tenant_id, ts__gte=start, ts__lt=end) \
+    where = {"agent_id": agent_id} if agent_id is not None else {}
+    rows = await TopSource.filter(tenant_id=tenant_id, ts__gte=start, ts__lt=end, **where) \
         .group_by("source").annotate(total=total).order_by("-total").limit(limit) \
         .values("source", "total")
     return [{"source": r["source"], "packets": saturated(r["total"])} for r in rows]

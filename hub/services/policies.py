@@ -263,3 +263,75 @@ def version_json(v: PolicyVersion, *, source: bool = False) -> dict[str, Any]:
     if source:
         out["source"] = v.source
     return out
+
+
+_PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def describe(source: str) -> tuple[str, list[str]]:
+    """`explain` of a checked source and expect lines that pin what it does today: one
+    probe per TCP/UDP rule (from the rule's first source prefix and port), decided by the
+    reference evaluator, so the lines hold by construction and catch a later edit that
+    changes them. ("", []) when the source does not compile."""
+    import ipaddress
+
+    import rules_dsl
+    from rules_dsl.check import check_resolved
+    from rules_dsl.explain import explain
+
+    checked = rules_dsl.load(source)
+    if checked.plan is None:
+        return "", []
+    res, _ = check_resolved(checked.policy, None)
+    lines: dict[str, None] = {}
+    for r in res.rules:
+        proto = next((p for p in sorted(r.proto or {6}) if p in _PROTO_NAMES), None)
+        if proto is None:
+            continue
+        net = r.src.nets[0] if r.src is not None and r.src.nets else ipaddress.ip_network("203.0.113.7/32")
+        src = net.network_address if net.num_addresses == 1 else next(iter(net.hosts()), net.network_address)
+        dst = ipaddress.ip_address("192.0.2.1" if src.version == 4 else "2001:db8::1")
+        dport = r.dport[0][0] if r.dport else 80
+        packet = rules_dsl.Packet(l3=f"ipv{src.version}", src=src, dst=dst, proto=proto, sport=40000,
+                                  dport=dport, tcp_flags=0x02 if proto == 6 else None, length=64)
+        decision, _ = rules_dsl.evaluate(checked.plan, packet, None, 0)
+        a, b = (f"[{src}]", f"[{dst}]") if src.version == 6 else (str(src), str(dst))
+        flags = " flags syn" if proto == 6 else ""
+        lines[f"expect {decision.verdict} {_PROTO_NAMES[proto]} {a}:40000 -> {b}:{dport}{flags}"] = None
+    return explain(checked.policy, checked.plan), list(lines)
+
+
+def replay_capture(candidate: str, capture: bytes, running: str | None = None) -> dict[str, Any]:
+    """Every frame of `capture` (pcap/pcapng) through the candidate policy, compared with
+    `running` when given: `rules_dsl.replay.as_dict`'s shape. Raises Unprocessable when a
+    policy does not compile (its first error named)."""
+    import rules_dsl
+    from rules_dsl.capture import read_capture
+    from rules_dsl.replay import as_dict, replay
+
+    def plan_of(what: str, source: str):
+        checked = rules_dsl.load(source, filename=f"{what}.bw")
+        if checked.plan is None:
+            errors = [d for d in checked.diagnostics if d.severity == "error"]
+            raise Unprocessable(f"the {what} policy has errors: {errors[0].message if errors else '?'}",
+                                details=[{"line": d.line, "message": d.message} for d in errors[:20]])
+        return checked.plan
+
+    plan = plan_of("candidate", candidate)
+    against = plan_of("running", running) if running else None
+    summary = replay(plan, read_capture(bytes(capture)), against=against)
+    return as_dict(summary, plan, top=10, against=against)
+
+
+async def replay_bounded(config: HubConfig, candidate: str, capture: bytes, running: str | None = None
+                         ) -> dict[str, Any]:
+    """`replay_capture` on the check workers, within `policy_check_timeout_s` times four."""
+    if len(candidate) > MAX_SOURCE_CHARS or len(running or "") > MAX_SOURCE_CHARS:
+        raise InvalidInput(f"a policy may have at most {MAX_SOURCE_CHARS} characters")
+    if len(capture) > config.replay_max_capture_bytes:
+        raise InvalidInput(f"a capture may have at most {config.replay_max_capture_bytes} bytes")
+    work = asyncio.get_running_loop().run_in_executor(_CHECKS, replay_capture, candidate, capture, running)
+    try:
+        return await asyncio.wait_for(work, config.policy_check_timeout_s * 4)
+    except TimeoutError:
+        raise Unprocessable("replaying this capture took too long: use a shorter capture") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hub.api_schemas.common import ErrorBody
 
-AREAS = ("agents", "policies", "deployments", "lists", "metrics", "audit")
+AREAS = ("agents", "policies", "deployments", "lists", "metrics", "audit", "assistant", "replay", "captures")
 
 
 async def _spec(hub) -> dict:

@@ -1,0 +1,80 @@
+"""Agent captures in the public API: ask an agent for one, list what is kept, download."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from quart import Blueprint, Response
+from quart_schema import tag_blueprint, validate_request
+
+from hub.api_schemas.common import BODY_ERRORS, Strict, raw_response, responds
+from hub.models import Agent
+from hub.services import captures
+from hub.services.scope import TenantScope
+from hub.web import rt, tenant_route
+
+bp = Blueprint("captures", __name__, url_prefix="/api/v1/tenants/<uuid:tenant_id>/captures")
+tag_blueprint(bp, ["captures"])
+
+
+class CaptureIn(Strict):
+    agent_id: str = Field(max_length=64)
+    max_frames: int = Field(default=10_000, ge=1, le=100_000)
+    max_seconds: int = Field(default=30, ge=1, le=300)
+    max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    sample_every: int = Field(default=1, ge=1, le=1000)
+
+
+class CaptureRequested(Strict):
+    id: str
+    max_frames: int
+    max_seconds: int
+    max_bytes: int
+    sample_every: int
+    requested_at: int
+
+
+class CaptureOut(Strict):
+    id: str
+    agent_id: str
+    bytes: int
+    at: int
+
+
+class CapturesOut(Strict):
+    captures: list[CaptureOut]
+
+
+@bp.post("")
+@responds(CaptureRequested, 202, errors=(*BODY_ERRORS, 404))
+@tenant_route("write")
+@validate_request(CaptureIn)
+async def ask(scope: TenantScope, data: CaptureIn) -> tuple[dict[str, Any], int]:
+    """Ask an agent for a bounded, sampled capture; it arrives through its long-poll."""
+    import uuid
+
+    try:
+        agent_id = uuid.UUID(data.agent_id)
+    except ValueError:
+        from hub.errors import NotFound
+
+        raise NotFound("agent") from None
+    agent = await scope.get(Agent, agent_id, "agent")
+    limits = data.model_dump(exclude={"agent_id"})
+    return await captures.request(rt(), scope.tenant_id, agent.id, limits), 202
+
+
+@bp.get("")
+@responds(CapturesOut)
+@tenant_route("read")
+async def index(scope: TenantScope) -> dict[str, Any]:
+    """The captures kept for this tenant (within the retention), newest first."""
+    return {"captures": captures.listing(rt(), scope.tenant_id)}
+
+
+@bp.get("/<capture_id>")
+@raw_response("application/vnd.tcpdump.pcap", "the capture as the agent recorded it")
+@tenant_route("read")
+async def download(scope: TenantScope, capture_id: str) -> Response:
+    """One capture's pcap."""
+    return Response(captures.read(rt(), scope.tenant_id, capture_id[:64]), mimetype="application/vnd.tcpdump.pcap")

@@ -23,6 +23,7 @@ from hub.models.billing import BillingAccount, StripeEvent
 from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.models.lists import IpEntry, IpList
 from hub.models.metrics import MetricPoint, MetricRollup, TopSource
+from hub.models.privacy import BillingRecord, ErasureRequest
 
 MODEL_MODULES = [
     "hub.models.access",
@@ -33,10 +34,11 @@ MODEL_MODULES = [
     "hub.models.deploy",
     "hub.models.lists",
     "hub.models.metrics",
+    "hub.models.privacy",
 ]
 
 __all__ = [
-    "Agent", "AlertChannel", "BillingAccount", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
+    "Agent", "AlertChannel", "BillingRecord", "ErasureRequest", "BillingAccount", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
     "IpEntry", "IpList", "JoinToken", "LoginFailure", "Membership", "MetricPoint",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
     "TopSource", "User", "MODEL_MODULES",

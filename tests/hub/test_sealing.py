@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -22,7 +23,7 @@ BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
 
 def _raw_db_bytes(hub) -> bytes:
     path = os.path.join(hub.config.data_dir, "hub.sqlite3")
-    return b"".join(open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p))
+    return b"".join(Path(p).read_bytes() for p in (path, path + "-wal") if os.path.exists(p))
 
 
 async def _with_2fa_and_a_webhook(hub):

@@ -63,4 +63,4 @@ async def _unexpected(exc: Exception) -> tuple[str, int]:
     return await render_template("panel/error.html", error=ServerError("internal error")), 500
 
 
-from hub.panel import pages, signin  # noqa: E402,F401  (they add their routes to bp)
+from hub.panel import pages, privacy, signin  # noqa: E402,F401  (they add their routes to bp)

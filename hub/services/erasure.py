@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # hub.runtime imports the audit log, which imports the job re
     from hub.runtime import Runtime
 
 log = logging.getLogger("bulwark.hub.erasure")
+ERASURE_DAYS = 30  # the policy's promise (hub.config checks the settings keep it)
 
 
 def now_utc() -> dt.datetime:
@@ -112,6 +113,13 @@ async def close_account(rt: Runtime, user: User, session: Session | None, *, add
     if session is None:
         raise Forbidden("closing an account needs a signed-in session")
     require_fresh(session)
+    return await close_proven_account(rt, user, address=address, now=now)
+
+
+async def close_proven_account(rt: Runtime, user: User, *, address: str,
+                               now: dt.datetime | None = None) -> tuple[ErasureRequest, list[uuid.UUID]]:
+    """`close_account` once the caller has checked the proof (the panel's form asks for the
+    password and code itself)."""
     now = now or now_utc()
     alone, blocking = [], []
     for m in await Membership.filter(user_id=user.id, tenant__closed_at__isnull=True):

@@ -87,6 +87,9 @@ def create_app(config: HubConfig) -> Quart:
         app.extensions["bulwark_db"] = ctx = await db.open_db(config)
         if config.should_migrate_on_start:
             await db.migrate(ctx)
+        from hub.services import sealing
+
+        await sealing.seal_legacy(runtime.sealer)  # plaintext secrets from before 0006, once
         app.extensions["bulwark_resources"] = resources = contextlib.AsyncExitStack()
         await resources.enter_async_context(runtime.listening())
         from hub.services import background

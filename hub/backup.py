@@ -33,7 +33,7 @@ from hub import files
 from hub.config import HubConfig
 from hub.errors import ConfigError, Unavailable
 
-KEY_FILES = ("secret_key", "plan_signing_key", "audit_key")
+KEY_FILES = ("secret_key", "plan_signing_key", "audit_key", "audit_signing_key", "secrets_keyring")
 SQLITE_NAME = "hub.sqlite3"
 PGDUMP_NAME = "hub.pgdump"
 TAG = "bulwark-hub"

@@ -1,5 +1,5 @@
 """`bulwark hub ...`: serve, migrate, create-admin, audit verify, audit checkpoint, billing dunning,
-backup, restore.
+backup, restore, rotate-key, erase.
 
 Settings come from `--config FILE` (or BULWARK_HUB_CONFIG) and BULWARK_HUB_* variables.
 """
@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
                                   "as the hourly job does")
     dunning.add_argument("--as-of", metavar="TIME", help="judge as if it were this ISO 8601 time (UTC if no zone): "
                          "a staging hub's or a test's moved clock; later than now brings restriction early")
+    rotate = sub.add_parser("rotate-key", help="a new key-encryption key for the secrets stored in the "
+                                               "database, and every data key rewrapped under it")
+    rotate.add_argument("--resume", action="store_true",
+                        help="no new key: finish rewrapping after an interrupted rotation")
+    rotate.add_argument("--retire", action="store_true",
+                        help="then drop the older keys no stored value names any more")
+    erase = sub.add_parser("erase", help="run the erasure of closed accounts and tenants that are due now "
+                                         "(the daily job), and print the reports")
+    erase.add_argument("--list", action="store_true", help="list the erasure requests instead")
     return p
 
 
@@ -85,6 +94,42 @@ async def _billing_dunning(config, as_of: str | None) -> int:
         states = collections.Counter(await BillingAccount.all().values_list("state", flat=True))
         for state, count in sorted(states.items()):
             print(f"billing: {count} tenant(s) {state}")
+        return 0
+
+    return await _with_db(config, run)
+
+
+async def _rotate_key(config, resume: bool, retire: bool) -> int:
+    from hub.services import sealing
+
+    async def run(ctx):
+        sealer = sealing.Sealer(config.keyring_path)
+        await sealing.seal_legacy(sealer)
+        out = await sealing.rotate(sealer, resume=resume, retire=retire)
+        if out["new"]:
+            print(f"new primary key {out['new']}")
+        print(f"rewrapped {out['rewrapped']} value(s); {out['pending']} left under older keys")
+        if out["retired"]:
+            print(f"retired {', '.join(out['retired'])}")
+        return 0 if not out["pending"] else 1
+
+    return await _with_db(config, run)
+
+
+async def _erase(config, list_only: bool) -> int:
+    import json
+
+    from hub.models import ErasureRequest
+    from hub.runtime import Runtime
+    from hub.services import erasure
+
+    async def run(ctx):
+        if list_only:
+            for r in await ErasureRequest.all().order_by("requested_at"):
+                print(f"{r.id}  {r.kind:6}  {r.state:9}  due {r.due_at.isoformat()}")
+            return 0
+        for report in await erasure.run_due(Runtime.create(config)):
+            print(json.dumps(report, sort_keys=True))
         return 0
 
     return await _with_db(config, run)
@@ -361,6 +406,10 @@ def main(argv: list[str]) -> int:
             return asyncio.run(_billing_dunning(config, args.as_of))
         if args.command == "backup":
             return _backup(config, args.list, args.time)
+        if args.command == "rotate-key":
+            return asyncio.run(_rotate_key(config, args.resume, args.retire))
+        if args.command == "erase":
+            return asyncio.run(_erase(config, args.list))
         if args.command == "restore":
             from hub import backup
 

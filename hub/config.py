@@ -152,6 +152,26 @@ class HubConfig:
     # The longest one restic or pg_dump run may take.
     backup_timeout_s: int = 3600
 
+    # The keyring of the key-encryption keys that seal the secrets stored in the database
+    # (hub.services.sealing). Empty: data_dir/secrets_keyring (0600). Keep it off the
+    # database's disk where you can (BULWARK_HUB_KEYRING_FILE).
+    keyring_file: str = ""
+
+    # Retention per kind of data (hub.services.retention), enforced every
+    # retention_interval_s. Raw metrics and rollups: metrics_*_retention_s above. The
+    # dropped-packet samples hold attackers' (and anyone's) addresses: they go first.
+    retention_sample_addresses_s: int = 3600
+    retention_expired_sessions_s: int = 0  # a session row goes once it has expired
+    retention_login_failures_s: int = 86400
+    retention_outbox_s: int = 30 * 86400  # sent and dead messages (dead letters replayable until then)
+    retention_interval_s: int = 3600
+    # Closed accounts and tenants (hub.services.erasure): erased this long after closing,
+    # by a job that runs every erasure_interval_s; together at most 30 days (the policy).
+    erasure_delay_s: int = 0
+    erasure_interval_s: int = 86400
+    # Billing records of a closed tenant, minimised, kept as the law requires (10 years).
+    retention_billing_records_s: int = 3653 * 86400
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -159,6 +179,10 @@ class HubConfig:
         # WAL (Tortoise's default) with synchronous=NORMAL: no fsync per commit; a power
         # cut can lose the last commits but never corrupts the file.
         return f"sqlite://{Path(self.data_dir) / 'hub.sqlite3'}?synchronous=NORMAL"
+
+    @property
+    def keyring_path(self) -> Path:
+        return Path(self.keyring_file) if self.keyring_file else Path(self.data_dir) / "secrets_keyring"
 
     @property
     def is_sqlite(self) -> bool:
@@ -212,6 +236,7 @@ def load_config(
         raise ConfigError("metrics_streams_per_principal must be at least 1")
     if config.backup_timeout_s < 1:
         raise ConfigError("backup_timeout_s must be at least 1")
+    _check_retention(config)
     if config.join_token_max_ttl_s > 3600:
         raise ConfigError("join_token_max_ttl_s may not exceed 3600")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):
@@ -220,6 +245,27 @@ def load_config(
         raise ConfigError("assistant_max_repairs must be between 0 and 5")
     _check_addresses(config)
     return config
+
+
+ERASURE_PROMISE_S = 30 * 86400
+
+
+def _check_retention(config: HubConfig) -> None:
+    """The retention settings keep the published promises: sampled addresses expire no later
+    than the raw metrics, a closed account is erased within 30 days."""
+    for name in ("retention_sample_addresses_s", "retention_login_failures_s", "retention_outbox_s",
+                 "retention_interval_s", "erasure_interval_s", "retention_billing_records_s"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if config.retention_expired_sessions_s < 0 or config.erasure_delay_s < 0:
+        raise ConfigError("retention_expired_sessions_s and erasure_delay_s may not be negative")
+    if config.retention_sample_addresses_s > config.metrics_raw_retention_s:
+        raise ConfigError("retention_sample_addresses_s may not exceed metrics_raw_retention_s: "
+                          "the addresses in samples expire first")
+    if config.retention_login_failures_s < config.login_window_s:
+        raise ConfigError("retention_login_failures_s must be at least login_window_s (or throttling forgets)")
+    if config.erasure_delay_s + config.erasure_interval_s > ERASURE_PROMISE_S:
+        raise ConfigError("erasure_delay_s + erasure_interval_s may not exceed 30 days (the privacy policy)")
 
 
 def _check_addresses(config: HubConfig) -> None:

@@ -15,7 +15,8 @@
     │   ├── Unprocessable        422  well-formed, but past a work budget (too large to check)
     │   └── TooManyRequests      429  throttled (has `retry_after_s`)
     └── ServerError              the world failed → 5xx
-        └── Unavailable          503  database or dependency down
+        ├── Unavailable          503  database or dependency down
+        └── SecretUnreadable     500  a sealed secret's key is missing, or the value was altered
 
 Services raise these and know nothing of HTTP; handlers never catch them.
 """
@@ -125,3 +126,10 @@ class ServerError(HubError):
 class Unavailable(ServerError):
     status = 503
     code = "unavailable"
+
+
+class SecretUnreadable(ServerError):
+    """A sealed value (hub.services.sealing) names a key the keyring lacks, or fails its
+    authentication tag: the keyring file is not the one the database was sealed with."""
+
+    code = "secret_unreadable"

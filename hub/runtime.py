@@ -15,6 +15,7 @@ from hub.security import Passwords
 from hub.services.audit import AuditLog
 from hub.services.notify import LocalNotifier, Notifier
 from hub.services.notify_pg import PostgresNotifier, is_postgres_url
+from hub.services.sealing import Sealer
 
 
 # Label values for `method`: any other verb a client sends is counted as "other", so
@@ -56,6 +57,7 @@ class Runtime:
     notifier: Notifier
     audit: AuditLog
     metrics: HubMetrics
+    sealer: Sealer
 
     @classmethod
     def create(cls, config: HubConfig) -> Runtime:
@@ -66,6 +68,7 @@ class Runtime:
             notifier=PostgresNotifier.for_url(config.db_url) if is_postgres_url(config.db_url) else LocalNotifier(),
             audit=AuditLog(config.data_dir),
             metrics=HubMetrics.create(),
+            sealer=Sealer(config.keyring_path),
         )
 
     def listening(self) -> contextlib.AbstractAsyncContextManager[object]:

@@ -141,14 +141,14 @@ async def change_password(data: PasswordIn) -> Response:
 @bp.post("/2fa/setup")
 async def totp_setup() -> Response:
     _, user, _ = await _fresh_user()
-    return jsonify({"otpauth_uri": await accounts.begin_totp(user)})
+    return jsonify({"otpauth_uri": await accounts.begin_totp(rt(), user)})
 
 
 @bp.post("/2fa/confirm")
 @validate_request(CodeIn)
 async def totp_confirm(data: CodeIn) -> Response:
     p, user, session_id = await _fresh_user()
-    codes = await accounts.confirm_totp(user, data.code)
+    codes = await accounts.confirm_totp(rt(), user, data.code)
     await accounts.end_other_sessions(user, session_id)
     await rt().audit.append(actor=p.actor, action="auth.2fa.enable", address=p.address)
     await alerts.account_event(rt(), user.id, f"2FA was turned on for {user.email}", "auth.2fa.enable")

@@ -25,6 +25,7 @@ from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersio
 from hub.models.lists import IpEntry, IpList
 from hub.models.market import LibraryEntry, Template, TemplateVersion
 from hub.models.metrics import MetricPoint, MetricRollup, TopSource
+from hub.models.privacy import BillingRecord, ErasureRequest
 
 MODEL_MODULES = [
     "hub.models.access",
@@ -36,10 +37,11 @@ MODEL_MODULES = [
     "hub.models.lists",
     "hub.models.market",
     "hub.models.metrics",
+    "hub.models.privacy",
 ]
 
 __all__ = [
-    "Agent", "AlertChannel", "BillingAccount", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
+    "Agent", "AlertChannel", "BillingAccount", "BillingRecord", "ErasureRequest", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
     "IpEntry", "IpList", "JoinToken", "LibraryEntry", "LoginFailure", "Membership", "MetricPoint", "PasswordReset",
     "Template", "TemplateVersion",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",

@@ -15,6 +15,8 @@ class Tenant(Model):
     name = fields.CharField(max_length=200)
     suspended = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Closed by its owner: nobody reaches it any more, and hub.services.erasure deletes it.
+    closed_at = fields.DatetimeField(null=True)
 
     TENANT_PATH = "id"
 
@@ -27,11 +29,14 @@ class User(Model):
     email = fields.CharField(max_length=320, unique=True)
     password_hash = fields.CharField(max_length=200)
     is_platform_admin = fields.BooleanField(default=False)
-    totp_secret = fields.CharField(max_length=64, null=True)
-    totp_pending_secret = fields.CharField(max_length=64, null=True)
+    # Sealed (hub.services.sealing): envelope-encrypted, the key outside the database.
+    totp_secret = fields.CharField(max_length=400, null=True)
+    totp_pending_secret = fields.CharField(max_length=400, null=True)
     # The last TOTP time step accepted: a code is good once per step.
     totp_last_step = fields.BigIntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Closed by its owner: no sign-in any more, and hub.services.erasure deletes it.
+    closed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "user"

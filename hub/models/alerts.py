@@ -15,7 +15,8 @@ class AlertChannel(Model):
     kind = fields.CharField(max_length=16)  # email | webhook | slack | discord
     name = fields.CharField(max_length=100)
     target = fields.CharField(max_length=500)  # an address, or an https URL
-    secret = fields.CharField(max_length=100, default="")  # webhooks sign with it (HMAC-SHA256)
+    # Webhooks sign with it (HMAC-SHA256). Sealed (hub.services.sealing).
+    secret = fields.CharField(max_length=400, default="")
     enabled = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 

@@ -18,6 +18,12 @@ class AuditEntry(Model):
     details = fields.JSONField(default=dict)
     prev_hash = fields.CharField(max_length=64)
     hash = fields.CharField(max_length=64)
+    # Format 2 (hub.services.audit): the chain covers keyed hashes of the personal fields,
+    # so erasure can pseudonymise actor, target and address and the chain still verifies.
+    fmt = fields.SmallIntField(default=1)
+    actor_hash = fields.CharField(max_length=64, default="")
+    target_hash = fields.CharField(max_length=64, default="")
+    address_hash = fields.CharField(max_length=64, default="")
 
     TENANT_PATH = "tenant_id"
 

@@ -97,7 +97,7 @@ async def authenticate(rt: Runtime, email: str, password: str, address: str) -> 
     keys = login_keys(rt, email, address)
     attempt = Attempt(rt, keys)
     await attempt.begin()
-    user = await User.get_or_none(email=email)
+    user = await User.get_or_none(email=email, closed_at__isnull=True)  # a closed account signs in no more
     if not await rt.passwords.verify(user.password_hash if user else None, password):
         raise Unauthenticated("wrong email or password")  # the attempt's rows stay: failures
     assert user is not None
@@ -123,7 +123,7 @@ async def open_session(rt: Runtime, user: User, address: str, *, mfa_ok: bool,
 
 async def load_session(session_id: str) -> Session | None:
     session = await Session.get_or_none(id_hash=digest(session_id)).prefetch_related("user")
-    if session is None or session.expires_at <= now():
+    if session is None or session.expires_at <= now() or session.user.closed_at is not None:
         return None
     return session
 
@@ -184,11 +184,16 @@ async def change_password(rt: Runtime, user: User, new_password: str) -> None:
 
 # --- TOTP -------------------------------------------------------------------------------
 
-async def begin_totp(user: User) -> str:
+# TOTP secrets are stored sealed (hub.services.sealing): opened here, only when a code is checked.
+PENDING_COLUMN, SECRET_COLUMN = "user.totp_pending_secret", "user.totp_secret"
+
+
+async def begin_totp(rt: Runtime, user: User) -> str:
     """A new secret, pending until a code from it is confirmed; returns the otpauth URI."""
-    user.totp_pending_secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
+    user.totp_pending_secret = rt.sealer.seal(PENDING_COLUMN, secret)
     await user.save(update_fields=["totp_pending_secret"])
-    return pyotp.TOTP(user.totp_pending_secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
+    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
 
 
 def _matching_step(secret: str, code: str, at: float) -> int | None:
@@ -213,13 +218,15 @@ async def _consume_totp(user: User, secret: str, code: str) -> bool:
     return bool(updated)
 
 
-async def confirm_totp(user: User, code: str) -> list[str]:
+async def confirm_totp(rt: Runtime, user: User, code: str) -> list[str]:
     """Turn 2FA on once a code from the pending secret checks out; returns recovery codes."""
     if not user.totp_pending_secret:
         raise Conflict("start 2FA set-up first")
-    if not await _consume_totp(user, user.totp_pending_secret, code):
+    secret = rt.sealer.open(PENDING_COLUMN, user.totp_pending_secret)
+    assert secret is not None
+    if not await _consume_totp(user, secret, code):
         raise InvalidInput("wrong code")
-    user.totp_secret, user.totp_pending_secret = user.totp_pending_secret, None
+    user.totp_secret, user.totp_pending_secret = rt.sealer.seal(SECRET_COLUMN, secret), None
     await user.save(update_fields=["totp_secret", "totp_pending_secret"])
     return await new_recovery_codes(user)
 
@@ -242,7 +249,8 @@ async def second_factor(rt: Runtime, user: User, code: str, address: str) -> Non
     attempt = Attempt(rt, [(f"mfa:{user.id}", rt.config.login_max_failures)])
     await attempt.begin()
     code = code.strip().replace(" ", "").replace("-", "")
-    if user.totp_secret and await _consume_totp(user, user.totp_secret, code):
+    secret = rt.sealer.open(SECRET_COLUMN, user.totp_secret)
+    if secret and await _consume_totp(user, secret, code):
         return await attempt.forget()
     used = await RecoveryCode.filter(
         user_id=user.id, code_hash=digest(code.lower()), used_at__isnull=True

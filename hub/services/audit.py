@@ -14,6 +14,18 @@ Invariants:
   the entry in the caller's transaction, so an action and its entry commit together.
 So editing an entry breaks its own hash, and removing one leaves a gap in `seq` and a
 `prev_hash` that no longer matches; `verify` reports all of these.
+
+Erasure and the chain (format 2, `fmt`): the personal fields (actor, target, address) are
+each stored beside a keyed hash of them (`<field>_hash` = HMAC(chain key, name || value)),
+and the entry's hash covers those field hashes, not the values. Erasure replaces a value by
+its pseudonym, `erased:` and the first 16 hex digits of its field hash (the same person
+gets the same pseudonym, so the log still reads as a story); `verify` accepts a value that
+matches its field hash or is its pseudonym, so the chain verifies after erasure and an
+edit is still caught. Rows of format 1 (written before migration 0006) hashed the values
+themselves: `upgrade` verifies the whole chain, rewrites it in format 2 in one transaction,
+and signs a checkpoint of the new head with a signed record (`bulwark-audit-rechain/1`)
+that names the old head beside the new one, so an old exported checkpoint is still
+accounted for.
 """
 from __future__ import annotations
 
@@ -49,6 +61,10 @@ GENESIS = "0" * 64
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _PG_LOCK_KEY = 0x42574B41  # "BWKA"
 CHECKPOINT_KIND = "bulwark-audit-checkpoint/1"
+RECHAIN_KIND = "bulwark-audit-rechain/1"
+PERSONAL = ("actor", "target", "address")
+PSEUDONYM = "erased:"
+FORMAT = 2
 
 
 def _key_file(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -95,24 +111,54 @@ class AuditKeys:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
 
 
+def field_hash(key: bytes, name: str, value: str) -> str:
+    return hmac.new(key, f"{name}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonym(hash_: str) -> str:
+    return PSEUDONYM + hash_[:16]
+
+
 def _entry_hash(key: bytes, prev_hash: str, seq: int, tenant_id: uuid.UUID | None, actor: str,
                 action: str, target: str, address: str, at: dt.datetime,
-                details: dict[str, Any]) -> str:
+                details: dict[str, Any], fmt: int = 1) -> str:
+    """Format 1: over the values. Format 2: actor, target and address are their field hashes."""
     body = json.dumps(
         {
             "seq": seq,
             "tenant": str(tenant_id) if tenant_id else None,
-            "actor": actor,
+            "actor" if fmt == 1 else "actor_h": actor,
             "action": action,
-            "target": target,
-            "address": address,
+            "target" if fmt == 1 else "target_h": target,
+            "address" if fmt == 1 else "address_h": address,
             "at_us": (at - _EPOCH) // dt.timedelta(microseconds=1),
             "details": details,
+            **({"fmt": fmt} if fmt != 1 else {}),
         },
         sort_keys=True,
         separators=(",", ":"),
     )
     return hmac.new(key, (prev_hash + body).encode(), hashlib.sha256).hexdigest()
+
+
+def _row_hash(key: bytes, e: AuditEntry) -> str:
+    """What `e`'s hash must be, from its stored fields (its field hashes in format 2)."""
+    if e.fmt == 1:
+        return _entry_hash(key, e.prev_hash, e.seq, e.tenant_id, e.actor, e.action, e.target, e.address,
+                           e.at, e.details)
+    return _entry_hash(key, e.prev_hash, e.seq, e.tenant_id, e.actor_hash, e.action, e.target_hash,
+                       e.address_hash, e.at, e.details, fmt=e.fmt)
+
+
+def _field_problem(key: bytes, e: AuditEntry) -> str | None:
+    """In format 2, a personal field must be its field hash's value or its pseudonym."""
+    if e.fmt == 1:
+        return None
+    for name in PERSONAL:
+        value, h = getattr(e, name), getattr(e, f"{name}_hash")
+        if value != pseudonym(h) and field_hash(key, name, value) != h:
+            return f"edited (its {name} does not match its hash)"
+    return None
 
 
 # ---- checkpoints ------------------------------------------------------------------------
@@ -181,10 +227,15 @@ class AuditLog:
         last = await AuditEntry.all().using_db(conn).order_by("-seq").first()
         seq = 1 if last is None else last.seq + 1
         prev = GENESIS if last is None else last.hash
-        h = _entry_hash(self.keys.chain, prev, seq, tenant_id, actor, action, target, address, at, details)
+        key = self.keys.chain
+        hashes = {f"{name}_hash": field_hash(key, name, value)
+                  for name, value in (("actor", actor), ("target", target), ("address", address))}
+        h = _entry_hash(key, prev, seq, tenant_id, hashes["actor_hash"], action, hashes["target_hash"],
+                        hashes["address_hash"], at, details, fmt=FORMAT)
         return await AuditEntry.create(
             seq=seq, tenant_id=tenant_id, actor=actor, action=action, target=target,
-            address=address, at=at, details=details, prev_hash=prev, hash=h, using_db=conn,
+            address=address, at=at, details=details, prev_hash=prev, hash=h, fmt=FORMAT,
+            using_db=conn, **hashes,
         )
 
     def last_checkpoint(self) -> dict[str, Any] | None:
@@ -210,10 +261,7 @@ class AuditLog:
         if last is None:
             return None
         cp = sign_checkpoint(self.keys, last.seq, last.hash, int(dt.datetime.now(dt.timezone.utc).timestamp()))
-        self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as f:
-            f.write(json.dumps(cp, sort_keys=True) + "\n")
+        self._keep(cp)
         return cp
 
     async def verify(self, checkpoint: dict[str, Any] | None = None, batch: int = 1000,
@@ -241,10 +289,11 @@ class AuditLog:
                     problems.append(Problem(expected_seq, f"missing (next present is {e.seq})"))
                 elif e.prev_hash != prev_hash:
                     problems.append(Problem(e.seq, "does not link to its predecessor"))
-                recomputed = _entry_hash(key, e.prev_hash, e.seq, e.tenant_id, e.actor, e.action,
-                                         e.target, e.address, e.at, e.details)
-                if recomputed != e.hash and mine:
+                edited = _field_problem(key, e) if mine else None
+                if _row_hash(key, e) != e.hash and mine:
                     problems.append(Problem(e.seq, "edited (its hash does not match its content)"))
+                elif edited:
+                    problems.append(Problem(e.seq, edited))
                 if cp is not None and e.seq == cp["seq"]:
                     seen_cp = True
                     if e.hash != cp["hash"]:
@@ -254,6 +303,69 @@ class AuditLog:
             problems.append(Problem(cp["seq"], f"missing: the log ends at {last_seq}, before the signed "
                                                "checkpoint (entries were deleted)"))
         return checked, problems
+
+
+    # ---- erasure ------------------------------------------------------------------------
+
+    async def pseudonymise(self, rows: Any, fields: tuple[str, ...] = PERSONAL) -> int:
+        """Replace `fields` of the entries `rows` (a queryset) by their pseudonyms; the
+        chain still verifies. Idempotent. Rows of format 1 are upgraded first."""
+        await self.upgrade()
+        changed = 0
+        for name in fields:
+            for pk, value, h in await rows.filter(fmt__gte=2).values_list("id", name, f"{name}_hash"):
+                if value != pseudonym(h) and value != "":
+                    changed += await AuditEntry.filter(id=pk, **{name: value}).update(**{name: pseudonym(h)})
+        return changed
+
+    async def upgrade(self) -> int:
+        """Rewrite a chain holding format-1 rows in format 2 (see the module's docstring);
+        the number of rows rewritten, 0 when there were none. Refuses (Conflict) a chain
+        that does not verify: it would launder an edit."""
+        from hub.errors import Conflict
+
+        if not await AuditEntry.filter(fmt=1).exists():
+            return 0
+        async with self._lock, in_transaction() as conn:
+            if conn.capabilities.dialect == "postgres":
+                await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_PG_LOCK_KEY])
+            if not await AuditEntry.filter(fmt=1).using_db(conn).exists():
+                return 0
+            _, problems = await self.verify()
+            if problems:
+                raise Conflict(f"the audit log does not verify ({problems[0]}): not rewriting it")
+            old_head = await AuditEntry.all().using_db(conn).order_by("-seq").first()
+            key, prev, last_seq, n = self.keys.chain, GENESIS, 0, 0
+            while True:
+                rows = await AuditEntry.filter(seq__gt=last_seq).using_db(conn).order_by("seq").limit(1000)
+                if not rows:
+                    break
+                for e in rows:
+                    e.fmt, e.prev_hash = FORMAT, prev
+                    for name in PERSONAL:
+                        value = getattr(e, name)
+                        setattr(e, f"{name}_hash", field_hash(key, name, value))
+                    e.hash = _row_hash(key, e)
+                    await e.save(using_db=conn, update_fields=["fmt", "prev_hash", "hash", "actor_hash",
+                                                               "target_hash", "address_hash"])
+                    prev, last_seq, n = e.hash, e.seq, n + 1
+        assert old_head is not None
+        now_s = int(dt.datetime.now(dt.timezone.utc).timestamp())
+        record = {"kind": RECHAIN_KIND, "seq": old_head.seq, "old_hash": old_head.hash, "new_hash": prev,
+                  "at": now_s, "public_key": self.keys.public_hex}
+        body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+        self._keep({**record, "signature": self.keys.signing.sign(body).hex()})
+        # The new head, signed now: the chain was verified just before it was rewritten.
+        self._keep(sign_checkpoint(self.keys, last_seq, prev, now_s))
+        log.warning("audit log: %d entries rewritten in format %d (head %d: %s -> %s)", n, FORMAT,
+                    old_head.seq, old_head.hash, prev)
+        return n
+
+    def _keep(self, record: dict[str, Any]) -> None:
+        self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # hub.runtime imports the audit log, which registers a job he
 log = logging.getLogger("bulwark.hub.background")
 
 JOB_MODULES: list[str] = ["hub.services.lists", "hub.services.metrics", "hub.services.audit", "hub.services.alerts",
-                          "hub.services.outbox", "hub.services.billing"]
+                          "hub.services.outbox", "hub.services.billing", "hub.services.erasure",
+                          "hub.services.retention"]
 # every_s: seconds, or the name of the HubConfig field that holds them
 JOBS: list[tuple[str, float | str, Callable[[Runtime], Awaitable[None]]]] = []
 

@@ -13,6 +13,7 @@ thread or server), which is most of the cost of a small batch.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 import uuid
@@ -167,9 +168,10 @@ async def rollup(rt: Runtime, now: int | None = None) -> None:
                           packets=saturated(v[0]), bytes=saturated(v[1])) for k, v in sums.items()],
             batch_size=1000, using_db=conn,
         )
-    await MetricPoint.filter(ts__lt=now - rt.config.metrics_raw_retention_s).delete()
-    await TopSource.filter(ts__lt=now - rt.config.metrics_raw_retention_s).delete()
-    await MetricRollup.filter(bucket__lt=now - rt.config.metrics_rollup_retention_s).delete()
+    from hub.services import retention
+
+    await retention.enforce(rt, now=dt.datetime.fromtimestamp(now, dt.timezone.utc),
+                            only=("sample_addresses", "raw_metrics", "rollups"))
 
 
 @job("metrics-rollup", every_s=60)

@@ -156,7 +156,7 @@ async def deliver_due(rt: Runtime, *, now: dt.datetime | None = None) -> int:
     due = await OutboxMessage.filter(state="pending", next_attempt_at__lte=now).order_by("next_attempt_at").limit(BATCH)
     for message in due:
         try:
-            await deliver(rt.config, message)
+            await deliver(rt, message)
         except DeliveryFailed as exc:
             _failed(rt.config, message, str(exc), now)
             await message.save(update_fields=["state", "attempts", "last_error", "next_attempt_at"])
@@ -180,8 +180,9 @@ def _failed(config: HubConfig, message: OutboxMessage, error: str, now: dt.datet
     message.next_attempt_at = now + dt.timedelta(seconds=wait)
 
 
-async def deliver(config: HubConfig, message: OutboxMessage) -> None:
+async def deliver(rt: Runtime, message: OutboxMessage) -> None:
     """Send one message. Raises DeliveryFailed."""
+    config = rt.config
     if message.kind == "email":
         await asyncio.to_thread(_send_email, config, message)
         return
@@ -191,7 +192,7 @@ async def deliver(config: HubConfig, message: OutboxMessage) -> None:
         channel = await AlertChannel.get_or_none(id=message.channel_id)
         if channel is None:
             raise DeliveryFailed("the channel was deleted")
-        headers[SIGNATURE_HEADER] = sign(channel.secret, body, int(time.time()))
+        headers[SIGNATURE_HEADER] = sign(rt.sealer.open("alert_channel.secret", channel.secret) or "", body, int(time.time()))
     host = urlsplit(message.target).hostname or ""
     try:
         await asyncio.to_thread(_check_host, config, host)  # again: DNS may have changed

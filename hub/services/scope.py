@@ -90,9 +90,11 @@ async def resolve_scope(principal: Principal, tenant_id: uuid.UUID, need: str) -
         # Any token may read its tenant; more needs the scope.
         permissions = principal.token_scopes | {"read"}
     elif principal.user_id is not None:
-        membership = await Membership.get_or_none(user_id=principal.user_id, tenant_id=tenant_id)
+        # A closed tenant (hub.services.erasure) is gone for everyone.
+        membership = await Membership.get_or_none(user_id=principal.user_id, tenant_id=tenant_id,
+                                                  tenant__closed_at__isnull=True)
         if membership is None:
-            if not (principal.is_platform_admin and await Tenant.exists(id=tenant_id)):
+            if not (principal.is_platform_admin and await Tenant.exists(id=tenant_id, closed_at__isnull=True)):
                 raise NotFound("tenant")
             permissions = ROLE_PERMISSIONS["owner"]
         else:

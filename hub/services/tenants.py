@@ -39,7 +39,8 @@ async def tenants_of(principal: Principal) -> list[tuple[Tenant, str]]:
     if principal.token_tenant_id is not None:
         tenant = await Tenant.get(id=principal.token_tenant_id)
         return [(tenant, "token")]
-    memberships = await Membership.filter(user_id=principal.user_id).prefetch_related("tenant")
+    memberships = await Membership.filter(user_id=principal.user_id, tenant__closed_at__isnull=True) \
+        .prefetch_related("tenant")
     return [(m.tenant, m.role) for m in memberships]
 
 

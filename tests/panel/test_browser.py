@@ -211,3 +211,39 @@ def test_a_user_without_2fa_or_tenant_creates_one(page, hub):
     page.get_by_role("button", name="Create tenant").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     expect(page.get_by_text("Initech")).to_be_visible()
+
+
+def test_privacy_page_export_and_closing_an_account(page, hub):
+    sign_in(page, hub, hub.recovery_codes[6])
+    page.get_by_role("link", name="Privacy").click()
+    expect(page.get_by_role("heading", name="Privacy", exact=True)).to_be_visible()
+    for name in ("What we keep about you, and why", "A copy of your data", "Where you are signed in",
+                 "Two-factor authentication", "Close your account"):
+        expect(page.get_by_role("heading", name=name)).to_be_visible()
+    expect(page.get_by_role("cell", name=re.compile("dropped-packet samples"))).to_be_visible()
+    expect(page.get_by_text("this browser")).to_be_visible()
+    expect(page.get_by_label("Code")).to_be_visible()  # 2FA on: closing asks for the code too
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download my data").click()
+    assert download.value.suggested_filename.startswith("bulwark-account-")
+    shoot(page, "16-privacy")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+
+    # The newcomer (no 2FA, the only member of Initech) closes their account.
+    page.get_by_label("Email").fill(hubproc.NEWCOMER)
+    page.get_by_label("Password").fill(hubproc.PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/privacy")
+    page.get_by_label("Password").fill(hubproc.PASSWORD)
+    page.get_by_role("button", name="Close my account").click()  # the box is required: nothing sent
+    expect(page.get_by_role("heading", name="Close your account")).to_be_visible()
+    page.get_by_label("I want my account closed and erased").check()
+    page.get_by_role("button", name="Close my account").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("erased within 30 days")
+    shoot(page, "17-account-closed")
+    page.get_by_label("Email").fill(hubproc.NEWCOMER)
+    page.get_by_label("Password").fill(hubproc.PASSWORD)
+    page.console.expect_status(401)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong email or password")

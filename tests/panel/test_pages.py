@@ -74,7 +74,7 @@ def test_every_page_has_no_inline_script_or_style_and_every_post_form_has_a_toke
             t, list_id, policy_id = await _seeded(h)
             base = f"/t/{t.id}"
             pages = [f"{base}/", f"{base}/policies", f"{base}/policies/{policy_id}", f"{base}/deployments",
-                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/alerts", f"{base}/audit", f"{base}/billing"]
+                     f"{base}/lists", f"{base}/lists/{list_id}", f"{base}/alerts", f"{base}/audit", f"{base}/billing", "/privacy"]
             anonymous = h.client()
             for path in ["/login", *pages]:
                 client = anonymous if path == "/login" else t.owner.client
@@ -132,7 +132,7 @@ def test_every_panel_write_refuses_a_missing_token(tmp_path):
             base = f"/t/{t.id}"
             writes = ["/logout", "/tenants", f"{base}/policies", f"{base}/policies/{policy_id}",
                       f"{base}/policies/{policy_id}/deploy", f"{base}/lists", f"{base}/lists/{list_id}/entries",
-                      f"{base}/lists/{list_id}/entries/remove"]
+                      f"{base}/lists/{list_id}/entries/remove", "/privacy/close", "/privacy/sessions/end-others"]
             for path in writes:
                 r = await t.owner.client.post(path, form={"name": "x", "source": "x", "network": "10.0.0.1"})
                 assert r.status_code == 403, path
@@ -497,5 +497,37 @@ def test_the_dashboard_shows_the_xdp_mode_of_the_latest_status_and_sums_points_p
             assert "30 pkts" in row  # passed in the window (default verdict: pass)
             top = page[page.index("Top dropped sources"):]
             assert "198.51.100.66" in top and "4.3k" in top
+
+    run(go())
+
+
+def test_privacy_page_closes_an_account_only_with_the_password_and_the_box(tmp_path):
+    from hub.models import ErasureRequest, User
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, _, _ = await _seeded(h)
+            c = t.owner.client
+            r = await c.get("/privacy")
+            html = await r.get_data(as_text=True)
+            assert r.status_code == 200
+            for text in ("What we keep about you", "Download my data", "Where you are signed in",
+                         "Two-factor authentication", "Close your account", "30 days", "10 years"):
+                assert text in html, text
+            assert f"/api/v1/tenants/{t.id}/export" in html
+            token = _token(html)
+            for form in ({"password": PASSWORD}, {"password": "not the password!", "confirm": "yes"},
+                         {"password": "x" * 5000, "confirm": "yes"}, {"confirm": "yes"}):
+                r = await c.post("/privacy/close", form={**form, "csrf_token": token})
+                assert r.status_code == 302 and r.headers["Location"].endswith("/privacy"), form
+                assert not await ErasureRequest.exists()
+            r = await c.get("/privacy")
+            assert "not right" in await r.get_data(as_text=True)
+            r = await c.post("/privacy/close", form={"password": PASSWORD, "confirm": "yes", "csrf_token": token})
+            assert r.status_code == 302 and "/login" in r.headers["Location"]
+            assert await ErasureRequest.exists(kind="user", subject_id=t.user.id)
+            assert (await User.get(id=t.user.id)).closed_at is not None
+            r = await c.get("/privacy")
+            assert r.status_code == 302  # signed out
 
     run(go())

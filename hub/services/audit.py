@@ -21,7 +21,7 @@ and the entry's hash covers those field hashes, not the values. Erasure replaces
 its pseudonym, `erased:` and the first 16 hex digits of its field hash (the same person
 gets the same pseudonym, so the log still reads as a story); `verify` accepts a value that
 matches its field hash or is its pseudonym, so the chain verifies after erasure and an
-edit is still caught. Rows of format 1 (written before migration 0006) hashed the values
+edit is still caught. Rows of format 1 (written before migration 0012) hashed the values
 themselves: `upgrade` verifies the whole chain, rewrites it in format 2 in one transaction,
 and signs a checkpoint of the new head with a signed record (`bulwark-audit-rechain/1`)
 that names the old head beside the new one, so an old exported checkpoint is still

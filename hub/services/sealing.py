@@ -13,7 +13,7 @@ Invariants:
   own ciphertext is untouched), a batch per transaction: a crash leaves some rows under the
   old KEK, which stays in the keyring, and a rerun (`--resume`) finishes. A KEK is retired
   (dropped from the keyring) only when no row names it.
-- A value without the prefix is plaintext from before sealing (migration 0006 could not
+- A value without the prefix is plaintext from before sealing (migration 0012 could not
   seal: a migration sees the database, not the keyring): `open` passes it through and
   `seal_legacy`, run at start, seals each such row once.
 """

@@ -209,7 +209,7 @@ async def test_a_chain_of_format_1_is_rewritten_once_and_a_signed_record_says_so
     async with HubHarness(tmp_path) as hub:
         t, _ = await _world(hub)
         rt = hub.rt
-        # Make the log what hubs before 0006 wrote: format 1, hashed over the values.
+        # Make the log what hubs before 0012 wrote: format 1, hashed over the values.
         prev, key = audit.GENESIS, rt.audit.keys.chain
         for e in await AuditEntry.all().order_by("seq"):
             e.fmt, e.prev_hash = 1, prev

@@ -75,8 +75,9 @@ async def _render(p, user, s, status: int = 200, **extra):
     fresh = _fresh_until(s)
     pending = None
     if fresh and user.totp_pending_secret:
-        uri = pyotp.TOTP(user.totp_pending_secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
-        pending = {"qr": qr_data_uri(uri), "secret": _grouped(user.totp_pending_secret), "uri": uri}
+        secret = rt().sealer.open(accounts.PENDING_COLUMN, user.totp_pending_secret)  # stored sealed
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
+        pending = {"qr": qr_data_uri(uri), "secret": _grouped(secret), "uri": uri}
     listed = await accounts.sessions_of(user)
     return await render_template(
         "panel/account.html", **ctx, fresh_until=fresh, pending=pending, me=user,
@@ -142,7 +143,7 @@ async def account_totp_setup() -> Response | tuple[str, int]:
         _require_fresh(s)
     except Forbidden as exc:
         return await _refused(p, user, s, exc)
-    await accounts.begin_totp(user)
+    await accounts.begin_totp(rt(), user)
     return await _render(p, user, s)
 
 
@@ -151,7 +152,7 @@ async def account_totp_confirm() -> Response | tuple[str, int]:
     p, user, session_id, s = await _me()
     try:
         _require_fresh(s)
-        codes = await accounts.confirm_totp(user, (await _form()).get("code", "")[:64])
+        codes = await accounts.confirm_totp(rt(), user, (await _form()).get("code", "")[:64])
     except ClientError as exc:  # a wrong code, no set-up pending: shown on the page
         return await _refused(p, user, s, exc)
     await accounts.end_other_sessions(user, session_id)

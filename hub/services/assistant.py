@@ -199,7 +199,8 @@ async def draft(config: HubConfig, tenant_id: uuid.UUID, request: str, running: 
                 source = ""
             else:
                 source = found
-                diagnostics, plan, _ = policies.compile_source("draft", source, config)
+                compiled = policies.compile_source("draft", source, config)
+                diagnostics, plan = compiled.diagnostics, compiled.plan_json
                 if plan is not None:
                     break
             messages += [{"role": "assistant", "content": answer or "(empty)"},

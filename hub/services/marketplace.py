@@ -165,7 +165,8 @@ async def preview(rt: Runtime, scope: TenantScope, slug: str, version: int | Non
                   parameters: dict[str, Any], agent_id: Any = None) -> dict[str, Any]:
     row, v, template = await version_of(slug, version)
     rendered = _rendered(template, parameters)
-    diagnostics, plan_json, digest = await policies.compile_bounded(slug, rendered.text, rt.config)
+    compiled = await policies.compile_bounded(slug, rendered.text, rt.config)
+    diagnostics, plan_json, digest = compiled.diagnostics, compiled.plan_json, compiled.digest
     out: dict[str, Any] = {
         "slug": slug, "version": v.version, "parameters": rendered.values_text(template),
         "source": rendered.text, "diagnostics": diagnostics, "plan_digest": digest,

@@ -14,7 +14,7 @@ per route, so a new route is linked the day it is added:
 Where the item names its key otherwise (`version`, `kind`), the field named like the
 path parameter is used instead of `id`. Every other path parameter is passed on as it
 was requested. `BODY_LINKS` holds the few links the paths cannot show: ids that travel
-in a request body.
+in a request body; `PATH_LINKS` the path ids the answers hold other than as items.
 """
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ BODY_LINKS: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
     ("post_tenants_invite", "201"): [("post_tenants_accept", {"token": "$response.body#/token"})],
     ("put_policies_save", "200"): [("post_deployments_create", {"policy_id": "$response.body#/id",
                                                                 "version": "$response.body#/latest_version"})],
+}
+# (source operationId, status) -> [(target operationId, {path parameter: expression})]: ids
+# the path rules cannot see, such as an item's list of plain version numbers.
+PATH_LINKS: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = {
+    ("get_marketplace_get", "200"): [("get_marketplace_version", {"version": "$response.body#/versions/0"})],
 }
 
 
@@ -61,6 +66,12 @@ def add_links(doc: dict[str, Any]) -> None:
             target_path = next(p for p, _, op in operations if op is by_id[target_id])
             links[target_id] = {"operationId": target_id, "requestBody": body,
                                 "parameters": {f"path.{p}": f"$request.path.{p}" for p in _params(target_path)}}
+    for (source_id, status), path_targets in PATH_LINKS.items():
+        links = _with_links(by_id[source_id], status)
+        for target_id, given in path_targets:
+            target_path = next(p for p, _, op in operations if op is by_id[target_id])
+            links[target_id] = {"operationId": target_id, "parameters": {
+                f"path.{p}": given.get(p, f"$request.path.{p}") for p in _params(target_path)}}
 
 
 def _producers(doc: dict[str, Any], path: str, method: str, op: dict[str, Any]):

@@ -84,7 +84,7 @@ def sign_in(page) -> None:
 def test_billing_page_card_through_checkout_and_the_dunning_banners(page, hub):
     sign_in(page)
     expect(page.get_by_role("complementary", name="Billing")).to_have_count(0)  # active: nothing to say
-    page.get_by_role("link", name="Billing").click()
+    page.get_by_role("link", name="Billing", exact=True).click()
     expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
     expect(page.get_by_text("3.00 EUR excl. tax per agent per month")).to_be_visible()
     estimate = page.get_by_role("table", name="Next invoice (estimate)")
@@ -124,5 +124,5 @@ def test_billing_page_card_through_checkout_and_the_dunning_banners(page, hub):
     expect(banner).to_contain_text("Protections suspended")
     expect(banner).to_contain_text("every agent has removed its program and table")
     shoot(page, "23-banner-suspended")
-    banner.get_by_role("link", name="Billing").click()
+    banner.get_by_role("link", name="Billing", exact=True).click()
     expect(page.get_by_text("suspended", exact=True)).to_be_visible()

@@ -2,14 +2,16 @@
 `hub.services.list_browse` runs them, beside the query the panel ran before (a LIKE
 'prefix%' filter, which SQLite answers by scanning the list's rows), same data, same run.
 
-    .venv/bin/python bench/list_search.py [--entries 1000000] [--rounds 5]
+    .venv/bin/python bench/list_search.py [--entries 1000000] [--rounds 5] [--json FILE]
 
 Prints medians (ms) of `rounds`; the machine is shared and noisy: compare the columns.
+--json writes them as `<search>_ms` (list_browse) and `<search>_like_ms` (the LIKE).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -24,7 +26,8 @@ from hub.models import IpEntry, IpList, Tenant  # noqa: E402
 from hub.services import list_browse  # noqa: E402
 from hub.services.lists import Entry, _insert  # noqa: E402
 
-SEARCHES = ("10.1.134.", "10.15.", "10.9.9.9", "2001:db8:")
+# name in --json -> what is typed in the search box
+SEARCHES = {"host_prefix": "10.1.134.", "wide_prefix": "10.15.", "one_host": "10.9.9.9", "no_match": "2001:db8:"}
 
 
 async def timed(rounds: int, work) -> float:
@@ -36,7 +39,7 @@ async def timed(rounds: int, work) -> float:
     return statistics.median(runs)
 
 
-async def main(entries: int, rounds: int) -> None:
+async def main(entries: int, rounds: int, json_path: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = await open_db(HubConfig(data_dir=tmp))
         await migrate(ctx)
@@ -57,21 +60,27 @@ async def main(entries: int, rounds: int) -> None:
 
         print(f"{entries:,} entries, median of {rounds} (ms)")
         print(f"{'query':<28}{'list_browse':>14}{'LIKE (before)':>16}")
-        for search in SEARCHES:
+        figures: dict[str, float] = {"entries": entries}
+        for name, search in SEARCHES.items():
             new_ms = await timed(rounds, lambda: list_browse.page(ip_list, search, 0, 50))
             old_ms = await timed(rounds, lambda: old(search))
             found = (await list_browse.page(ip_list, search, 0, 50)).total
+            figures.update({f"{name}_ms": new_ms, f"{name}_like_ms": old_ms, f"{name}_found": found})
             print(f"{f'q={search} ({found:,})':<28}{new_ms:>14.1f}{old_ms:>16.1f}")
         last = entries - 50
         new_ms = await timed(rounds, lambda: list_browse.page(ip_list, "", last, 50))
         old_ms = await timed(rounds, lambda: old("", last))
+        figures.update({"last_page_ms": new_ms, "last_page_like_ms": old_ms})
         print(f"{'last page, no search':<28}{new_ms:>14.1f}{old_ms:>16.1f}")
         await ctx.close_connections()
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--entries", type=int, default=1_000_000)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--json", default="")
     args = p.parse_args()
-    asyncio.run(main(args.entries, args.rounds))
+    asyncio.run(main(args.entries, args.rounds, args.json))

@@ -60,6 +60,8 @@ BENCHES = [
     Bench("e2e_scale_pg2", "e2e_scale", lambda runs: ["--hub-processes", "2"], True, 1800, postgres=True),
     Bench("hub_longpoll_10k_pg2", "hub_longpoll", lambda runs: ["--agents", "10000", "--rounds", str(runs),
                                                               "--hub-processes", "2"], True, 1800, postgres=True),
+    Bench("lockout", "lockout", lambda runs: ["--repeat", str(max(21, runs))], True, 300),
+    Bench("list_search", "list_search", lambda runs: ["--rounds", str(runs)], True, 900),
 ]
 
 

@@ -6,13 +6,18 @@ states reach the maps.
 
 1. RSS and CPU of an idle `bulwark agent run` (persisted state holding a Plan whose set
    names a 1,000,000-entry list, sampler and watchdog running) in a throwaway namespace,
-   standalone and managed (enrolled with a hub that does not answer: the hub link and
-   its HTTP client loaded, backing off). Targets: under 80 MB RSS, under 1 % of a core.
+   standalone and managed (enrolled with an https hub that does not answer: the hub link
+   and its HTTP client loaded, backing off). Targets: under 80 MB RSS, under 1 % of a core.
 2. Time from a hub document in hand (the shape the hub sends: lists packed, base64; see
-   docs/agent-protocol.md) through the hub link's decoding and the reconciler to the maps
-   updated, in-process, for a 1-entry and a 100,000-entry list delta on top of the
-   1,000,000-entry list; and a whole re-apply from a snapshot (generation flip).
+   docs/agent-protocol.md) through the hub link's decoding, the reconciler's checks (the
+   hub's signature against the pinned key, the lockout guard) to the maps updated,
+   in-process, for a 1-entry and a 100,000-entry list delta on top of the 1,000,000-entry
+   list; and a whole re-apply from a snapshot (generation flip).
 The persisted state of 1. is what the hub link keeps of the hub's snapshot document.
+The documents are built here, not fetched from a hub process: their lists are packed by
+the same `rules_dsl.addresses.Packed` the hub packs its stored rows with (bare hosts, as
+the hub stores them: the same bytes), and signed by the hub's own signer
+(`hub.services.plan_signing`). bench/e2e_scale.py measures the agent behind a real hub.
 Each measure is run --repeat times; the median is reported (the runs too).
 Needs root. Figures are from a shared, noisy machine: read the ratios.
 """
@@ -34,8 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from agent.config import AgentConfig  # noqa: E402
 from agent.hub_link import DesiredTracker, save_credential  # noqa: E402
+from agent.trust import save_pin  # noqa: E402
 from agent.state import StateStore  # noqa: E402
 from bpf import ensure_bpffs  # noqa: E402
+from hub.config import HubConfig  # noqa: E402
+from hub.services.plan_signing import PlanSigner  # noqa: E402
 from rules_dsl import load  # noqa: E402
 from rules_dsl.addresses import Packed, to_wire  # noqa: E402
 from tests.netlab import VethLab  # noqa: E402
@@ -55,19 +63,30 @@ def hosts(n: int, base: int = 0x0A000000) -> list[str]:
     return [f"{(a >> 24) & 255}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}" for a in range(base, base + n)]
 
 
-def hub_document(plan, revision: int, *, snapshot: list[str] | None = None, added: list[str] = (),
-                 removed: list[str] = (), since: int | None = None) -> dict:
+AGENT_ID, DEPLOYMENT_ID = "bench", "d1"
+
+
+def hub_signer(root: Path, cfg: AgentConfig) -> PlanSigner:
+    """The hub's Plan signer with a key of its own under root, pinned on the agent as
+    enrolment pins it: without it the reconciler refuses every hub Plan."""
+    signer = PlanSigner(HubConfig(data_dir=str(root / "hub")))
+    save_pin(cfg, AGENT_ID, signer.public_key)
+    return signer
+
+
+def hub_document(plan, revision: int, signer: PlanSigner, *, snapshot: list[str] | None = None,
+                 added: list[str] = (), removed: list[str] = (), since: int | None = None) -> dict:
     """A desired-state document as the hub sends it (docs/agent-protocol.md): the list
-    packed and base64-encoded, a snapshot or a delta since `since`."""
+    packed and base64-encoded, a snapshot or a delta since `since`, the Plan signed."""
     item = {"id": "L1", "name": "ban", "kind": "deny", "revision": revision}
     if snapshot is not None:
         item.update(mode="snapshot", entries=to_wire(Packed(snapshot)))
     else:
         item.update(mode="delta", since=since, added=to_wire(Packed(list(added))),
                     removed=to_wire(Packed(list(removed))))
-    return {"agent_id": "bench", "etag": f"e{revision}", "mode": "enforce",
-            "deployment": {"id": "d1", "digest": plan.digest}, "plan": json.loads(plan.to_json()),
-            "lists": [item]}
+    return {"agent_id": AGENT_ID, "etag": f"e{revision}", "mode": "enforce",
+            "deployment": {"id": DEPLOYMENT_ID, "digest": plan.digest}, "plan": json.loads(plan.to_json()),
+            "lists": [item], "signature": signer.sign(AGENT_ID, DEPLOYMENT_ID, plan.digest, "enforce")}
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -88,9 +107,10 @@ def idle_footprint(lab: VethLab, root: Path, entries: int, idle_s: float, port: 
     cfg = AgentConfig(name="bench", iface=lab.iface, netns=lab.ns, xdp_mode="native",
                       pin_root=str(root / "pins"), state_root=str(root / "state"), http_port=port)
     # what the hub link persists from the hub's snapshot document
-    StateStore(cfg.state_dir).save(DesiredTracker(None).update(hub_document(plan, 1, snapshot=hosts(entries))))
+    doc = hub_document(plan, 1, hub_signer(root, cfg), snapshot=hosts(entries))
+    StateStore(cfg.state_dir).save(DesiredTracker(None).update(doc))
     if managed:  # a hub on a port nobody listens on: the link loads and backs off
-        save_credential(cfg, "http://127.0.0.1:9", "bench", "bwa_bench_x")
+        save_credential(cfg, "https://127.0.0.1:9", AGENT_ID, "bwa_bench_x")
     argv = [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main(sys.argv[1:]))",
             "run", "--name", "bench", "--iface", lab.iface, "--netns", lab.ns, "--pin-root", cfg.pin_root,
             "--state-root", cfg.state_root, "--http-port", str(port)]
@@ -127,6 +147,7 @@ async def delta_latency(lab: VethLab, root: Path, entries: int) -> dict:
     plan = load(POLICY, "bench.bw").plan
     cfg = AgentConfig(name="lat", iface=lab.iface, netns=lab.ns, xdp_mode="native",
                       pin_root=str(root / "pins"), state_root=str(root / "state"), http_port=0)
+    signer = hub_signer(root, cfg)
     agent = build(cfg)
     tracker = DesiredTracker(None)
     out = {}
@@ -144,15 +165,15 @@ async def delta_latency(lab: VethLab, root: Path, entries: int) -> dict:
 
     async with trio.open_nursery() as nursery:
         await nursery.start(run_agent, agent)
-        out["initial_apply_1M_s"] = round(await timed(hub_document(plan, 1, snapshot=hosts(entries))), 3)
+        out["initial_apply_1M_s"] = round(await timed(hub_document(plan, 1, signer, snapshot=hosts(entries))), 3)
         rev = 1
         for size in (1, 100_000):
             added = hosts(size, base=0x0B000000 + rev * 0x100000)
             rev += 1
-            out[f"delta_{size}_s"] = round(await timed(hub_document(plan, rev, added=added, since=rev - 1)), 4)
+            out[f"delta_{size}_s"] = round(await timed(hub_document(plan, rev, signer, added=added, since=rev - 1)), 4)
         rev += 1
         out["whole_reapply_s"] = round(await timed(hub_document(
-            plan, rev, snapshot=list(tracker.lists["L1"].entries) + ["192.0.2.77"])), 3)
+            plan, rev, signer, snapshot=list(tracker.lists["L1"].entries) + ["192.0.2.77"])), 3)
         nursery.cancel_scope.cancel()
     agent.dataplane.close()
     return out

@@ -76,7 +76,7 @@ BENCHES = [
 def flatten(doc: dict, prefix: str) -> dict[str, float]:
     flat: dict[str, float] = {}
     for key, value in doc.items():
-        name = f"{prefix}.{key}"
+        name = f"{prefix}.{key}" if prefix else key
         if isinstance(value, dict):
             flat.update(flatten(value, name))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -128,7 +128,7 @@ def run_bench(bench: Bench, runs: int, pg: Postgres) -> tuple[dict[str, float], 
                 return {}, f"timed out after {bench.timeout_s:.0f} s"
             if done.returncode != 0:
                 return {}, f"exited with status {done.returncode}"
-            for key, value in flatten(json.loads(Path(out.name).read_text() or "{}"), bench.name).items():
+            for key, value in flatten(json.loads(Path(out.name).read_text() or "{}"), "").items():
                 samples.setdefault(key, []).append(value)
     return {key: statistics.median(values) for key, values in samples.items()}, ""
 
@@ -144,11 +144,12 @@ def machine() -> str:
 
 def commit() -> str:
     """HEAD, with "-dirty" when the work tree has uncommitted changes (the figures may be
-    of code no commit holds)."""
+    of code no commit holds); the report's own files do not count."""
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                         ":!bench/REPORT.json", ":!bench/REPORT.md") else "")
 
 
 def now() -> str:
@@ -165,7 +166,7 @@ def run_all(wanted: set[str], runs: int, store: report_store.Store, kept_path: P
             meta = {"date": now(), "commit": commit(), "machine": machine(), "runs": runs}
             load0, start = os.getloadavg()[0], time.monotonic()
             medians, error = run_bench(bench, runs, pg)
-            meta.update(took_s=round(time.monotonic() - start, 1), load_average=[load0, os.getloadavg()[0]])
+            meta.update(took_s=round(time.monotonic() - start, 1), load_average=[round(load0, 2), round(os.getloadavg()[0], 2)])
             report_store.record(store, bench.name, medians, error, meta)
             report_store.dump(store, kept_path)
             if error:

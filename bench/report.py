@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -107,6 +108,22 @@ class Postgres:
             self.server.stop()
 
 
+def run_group(cmd: list[str], timeout_s: float) -> int | None:
+    """Run a bench in a process group of its own; its exit status, or None when it timed
+    out, its whole group then killed (a hub it started would otherwise outlive it)."""
+    child = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        return child.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # whatever of the group is left, if anything
+        except ProcessLookupError:
+            pass
+        child.wait()
+
+
 def run_bench(bench: Bench, runs: int, pg: Postgres) -> tuple[dict[str, float], str]:
     """Medians of every figure the bench printed; an error text instead when it failed."""
     script = ROOT / "bench" / f"{bench.script}.py"
@@ -122,12 +139,11 @@ def run_bench(bench: Bench, runs: int, pg: Postgres) -> tuple[dict[str, float], 
                 except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
                     return {}, str(exc).splitlines()[0]
             print("$", " ".join(cmd[1:]), flush=True)
-            try:
-                done = subprocess.run(cmd, cwd=ROOT, timeout=bench.timeout_s)
-            except subprocess.TimeoutExpired:
+            returncode = run_group(cmd, bench.timeout_s)
+            if returncode is None:
                 return {}, f"timed out after {bench.timeout_s:.0f} s"
-            if done.returncode != 0:
-                return {}, f"exited with status {done.returncode}"
+            if returncode != 0:
+                return {}, f"exited with status {returncode}"
             for key, value in flatten(json.loads(Path(out.name).read_text() or "{}"), "").items():
                 samples.setdefault(key, []).append(value)
     return {key: statistics.median(values) for key, values in samples.items()}, ""

@@ -110,3 +110,13 @@ def test_render_refuses_a_broken_merge_file(tmp_path):
                            "--out", str(tmp_path / "REPORT.md")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "bad.json: not JSON" in done.stderr
     assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_a_bench_that_times_out_takes_what_it_started_with_it(tmp_path):
+    pid_file = tmp_path / "hub.pid"
+    leaves_a_hub = ("import subprocess, sys, time; p = subprocess.Popen(['sleep', '60']); "
+                    f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    assert report.run_group([sys.executable, "-c", leaves_a_hub], 3) is None
+    stat = Path(f"/proc/{pid_file.read_text()}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone, or dead and unreaped
+    assert report.run_group([sys.executable, "-c", "raise SystemExit(3)"], 10) == 3

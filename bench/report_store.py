@@ -89,8 +89,8 @@ def record(store: Store, name: str, figures: dict[str, float], error: str, meta:
 
 
 def merge(ours: Store, theirs: Store) -> Store:
-    """Per bench, the entry measured last (ours on a tie); a failure note survives only
-    if it is newer than the figures kept."""
+    """Per bench, the entry measured last (ours on a tie; see _when for dates without a
+    time); a failure note survives only if it is not older than the figures kept."""
     out = dict(ours)
     for name, entry in theirs.items():
         mine = out.get(name)
@@ -104,5 +104,9 @@ def merge(ours: Store, theirs: Store) -> Store:
 
 
 def _when(entry: dict) -> str:
-    """When an entry was last attempted (a success or a failure)."""
-    return max(entry.get("date", ""), entry.get("failed", {}).get("date", ""))
+    """When an entry was last attempted (a success or a failure). A date without a time
+    (the old layout) counts as the end of its day: a branch whose old report.py re-ran a
+    bench today ran it after its own changes, which is the figure to keep."""
+    def stamp(date: str) -> str:
+        return date + "T24:00Z" if len(date) == 10 else date
+    return max(stamp(entry.get("date", "")), stamp(entry.get("failed", {}).get("date", "")))

@@ -60,6 +60,15 @@ def test_merge_takes_each_bench_measured_last():
     assert list(merged) == sorted(merged)
 
 
+def test_an_old_layout_run_of_the_same_day_is_taken_over_ours():
+    """Another branch's old report.py re-ran the bench today, after that branch's changes."""
+    merged = report_store.merge({"panel": entry("2026-12-02T05:00Z", c=1)},
+                                {"panel": entry("2026-12-02", c=2), "dsl": entry("2026-11-23", b=1)})
+    assert merged["panel"]["figures"] == {"c": 2}
+    assert report_store.merge({"dsl": entry("2026-11-23T05:00Z", b=9)}, {"dsl": entry("2026-11-22", b=1)}) \
+        == {"dsl": entry("2026-11-23T05:00Z", b=9)}
+
+
 def test_a_failed_rerun_keeps_the_last_figures_beside_the_failure():
     store = {"guard": entry("2026-11-23", one_entry_change_ms=0.03)}
     report_store.record(store, "guard", {}, "exited with status 1", {"date": "2026-12-02T05:00Z", "commit": "x"})

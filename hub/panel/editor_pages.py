@@ -57,6 +57,7 @@ async def _progress(d: Deployment | None) -> dict[str, Any] | None:
     if d is None:
         return None
     targets = await DeploymentTarget.filter(deployment_id=d.id).prefetch_related("agent").order_by("id")
+    targets.sort(key=lambda t: (not t.canary, (t.agent.hostname or "").lower(), str(t.agent_id)))  # canaries first
     counts: dict[str, int] = {}
     for t in targets:
         counts[t.status] = counts.get(t.status, 0) + 1

@@ -68,6 +68,9 @@ def test_canary_first_then_the_rest_then_complete_and_a_rollback_followed(page, 
     expect(rollout).to_contain_text("1 of 2 applied", timeout=STEP_MS)
     expect(rollout.locator("[data-rollout-state]")).to_have_text("released", timeout=STEP_MS)
     _targets(rollout, {"edge-1": ("canary", "applied"), "edge-2": ("target", "released")})
+    expect(rollout.get_by_role("row").nth(1)).to_contain_text("canary")  # the canary stands first
+    history = page.get_by_role("region", name="Deployed digests")
+    expect(history.get_by_role("row").nth(1).locator(".badge")).to_have_text("released")  # its row follows too
     shoot(page, "31-canary-stage-two")
 
     hubproc.report_status(hub, applied=v2, agent="edge-2")
@@ -75,6 +78,7 @@ def test_canary_first_then_the_rest_then_complete_and_a_rollback_followed(page, 
     expect(rollout).to_contain_text("2 of 2 applied")
     _targets(rollout, {"edge-1": ("canary", "applied"), "edge-2": ("target", "applied")})
     expect(rollout.locator("progress")).to_have_attribute("value", "2")
+    expect(history.get_by_role("row").nth(1).locator(".badge")).to_have_text("complete")
     shoot(page, "32-canary-complete")
 
     # A second version, canary first again, then back to the first digest.

@@ -18,7 +18,7 @@ from quart import Response, flash, jsonify, render_template, request
 from hub.errors import InvalidInput
 from hub.models import Agent, Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.panel import bp
-from hub.panel.pages import Named, _back, _page, delete_form, refused_back, rename_form
+from hub.panel.pages import Named, _back, _page, refused_back
 from hub.services import deployments, policies
 from hub.services.policies import Compiled
 from hub.web import read_json, rt
@@ -146,14 +146,5 @@ def _policy_name(name: str) -> str | None:
 
 POLICY = Named(Policy, "policy", "panel.policy", "policy_id", "panel.policies_index", policies.rename, policies.delete,
                label=lambda p: p.name, refuse_name=_policy_name,
-               deleted="Deleted the {kind} {label}; its deployments keep their Plans.")
-
-
-@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/rename")
-async def policy_rename(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
-    return await rename_form(POLICY, tenant_id, policy_id)
-
-
-@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/delete")
-async def policy_delete(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
-    return await delete_form(POLICY, tenant_id, policy_id)
+               deleted="Deleted the {kind} {label}; its deployments keep their Plans.",
+               ).routes("/t/<uuid:tenant_id>/policies/<uuid:policy_id>")

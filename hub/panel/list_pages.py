@@ -17,7 +17,7 @@ from hub.errors import InvalidInput
 from hub.models import IpList
 from hub.panel import bp
 from hub.panel.pages import (
-    PAGE_SIZE, Named, _back, _form, _int_arg, _nonempty, _page, delete_form, refused_back, rename_form,
+    PAGE_SIZE, Named, _back, _form, _int_arg, _nonempty, _page, refused_back,
 )
 from hub.services import list_browse, lists
 from hub.web import rt
@@ -100,14 +100,5 @@ async def list_export(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
 
 LIST = Named(IpList, "list", "panel.list_page", "list_id", "panel.lists_index", lists.rename_list, lists.delete_list,
              label=lambda x: x.name, refuse_name=_nonempty("a list"),
-             renamed="Renamed to {name}: policies name it so from now on.")
-
-
-@bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/rename")
-async def list_rename(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
-    return await rename_form(LIST, tenant_id, list_id)
-
-
-@bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/delete")
-async def list_delete(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
-    return await delete_form(LIST, tenant_id, list_id)
+             renamed="Renamed to {name}: policies name it so from now on.",
+             ).routes("/t/<uuid:tenant_id>/lists/<uuid:list_id>")

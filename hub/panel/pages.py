@@ -121,6 +121,19 @@ class Named:
     deleted: str = "Deleted the {kind} {label}."
     delete_needs: str = "write"
 
+    def routes(self, rule: str) -> Named:
+        """POST `rule`/rename and `rule`/delete, as the endpoints panel.<kind>_rename and
+        panel.<kind>_delete (the forms' url_for names)."""
+        async def rename(tenant_id: uuid.UUID, **ids: uuid.UUID) -> Response:
+            return await rename_form(self, tenant_id, ids[self.id_arg])
+
+        async def delete(tenant_id: uuid.UUID, **ids: uuid.UUID) -> Response:
+            return await delete_form(self, tenant_id, ids[self.id_arg])
+
+        bp.add_url_rule(f"{rule}/rename", f"{self.kind}_rename", rename, methods=["POST"])
+        bp.add_url_rule(f"{rule}/delete", f"{self.kind}_delete", delete, methods=["POST"])
+        return self
+
 
 def _nonempty(kind: str) -> Callable[[str], str | None]:
     return lambda name: None if name else f"{kind} needs a name"
@@ -236,17 +249,8 @@ async def protection(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
 
 
 AGENT = Named(Agent, "agent", "panel.agent", "agent_id", "panel.dashboard", agents.rename, agents.delete,
-              label=lambda a: a.hostname or str(a.id), refuse_name=_nonempty("an agent"), delete_needs="admin")
-
-
-@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/rename")
-async def agent_rename(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
-    return await rename_form(AGENT, tenant_id, agent_id)
-
-
-@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/delete")
-async def agent_delete(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
-    return await delete_form(AGENT, tenant_id, agent_id)
+              label=lambda a: a.hostname or str(a.id), refuse_name=_nonempty("an agent"), delete_needs="admin",
+              ).routes("/t/<uuid:tenant_id>/agents/<uuid:agent_id>")
 
 
 # --- policies and deployments -----------------------------------------------------------

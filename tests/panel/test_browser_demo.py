@@ -122,6 +122,11 @@ def test_sign_in_with_the_printed_password_and_watch_both_agents_live(page, hub)
         expect(row.locator("path.spark-drop")).not_to_have_attribute("d", drop_d, timeout=60000)
     expect(badge).to_have_text("live")
     shoot(page, "demo-dashboard-moved")
+    # What a person sees after half a minute: charts across the width, still live.
+    page.wait_for_function("() => [...document.querySelectorAll('tr[data-agent] path.spark-pass')]"
+                           ".every((p) => (p.getAttribute('d').match(/L/g) || []).length >= 20)", timeout=90000)
+    expect(badge).to_have_text("live")
+    shoot(page, "demo-dashboard-half-a-minute")
 
     rows[0].get_by_role("link", name="demo-a1").click()
     expect(page.get_by_role("heading", name=re.compile("demo-a1"))).to_be_visible()

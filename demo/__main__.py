@@ -113,10 +113,11 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
         agent = AgentProcess(f"a{site.index}", site, topo.pin_root, RUN_DIR, free_port())
         agent.write_config()
         agent.enroll(url, api.join_token())
+        api.rename_agent(agent.agent_id, f"demo-{agent.name}")  # both enrolled with this machine's hostname
         agent.start()
         stack.callback(agent.stop)
         agents.append(agent)
-        say(f"agent {agent.name}: {agent.agent_id}, protects {site.iface} ({site.addr}) in netns {site.ns}")
+        say(f"agent {agent.name} (demo-{agent.name} in the panel): {agent.agent_id}, protects {site.iface} ({site.addr}) in netns {site.ns}")
 
     deployment = api.deploy(policy["id"], [a.agent_id for a in agents])
     say(f"deployed 'web' v2 ({deployment['digest'][:12]}) to both agents; waiting for them to apply it")

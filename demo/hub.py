@@ -136,6 +136,9 @@ class TenantApi:
     def rollback(self, deployment_id: str) -> dict:
         return self._call("POST", f"/deployments/{deployment_id}/rollback", 201, json={})
 
+    def rename_agent(self, agent_id: str, name: str) -> dict:
+        return self._call("PATCH", f"/agents/{agent_id}", json={"name": name})
+
     def agent(self, agent_id: str) -> dict:
         return self._call("GET", f"/agents/{agent_id}")
 

@@ -9,6 +9,7 @@ person types, which answers with the same review for the unsaved source.
 from __future__ import annotations
 
 import difflib
+import re
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from quart import Response, flash, jsonify, render_template, request
 from hub.errors import InvalidInput
 from hub.models import Agent, Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.panel import bp
-from hub.panel.pages import _back, _page, refused_back
+from hub.panel.pages import Named, _back, _page, refused_back
 from hub.services import deployments, policies
 from hub.services.policies import Compiled
 from hub.web import read_json, rt
@@ -56,6 +57,7 @@ async def _progress(d: Deployment | None) -> dict[str, Any] | None:
     if d is None:
         return None
     targets = await DeploymentTarget.filter(deployment_id=d.id).prefetch_related("agent").order_by("id")
+    targets.sort(key=lambda t: (not t.canary, (t.agent.hostname or "").lower(), str(t.agent_id)))  # canaries first
     counts: dict[str, int] = {}
     for t in targets:
         counts[t.status] = counts.get(t.status, 0) + 1
@@ -136,26 +138,13 @@ async def policy_deploy(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
     return refused.response or _back("panel.policy", tenant_id=tenant_id, policy_id=policy_id)
 
 
-@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/rename")
-async def policy_rename(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
+def _policy_name(name: str) -> str | None:
     from hub.api_schemas.policies import NAME
-    import re
 
-    scope, _ = await _page(tenant_id, "write")
-    p = await scope.get(Policy, policy_id, "policy")
-    name = (await request.form).get("name", "")[:200].strip()
-    async with refused_back("panel.policy", tenant_id=tenant_id, policy_id=policy_id) as refused:
-        if not re.match(NAME, name):
-            raise InvalidInput("a policy name is letters, digits, dots, dashes and underscores")
-        await policies.rename(rt(), scope, p, name)
-        await flash(f"Renamed to {name}.")
-    return refused.response or _back("panel.policy", tenant_id=tenant_id, policy_id=policy_id)
+    return None if re.match(NAME, name) else "a policy name is letters, digits, dots, dashes and underscores"
 
 
-@bp.post("/t/<uuid:tenant_id>/policies/<uuid:policy_id>/delete")
-async def policy_delete(tenant_id: uuid.UUID, policy_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "write")
-    p = await scope.get(Policy, policy_id, "policy")
-    await policies.delete(rt(), scope, p)
-    await flash(f"Deleted the policy {p.name}; its deployments keep their Plans.")
-    return _back("panel.policies_index", tenant_id=tenant_id)
+POLICY = Named(Policy, "policy", "panel.policy", "policy_id", "panel.policies_index", policies.rename, policies.delete,
+               label=lambda p: p.name, refuse_name=_policy_name,
+               deleted="Deleted the {kind} {label}; its deployments keep their Plans.",
+               ).routes("/t/<uuid:tenant_id>/policies/<uuid:policy_id>")

@@ -16,7 +16,9 @@ from quart import Response, flash, render_template, request
 from hub.errors import InvalidInput
 from hub.models import IpList
 from hub.panel import bp
-from hub.panel.pages import PAGE_SIZE, _back, _form, _int_arg, _page, refused_back
+from hub.panel.pages import (
+    PAGE_SIZE, Named, _back, _form, _int_arg, _nonempty, _page, refused_back,
+)
 from hub.services import list_browse, lists
 from hub.web import rt
 
@@ -96,24 +98,7 @@ async def list_export(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
     return csv_download(ip_list, list_browse.clean_search(request.args.get("q")))
 
 
-@bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/rename")
-async def list_rename(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "write")
-    ip_list = await scope.get(IpList, list_id, "list")
-    name = (await _form()).get("name", "")[:200].strip()
-    async with refused_back("panel.list_page", tenant_id=tenant_id, list_id=list_id) as refused:
-        if not name:
-            raise InvalidInput("a list needs a name")
-        await lists.rename_list(rt(), scope, ip_list, name)
-        await flash(f"Renamed to {name}: policies name it so from now on.")
-    return refused.response or _back("panel.list_page", tenant_id=tenant_id, list_id=list_id)
-
-
-@bp.post("/t/<uuid:tenant_id>/lists/<uuid:list_id>/delete")
-async def list_delete(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "write")
-    ip_list = await scope.get(IpList, list_id, "list")
-    async with refused_back("panel.list_page", tenant_id=tenant_id, list_id=list_id) as refused:
-        await lists.delete_list(rt(), scope, ip_list)
-        await flash(f"Deleted the list {ip_list.name}.")
-    return refused.response or _back("panel.lists_index", tenant_id=tenant_id)
+LIST = Named(IpList, "list", "panel.list_page", "list_id", "panel.lists_index", lists.rename_list, lists.delete_list,
+             label=lambda x: x.name, refuse_name=_nonempty("a list"),
+             renamed="Renamed to {name}: policies name it so from now on.",
+             ).routes("/t/<uuid:tenant_id>/lists/<uuid:list_id>")

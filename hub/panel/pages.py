@@ -10,6 +10,8 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from quart import Response, flash, redirect, render_template, request, session, url_for
@@ -101,6 +103,65 @@ class refused_back:  # noqa: N801 (used as a context manager, named for what it 
         return True
 
 
+@dataclass(frozen=True)
+class Named:
+    """One kind of named object's rename and delete forms (agents, lists, policies): the
+    same steps for each, told apart only by these."""
+
+    model: type
+    kind: str                                   # "agent": scope.get's word, and the messages'
+    page: str                                   # the object's page (both forms sit there)
+    id_arg: str                                 # its URL parameter
+    index: str                                  # where a deletion goes back to
+    rename: Callable[..., Awaitable[Any]]       # service(rt, scope, obj, name)
+    delete: Callable[..., Awaitable[Any]]       # service(rt, scope, obj)
+    label: Callable[[Any], str]                 # what a message calls the object
+    refuse_name: Callable[[str], str | None]    # why a new name cannot be, or None
+    renamed: str = "Renamed to {name}."
+    deleted: str = "Deleted the {kind} {label}."
+    delete_needs: str = "write"
+
+    def routes(self, rule: str) -> Named:
+        """POST `rule`/rename and `rule`/delete, as the endpoints panel.<kind>_rename and
+        panel.<kind>_delete (the forms' url_for names)."""
+        async def rename(tenant_id: uuid.UUID, **ids: uuid.UUID) -> Response:
+            return await rename_form(self, tenant_id, ids[self.id_arg])
+
+        async def delete(tenant_id: uuid.UUID, **ids: uuid.UUID) -> Response:
+            return await delete_form(self, tenant_id, ids[self.id_arg])
+
+        bp.add_url_rule(f"{rule}/rename", f"{self.kind}_rename", rename, methods=["POST"])
+        bp.add_url_rule(f"{rule}/delete", f"{self.kind}_delete", delete, methods=["POST"])
+        return self
+
+
+def _nonempty(kind: str) -> Callable[[str], str | None]:
+    return lambda name: None if name else f"{kind} needs a name"
+
+
+async def rename_form(named: Named, tenant_id: uuid.UUID, obj_id: uuid.UUID) -> Response:
+    scope, _ = await _page(tenant_id, "write")
+    obj = await scope.get(named.model, obj_id, named.kind)
+    name = (await _form()).get("name", "")[:200].strip()
+    here = {"tenant_id": tenant_id, named.id_arg: obj_id}
+    async with refused_back(named.page, **here) as refused:
+        reason = named.refuse_name(name)
+        if reason:
+            raise InvalidInput(reason)
+        await named.rename(rt(), scope, obj, name)
+        await flash(named.renamed.format(name=name))
+    return refused.response or _back(named.page, **here)
+
+
+async def delete_form(named: Named, tenant_id: uuid.UUID, obj_id: uuid.UUID) -> Response:
+    scope, _ = await _page(tenant_id, named.delete_needs)
+    obj = await scope.get(named.model, obj_id, named.kind)
+    async with refused_back(named.page, tenant_id=tenant_id, **{named.id_arg: obj_id}) as refused:
+        await named.delete(rt(), scope, obj)
+        await flash(named.deleted.format(kind=named.kind, label=named.label(obj)))
+    return refused.response or _back(named.index, tenant_id=tenant_id)
+
+
 # --- home and tenants -------------------------------------------------------------------
 
 @bp.get("/")
@@ -187,27 +248,9 @@ async def protection(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     return _back("panel.agent", tenant_id=tenant_id, agent_id=agent_id)
 
 
-@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/rename")
-async def agent_rename(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "write")
-    a = await scope.get(Agent, agent_id, "agent")
-    name = (await _form()).get("name", "")[:200].strip()
-    async with refused_back("panel.agent", tenant_id=tenant_id, agent_id=agent_id) as refused:
-        if not name:
-            raise InvalidInput("an agent needs a name")
-        await agents.rename(rt(), scope, a, name)
-        await flash(f"Renamed to {name}.")
-    return refused.response or _back("panel.agent", tenant_id=tenant_id, agent_id=agent_id)
-
-
-@bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/delete")
-async def agent_delete(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
-    scope, _ = await _page(tenant_id, "admin")
-    a = await scope.get(Agent, agent_id, "agent")
-    async with refused_back("panel.agent", tenant_id=tenant_id, agent_id=agent_id) as refused:
-        await agents.delete(rt(), scope, a)
-        await flash(f"Deleted the agent {a.hostname or a.id}.")
-    return refused.response or _back("panel.dashboard", tenant_id=tenant_id)
+AGENT = Named(Agent, "agent", "panel.agent", "agent_id", "panel.dashboard", agents.rename, agents.delete,
+              label=lambda a: a.hostname or str(a.id), refuse_name=_nonempty("an agent"), delete_needs="admin",
+              ).routes("/t/<uuid:tenant_id>/agents/<uuid:agent_id>")
 
 
 # --- policies and deployments -----------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.panel import hubproc
 
@@ -102,3 +103,19 @@ def shoot(page, name: str) -> None:
     if page.locator("[data-editor]").count():  # the page as it is once CodeMirror has mounted
         page.locator(".cm-editor").wait_for()
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def open_menu(page, section: str):
+    """Open the header's disclosure menu of `section` (Policies, Tenant, Account, Tenant: X)
+    as a person would, and answer its list of links."""
+    menu = page.locator("header details").filter(has=page.locator("summary", has_text=section)).first
+    if menu.get_attribute("open") is None:
+        menu.locator("summary").click()
+    items = menu.get_by_role("list")
+    expect(items).to_be_visible()
+    return items
+
+
+def via_menu(page, section: str, label: str) -> None:
+    """Go to a page that sits in a section's menu (Deployments under Policies...)."""
+    open_menu(page, section).get_by_role("link", name=label, exact=True).click()

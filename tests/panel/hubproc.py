@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -44,6 +44,7 @@ class Seeded:
     agent_credential: str
     list_id: str
     list_size: int
+    more_agents: dict[str, str] = field(default_factory=dict)  # hostname → credential, past edge-1
 
     def next_code(self) -> str:
         """A TOTP code the hub has not seen yet: the next time step (it allows one step of
@@ -56,9 +57,10 @@ def _ok(r: httpx.Response, status: int = 200) -> httpx.Response:
     return r
 
 
-def seed(url: str, list_size: int) -> Seeded:
-    """An admin with 2FA and two tenants; an enrolled agent that reported status and
-    traffic; a deny list of `list_size` entries."""
+def seed(url: str, list_size: int, more_agents: tuple[str, ...] = ()) -> Seeded:
+    """An admin with 2FA and two tenants; an enrolled agent (edge-1) that reported status
+    and traffic, and `more_agents` (hostnames) enrolled the same way; a deny list of
+    `list_size` entries."""
     with httpx.Client(base_url=url, timeout=60) as c:
         csrf = {"X-CSRF-Token": _ok(c.post("/auth/login", json={"email": ADMIN, "password": PASSWORD})).json()["csrf_token"]}
         uri = _ok(c.post("/auth/2fa/setup", headers=csrf)).json()["otpauth_uri"]
@@ -67,21 +69,30 @@ def seed(url: str, list_size: int) -> Seeded:
         tenant = _ok(c.post("/api/v1/tenants", headers=csrf, json={"name": "Acme"}), 201).json()["id"]
         other = _ok(c.post("/api/v1/tenants", headers=csrf, json={"name": "Globex"}), 201).json()["id"]
         api = f"/api/v1/tenants/{tenant}"
-        join = _ok(c.post(f"{api}/join-tokens", headers=csrf, json={"ttl_s": 600, "labels": ["web"]}), 201).json()["token"]
+        join = _ok(c.post(f"{api}/join-tokens", headers=csrf, json={"ttl_s": 600, "labels": ["web"], "max_uses": 1 + len(more_agents)}), 201).json()["token"]
         list_id = _ok(c.post(f"{api}/lists", headers=csrf, json={"name": "crowdsec-ban", "kind": "deny"}), 201).json()["id"]
         body = "".join(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32 # bot {i}\n" for i in range(list_size))
         _ok(c.post(f"{api}/lists/{list_id}/import?format=text", headers={**csrf, "Content-Type": "text/plain"},
                    content=body.encode()))
-    enrolled = _ok(httpx.post(f"{url}/agent/v1/enroll", timeout=30, json={
-        "join_token": join, "inventory": {"hostname": "edge-1", "xdp_mode": "native", "kernel": "6.1.0"}}), 201).json()
-    seeded = Seeded(url, tenant, other, totp, codes, enrolled["agent_id"], enrolled["credential"], list_id, list_size)
+    def enroll(hostname: str) -> dict:
+        return _ok(httpx.post(f"{url}/agent/v1/enroll", timeout=30, json={
+            "join_token": join, "inventory": {"hostname": hostname, "xdp_mode": "native", "kernel": "6.1.0"}}),
+            201).json()
+
+    enrolled = enroll("edge-1")
+    seeded = Seeded(url, tenant, other, totp, codes, enrolled["agent_id"], enrolled["credential"], list_id, list_size,
+                    {name: enroll(name)["credential"] for name in more_agents})
     report_status(seeded)
+    for name in more_agents:
+        report_status(seeded, agent=name)
     send_metrics(seeded, packets=100)
     return seeded
 
 
-def report_status(s: Seeded, applied: str | None = None) -> None:
-    _ok(httpx.post(f"{s.url}/agent/v1/status", timeout=30, headers={"Authorization": f"Bearer {s.agent_credential}"},
+def report_status(s: Seeded, applied: str | None = None, agent: str = "edge-1") -> None:
+    """What an agent's status report says: `applied` is the digest it enforces."""
+    credential = s.agent_credential if agent == "edge-1" else s.more_agents[agent]
+    _ok(httpx.post(f"{s.url}/agent/v1/status", timeout=30, headers={"Authorization": f"Bearer {credential}"},
                    json={"applied_digest": applied, "healthy": True, "mode": "enforce" if applied else "none"}))
 
 

@@ -6,7 +6,7 @@ import re
 from playwright.sync_api import expect
 
 from tests.panel import hubproc
-from tests.panel.conftest import LIST_SIZE, shoot
+from tests.panel.conftest import LIST_SIZE, open_menu, shoot, via_menu
 
 BROKEN = 'policy "web"\ndefault pass\n\ndrop tcp dport 99999\n'
 FIXED = 'policy "web"\ndefault pass\n\ndrop tcp dport 9999\n'
@@ -67,7 +67,7 @@ def test_wrong_code_is_refused_and_a_recovery_code_works(page, hub):
     page.get_by_label("Code").fill(hub.recovery_codes[0])
     page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-    page.get_by_role("button", name="Sign out").click()
+    open_menu(page, "Account").get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto("/")  # signed out for real: back to the sign-in page
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -111,7 +111,7 @@ def test_policy_error_at_its_line_then_fix_deploy_and_roll_back(page, hub):
     page.get_by_role("link", name="Policies").click()
     expect(page.get_by_role("row", name=re.compile("web"))).to_contain_text("ok")
     shoot(page, "07a-policies")
-    page.get_by_role("link", name="Deployments").click()
+    via_menu(page, "More in Policies", "Deployments")
     rows = page.get_by_role("row").filter(has=page.get_by_role("link", name="web"))
     expect(rows).to_have_count(2)
     shoot(page, "07-deployments")
@@ -215,7 +215,7 @@ def test_a_user_without_2fa_or_tenant_creates_one(page, hub):
 
 def test_privacy_page_export_and_closing_an_account(page, hub):
     sign_in(page, hub, hub.recovery_codes[6])
-    page.get_by_role("link", name="Privacy").click()
+    via_menu(page, "Account", "Privacy")
     expect(page.get_by_role("heading", name="Privacy", exact=True)).to_be_visible()
     for name in ("What we keep about you, and why", "A copy of your data", "Where you are signed in",
                  "Two-factor authentication", "Close your account"):
@@ -227,7 +227,7 @@ def test_privacy_page_export_and_closing_an_account(page, hub):
         page.get_by_role("link", name="Download my data").click()
     assert download.value.suggested_filename.startswith("bulwark-account-")
     shoot(page, "16-privacy")
-    page.get_by_role("button", name="Sign out", exact=True).click()
+    open_menu(page, "Account").get_by_role("button", name="Sign out").click()
 
     # The newcomer (no 2FA, the only member of Initech) closes their account.
     page.get_by_label("Email").fill(hubproc.NEWCOMER)

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.panel import hubproc
-from tests.panel.conftest import shoot
+from tests.panel.conftest import open_menu, shoot, via_menu
 from tests.panel.test_browser import sign_in
 
 RESETTER = "forgetful@example.com"
@@ -87,7 +87,7 @@ def _password_sign_in(page, email: str, password: str = hubproc.PASSWORD) -> Non
 
 def test_invited_person_makes_an_account_and_sets_up_2fa_from_the_qr_secret(page, browser, hub):
     sign_in(page, hub, hub.recovery_codes[0])
-    page.get_by_role("link", name="Members").click()
+    via_menu(page, "More in Tenant", "Members")
     expect(page.get_by_role("heading", name="Members")).to_be_visible()
     page.get_by_label("Email").fill(INVITEE)
     page.get_by_label("Role", exact=True).select_option("operator")
@@ -122,7 +122,7 @@ def test_invited_person_makes_an_account_and_sets_up_2fa_from_the_qr_secret(page
     shoot(newcomer, "24-account-recovery-codes")
     newcomer.goto("/account")  # the codes were in that answer only
     expect(newcomer.get_by_role("list", name="Recovery codes")).to_have_count(0)
-    newcomer.get_by_role("button", name="Sign out", exact=True).click()
+    open_menu(newcomer, "Account").get_by_role("button", name="Sign out").click()
 
     _password_sign_in(newcomer, INVITEE)  # now the second factor is asked for
     expect(newcomer.get_by_role("heading", name="Two-factor check")).to_be_visible()
@@ -140,7 +140,7 @@ def test_change_password_ends_the_other_sessions(page, browser, hub):
     _password_sign_in(other, CHANGER)
     expect(other.get_by_role("heading", name="No tenant yet")).to_be_visible()
     _password_sign_in(page, CHANGER)
-    page.get_by_role("link", name=CHANGER).click()
+    via_menu(page, "Account", "Your account")
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     expect(page.get_by_role("row").filter(has_text="this session")).to_have_count(1)
     expect(page.get_by_role("button", name=re.compile("Sign out the session from"))).to_have_count(1)
@@ -155,14 +155,14 @@ def test_change_password_ends_the_other_sessions(page, browser, hub):
     _password_sign_in(other, CHANGER, NEW_PASSWORD)
     expect(other.get_by_role("heading", name="No tenant yet")).to_be_visible()
     other.context.close()
-    page.get_by_role("link", name=CHANGER).click()
+    via_menu(page, "Account", "Your account")
     page.get_by_role("button", name="Sign out everywhere").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
 
 def test_create_use_and_revoke_an_api_token(page, hub):
     sign_in(page, hub, hub.recovery_codes[1])
-    page.get_by_role("link", name="Settings").click()
+    via_menu(page, "More in Tenant", "Settings")
     page.get_by_label("Token name").fill("ci-deploy")
     page.get_by_label("write").check()
     page.get_by_role("button", name="Create token").click()

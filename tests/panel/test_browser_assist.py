@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from tests.hub.anthropic_fake import AnthropicFake
 from tests.hub.test_replay_api import RUNNING, _capture
 from tests.panel import hubproc
-from tests.panel.conftest import shoot
+from tests.panel.conftest import shoot, via_menu
 from tests.panel.test_browser import sign_in
 
 GOOD = '```bulwark\npolicy "mc"\ndefault pass\npass udp dport 25565 limit 200/second burst 400 per src ipv4/24\n```'
@@ -45,7 +45,7 @@ def hub(tmp_path_factory, fake):
 
 def test_assistant_drafts_then_opens_in_editor_and_a_lockout_is_blocked(page, hub, fake):
     sign_in(page, hub)
-    page.get_by_role("link", name="Assistant").click()
+    via_menu(page, "More in Policies", "Assistant")
     expect(page.get_by_role("heading", name="Assistant")).to_be_visible()
     shoot(page, "20-assistant")
     fake.script[:] = [{"text": GOOD}, {"text": LOCKOUT}]
@@ -59,7 +59,7 @@ def test_assistant_drafts_then_opens_in_editor_and_a_lockout_is_blocked(page, hu
     expect(page.get_by_text("does not check")).to_be_visible()
     expect(page.locator("#draft")).to_contain_text("22")
     shoot(page, "22-assistant-lockout")
-    page.get_by_role("link", name="Assistant").click()
+    via_menu(page, "More in Policies", "Assistant")
     fake.script[:] = [{"text": GOOD}]
     page.get_by_label("Request").fill("floods on 25565")
     page.get_by_role("button", name="Draft a policy").click()
@@ -89,7 +89,7 @@ def test_suggest_from_the_agent_page_and_replay(page, hub, fake, tmp_path):
     page.get_by_role("button", name="Create policy").click()
     capture = tmp_path / "c.pcap"
     capture.write_bytes(_capture())
-    page.get_by_role("link", name="Replay").click()
+    via_menu(page, "More in Policies", "Replay")
     # Chromium's request interception drops an upload's file bytes: from here the hub's own
     # CSP header (hub/headers.py, the same policy) is what the page runs under.
     page.context.unroute_all()

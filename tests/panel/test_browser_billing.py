@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from tests.hub.stripe_fake import StripeFake
 from tests.panel import hubproc
-from tests.panel.conftest import shoot
+from tests.panel.conftest import shoot, via_menu
 
 EMAIL = "billing@example.com"
 SECRET = "whsec_browser"
@@ -84,7 +84,7 @@ def sign_in(page) -> None:
 def test_billing_page_card_through_checkout_and_the_dunning_banners(page, hub):
     sign_in(page)
     expect(page.get_by_role("complementary", name="Billing")).to_have_count(0)  # active: nothing to say
-    page.get_by_role("link", name="Billing", exact=True).click()
+    via_menu(page, "More in Tenant", "Billing")
     expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()
     expect(page.get_by_text("3.00 EUR excl. tax per agent per month")).to_be_visible()
     estimate = page.get_by_role("table", name="Next invoice (estimate)")

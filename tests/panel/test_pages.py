@@ -531,3 +531,37 @@ def test_privacy_page_closes_an_account_only_with_the_password_and_the_box(tmp_p
             assert r.status_code == 302  # signed out
 
     run(go())
+
+
+def test_list_and_policy_rename_and_delete_forms_refuse_bad_names_and_go_back_with_the_reason(tmp_path):
+    """The one rename/delete helper behind agents, lists and policies: a bad, empty,
+    oversized or duplicate name goes back to the object's page with the reason; a good
+    one renames; delete goes to the index."""
+    import html
+
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t, list_id, policy_id = await _seeded(h)
+            await t.owner.post(t.base + "/lists", json={"name": "other", "kind": "deny"})
+            cases = [(f"/t/{t.id}/lists/{list_id}", "", "a list needs a name"),
+                     (f"/t/{t.id}/lists/{list_id}", "other", "a list with this name exists"),
+                     (f"/t/{t.id}/policies/{policy_id}", "bad name!", "a policy name is letters"),
+                     (f"/t/{t.id}/policies/{policy_id}", "\x00", "a policy name is letters"),
+                     (f"/t/{t.id}/policies/{policy_id}", "x" * 100_000, "Renamed to " + "x" * 200 + ".")]  # cut
+            for page, name, shown in cases:
+                r = await t.owner.client.post(page + "/rename", form={"csrf_token": t.owner.csrf, "name": name})
+                assert r.status_code == 302 and r.headers["Location"] == page, (name[:20], r.status_code)
+                body = html.unescape(await (await t.owner.client.get(page)).get_data(as_text=True))
+                assert shown in body, name[:20]
+                assert ('role="alert"' in body) is not shown.startswith("Renamed"), name[:20]
+            r = await t.owner.client.post(f"/t/{t.id}/policies/{policy_id}/rename",
+                                          form={"csrf_token": t.owner.csrf, "name": "edge.v2"})
+            assert r.status_code == 302
+            assert "Renamed to edge.v2." in await (await t.owner.client.get(r.headers["Location"])).get_data(as_text=True)
+            for page, index in ((f"/t/{t.id}/policies/{policy_id}", f"/t/{t.id}/policies"),
+                                (f"/t/{t.id}/lists/{list_id}", f"/t/{t.id}/lists")):
+                r = await t.owner.client.post(page + "/delete", form={"csrf_token": t.owner.csrf})
+                assert r.status_code == 302 and r.headers["Location"] == index
+                assert (await t.owner.client.get(page)).status_code == 404
+
+    run(go())

@@ -4,6 +4,7 @@
 
 const STALE_AFTER_MS = 10000;
 const KEEP = 120;             // points per sparkline
+const FILL = 30;              // fewer points than this still spread over the whole width
 const W = 120, H = 32;
 
 function parse(el, name, fallback) {
@@ -12,7 +13,9 @@ function parse(el, name, fallback) {
 
 export function sparkPath(values, max) {
   if (!values.length) return "";
-  const step = values.length > 1 ? W / (KEEP - 1) : 0;
+  // A short series spreads over the width (a few points were a sliver at the right edge,
+  // which looked like no chart); from FILL points on it narrows towards KEEP.
+  const step = values.length > 1 ? W / (Math.max(values.length, FILL) - 1) : 0;
   const x0 = W - step * (values.length - 1);
   return values.map((v, i) => {
     const x = (x0 + i * step).toFixed(1);

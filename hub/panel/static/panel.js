@@ -4,7 +4,9 @@
 import { startLive } from "./live.js";
 import { startEditor } from "./editor.js";
 import { startRollout } from "./rollout.js";
+import { startMenus } from "./menus.js";
 
 startLive(document);
 startEditor(document);
 startRollout(document);
+startMenus(document);

@@ -23,6 +23,7 @@ export function startRollout(doc) {
     badge.className = `badge badge-${BADGE[p.state] || "muted"}`;
     badge.textContent = p.state;
     box.querySelector("[data-rollout-state]").replaceChildren(badge);
+    doc.querySelector("[data-rollout-history]")?.replaceChildren(badge.cloneNode(true));  // its row in the history
     box.querySelector("[data-rollout-count]").textContent = `${p.applied} of ${p.total} applied`;
     const bar = box.querySelector("progress");
     if (bar) { bar.max = p.total || 1; bar.value = p.applied; }

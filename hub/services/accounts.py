@@ -231,6 +231,17 @@ async def confirm_totp(rt: Runtime, user: User, code: str) -> list[str]:
     return await new_recovery_codes(user)
 
 
+async def enrol_totp(rt: Runtime, user: User, secret: str | None = None) -> tuple[str, list[str]]:
+    """Turn 2FA on without the confirming code, for an operator at the hub's console
+    (`bulwark hub create-admin --totp`) who is shown the secret there. Returns the otpauth
+    URI and fresh recovery codes."""
+    secret = secret or pyotp.random_base32()
+    user.totp_secret, user.totp_pending_secret = rt.sealer.seal(SECRET_COLUMN, secret), None
+    await user.save(update_fields=["totp_secret", "totp_pending_secret"])
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
+    return uri, await new_recovery_codes(user)
+
+
 async def disable_totp(user: User) -> None:
     user.totp_secret = user.totp_pending_secret = None
     await user.save(update_fields=["totp_secret", "totp_pending_secret"])

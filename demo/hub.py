@@ -40,6 +40,8 @@ class HubProcess:
     proc: subprocess.Popen | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # more of the hub's settings (database_url...)
     workers: int = 1  # `serve --workers N` (PostgreSQL only)
+    # email → recovery codes of the operators made with `create_admin(totp=True)`
+    recovery_codes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def panel_url(self) -> str:
@@ -65,7 +67,11 @@ class HubProcess:
                              input=password + "\n", capture_output=True, text=True, timeout=120)
         if out.returncode:
             raise HubCallFailed(f"create-admin failed: {out.stderr.strip() or out.stdout.strip()}")
-        return next((line for line in out.stdout.splitlines() if line.startswith("otpauth://")), None)
+        lines = out.stdout.splitlines()
+        uri = next((line for line in lines if line.startswith("otpauth://")), None)
+        if uri is not None:
+            self.recovery_codes[email] = lines[-1].split()
+        return uri
 
     def start(self, timeout_s: float = 60) -> None:
         """Serve, and return once /healthz answers. Raises HubCallFailed if it never does."""

@@ -17,7 +17,15 @@ from tortoise.migrations import operations as ops
 def _mask(url: str) -> str:  # hub.services.outbox.mask_url, frozen as of this migration
     parts = urlsplit(url)
     rest = "/…" if (parts.path not in ("", "/") or parts.query) else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{rest}"
+    port = f":{_port(parts)}" if _port(parts) else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{rest}"
+
+
+def _port(parts):
+    try:
+        return parts.port
+    except ValueError:  # a port out of range: checked URLs have none, but keep the row
+        return None
 
 
 def _quote(text: str) -> str:

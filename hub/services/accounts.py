@@ -224,10 +224,17 @@ async def confirm_totp(rt: Runtime, user: User, code: str) -> list[str]:
         raise Conflict("start 2FA set-up first")
     secret = rt.sealer.open(PENDING_COLUMN, user.totp_pending_secret)
     assert secret is not None
-    if not await _consume_totp(user, secret, code):
+    step = _matching_step(secret, code.strip(), time.time())
+    if step is None:
         raise InvalidInput("wrong code")
-    user.totp_secret, user.totp_pending_secret = rt.sealer.seal(SECRET_COLUMN, secret), None
-    await user.save(update_fields=["totp_secret", "totp_pending_secret"])
+    # A code of the new secret replays nothing the old one signed in with, so the step the
+    # old one last used does not count (moving to a new device right after signing in works);
+    # claiming the pending secret is the guard against a second, concurrent confirmation.
+    sealed = rt.sealer.seal(SECRET_COLUMN, secret)
+    if not await User.filter(id=user.id, totp_pending_secret=user.totp_pending_secret).update(
+            totp_secret=sealed, totp_pending_secret=None, totp_last_step=step):
+        raise Conflict("start 2FA set-up first")
+    user.totp_secret, user.totp_pending_secret, user.totp_last_step = sealed, None, step
     return await new_recovery_codes(user)
 
 

@@ -129,7 +129,8 @@ def mask_url(url: str) -> str:
     scheme and host (the path and query often hold the endpoint's token)."""
     parts = urlsplit(url)
     rest = "/…" if (parts.path not in ("", "/") or parts.query) else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{rest}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{rest}"
 
 
 def channel_fields(rt: Runtime, kind: str, target: str) -> dict[str, str]:

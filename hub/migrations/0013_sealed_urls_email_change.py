@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
                 ("created_at", fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
             options={"table": "email_change", "app": "hub", "pk_attr": "id",
-                     "table_description": "A pending change of a user's email: the link sent to the new address."},
+                     "table_description": "A change of a user's email, pending until the link sent to the new address is used"},
             bases=["Model"],
         ),
     ]

@@ -98,7 +98,7 @@ class PasswordReset(Model):
 
 class EmailChange(Model):
     """A change of a user's email, pending until the link sent to the new address is used
-    (by the same signed-in user); its sha256 is kept. A used row stays with `old_email`
+    (by the same signed-in user), whose sha256 is kept. A used row stays with `old_email`
     so that erasing the account also pseudonymises what was done under the old address."""
 
     id = fields.IntField(primary_key=True)

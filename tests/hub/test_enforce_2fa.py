@@ -23,10 +23,12 @@ async def _limited(hub):
 async def test_a_user_without_2fa_reaches_only_the_set_up_until_it_is_on(hub):
     t = await hub.tenant()
     user, client, csrf = await _limited(hub)
-    for method, path in [("GET", "/api/v1/tenants"), ("POST", "/api/v1/tenants"), ("GET", t.base),
-                         ("GET", "/api/v1/sessions"), ("POST", "/auth/password"), ("POST", "/api/v1/account/email"),
-                         ("POST", t.base + "/tokens")]:
-        r = await client.open(path, method=method, headers=csrf, json={"name": "x"})
+    for method, path, body in [
+            ("GET", "/api/v1/tenants", None), ("POST", "/api/v1/tenants", {"name": "x"}), ("GET", t.base, None),
+            ("GET", "/api/v1/sessions", None), ("POST", "/auth/password", {"new_password": "x" * 16}),
+            ("POST", "/api/v1/account/email", {"new_email": "a@b.co"}),
+            ("POST", t.base + "/tokens", {"name": "x", "scopes": ["read"]})]:
+        r = await client.open(path, method=method, headers=csrf, json=body)
         body = await r.get_json()
         assert r.status_code == 403 and body["error"] == "second_factor_required", (path, r.status_code, body)
         assert "2FA" in body["message"] and body["setup"] == "/auth/2fa/setup"

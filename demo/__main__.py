@@ -91,12 +91,15 @@ def _bring_up_and_watch(args, stack: contextlib.ExitStack, say, out) -> None:
     say(f"hub: {url} (SQLite in {hub.data_dir})")
     say("  plain http on loopback: the demo's agents set allow_insecure_http, which a real agent must not "
         "(docs/hub.md, TLS)")
-    hub.create_admin(ADMIN_EMAIL, password)
+    otpauth = hub.create_admin(ADMIN_EMAIL, password, totp=True)  # every account needs 2FA
     hub.start()
     stack.callback(hub.stop)
-    api = open_tenant(url, ADMIN_EMAIL, password)
+    api = open_tenant(url, ADMIN_EMAIL, password, otpauth)
     stack.callback(api.close)
+    secret = otpauth.split("secret=", 1)[1].split("&", 1)[0]
     notes = (f"  panel: {hub.panel_url}   sign in: {ADMIN_EMAIL} / {password}   tenant {api.tenant}",
+             f"  then the 2FA code: add the key {secret} to an authenticator app, or print the current code with",
+             f"    {sys.executable} -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\"",
              f"  API token (read, write, deploy): {api.token}",
              f"  try: curl -H 'Authorization: Bearer {api.token}' {url}/api/v1/tenants/{api.tenant}/agents")
     for note in notes:

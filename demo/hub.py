@@ -40,6 +40,8 @@ class HubProcess:
     proc: subprocess.Popen | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # more of the hub's settings (database_url...)
     workers: int = 1  # `serve --workers N` (PostgreSQL only)
+    # email → recovery codes of the operators made with `create_admin(totp=True)`
+    recovery_codes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def panel_url(self) -> str:
@@ -58,12 +60,18 @@ class HubProcess:
         self.config_path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
         return [*bulwark_command(), "hub", "--config", str(self.config_path), *args]
 
-    def create_admin(self, email: str, password: str) -> None:
-        """The first platform operator, through the CLI (which also creates the database)."""
-        out = subprocess.run(self.command("create-admin", email, "--password-stdin"),
+    def create_admin(self, email: str, password: str, *, totp: bool = False) -> str | None:
+        """The first platform operator, through the CLI (which also creates the database).
+        With `totp`, 2FA is on from the start: returns its otpauth:// URI."""
+        out = subprocess.run(self.command("create-admin", email, "--password-stdin", *(["--totp"] if totp else [])),
                              input=password + "\n", capture_output=True, text=True, timeout=120)
         if out.returncode:
             raise HubCallFailed(f"create-admin failed: {out.stderr.strip() or out.stdout.strip()}")
+        lines = out.stdout.splitlines()
+        uri = next((line for line in lines if line.startswith("otpauth://")), None)
+        if uri is not None:
+            self.recovery_codes[email] = lines[-1].split()
+        return uri
 
     def start(self, timeout_s: float = 60) -> None:
         """Serve, and return once /healthz answers. Raises HubCallFailed if it never does."""
@@ -87,15 +95,33 @@ class HubProcess:
             self.proc = None
 
 
-def open_tenant(url: str, email: str, password: str, name: str = "demo") -> "TenantApi":
-    """Sign in, create a tenant and an API token (read, write, deploy) for it."""
+def sign_in(client: httpx.Client, email: str, password: str, otpauth: str) -> dict[str, str]:
+    """Password, then a code of `otpauth`; returns the CSRF header of the session. A code
+    is good once per 30 s step: a second sign-in in the same step uses the next step's
+    code (the hub allows one step of skew)."""
+    import pyotp
+
+    totp = pyotp.parse_uri(otpauth)
+    r = _ok(client.post("/auth/login", json={"email": email, "password": password}), 200)
+    pending = {"X-CSRF-Token": r.json()["csrf_token"]}
+    for at in (time.time(), time.time() + 30):
+        r = client.post("/auth/second-factor", json={"code": totp.at(at)}, headers=pending)
+        if r.status_code != 401:
+            break
+    return {"X-CSRF-Token": _ok(r, 200).json()["csrf_token"]}
+
+
+def open_tenant(url: str, email: str, password: str, otpauth: str, name: str = "demo") -> "TenantApi":
+    """Sign in (password and code), create a tenant and an API token (read, write,
+    deploy) for it."""
     with httpx.Client(base_url=url, timeout=30) as client:
-        r = _ok(client.post("/auth/login", json={"email": email, "password": password}), 200)
-        csrf = {"X-CSRF-Token": r.json()["csrf_token"]}
+        csrf = sign_in(client, email, password, otpauth)
         tenant = _ok(client.post("/api/v1/tenants", json={"name": name}, headers=csrf), 201).json()["id"]
         token = _ok(client.post(f"/api/v1/tenants/{tenant}/tokens", headers=csrf,
                                 json={"name": "demo", "scopes": ["read", "write", "deploy"]}), 201).json()["token"]
-    return TenantApi(url, tenant, token)
+    api = TenantApi(url, tenant, token)
+    api.otpauth = otpauth  # to sign in again as the tenant's owner (sign_in)
+    return api
 
 
 class TenantApi:

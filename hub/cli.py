@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("create-admin", help="create the first platform operator")
     admin.add_argument("email", help="the operator's e-mail address (their login)")
     admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    admin.add_argument("--totp", action="store_true",
+                       help="turn 2FA on now and print its otpauth:// URI and recovery codes (without it, "
+                            "the first sign-in leads to the 2FA set-up: every account needs it)")
     reset = sub.add_parser("reset-link", help="print a single-use password reset link (1 hour) for a user: "
                                               "the fallback where the hub sends no email")
     reset.add_argument("email", help="the user's e-mail address")
@@ -151,15 +154,18 @@ async def _with_db(config, fn):
 async def _migrate(config) -> int:
     from hub import db
 
+    from hub.services import sealing
+
     async def run(ctx):
         await db.migrate(ctx)
-        print("migrations applied")
+        sealed = await sealing.seal_legacy(sealing.Sealer(config.keyring_path))  # as `serve` does at start
+        print("migrations applied" + (f"; {sealed} stored secret(s) sealed" if sealed else ""))
         return 0
 
     return await _with_db(config, run)
 
 
-async def _create_admin(config, email: str, password: str) -> int:
+async def _create_admin(config, email: str, password: str, totp: bool = False) -> int:
     from hub.runtime import Runtime
     from hub.services import accounts
 
@@ -168,6 +174,15 @@ async def _create_admin(config, email: str, password: str) -> int:
         user = await accounts.create_user(rt, email, password, platform_admin=True)
         await rt.audit.append(actor="cli", action="user.create_admin", target=user.email)
         print(f"created platform operator {user.email}")
+        if not totp:
+            print("the first sign-in leads to the 2FA set-up (every account needs a second factor)")
+            return 0
+        uri, codes = await accounts.enrol_totp(rt, user)
+        await rt.audit.append(actor="cli", action="auth.2fa.enable", target=user.email)
+        print("2FA is on: add this key to an authenticator app (or open the URI on a phone):")
+        print(uri)
+        print("recovery codes (each signs in once; keep them safe):")
+        print(" ".join(codes))
         return 0
 
     return await _with_db(config, run)
@@ -393,7 +408,7 @@ def main(argv: list[str]) -> int:
                 if getpass.getpass("again: ") != password:
                     print("bulwark hub: the passwords differ", file=sys.stderr)
                     return 2
-            return asyncio.run(_create_admin(config, args.email, password))
+            return asyncio.run(_create_admin(config, args.email, password, args.totp))
         if args.command == "reset-link":
             return asyncio.run(_reset_link(config, args.email))
         if args.command == "publish-templates":

@@ -54,6 +54,9 @@ class HubConfig:
     migrate_on_start: str = "auto"  # "auto" | "yes" | "no"
 
     session_max_age_s: int = 12 * 3600
+    # "2FA for every account" (docs/privacy.md): a user without TOTP gets a session that can
+    # only set it up, sign out, export or close the account. On only for development.
+    allow_accounts_without_2fa: bool = False
     login_max_failures: int = 5
     login_window_s: int = 15 * 60
     # argon2id, OWASP cheat sheet: m=19 MiB, t=2, p=1.

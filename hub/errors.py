@@ -8,6 +8,7 @@
     │   ├── Unauthenticated      401  no or bad credentials
     │   ├── PaymentRequired      402  the tenant's billing state pauses this (restricted, suspended)
     │   ├── Forbidden            403  authenticated, but the role or token scope is short
+    │   │   └── SecondFactorRequired  the account has no 2FA yet: it may only set it up
     │   ├── NotFound             404  absent, or belongs to another tenant (never 403 there)
     │   ├── Conflict             409  clashes with current state (duplicate, used token)
     │   │   └── IllegalTransition     a state machine asked for a step its table lacks
@@ -75,6 +76,15 @@ class PaymentRequired(ClientError):
 class Forbidden(ClientError):
     status = 403
     code = "forbidden"
+
+
+class SecondFactorRequired(Forbidden):
+    """A signed-in user without TOTP, where every account must have it (hub.web.principal)."""
+
+    code = "second_factor_required"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "setup": "/auth/2fa/setup", "panel": "/account#totp-h"}
 
 
 class NotFound(ClientError):

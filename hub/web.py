@@ -19,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 
 from hub import callers, json_bounds
 from hub.api_schemas.common import MAX_INT32
-from hub.errors import ClientError, Forbidden, InvalidInput, PayloadTooLarge, Unauthenticated
+from hub.errors import ClientError, Forbidden, InvalidInput, PayloadTooLarge, SecondFactorRequired, Unauthenticated
 from hub.models import (
     Agent, AlertChannel, ApiToken, Deployment, Invitation, IpList, JoinToken, Membership, OutboxMessage, Policy,
 )
@@ -44,6 +44,32 @@ PATH_OBJECTS: dict[str, tuple[type, str]] = {
     "join_token_id": (JoinToken, "join_token"),
     "invitation_id": (Invitation, "invitation"),
 }
+
+
+# "2FA for every account": what a signed-in user without TOTP may still reach (set it up,
+# sign out, take their data away or close the account). Every other endpoint answers
+# SecondFactorRequired (403 JSON; the panel redirects to the set-up). One table, so the
+# limited session's reach is read in one place (tests/hub/test_enforce_2fa.py checks it).
+BEFORE_2FA = frozenset({
+    "auth.me", "auth.reauth", "auth.totp_setup", "auth.totp_confirm", "auth.logout",
+    "privacy.my_export", "privacy.close_me",
+    "panel.account", "panel.account_confirm", "panel.account_totp_setup", "panel.account_totp_confirm",
+    "panel.logout", "panel.account_sessions_end_all", "panel.account_session_end", "panel.privacy",
+    "panel.end_other_sessions", "panel.close_account",
+})
+
+
+def needs_2fa(user: Any) -> bool:
+    """Whether this user must enrol TOTP before anything but BEFORE_2FA."""
+    return user.totp_secret is None and not rt().config.allow_accounts_without_2fa
+
+
+def check_2fa(user: Any) -> None:
+    """Raises SecondFactorRequired for a user without TOTP outside BEFORE_2FA."""
+    if needs_2fa(user) and request.endpoint not in BEFORE_2FA:
+        raise SecondFactorRequired(
+            "this account has no second factor yet, and every account needs one: set up 2FA "
+            "(POST /auth/2fa/setup then /auth/2fa/confirm, or the panel's /account page) to go on")
 
 
 class IntIdConverter(IntegerConverter):
@@ -106,7 +132,7 @@ def access_check(tenant_id: uuid.UUID, need: str) -> Callable[[], Awaitable[bool
                 p = await tenants.authenticate_token(token, address)
             else:
                 session = await accounts.load_session(session_id) if session_id else None
-                if session is None or not session.mfa_ok:
+                if session is None or not session.mfa_ok or needs_2fa(session.user):
                     return False
                 p = session_principal(session, address)
             await resolve_scope(p, tenant_id, need)
@@ -132,6 +158,8 @@ async def principal(*, allow_partial: bool = False) -> Principal:
         _, session = found
         if not session.mfa_ok and not allow_partial:
             raise Unauthenticated("finish signing in with your second factor")
+        if session.mfa_ok:
+            check_2fa(session.user)
         if request.method in UNSAFE:
             await check_csrf(session.csrf_token)
         p = session_principal(session, client_address())

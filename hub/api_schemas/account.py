@@ -40,3 +40,22 @@ class ResetConfirmIn(Strict):
 
 class ResetDoneOut(Strict):
     changed: bool
+
+
+class EmailChangeIn(Strict):
+    new_email: str = Field(max_length=320, description="the address to change to; a link is sent there")
+
+
+class EmailChangeQueuedOut(Strict):
+    queued: bool
+    new_email: str = Field(description="normalised; the change happens when its link is used")
+    expires_in_s: int
+
+
+class EmailConfirmIn(Strict):
+    token: str = Field(max_length=200, description="the secret from the link sent to the new address")
+
+
+class EmailChangedOut(Strict):
+    email: str
+    other_sessions_ended: bool

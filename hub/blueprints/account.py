@@ -11,6 +11,10 @@ from quart import Blueprint, request
 from quart_schema import security_scheme, tag_blueprint, validate_request
 
 from hub.api_schemas.account import (
+    EmailChangedOut,
+    EmailChangeIn,
+    EmailChangeQueuedOut,
+    EmailConfirmIn,
     EndedOut,
     ResetConfirmIn,
     ResetDoneOut,
@@ -20,7 +24,7 @@ from hub.api_schemas.account import (
 )
 from hub.api_schemas.common import responds
 from hub.errors import NotFound, Unauthenticated
-from hub.services import accounts, resets
+from hub.services import accounts, email_change, resets
 from hub.web import client_address, current_session, principal, rt
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
@@ -91,3 +95,26 @@ async def confirm_reset(data: ResetConfirmIn) -> dict[str, Any]:
     """Choose the new password with the link's secret; every session of the account ends."""
     await resets.redeem(rt(), data.token, data.new_password, client_address())
     return {"changed": True}
+
+
+@bp.post("/account/email")
+@responds(EmailChangeQueuedOut, 202, errors=(400, 401, 403, 409, 413, 429))
+@validate_request(EmailChangeIn)
+async def request_email_change(data: EmailChangeIn) -> tuple[dict[str, Any], int]:
+    """Correct your email: needs a fresh proof (POST /auth/reauth within 5 minutes). A
+    single-use link (1 hour) goes to the new address; the change happens when it is used."""
+    p, user, (_, session) = await _own()
+    accounts.require_fresh(session)
+    new = await email_change.request_change(rt(), user, data.new_email, p.actor, p.address)
+    return {"queued": True, "new_email": new, "expires_in_s": email_change.CHANGE_TTL_S}, 202
+
+
+@bp.post("/account/email/confirm")
+@responds(EmailChangedOut, errors=(400, 401, 403, 404, 409, 413))
+@validate_request(EmailConfirmIn)
+async def confirm_email_change(data: EmailConfirmIn) -> dict[str, Any]:
+    """Use the link's secret, signed in as the account that asked (another account's link,
+    a used or an expired one: 404). The old address is told; other sessions end."""
+    p, user, (_, session) = await _own()
+    new = await email_change.confirm(rt(), user, data.token, session.id_hash, p.address)
+    return {"email": new, "other_sessions_ended": True}

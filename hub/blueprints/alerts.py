@@ -92,7 +92,7 @@ async def create_channel(scope: TenantScope, data: ChannelIn) -> tuple[dict[str,
     target = outbox.check_target(rt().config, data.kind, data.target)
     secret = "bws_" + secrets.token_urlsafe(32) if data.kind == "webhook" else ""
     channel = await AlertChannel.create(tenant_id=scope.tenant_id, kind=data.kind, name=data.name,
-                                        target=target,
+                                        **outbox.channel_fields(rt(), data.kind, target),
                                         secret=rt().sealer.seal("alert_channel.secret", secret) if secret else "")
     await rt().audit.append(actor=scope.actor, action="alert.channel.create", tenant_id=scope.tenant_id,
                             target=str(channel.id), details={"kind": data.kind})

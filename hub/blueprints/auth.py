@@ -12,9 +12,9 @@ from quart_auth import AuthUser, login_user, logout_user
 from quart_schema import validate_request
 
 from hub.api_schemas.common import Strict
-from hub.errors import Unauthenticated
+from hub.errors import Conflict, Unauthenticated
 from hub.services import accounts, alerts
-from hub.web import client_address, current_session, principal, rt
+from hub.web import client_address, current_session, needs_2fa, principal, rt
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -38,7 +38,10 @@ class PasswordIn(Strict):
 
 
 def _session_body(session, *, mfa_required: bool) -> dict:
-    return {"mfa_required": mfa_required, "csrf_token": session.csrf_token}
+    """`setup_required`: the account has no 2FA yet, so this session reaches only the
+    set-up (hub.web.BEFORE_2FA) until /auth/2fa/confirm succeeds."""
+    return {"mfa_required": mfa_required, "csrf_token": session.csrf_token,
+            "setup_required": needs_2fa(session.user)}
 
 
 async def _start_session(user, *, mfa_ok: bool) -> Response:
@@ -96,6 +99,7 @@ async def me() -> Response:
     return jsonify({
         "id": str(user.id), "email": user.email, "platform_admin": user.is_platform_admin,
         "totp": user.totp_secret is not None, "csrf_token": found[1].csrf_token if found else None,
+        "setup_required": needs_2fa(user),
     })
 
 
@@ -159,6 +163,8 @@ async def totp_confirm(data: CodeIn) -> Response:
 @validate_request(CodeIn)
 async def totp_disable(data: CodeIn) -> Response:
     p, user, session_id = await _fresh_user()
+    if not rt().config.allow_accounts_without_2fa:
+        raise Conflict("every account needs 2FA here: move it to a new device (POST /auth/2fa/setup) instead")
     await accounts.second_factor(rt(), user, data.code, p.address)
     await accounts.disable_totp(user)
     await accounts.end_other_sessions(user, session_id)

@@ -8,6 +8,7 @@ keep semicolons out of model docstrings (tests/hub/test_models.py checks).
 """
 from hub.models.access import (
     ApiToken,
+    EmailChange,
     Invitation,
     LoginFailure,
     Membership,
@@ -42,7 +43,7 @@ MODEL_MODULES = [
 
 __all__ = [
     "Agent", "AlertChannel", "BillingAccount", "BillingRecord", "ErasureRequest", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
-    "IpEntry", "IpList", "JoinToken", "LibraryEntry", "LoginFailure", "Membership", "MetricPoint", "PasswordReset",
+    "IpEntry", "IpList", "JoinToken", "LibraryEntry", "LoginFailure", "Membership", "MetricPoint", "PasswordReset", "EmailChange",
     "Template", "TemplateVersion",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
     "TopSource", "User", "MODEL_MODULES",

@@ -96,6 +96,24 @@ class PasswordReset(Model):
         table = "password_reset"
 
 
+class EmailChange(Model):
+    """A change of a user's email, pending until the link sent to the new address is used
+    (by the same signed-in user), whose sha256 is kept. A used row stays with `old_email`
+    so that erasing the account also pseudonymises what was done under the old address."""
+
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("hub.User", related_name="email_changes", on_delete=fields.CASCADE)
+    new_email = fields.CharField(max_length=320)
+    old_email = fields.CharField(max_length=320, default="")
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "email_change"
+
+
 class Session(Model):
     """A browser session. The cookie carries the id, its sha256 is the key here."""
 

@@ -14,7 +14,10 @@ class AlertChannel(Model):
     tenant = fields.ForeignKeyField("hub.Tenant", related_name="alert_channels", on_delete=fields.CASCADE)
     kind = fields.CharField(max_length=16)  # email | webhook | slack | discord
     name = fields.CharField(max_length=100)
-    target = fields.CharField(max_length=500)  # an address, or an https URL
+    # An email address; for a webhook kind, only its masked form (outbox.mask_url): the
+    # URL itself often carries the endpoint's token (Slack, Discord), so it is in `url`, sealed.
+    target = fields.CharField(max_length=500)
+    url = fields.CharField(max_length=1200, default="")  # sealed (hub.services.sealing); "" for email
     # Webhooks sign with it (HMAC-SHA256). Sealed (hub.services.sealing).
     secret = fields.CharField(max_length=400, default="")
     enabled = fields.BooleanField(default=True)
@@ -71,6 +74,7 @@ class OutboxMessage(Model):
     tenant_id = fields.UUIDField(null=True, db_index=True)
     channel_id = fields.UUIDField(null=True)
     kind = fields.CharField(max_length=16)  # email | webhook | slack | discord
+    # The address; for a webhook kind the channel's masked URL (delivery opens the channel's `url`).
     target = fields.CharField(max_length=500)
     subject = fields.CharField(max_length=300, default="")
     body = fields.JSONField(default=dict)

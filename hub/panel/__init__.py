@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 
-from hub.errors import HubError, ServerError, Unauthenticated
+from hub.errors import HubError, SecondFactorRequired, ServerError, Unauthenticated
 
 log = logging.getLogger("bulwark.hub.panel")
 
@@ -46,6 +46,8 @@ def safe_next(target: str | None) -> str:
 async def _hub_error(exc: HubError) -> Response | tuple[str, int]:
     if isinstance(exc, Unauthenticated):
         return redirect(url_for("panel.login", next=request.full_path.rstrip("?")))
+    if isinstance(exc, SecondFactorRequired):  # until 2FA is on, the set-up is the only way on
+        return redirect(url_for("panel.account") + "#totp-h")
     if exc.status >= 500:
         log.error("panel request failed: %s", exc, exc_info=exc)
     return await render_template("panel/error.html", error=exc), exc.status

@@ -21,8 +21,8 @@ from hub.errors import ClientError, Forbidden, InvalidInput, TooManyRequests, Un
 from hub.panel import bp
 from hub.panel.pages import LAST_TENANT, _chrome, _form, _user_principal
 from hub.panel.signin import begin
-from hub.services import accounts, alerts
-from hub.web import client_address, current_session, rt
+from hub.services import accounts, alerts, email_change
+from hub.web import client_address, current_session, needs_2fa, rt
 
 
 async def _me():
@@ -79,10 +79,12 @@ async def _render(p, user, s, status: int = 200, **extra):
         uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
         pending = {"qr": qr_data_uri(uri), "secret": _grouped(secret), "uri": uri}
     listed = await accounts.sessions_of(user)
+    asked = await user.email_changes.filter(used_at__isnull=True, expires_at__gt=accounts.now()).first()
     return await render_template(
-        "panel/account.html", **ctx, fresh_until=fresh, pending=pending, me=user,
+        "panel/account.html", **ctx, fresh_until=fresh, pending=pending, me=user, setup_required=needs_2fa(user),
         sessions=[(accounts.session_handle(x), x, x.id_hash == s.id_hash) for x in listed],
         unused_codes=await user.recovery_codes.filter(used_at__isnull=True).count(), browser_of=browser_of,
+        email_asked=asked,
         **extra), status
 
 
@@ -133,6 +135,38 @@ async def account_password() -> Response | tuple[str, int]:
     await rt().audit.append(actor=p.actor, action="auth.password", address=p.address, details={"ended": ended})
     await alerts.account_event(rt(), user.id, f"the password of {user.email} was changed", "auth.password")
     await flash(f"Password changed. {ended} other session(s) signed out.")
+    return redirect(url_for("panel.account"))
+
+
+@bp.post("/account/email")
+async def account_email() -> Response | tuple[str, int]:
+    """Ask to change the email: a fresh proof, then a link to the new address."""
+    p, user, _, s = await _me()
+    form = await _form()
+    try:
+        _require_fresh(s)
+        new = await email_change.request_change(rt(), user, form.get("new_email", "")[:400], p.actor, p.address)
+    except ClientError as exc:  # malformed, taken, same, throttled: shown on the page
+        return await _refused(p, user, s, exc)
+    await flash(f"A link is on its way to {new}: open it within {email_change.CHANGE_TTL_S // 60} minutes, "
+                "signed in as you are now, to make the change.")
+    return redirect(url_for("panel.account") + "#email-h")
+
+
+@bp.get("/account/email/<string(maxlength=200):token>")
+async def account_email_link(token: str) -> str:
+    """The link from the email: says what will change; the POST makes the change."""
+    p, user, _, s = await _me()
+    change = await email_change.pending(user, token)
+    ctx = await _chrome(p)
+    return await render_template("panel/email_change.html", **ctx, change=change, token=token, me=user)
+
+
+@bp.post("/account/email/<string(maxlength=200):token>")
+async def account_email_confirm(token: str) -> Response:
+    p, user, _, s = await _me()
+    new = await email_change.confirm(rt(), user, token, s.id_hash, p.address)
+    await flash(f"Your email is {new} now. Your other sessions were signed out; the old address was told.")
     return redirect(url_for("panel.account"))
 
 

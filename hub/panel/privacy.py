@@ -10,7 +10,7 @@ from hub.models import Session
 from hub.panel import bp
 from hub.panel.pages import _chrome, _form, _user_principal, refused_back
 from hub.services import accounts, erasure, retention
-from hub.web import client_address, current_session, rt
+from hub.web import client_address, current_session, needs_2fa, rt
 
 # What is collected, and why: the policy's "only what is needed", row by row.
 COLLECTED = (
@@ -36,7 +36,8 @@ async def privacy() -> str:
     admin_tenants = [t for t, role in chrome["tenants"] if role in ("admin", "owner")]
     return await render_template("panel/privacy.html", **chrome, collected=COLLECTED,
                                  retention=retention.table(rt()), sessions=sessions, current=current,
-                                 admin_tenants=admin_tenants, erasure_days=erasure.ERASURE_DAYS)
+                                 admin_tenants=admin_tenants, erasure_days=erasure.ERASURE_DAYS,
+                                 setup_required=needs_2fa(chrome["user"]))
 
 
 @bp.post("/privacy/sessions/end-others")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import secrets
 
-from quart import Response, redirect, render_template, request, session, url_for
+from quart import Response, flash, redirect, render_template, request, session, url_for
 from quart_auth import AuthUser, login_user, logout_user
 
 from hub.errors import Forbidden, TooManyRequests, Unauthenticated
 from hub.panel import bp, safe_next
 from hub.security import same
 from hub.services import accounts
-from hub.web import client_address, current_session, principal, rt
+from hub.web import client_address, current_session, needs_2fa, principal, rt
 
 LOGIN_TOKEN = "login_csrf"
 
@@ -72,6 +72,9 @@ async def login_post() -> Response | tuple[str, int]:
     if needs_mfa:
         return redirect(url_for("panel.second_factor", next=next_url))
     await accounts.signed_in(rt(), user, client_address())
+    if needs_2fa(user):
+        await flash("Every account needs two-factor authentication: set it up now to go on.")
+        return redirect(url_for("panel.account") + "#totp-h")
     return redirect(next_url)
 
 

@@ -224,11 +224,29 @@ async def confirm_totp(rt: Runtime, user: User, code: str) -> list[str]:
         raise Conflict("start 2FA set-up first")
     secret = rt.sealer.open(PENDING_COLUMN, user.totp_pending_secret)
     assert secret is not None
-    if not await _consume_totp(user, secret, code):
+    step = _matching_step(secret, code.strip(), time.time())
+    if step is None:
         raise InvalidInput("wrong code")
+    # A code of the new secret replays nothing the old one signed in with, so the step the
+    # old one last used does not count (moving to a new device right after signing in works);
+    # claiming the pending secret is the guard against a second, concurrent confirmation.
+    sealed = rt.sealer.seal(SECRET_COLUMN, secret)
+    if not await User.filter(id=user.id, totp_pending_secret=user.totp_pending_secret).update(
+            totp_secret=sealed, totp_pending_secret=None, totp_last_step=step):
+        raise Conflict("start 2FA set-up first")
+    user.totp_secret, user.totp_pending_secret, user.totp_last_step = sealed, None, step
+    return await new_recovery_codes(user)
+
+
+async def enrol_totp(rt: Runtime, user: User, secret: str | None = None) -> tuple[str, list[str]]:
+    """Turn 2FA on without the confirming code, for an operator at the hub's console
+    (`bulwark hub create-admin --totp`) who is shown the secret there. Returns the otpauth
+    URI and fresh recovery codes."""
+    secret = secret or pyotp.random_base32()
     user.totp_secret, user.totp_pending_secret = rt.sealer.seal(SECRET_COLUMN, secret), None
     await user.save(update_fields=["totp_secret", "totp_pending_secret"])
-    return await new_recovery_codes(user)
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Bulwark")
+    return uri, await new_recovery_codes(user)
 
 
 async def disable_totp(user: User) -> None:

@@ -43,6 +43,7 @@ from hub.models import (
     BillingAccount,
     BillingRecord,
     Deployment,
+    EmailChange,
     ErasureRequest,
     Invitation,
     LoginFailure,
@@ -151,10 +152,19 @@ class Subject:
     """What the steps need to find a subject's traces (loaded once per run)."""
     id: uuid.UUID
     email: str = ""
+    former: tuple[str, ...] = ()  # addresses the account had before a change of email
 
     @property
     def actor(self) -> str:
         return f"user:{self.email}"
+
+    @property
+    def emails(self) -> list[str]:
+        return [self.email, *self.former]
+
+    @property
+    def actors(self) -> list[str]:
+        return [f"user:{e}" for e in self.emails]
 
 
 Step = Callable[["Runtime", Subject, dt.datetime], Awaitable[int]]
@@ -165,8 +175,8 @@ def _actor_pseudonym(rt: Runtime, actor: str) -> str:
 
 
 async def _user_audit(rt: Runtime, s: Subject, now: dt.datetime) -> int:
-    mine = AuditEntry.filter(actor=s.actor)
-    about = AuditEntry.filter(target__in=[s.email, s.actor, str(s.id), f"user:{s.id}"])
+    mine = AuditEntry.filter(actor__in=s.actors)
+    about = AuditEntry.filter(target__in=[*s.emails, *s.actors, str(s.id), f"user:{s.id}"])
     return await rt.audit.pseudonymise(mine) + await rt.audit.pseudonymise(about, ("target",))
 
 
@@ -177,7 +187,7 @@ async def _user_authored(rt: Runtime, s: Subject, now: dt.datetime) -> int:
 
 
 async def _user_invitations(rt: Runtime, s: Subject, now: dt.datetime) -> int:
-    return await Invitation.filter(email=s.email).delete()
+    return await Invitation.filter(email__in=s.emails).delete()
 
 
 async def _user_login_failures(rt: Runtime, s: Subject, now: dt.datetime) -> int:
@@ -186,11 +196,11 @@ async def _user_login_failures(rt: Runtime, s: Subject, now: dt.datetime) -> int
 
 
 async def _user_outbox(rt: Runtime, s: Subject, now: dt.datetime) -> int:
-    return await OutboxMessage.filter(kind="email", target=s.email).delete()
+    return await OutboxMessage.filter(kind="email", target__in=s.emails).delete()
 
 
 async def _user_alert_channels(rt: Runtime, s: Subject, now: dt.datetime) -> int:
-    return await AlertChannel.filter(kind="email", target=s.email).delete()
+    return await AlertChannel.filter(kind="email", target__in=s.emails).delete()
 
 
 async def _user_account(rt: Runtime, s: Subject, now: dt.datetime) -> int:
@@ -253,7 +263,9 @@ STEPS: dict[str, list[tuple[str, str, Step]]] = {
 async def _subject(request: ErasureRequest) -> Subject:
     if request.kind == "user":
         email = await User.filter(id=request.subject_id).values_list("email", flat=True)
-        return Subject(request.subject_id, email[0] if email else "")
+        former = await EmailChange.filter(user_id=request.subject_id, used_at__isnull=False) \
+            .values_list("old_email", flat=True)
+        return Subject(request.subject_id, email[0] if email else "", tuple(e for e in former if e))
     return Subject(request.subject_id)
 
 

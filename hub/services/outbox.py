@@ -121,6 +121,31 @@ def render(kind: str, subject: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+URL_COLUMN = "alert_channel.url"
+
+
+def mask_url(url: str) -> str:
+    """What the panel, the API, the export and the outbox show of a webhook URL: its
+    scheme and host (the path and query often hold the endpoint's token)."""
+    parts = urlsplit(url)
+    rest = "/…" if (parts.path not in ("", "/") or parts.query) else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{rest}"
+
+
+def channel_fields(rt: Runtime, kind: str, target: str) -> dict[str, str]:
+    """The stored form of a channel's checked target: an address as it is, a URL sealed
+    in `url` with its masked form in `target`."""
+    if kind == "email":
+        return {"target": target, "url": ""}
+    return {"target": mask_url(target), "url": rt.sealer.seal(URL_COLUMN, target)}
+
+
+def channel_url(rt: Runtime, channel: AlertChannel) -> str:
+    """The webhook URL to post to. Raises SecretUnreadable (wrong keyring, altered value)."""
+    return rt.sealer.open(URL_COLUMN, channel.url) or ""
+
+
 async def enqueue(channel: AlertChannel, subject: str, event: dict[str, Any], *,
                   now: dt.datetime | None = None) -> OutboxMessage:
     now = now or now_utc()
@@ -188,21 +213,22 @@ async def deliver(rt: Runtime, message: OutboxMessage) -> None:
         return
     body = json.dumps(message.body, separators=(",", ":"), sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "bulwark-hub"}
+    channel = await AlertChannel.get_or_none(id=message.channel_id)
+    if channel is None:
+        raise DeliveryFailed("the channel was deleted")
     if message.kind == "webhook":
-        channel = await AlertChannel.get_or_none(id=message.channel_id)
-        if channel is None:
-            raise DeliveryFailed("the channel was deleted")
         headers[SIGNATURE_HEADER] = sign(rt.sealer.open("alert_channel.secret", channel.secret) or "", body, int(time.time()))
-    host = urlsplit(message.target).hostname or ""
+    url = channel_url(rt, channel)
+    host = urlsplit(url).hostname or ""
     try:
         await asyncio.to_thread(_check_host, config, host)  # again: DNS may have changed
     except InvalidInput as exc:
         raise DeliveryFailed(exc.message) from None
     try:
         async with httpx.AsyncClient(timeout=config.webhook_timeout_s, follow_redirects=False) as client:
-            resp = await client.post(message.target, content=body, headers=headers)
+            resp = await client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+        raise DeliveryFailed(f"{type(exc).__name__}: {str(exc).replace(url, message.target)}") from None
     if not 200 <= resp.status_code < 300:
         raise DeliveryFailed(f"the endpoint answered {resp.status_code}")
 

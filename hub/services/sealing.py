@@ -190,12 +190,13 @@ class Sealer:
 
 def sealed_columns() -> Iterator[tuple[type[Model], str]]:
     """Every column holding a sealed secret (the Stripe and Anthropic keys are settings,
-    never stored in the database)."""
+    never stored in the database; an empty value is no secret and stays empty)."""
     from hub.models import AlertChannel, User
 
     yield User, "totp_secret"
     yield User, "totp_pending_secret"
     yield AlertChannel, "secret"
+    yield AlertChannel, "url"  # webhook URLs carry the endpoint's token (Slack, Discord)
 
 
 def column_name(model: type[Model], field: str) -> str:

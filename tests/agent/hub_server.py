@@ -48,8 +48,13 @@ async def main(data_dir: str, port: int, certfile: str = "", keyfile: str = "", 
             await server
             return
         from hub.services import accounts
+        import pyotp
+
         user = await accounts.create_user(app.extensions["bulwark"], "ops@example.com", PASSWORD)
+        uri, _ = await accounts.enrol_totp(app.extensions["bulwark"], user)  # every account has 2FA
         r = await client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
+        r = await client.post("/auth/second-factor", json={"code": pyotp.parse_uri(uri).now()},
+                              headers={"X-CSRF-Token": r.json()["csrf_token"]})
         csrf = {"X-CSRF-Token": r.json()["csrf_token"]}
         r = await client.post("/api/v1/tenants", json={"name": "acme"}, headers=csrf)
         tenant = r.json()["id"]

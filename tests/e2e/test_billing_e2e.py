@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from demo.agents import AgentProcess
-from demo.hub import HubProcess, open_tenant
+from demo.hub import HubProcess, sign_in, open_tenant
 from demo.observe import enforced
 from demo.policy import DENY_LIST, web_policy
 from demo.processes import free_port
@@ -69,9 +69,9 @@ def test_suspension_deactivates_the_agent_and_payment_restores_it(tmp_path):
                                                              "stripe_webhook_secret": SECRET})
         agent, receiver, api = None, None, None
         try:
-            hub.create_admin(EMAIL, PASSWORD)
+            otpauth = hub.create_admin(EMAIL, PASSWORD, totp=True)
             hub.start()
-            api = open_tenant(hub.url, EMAIL, PASSWORD)
+            api = open_tenant(hub.url, EMAIL, PASSWORD, otpauth)
             api.create_list(DENY_LIST, "deny", [f"{DENIED_SOURCE}/32"])
             site = topo.sites[0]
             agent = AgentProcess("a0", site, topo.pin_root, tmp_path, free_port())
@@ -140,8 +140,7 @@ def test_suspension_deactivates_the_agent_and_payment_restores_it(tmp_path):
 def _state(url: str, api) -> str:
     """The tenant's billing state, as its owner reads it (scope `billing`)."""
     with httpx.Client(base_url=url, timeout=30) as owner:
-        csrf = {"X-CSRF-Token": owner.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
-                .json()["csrf_token"]}
+        csrf = sign_in(owner, EMAIL, PASSWORD, api.otpauth)
         r = owner.get(f"/api/v1/tenants/{api.tenant}/billing", headers=csrf)
         assert r.status_code == 200, r.text
         return r.json()["state"]

@@ -19,7 +19,7 @@ import pytest
 from agent.sampler import rule_name
 from bpf import in_netns
 from demo.agents import AgentProcess
-from demo.hub import HubProcess, TenantApi, open_tenant
+from demo.hub import HubProcess, sign_in, TenantApi, open_tenant
 from demo.observe import by_text, enforced
 from demo.policy import DENY_LIST, REFLECTION_RULE, hardened_policy, web_policy
 from demo.probe import ack_flow, timed_change
@@ -55,9 +55,9 @@ def fleet(tmp_path):
                      log=tmp_path / "hub.log", settings={"alerts_surge_window_s": 3, "alerts_surge_interval_s": 1})
     agents, threads, api = [], [], None
     try:
-        hub.create_admin(EMAIL, PASSWORD)
+        otpauth = hub.create_admin(EMAIL, PASSWORD, totp=True)
         hub.start()
-        api = open_tenant(hub.url, EMAIL, PASSWORD)
+        api = open_tenant(hub.url, EMAIL, PASSWORD, otpauth)
         deny_list = api.create_list(DENY_LIST, "deny", [f"{DENIED_SOURCE}/32"])
         for site in topo.sites:
             agent = AgentProcess(f"a{site.index}", site, topo.pin_root, tmp_path, free_port())
@@ -218,8 +218,7 @@ def test_a_real_attack_raises_one_surge_alert_and_one_resolve(fleet):
     digest = api.deploy(api.create_policy("web", web_policy())["id"], ids)["digest"]
     wait_applied(fleet, digest)
     with httpx.Client(base_url=fleet.hub.url, timeout=10) as owner:
-        csrf = {"X-CSRF-Token": owner.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
-                .json()["csrf_token"]}
+        csrf = sign_in(owner, EMAIL, PASSWORD, fleet.api.otpauth)
         base = f"/api/v1/tenants/{api.tenant}/alerts"
         r = owner.put(f"{base}/rules/attack_surge", json={"params": {"dropped_pps": 100}}, headers=csrf)
         assert r.status_code == 200, r.text

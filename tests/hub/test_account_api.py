@@ -63,6 +63,10 @@ async def test_sign_up_by_invitation_makes_the_account_once(hub):
     assert all(a.status_code in (201, 404, 409) for a in attempts)
     user = await User.get(email="new.person@example.com")
     assert (await Membership.get(user_id=user.id)).role == "operator"
+    session = await hub.login("new.person@example.com")  # no 2FA yet: only its set-up
+    r = await session.get(t.base)
+    assert r.status_code == 403 and (await r.get_json())["error"] == "second_factor_required"
+    await hub.enrol(user)
     session = await hub.login("new.person@example.com")
     assert (await session.get(t.base)).status_code == 200
     listed = (await (await t.owner.get(t.base + "/invitations")).get_json())["invitations"]

@@ -79,7 +79,11 @@ async def _tenant(harness: HubHarness) -> Known:
             "points": [{"ts": now - i, "rule": "ssh", "packets": 10, "bytes": 600} for i in range(5)],
             "top_sources": [{"ts": now, "source": "203.0.113.9", "packets": 70}]})
         assert r.status_code == 200, await r.get_data(as_text=True)
-        r = await harness.client().post("/auth/login", json={"email": t.user.email, "password": PASSWORD})
+        client = harness.client()
+        r = await client.post("/auth/login", json={"email": t.user.email, "password": PASSWORD})
+        assert r.status_code == 200, await r.get_data(as_text=True)
+        r = await client.post("/auth/second-factor", json={"code": await harness.code(t.user.email)},
+                              headers={"X-CSRF-Token": (await r.get_json())["csrf_token"]})
         assert r.status_code == 200, await r.get_data(as_text=True)
         cookie = r.headers["Set-Cookie"].split(";", 1)[0]
         owner = {"Cookie": cookie, "X-CSRF-Token": (await r.get_json())["csrf_token"]}

@@ -77,7 +77,7 @@ async def test_cookie_writes_need_the_csrf_token(hub):
 
 
 async def test_logout_ends_the_session_on_the_server(hub):
-    user = await hub.user()
+    user = await hub.user(totp=False)  # sets 2FA up below
     client = hub.client()
     r = await client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
     cookie = _cookie_header(r).split(";")[0]
@@ -98,7 +98,7 @@ async def _enable_totp(hub, s):
 
 
 async def test_totp_second_factor_and_one_use_per_step(hub):
-    user = await hub.user()
+    user = await hub.user(totp=False)  # sets 2FA up below
     s = await hub.login(user.email)
     totp, codes = await _enable_totp(hub, s)
     assert len(codes) == 10
@@ -125,7 +125,7 @@ async def test_totp_second_factor_and_one_use_per_step(hub):
 
 
 async def test_recovery_codes_work_once(hub):
-    user = await hub.user()
+    user = await hub.user(totp=False)  # sets 2FA up below
     s = await hub.login(user.email)
     _, codes = await _enable_totp(hub, s)
     for expected in (200, 401):

@@ -31,6 +31,21 @@ def test_migrate_then_create_admin(env, monkeypatch, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_create_admin_says_the_first_sign_in_sets_up_2fa_or_turns_it_on(env, monkeypatch, capsys):
+    import pyotp
+
+    assert _admin(monkeypatch, "plain@example.com") == 0
+    assert "leads to the 2FA set-up" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["create-admin", "ops@example.com", "--password-stdin", "--totp"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    uri = next(line for line in out if line.startswith("otpauth://"))
+    assert pyotp.parse_uri(uri).secret and len(out[-1].split()) == 10  # the recovery codes
+    db = sqlite3.connect(env / "hub.sqlite3")
+    (sealed,) = db.execute("select totp_secret from user where email = 'ops@example.com'").fetchone()
+    assert sealed.startswith("bwenc1:") and pyotp.parse_uri(uri).secret not in sealed
+
+
 def test_audit_verify_finds_edits_and_removals(env, monkeypatch, capsys):
     for i in range(4):
         assert _admin(monkeypatch, f"a{i}@example.com") == 0

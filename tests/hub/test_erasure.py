@@ -177,7 +177,7 @@ async def test_closing_needs_a_fresh_proof_and_no_orphaned_tenant(tmp_path):
         await Session.filter(user_id=t.user.id).update(created_at=_now() - dt.timedelta(hours=1))
         assert (await t.owner.post("/auth/me/close")).status_code == 403
         assert (await t.owner.post(t.base + "/close")).status_code == 403
-        r = await t.owner.post("/auth/reauth", json={"password": PASSWORD})
+        r = await t.owner.post("/auth/reauth", json={"password": PASSWORD, "code": await hub.code(t.user.email)})
         assert r.status_code == 200
         t.owner.csrf = (await r.get_json())["csrf_token"]
         assert (await t.owner.post(t.base + "/close")).status_code == 202

@@ -511,7 +511,7 @@ async def test_a_password_change_needs_fresh_proof_and_ends_other_sessions(hub):
     s = await hub.login(user.email)
     await _age_sessions(6 * 60)
     assert (await s.post("/auth/password", json={"new_password": "a brand new password"})).status_code == 403
-    r = await s.post("/auth/reauth", json={"password": PASSWORD})
+    r = await s.post("/auth/reauth", json={"password": PASSWORD, "code": await hub.code(user.email)})
     s.csrf = (await r.get_json())["csrf_token"]
     assert (await s.post("/auth/password", json={"new_password": "short"})).status_code == 400
     r = await s.post("/auth/password", json={"new_password": "a brand new password"})
@@ -522,7 +522,7 @@ async def test_a_password_change_needs_fresh_proof_and_ends_other_sessions(hub):
 
 
 async def test_turning_2fa_on_ends_other_sessions(hub):
-    user = await hub.user()
+    user = await hub.user(totp=False)
     other = await hub.login(user.email)
     s = await hub.login(user.email)
     await _enable_totp(s)
@@ -532,9 +532,10 @@ async def test_turning_2fa_on_ends_other_sessions(hub):
 
 async def test_platform_operators_act_only_with_2fa(hub):
     t = await hub.tenant()
-    admin = await hub.user(platform_admin=True)
+    admin = await hub.user(platform_admin=True, totp=False)
     s = await hub.login(admin.email)
-    assert (await s.get(t.base + "/policies")).status_code == 404  # no operator powers yet
+    r = await s.get(t.base + "/policies")  # no operator powers yet: nothing but the 2FA set-up
+    assert r.status_code == 403 and (await r.get_json())["error"] == "second_factor_required"
     await _enable_totp(s)
     assert (await s.get(t.base + "/policies")).status_code == 200
 

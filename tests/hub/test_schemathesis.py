@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -51,6 +52,7 @@ class Seeded:
     token: str
     owner_email: str
     path_parameters: dict[str, str]
+    owner_totp: Any = None  # the owner's authenticator (every account has 2FA)
 
 
 async def _seed(harness: HubHarness) -> Seeded:
@@ -86,7 +88,7 @@ async def _seed(harness: HubHarness) -> Seeded:
         # A token of its own for DELETE /tokens/{token_id}, so the test's token stays valid.
         spare = await t.owner.post(t.base + "/tokens", json={"name": "spare", "scopes": ["read"]})
         members = await (await t.owner.get(t.base + "/members")).get_json()
-        return Seeded(harness.config, api.token, t.user.email, {
+        return Seeded(harness.config, api.token, t.user.email, owner_totp=harness.totp[t.user.email], path_parameters={
             "tenant_id": str(t.id), "agent_id": web1.id, "policy_id": policy_id, "version": "1",
             "deployment_id": deployment_id, "list_id": list_id, "token_id": (await spare.get_json())["id"],
             "member_id": str(members["members"][0]["id"]),
@@ -179,6 +181,9 @@ def test_every_operation_keeps_its_contract(tmp_path, backend):
         failures = _fuzz(operations, seeded, url, api, {"Authorization": f"Bearer {seeded.token}"})
         # Then what tokens may not do (403 above), as the signed-in owner.
         r = browser.post(url + "/auth/login", json={"email": seeded.owner_email, "password": PASSWORD}, timeout=10)
+        assert r.status_code == 200, r.text
+        r = browser.post(url + "/auth/second-factor", json={"code": seeded.owner_totp.at(time.time() + 30)},
+                         headers={"X-CSRF-Token": r.json()["csrf_token"]}, timeout=10)
         assert r.status_code == 200, r.text
         needs_a_user = _needs_a_user(seeded.config)
         for_users = [op for op in operations if op.label in needs_a_user]

@@ -59,7 +59,8 @@ async def test_secrets_are_sealed_and_rotation_keeps_them_readable(tmp_path, bac
 
         old_primary = sealer.ring.primary
         out = await sealing.rotate(sealer)
-        assert out["new"] != old_primary and out["rewrapped"] == 2 and out["pending"] == 0
+        # the TOTP secret, the webhook's signing secret and its URL
+        assert out["new"] != old_primary and out["rewrapped"] == 3 and out["pending"] == 0
         user = await User.get(id=t.user.id)
         assert sealing.kek_of(user.totp_secret) == out["new"]
         assert sealer.open("user.totp_secret", user.totp_secret) == totp_secret
@@ -73,7 +74,7 @@ async def test_an_interrupted_rotation_resumes_and_old_rows_stay_readable(tmp_pa
     async with HubHarness(tmp_path) as hub:
         users = []
         for _ in range(5):
-            u = await hub.user()
+            u = await hub.user(totp=False)
             await accounts.begin_totp(hub.rt, u)
             users.append(u)
         sealer = hub.rt.sealer
@@ -96,21 +97,22 @@ async def test_plaintext_rows_from_before_are_sealed_at_start(tmp_path):
         u = await hub.user()
         await User.filter(id=u.id).update(totp_secret="JBSWY3DPEHPK3PXP")
         t = await hub.tenant()
-        await AlertChannel.create(tenant_id=t.id, kind="webhook", name="w", target="https://x.example/h",
-                                  secret="bws_legacy")
+        await AlertChannel.create(tenant_id=t.id, kind="webhook", name="w", target="https://x.example/…",
+                                  url="https://x.example/h", secret="bws_legacy")
         # Still usable before the sweep: a plaintext value passes through.
         assert hub.rt.sealer.open("user.totp_secret", "JBSWY3DPEHPK3PXP") == "JBSWY3DPEHPK3PXP"
-        assert await sealing.seal_legacy(hub.rt.sealer) == 2
+        assert await sealing.seal_legacy(hub.rt.sealer) == 3
         assert await sealing.seal_legacy(hub.rt.sealer) == 0  # once
         row = await User.get(id=u.id)
         assert hub.rt.sealer.open("user.totp_secret", row.totp_secret) == "JBSWY3DPEHPK3PXP"
         channel = await AlertChannel.get(name="w")
         assert hub.rt.sealer.open("alert_channel.secret", channel.secret) == "bws_legacy"
+        assert hub.rt.sealer.open("alert_channel.url", channel.url) == "https://x.example/h"
 
 
 async def test_a_wrong_keyring_or_an_altered_value_is_a_clear_error(tmp_path):
     async with HubHarness(tmp_path) as hub:
-        u = await hub.user()
+        u = await hub.user(totp=False)
         await accounts.begin_totp(hub.rt, u)
         value = (await User.get(id=u.id)).totp_pending_secret
         tampered = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
@@ -125,6 +127,70 @@ async def test_a_wrong_keyring_or_an_altered_value_is_a_clear_error(tmp_path):
         (tmp_path / "broken").write_text("{not json")
         with pytest.raises(SecretUnreadable, match="not valid"):
             sealing.Sealer(tmp_path / "broken").seal("c", "x")
+
+
+async def test_webhook_urls_are_sealed_masked_rotated_and_still_delivered(tmp_path):
+    """Slack's and Discord's URLs carry their token: the column never holds it."""
+    from hub.models import OutboxMessage
+    from hub.services import alerts, outbox
+    from tests.hub.test_alerts import Receiver
+
+    async with HubHarness(tmp_path, webhook_allow_private=True) as hub:
+        t = await hub.tenant()
+        with Receiver(secret=None) as slack:
+            url = slack.url + "/T0001/B0002/tokentokentoken"
+            r = await t.owner.post(t.base + "/alerts/channels", json={"kind": "slack", "name": "s", "target": url})
+            assert r.status_code == 201, await r.get_data(as_text=True)
+            shown = (await r.get_json())["target"]
+            assert "tokentokentoken" not in shown and shown.endswith("/…") and shown.startswith("http://127.0.0.1")
+            listed = await (await t.owner.get(t.base + "/alerts/channels")).get_json()
+            assert "tokentokentoken" not in json.dumps(listed)
+            row = await AlertChannel.get(tenant_id=t.id, kind="slack")
+            assert "tokentokentoken" not in row.target and sealing.is_sealed(row.url)
+            assert hub.rt.sealer.open("alert_channel.url", row.url) == url
+            out = await sealing.rotate(hub.rt.sealer)
+            row = await AlertChannel.get(id=row.id)
+            assert sealing.kek_of(row.url) == out["new"]
+            await OutboxMessage.all().delete()
+            await alerts.observe(hub.rt, t.id, "xdp_generic", "a", "web1: running in generic XDP mode")
+            message = await OutboxMessage.get(kind="slack")
+            assert "tokentokentoken" not in message.target
+            assert await outbox.deliver_due(hub.rt) == 1
+        assert slack.calls and "generic XDP" in slack.calls[0][1]["text"]
+        raw = _raw_db_bytes(hub)
+        assert b"tokentokentoken" not in raw
+
+
+async def test_migration_0013_moves_plaintext_urls_out_of_target(tmp_path):
+    """Rows from before 0013 (the URL in `target`): its data step moves the URL to `url`
+    and masks both copies; the start's sweep then seals it."""
+    import importlib
+    from types import SimpleNamespace
+
+    from hub.models import OutboxMessage
+    from tortoise import connections
+
+    step = importlib.import_module("hub.migrations.0013_sealed_urls_email_change")._move_urls
+    async with HubHarness(tmp_path) as hub:
+        t = await hub.tenant()
+        url = "https://discord.example/api/webhooks/1/secrettoken"
+        c = await AlertChannel.create(tenant_id=t.id, kind="discord", name="d", target=url)
+        m = await OutboxMessage.create(tenant_id=t.id, channel_id=c.id, kind="discord", target=url,
+                                       next_attempt_at=sealing_now(), created_at=sealing_now())
+        mail = await AlertChannel.create(tenant_id=t.id, kind="email", name="e", target="o'brien@example.com")
+        await step(None, SimpleNamespace(client=connections.get("default")))
+        c, m, mail = await AlertChannel.get(id=c.id), await OutboxMessage.get(id=m.id), await AlertChannel.get(id=mail.id)
+        assert c.target == m.target == "https://discord.example/…" and c.url == url
+        assert mail.target == "o'brien@example.com" and mail.url == ""
+        assert await sealing.seal_legacy(hub.rt.sealer) == 1
+        c = await AlertChannel.get(id=c.id)
+        assert sealing.is_sealed(c.url) and hub.rt.sealer.open("alert_channel.url", c.url) == url
+
+
+def sealing_now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def test_rotate_key_command(tmp_path):

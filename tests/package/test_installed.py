@@ -155,9 +155,9 @@ def test_install_run_upgrade_under_attack_purge(debs, work_dir):
     try:
         sh("dpkg", "-i", str(debs[0]))
         assert not os.path.exists("/etc/systemd/system/multi-user.target.wants/bulwark-agent.service")
-        hub.create_admin(EMAIL, PASSWORD)
+        otpauth = hub.create_admin(EMAIL, PASSWORD, totp=True)
         hub.start()
-        api = open_tenant(hub.url, EMAIL, PASSWORD)
+        api = open_tenant(hub.url, EMAIL, PASSWORD, otpauth)
         api.create_list(DENY_LIST, "deny", [f"{DENIED_SOURCE}/32"])
         agent = InstalledAgent("pkg", site, Path("/sys/fs/bpf/bulwark"), tmp_path, free_port())
         agent.write_config()

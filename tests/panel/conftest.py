@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    proc = hubproc.start_hub(tmp_path_factory.mktemp("panel"))
+    proc = hubproc.start_hub(tmp_path_factory.mktemp("panel"), users=(hubproc.CLOSER,))
     try:
         yield hubproc.seed(proc.url, LIST_SIZE)
     finally:

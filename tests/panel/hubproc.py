@@ -16,6 +16,7 @@ from demo.hub import HubProcess, bulwark_command
 PASSWORD = "correct horse battery staple"
 ADMIN = "admin@example.com"
 NEWCOMER = "new@example.com"  # no 2FA, no tenant yet
+CLOSER = "closer@example.com"  # no 2FA ever: closes their account from the limited session
 
 
 def free_port() -> int:
@@ -105,14 +106,19 @@ def send_metrics(s: Seeded, packets: int) -> None:
                                          for i in range(1, 6)]}))
 
 
-def start_hub(tmp: Path, settings: dict | None = None, users: tuple[str, ...] = ()) -> CheckoutHub:
-    """`settings`: more of the hub's settings (SMTP...); `users`: more users (operators
-    without 2FA, like NEWCOMER) for tests that change their password."""
+def start_hub(tmp: Path, settings: dict | None = None, users: tuple[str, ...] = (),
+              with_2fa: tuple[str, ...] = ()) -> CheckoutHub:
+    """`settings`: more of the hub's settings (SMTP...); `users`: more users without 2FA
+    (like NEWCOMER: their first sign-in leads to its set-up); `with_2fa`: users made with
+    2FA on (`create-admin --totp`), who sign in with their recovery codes
+    (`hub.recovery_codes[email]`)."""
     port = free_port()
     hub = CheckoutHub(url=f"http://127.0.0.1:{port}", data_dir=tmp / "hub", bind=f"127.0.0.1:{port}",
                       log=tmp / "hub.log",
                       settings={"argon2_memory_kib": 1024, "argon2_time_cost": 1, **(settings or {})})
     for email in (ADMIN, NEWCOMER, *users):
         hub.create_admin(email, PASSWORD)
+    for email in with_2fa:
+        hub.create_admin(email, PASSWORD, totp=True)
     hub.start()
     return hub

@@ -15,7 +15,7 @@ import pytest
 from hub.models import Membership, OutboxMessage, Session
 from hub.services import enrolment
 from tests.hub.harness import PASSWORD, HubHarness
-from tests.panel.test_pages import InlineFinder
+from tests.panel.test_pages import InlineFinder, _token
 
 
 def run(coro):
@@ -227,5 +227,55 @@ def test_the_reset_form_says_the_same_for_any_address(tmp_path):
             assert len(set(answers)) == 1
             assert await OutboxMessage.filter(target=user.email).count() == 1
             assert await OutboxMessage.filter(kind="email").count() == 1
+
+    run(go())
+
+
+def test_a_user_without_2fa_is_sent_to_the_set_up_and_sees_why(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t = await h.tenant("acme")
+            user = await h.user(totp=False)
+            s = await h.login(user.email)
+            for path in ["/", f"/t/{t.id}/", "/account/sessions/end-all-not-a-page"]:
+                r = await s.client.get(path)
+                if r.status_code == 404:
+                    continue
+                assert r.status_code == 302 and r.headers["Location"].endswith("/account#totp-h"), path
+            for path in ["/account", "/privacy"]:
+                r = await s.client.get(path)
+                body = await r.get_data(as_text=True)
+                assert r.status_code == 200 and "Set up two-factor authentication to go on" in body, path
+            r = await s.client.post("/tenants", form={"name": "x", "csrf_token": s.csrf})
+            assert r.status_code == 302 and r.headers["Location"].endswith("/account#totp-h")
+
+    run(go())
+
+
+def test_the_email_form_sends_a_link_and_the_link_page_changes_it(tmp_path):
+    async def go():
+        async with HubHarness(tmp_path) as h:
+            t = await h.tenant("acme")
+            c, csrf = t.owner.client, t.owner.csrf
+            r = await c.post("/account/email", form={"csrf_token": csrf, "new_email": "not an address"})
+            assert r.status_code == 400 and "not an email address" in html.unescape(await r.get_data(as_text=True))
+            r = await c.post("/account/email", form={"csrf_token": csrf, "new_email": "x" * 1000 + "@example.com"})
+            assert r.status_code == 400
+            r = await c.post("/account/email", form={"csrf_token": csrf, "new_email": "Panel.New@example.com"})
+            assert r.status_code == 302
+            body = await (await c.get("/account")).get_data(as_text=True)
+            assert "A link to change it to panel.new@example.com was sent" in body
+            mail = await OutboxMessage.get(target="panel.new@example.com")
+            path = re.search(r"http://[^/]+(/account/email/\S+)", mail.body["text"]).group(1)
+            r = await c.get(path)
+            page = await r.get_data(as_text=True)
+            assert r.status_code == 200 and "panel.new@example.com" in page
+            r = await c.post(path, form={"csrf_token": _token(page)})
+            assert r.status_code == 302
+            body = await (await c.get("/account")).get_data(as_text=True)
+            assert "Your email is panel.new@example.com now" in body
+            assert (await c.get(path)).status_code == 404  # used once
+            other = await h.tenant("other")
+            assert (await other.owner.client.get("/account/email/" + "a" * 43)).status_code == 404
 
     run(go())

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pyotp
+
 from playwright.sync_api import expect
 
 from tests.panel import hubproc
@@ -205,6 +207,19 @@ def test_a_user_without_2fa_or_tenant_creates_one(page, hub):
     expect(page.get_by_role("alert")).to_contain_text("wrong email or password")
     page.get_by_label("Password").fill(hubproc.PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    # Every account needs 2FA: the first sign-in leads to its set-up, and nothing else opens.
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    expect(page.get_by_role("alert", name="Two-factor authentication required")).to_be_visible()
+    shoot(page, "15-2fa-required")
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()  # sent back to the set-up
+    page.get_by_role("button", name="Set up 2FA").click()
+    secret = page.get_by_test_id("totp-secret").inner_text().replace(" ", "")
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on 2FA").click()
+    expect(page.get_by_role("list", name="Recovery codes").get_by_role("listitem")).to_have_count(10)
+    expect(page.get_by_role("alert", name="Two-factor authentication required")).to_have_count(0)
+    page.goto("/")
     expect(page.get_by_role("heading", name="No tenant yet")).to_be_visible()
     shoot(page, "15-no-tenant")
     page.get_by_label("Tenant name").fill("Initech")
@@ -229,11 +244,13 @@ def test_privacy_page_export_and_closing_an_account(page, hub):
     shoot(page, "16-privacy")
     open_menu(page, "Account").get_by_role("button", name="Sign out").click()
 
-    # The newcomer (no 2FA, the only member of Initech) closes their account.
-    page.get_by_label("Email").fill(hubproc.NEWCOMER)
+    # Someone who never set up 2FA may still close their account (the limited session reaches /privacy).
+    page.get_by_label("Email").fill(hubproc.CLOSER)
     page.get_by_label("Password").fill(hubproc.PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     page.goto("/privacy")
+    expect(page.get_by_role("alert", name="Two-factor authentication required")).to_be_visible()
     page.get_by_label("Password").fill(hubproc.PASSWORD)
     page.get_by_role("button", name="Close my account").click()  # the box is required: nothing sent
     expect(page.get_by_role("heading", name="Close your account")).to_be_visible()
@@ -242,7 +259,7 @@ def test_privacy_page_export_and_closing_an_account(page, hub):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("erased within 30 days")
     shoot(page, "17-account-closed")
-    page.get_by_label("Email").fill(hubproc.NEWCOMER)
+    page.get_by_label("Email").fill(hubproc.CLOSER)
     page.get_by_label("Password").fill(hubproc.PASSWORD)
     page.console.expect_status(401)
     page.get_by_role("button", name="Sign in").click()

@@ -523,7 +523,8 @@ def test_privacy_page_closes_an_account_only_with_the_password_and_the_box(tmp_p
                 assert not await ErasureRequest.exists()
             r = await c.get("/privacy")
             assert "not right" in await r.get_data(as_text=True)
-            r = await c.post("/privacy/close", form={"password": PASSWORD, "confirm": "yes", "csrf_token": token})
+            r = await c.post("/privacy/close", form={"password": PASSWORD, "code": await h.code(t.user.email),
+                                                     "confirm": "yes", "csrf_token": token})  # 2FA on: the code too
             assert r.status_code == 302 and "/login" in r.headers["Location"]
             assert await ErasureRequest.exists(kind="user", subject_id=t.user.id)
             assert (await User.get(id=t.user.id)).closed_at is not None

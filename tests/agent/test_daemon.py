@@ -20,8 +20,9 @@ PLAN_A = load(POLICY_A, "a.bw").plan
 PLAN_B = load(POLICY_B, "b.bw").plan
 
 
-async def until(predicate, timeout_s=5.0, step_s=0.05):
-    """Wait (in real time) until predicate() holds in a worker thread; returns the seconds it took."""
+async def until(predicate, timeout_s=30.0, step_s=0.05):
+    """Wait (in real time) until predicate() holds in a worker thread; returns the seconds it took.
+    The bound is a guard against a hang, generous for a loaded machine, not a timing."""
     start = trio.current_time()
     with trio.fail_after(timeout_s):
         while not await trio.to_thread.run_sync(predicate):

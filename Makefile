@@ -11,8 +11,17 @@ APT_PACKAGES := clang llvm libbpf-dev libnftables-dev nftables iproute2 xdp-tool
 NATIVE_SOURCES := cffi_build.py $(wildcard bpf/*.bpf.c bpf/*.h tests/bpf/*.bpf.c)
 
 .PHONY: test setup native clean
+# The suite runs on TEST_JOBS pytest-xdist workers, a test file per worker at a time (its module
+# fixtures start once): most of its time is spent waiting on subprocesses, servers and chromium,
+# not on the CPU. Then the package tests alone: they dpkg-install on this machine.
+# Both always run; the worse exit status wins ("no tests selected" counts as none).
+TEST_JOBS ?= 4
 test: native
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@rc=0; \
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile -m "not package" $(PYTEST_ARGS) || rc=$$?; \
+	[ $$rc = 5 ] && rc=0; \
+	$(BIN)/python -m pytest -m package $(PYTEST_ARGS) || { r=$$?; [ $$r = 5 ] || rc=$$r; }; \
+	exit $$rc
 
 setup: $(STAMPS)/venv
 

@@ -36,7 +36,24 @@ def kernel_unavailable() -> str | None:
     return None
 
 
+# The files that take longest (their `--durations`), run first: `make test` hands whole files
+# to parallel workers in collection order, and one of these started last would end the run alone.
+SLOW_FIRST = [
+    "hub/test_schemathesis.py", "agent/test_kill9.py", "guard/test_differential.py", "hub/test_cli.py",
+    "hub/test_list_import_bounds.py", "hub/test_backup.py", "panel/test_browser_editor.py",
+    "panel/test_browser_account.py", "agent/test_confirm_revert.py", "panel/test_browser.py",
+    "e2e/test_billing_e2e.py", "e2e/test_fleet.py", "agent/test_run_cli.py", "panel/test_browser_a11y.py",
+    "agent/test_managed.py", "panel/test_browser_market.py", "e2e/test_demo_parts.py",
+]
+
+
+def _slow_rank(item) -> int:
+    path = item.nodeid.split("::", 1)[0].removeprefix("tests/")
+    return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_slow_rank)  # stable: each file keeps its own order
     for item in items:
         if "kernel" not in item.keywords:
             item.add_marker(pytest.mark.pure)

@@ -1,6 +1,6 @@
 """Child process for the kill -9 test: apply Plan A, B, A, B ... as the agent does
-(`standalone.install`: maps, program, table, persisted state), printing "ready" after
-the first one, until killed. GAP_S (default 0) waits that long before each table
+(`standalone.install`: maps, program, table, persisted state), printing "started" before
+the first one and "ready" after it, until killed. GAP_S (default 0) waits that long before each table
 replacement, widening the moment when XDP holds the new Plan and the table the old one
 so that kills land there too.
 
@@ -36,6 +36,7 @@ def main(argv: list[str]) -> None:
         return apply_nft(desired, **kw)
     dp.apply_nft = apply_nft_late
     i = start
+    print("started", flush=True)  # the test times its kill from here, not from a loaded exec
     while True:
         install(dp, Desired(mode="enforce", plan=plans[i % 2]))
         if i == start:

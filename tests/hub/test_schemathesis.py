@@ -118,7 +118,8 @@ def served(config: HubConfig) -> Iterator[str]:
         ready.wait(10)
         for _ in range(200):
             with contextlib.suppress(requests.ConnectionError):
-                if requests.get(url + "/readyz", timeout=5).status_code == 200:
+                # the socket listens at once: this waits for the start (migrations), generously
+                if requests.get(url + "/readyz", timeout=60).status_code == 200:
                     break
             time.sleep(0.05)
         yield url

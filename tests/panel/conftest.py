@@ -22,6 +22,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 LIST_SIZE = 1234
+BROWSER_WAIT_MS = 20000  # Playwright's waits (locators and expect): a guard against a hang on a loaded machine
+
+
+def _generous_expect() -> None:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=BROWSER_WAIT_MS)  # its default, 5 s, flakes under parallel workers
+
+
+_generous_expect()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -76,7 +86,7 @@ class Console:
 @pytest.fixture
 def page(browser, hub):
     context = browser.new_context(base_url=hub.url, viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(20000)
+    context.set_default_timeout(BROWSER_WAIT_MS)
 
     from playwright.sync_api import Error
 

@@ -68,7 +68,7 @@ def test_write_an_error_see_it_at_its_line_fix_deploy_with_a_canary_and_roll_bac
     digest = page.locator("[data-rollout]").get_by_role("code").first.get_attribute("title") \
         or rollout.locator("code").first.get_attribute("title")
     hubproc.report_status(hub, applied=digest)  # the agent applied it: the page follows by itself
-    expect(rollout).to_contain_text("1 of 1 applied", timeout=15000)
+    expect(rollout).to_contain_text("1 of 1 applied", timeout=60000)  # the page polls; a guard
     expect(rollout).to_contain_text("complete")
     shoot(page, "21-editor-deployed")
 

@@ -8,8 +8,9 @@ Invariants:
 - A delta since N is exact when N >= `horizon_rev`: every tombstone newer than
   `horizon_rev` is kept. Older knowledge gets a full snapshot.
 - Imports are all-or-nothing: every line is checked before anything is written.
-Bulk writes bypass the ORM (`_insert`: COPY on PostgreSQL, executemany on SQLite): a
-million ORM objects would cost more than the database does.
+Bulk writes bypass the ORM (`_insert`: COPY on PostgreSQL, INSERT ... SELECT over a JSON
+array on SQLite): a million ORM objects would cost more than the database does. Parsing
+an import is hub.services.list_import's.
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ only what XDP passed.
 3. `--changes` one-entry additions (`POST .../lists/{id}/entries`, alternately `a.b.c.d` and
    `a.b.c.d/32`, the two forms users send), each timed from the call to the last packet of
    that source seen on either site. p50 / p99.
+   Meanwhile /healthz is asked in a loop: its slowest answer is how long the import held
+   the hub's event loop.
 4. Idle agents with the list (RSS, CPU over --idle-s) and the hub's RSS and peak.
 Needs root. The machine is shared and noisy: read the medians beside their peers.
 """
@@ -83,6 +85,36 @@ def hub_pids(hub: HubProcess) -> list[int]:
     return pids
 
 
+class Pinger:
+    """GET /healthz in a loop from a thread while the import runs: its slowest answer is
+    how long the hub's event loop was held (with 2 hub processes, the one that answered)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        import httpx
+        self.client = httpx.Client(base_url=url, timeout=60)
+        self.latencies: list[float] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            t0 = time.monotonic()
+            self.client.get("/healthz")
+            self.latencies.append(time.monotonic() - t0)
+            self.done.wait(0.02)
+
+    def __enter__(self) -> "Pinger":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.client.close()
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -132,14 +164,18 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         sender = probe(topo.gen_ns, topo.sites, probe_src, PROBE_PPS, ENFORCE_TIMEOUT_S + 10)
         try:
             wait_seen(receivers, probe_src)
-            t0 = time.monotonic()
-            api._call("POST", f"/lists/{list_id}/import", content=hosts(args.entries),
-                      headers={"Content-Type": "text/plain"}, timeout=600)
-            imported_s = time.monotonic() - t0
+            body = hosts(args.entries)
+            with Pinger(hub.url) as pinger:
+                t0 = time.monotonic()
+                api._call("POST", f"/lists/{list_id}/import", content=body,
+                          headers={"Content-Type": "text/plain"}, timeout=600)
+                imported_s = time.monotonic() - t0
             import_to_enforced_s = enforced_after(receivers, probe_src, t0, ENFORCE_TIMEOUT_S)
         finally:
             sender.stop()
-        print(f"import {imported_s:.1f} s, import to enforced on both agents {import_to_enforced_s:.1f} s", flush=True)
+        healthz_max_ms = max(pinger.latencies) * 1e3
+        print(f"import {imported_s:.1f} s, import to enforced on both agents {import_to_enforced_s:.1f} s, "
+              f"slowest /healthz during the import {healthz_max_ms:.0f} ms", flush=True)
 
         big = [change(args.small_changes + i) for i in range(args.changes)]
         print(f"{args.entries:,}-entry list, one-entry change to enforced: p50 {statistics.median(big) * 1e3:.1f} ms, "
@@ -163,6 +199,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             "changes_ms": [round(x * 1e3, 2) for x in big],
             "import_s": imported_s,
             "import_to_enforced_s": import_to_enforced_s,
+            "healthz_max_during_import_ms": healthz_max_ms,
             "agent_idle_rss_mb": max(proc_mem_mb(p, "VmRSS") for p in pids),
             "agent_peak_rss_mb": max(proc_mem_mb(p, "VmHWM") for p in pids),
             "agent_idle_cpu_percent": max(idle_cpu),

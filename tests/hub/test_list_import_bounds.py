@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import InvalidInput, PayloadTooLarge
-from hub.services import lists
+from hub.services import list_import
 from tests.hub.harness import HubHarness
 
 
@@ -29,7 +29,7 @@ async def test_errors_past_the_first_thousand_are_counted_not_kept(hub):
     r = await t.token.post(base + "/import", data=b"192.0.2.1\n" + garbage(30 * 5000))
     assert r.status_code == 400
     body = await r.get_json()
-    assert len(body["details"]) == lists.MAX_REPORTED_ERRORS
+    assert len(body["details"]) == list_import.MAX_REPORTED_ERRORS
     assert body["details"][0]["line"] == 2 and body["details"][-1]["line"] == 1001
     assert body["message"].startswith("5000 bad line(s) (the first 1000 are listed)")
     assert (await (await t.token.get(base)).get_json())["entries"] == 0
@@ -39,7 +39,7 @@ async def test_errors_past_the_first_thousand_are_counted_not_kept(hub):
 async def test_an_over_long_line_is_a_located_400(hub, fmt):
     t = await hub.tenant()
     base = await _list(t)
-    data = b"192.0.2.1\n192.0.2.2," + b"x" * (lists.MAX_LINE_CHARS + 1) + b"\n192.0.2.3\n"
+    data = b"192.0.2.1\n192.0.2.2," + b"x" * (list_import.MAX_LINE_CHARS + 1) + b"\n192.0.2.3\n"
     r = await t.token.post(f"{base}/import?format={fmt}", data=data)
     assert r.status_code == 400
     assert (await r.get_json())["details"] == [{"line": 2, "error": "line too long"}]
@@ -52,24 +52,28 @@ async def test_bad_utf8_and_nul_are_400_wherever_the_chunks_split(hub):
         assert (await t.token.post(base + "/import", data=data)).status_code == 400
 
 
+def _lines(chunks: list[bytes], max_bytes: int = 1 << 20) -> list[str]:
+    return [line for block in list_import.body_blocks(chunks, max_bytes) for line in block]
+
+
 def test_lines_are_the_same_however_the_body_is_chunked():
     text = "192.0.2.1\n2001:db8::1 # ü comment\r\n\n198.51.100.0/24"
     data = text.encode()
-    whole = list(lists.body_lines([data], 1 << 20))
+    whole = _lines([data])
     for size in (1, 2, 3, 7):
-        assert list(lists.body_lines([data[i:i + size] for i in range(0, len(data), size)], 1 << 20)) == whole
-    assert [e.network for e in lists.parse_lines(whole, "text")] == \
+        assert _lines([data[i:i + size] for i in range(0, len(data), size)]) == whole
+    assert [e.network for e in list_import.parse_lines(whole, "text")] == \
         ["192.0.2.1", "2001:db8::1", "198.51.100.0/24"]
 
 
 def test_a_chunked_body_past_the_limit_is_413():
     with pytest.raises(PayloadTooLarge):
-        list(lists.body_lines([b"192.0.2.1\n"] * 20, 100))
+        _lines([b"192.0.2.1\n"] * 20, 100)
 
 
 def test_distinct_entries_past_the_list_bound_stop_the_parse():
     with pytest.raises(InvalidInput, match="at most 3 entries"):
-        lists.parse_lines([f"192.0.2.{i}\n" for i in range(10)], "text", max_entries=3)
+        list_import.parse_lines([f"192.0.2.{i}\n" for i in range(10)], "text", max_entries=3)
 
 
 def _rss_kib(pid: int, field: str) -> int:
@@ -107,7 +111,7 @@ async def test_a_64_mib_garbage_import_in_a_hub_process_stays_bounded(tmp_path):
         r = await post
         took = time.perf_counter() - t0
         peak = _rss_kib(pid, "VmHWM")
-    assert r.status_code == 400 and len(r.json()["details"]) == lists.MAX_REPORTED_ERRORS
+    assert r.status_code == 400 and len(r.json()["details"]) == list_import.MAX_REPORTED_ERRORS
     assert latencies
     latencies.sort()
     print(f"64 MiB garbage import: {took:.1f} s, peak RSS +{(peak - before) / 1024:.0f} MiB "

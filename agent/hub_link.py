@@ -5,7 +5,7 @@ the agent credential as a bearer token:
     /agent/v1/enroll   {join_token, inventory} → {agent_id, credential}    (`enroll`, CLI)
     /agent/v1/desired  {etag, applied_digest, lists: {id: revision}, wait_s} → 200 doc | 204
     /agent/v1/status   {applied_digest, failed_digest, healthy, mode, list_revisions, errors, drift, xdp_mode}
-    /agent/v1/metrics  {points: [...], top_sources: [...]}
+    /agent/v1/metrics  {points: [...], top_sources: [...], traffic: [...]}
 
 The hub's lists come as "current", "delta" (added/removed since our revision) or
 "snapshot"; the link keeps each list's contents and hands the reconciler whole desired
@@ -255,7 +255,7 @@ def status_body(report: Report, *, healthy: bool = True) -> dict[str, Any]:
 
 
 def rows(batch: MetricsBatch) -> int:
-    return len(batch.points) + len(batch.top_sources)
+    return len(batch.points) + len(batch.top_sources) + len(batch.traffic)
 
 
 def metrics_chunk(buffer: collections.abc.Iterable[MetricsBatch], max_rows: int = METRICS_CHUNK_ROWS) -> int:
@@ -271,13 +271,14 @@ def metrics_chunk(buffer: collections.abc.Iterable[MetricsBatch], max_rows: int 
 
 
 def metrics_body(batches: list[MetricsBatch]) -> dict[str, Any]:
-    points, sources = [], []
+    points, sources, aggregates = [], [], []
     for b in batches:
         interval = max(1, min(3600, round(b.interval_s)))
         points += [{"ts": b.ts, "rule": rule, "packets": p, "bytes": n, "interval_s": interval}
                    for rule, p, n in b.points]
         sources += [{"ts": b.ts, "source": s, "packets": n} for s, n in b.top_sources]
-    return {"points": points, "top_sources": sources}
+        aggregates += [{"ts": b.ts, "kind": k, "proto": p, "value": v, "packets": n} for k, p, v, n in b.traffic]
+    return {"points": points, "top_sources": sources, "traffic": aggregates}
 
 
 # ---- the actor ----

@@ -107,8 +107,8 @@ class Aggregate(Closed):
     """A drop aggregate (rules_dsl.traffic, the one definition of its kinds and bounds)."""
     ts: int = Field(ge=0, le=MAX_INT)
     kind: Literal[traffic.KINDS]  # type: ignore[valid-type]
-    proto: int = Field(ge=0, le=255)
-    value: int = Field(ge=0, le=65535)
+    proto: int = Field(ge=0, le=255, strict=True)  # strict: a bool is not a protocol
+    value: int = Field(ge=0, le=65535, strict=True)
     packets: int = Field(ge=0, le=MAX_INT)
 
     @model_validator(mode="after")

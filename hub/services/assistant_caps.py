@@ -55,11 +55,21 @@ async def take(config: HubConfig, tenant_id: uuid.UUID, kind: str, cost: int, *,
     cap = caps(config)[kind]
     row = {"tenant_id": tenant_id, "kind": kind, "window_start": start}
     if cost > cap or not await AssistantUsage.filter(**row, used__lte=cap - cost).update(used=F("used") + cost):
-        await AssistantUsage.bulk_create([AssistantUsage(**row, used=0)], ignore_conflicts=True)
+        await _make_row(tenant_id, kind, start)
         if cost > cap or not await AssistantUsage.filter(**row, used__lte=cap - cost).update(used=F("used") + cost):
             raise TooManyRequests(f"this tenant's assistant {WORDS[kind]} are used up",
                                   retry_after_s=max(1, start + WINDOWS[kind] - int(now)))
     return Taken(tenant_id, kind, start, cost)
+
+
+async def _make_row(tenant_id: uuid.UUID, kind: str, start: int) -> None:
+    """The window's row, unless another request (or process) made it first."""
+    conn = AssistantUsage._meta.db
+    pg = conn.capabilities.dialect == "postgres"
+    ph = ("$1", "$2", "$3") if pg else ("?", "?", "?")
+    await conn.execute_query(
+        f"INSERT INTO assistant_usage (tenant_id, kind, window_start, used) VALUES ({', '.join(ph)}, 0) "
+        "ON CONFLICT (tenant_id, kind, window_start) DO NOTHING", [tenant_id if pg else str(tenant_id), kind, start])
 
 
 async def settle(taken: Taken, actual: int) -> None:

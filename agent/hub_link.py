@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import trio
 
 from agent import transport, trust
+from agent.capture import MAX_PENDING_IDS, CaptureError, Request, request_of
 from agent.config import AgentConfig, ca_pin
 from agent.entries import Entries, from_wire
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
@@ -327,10 +328,8 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 if resp.status_code == 204:
                     continue
                 doc = resp.json()
-                asked = doc.get("capture")
-                if isinstance(asked, dict) and asked.get("id") not in captures_started:
-                    captures_started.add(asked.get("id"))
-                    nursery.start_soon(capture, client, asked)
+                if doc.get("capture") is not None:
+                    start_capture(client, doc["capture"])
                 desired = tracker.update(doc)
                 if desired is not None:
                     await outbox.send(desired)
@@ -340,29 +339,38 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 await trio.sleep(backoff(attempt))
                 attempt += 1
 
-    captures_started: set = set()
+    captures_started: collections.deque[str] = collections.deque(maxlen=MAX_PENDING_IDS)
 
-    async def capture(client: httpx.AsyncClient, asked: dict) -> None:
+    def start_capture(client: httpx.AsyncClient, asked: object) -> None:
+        """Start the capture the desired state asks for, once per id; a request that is not
+        one (agent.capture.request_of) is reported, never obeyed."""
+        try:
+            wanted = request_of(asked)
+        except CaptureError as exc:
+            telemetry.hub.update(error=f"capture refused: {exc}")
+            return
+        if wanted.id not in captures_started:
+            captures_started.append(wanted.id)
+            nursery.start_soon(capture, client, wanted)
+
+    async def capture(client: httpx.AsyncClient, wanted: Request) -> None:
         """The bounded capture the hub asked for, recorded in a worker thread (in the
         interface's namespace) and uploaded; a failure is reported and not retried."""
-        from agent.capture import Limits, record
+        from agent.capture import record
         from bpf import in_netns
-
-        limits = Limits(max_frames=int(asked.get("max_frames", 1)), max_seconds=float(asked.get("max_seconds", 1)),
-                        max_bytes=int(asked.get("max_bytes", 1024)), sample_every=int(asked.get("sample_every", 1)))
 
         def go():
             with in_netns(config.netns):
-                return record(config.iface or "lo", limits)
+                return record(config.iface or "lo", wanted.limits)
 
         try:
             done = await trio.to_thread.run_sync(go)
-            resp = await client.post(f"{base}/captures/{asked['id']}", content=done.pcap,
+            resp = await client.post(f"{base}/captures/{wanted.id}", content=done.pcap,
                                      headers={**headers, "Content-Type": "application/vnd.tcpdump.pcap"},
                                      timeout=config.http_timeout_s * 4)
             _raise_for(resp, "captures")
         except Exception as exc:  # noqa: BLE001 (a capture, whatever fails in it, never ends the link)
-            telemetry.hub.update(error=f"capture {asked.get('id')}: {exc}")
+            telemetry.hub.update(error=f"capture {wanted.id}: {exc}")
 
     async def receive() -> None:
         async for msg in inbox:

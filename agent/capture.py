@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import uuid
 from dataclasses import dataclass
 
 from agent.errors import AgentError
@@ -26,7 +27,8 @@ LINKTYPE_ETHERNET = 1
 PCAP_HEADER = struct.Struct("<IHHiIII")
 RECORD_HEADER = struct.Struct("<IIII")
 # The most any one request may ask for, whatever the hub sends.
-MAX_FRAMES, MAX_SECONDS, MAX_BYTES, MAX_SNAPLEN = 100_000, 300, 64 * 1024 * 1024, 65535
+MAX_FRAMES, MAX_SECONDS, MAX_BYTES, MAX_SNAPLEN, MAX_SAMPLE_EVERY = 100_000, 300, 64 * 1024 * 1024, 65535, 1000
+MAX_PENDING_IDS = 64  # requests remembered as started, so a repeated document starts none again
 
 
 class CaptureError(AgentError):
@@ -44,7 +46,37 @@ class Limits:
     def clamped(self) -> Limits:
         return Limits(max(1, min(self.max_frames, MAX_FRAMES)), max(0.1, min(self.max_seconds, MAX_SECONDS)),
                       max(PCAP_HEADER.size, min(self.max_bytes, MAX_BYTES)),
-                      max(64, min(self.snaplen, MAX_SNAPLEN)), max(1, self.sample_every))
+                      max(64, min(self.snaplen, MAX_SNAPLEN)), max(1, min(self.sample_every, MAX_SAMPLE_EVERY)))
+
+
+@dataclass(frozen=True)
+class Request:
+    """A capture the hub asked for in its desired state (docs/agent-protocol.md, "Capture")."""
+    id: str
+    limits: Limits
+
+
+def request_of(asked: object) -> Request:
+    """The desired state's `capture` object as a Request, clamped to the MAX_* bounds
+    whatever the hub sent. Raises CaptureError for anything that is not a request: the id
+    must be a UUID (it names the upload's path), the limits whole numbers."""
+    if not isinstance(asked, dict):
+        raise CaptureError("the capture request is not an object")
+    raw_id = asked.get("id")
+    try:
+        ident = str(uuid.UUID(raw_id)) if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+    except ValueError:
+        ident = None
+    if ident is None:
+        raise CaptureError("the capture request's id is not a UUID")
+    numbers = {}
+    for name, default in (("max_frames", 1), ("max_seconds", 1), ("max_bytes", 1024), ("sample_every", 1)):
+        value = asked.get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise CaptureError(f"the capture request's {name} is not a whole number")
+        numbers[name] = value
+    return Request(ident, Limits(max_frames=numbers["max_frames"], max_seconds=float(numbers["max_seconds"]),
+                                 max_bytes=numbers["max_bytes"], sample_every=numbers["sample_every"]).clamped())
 
 
 @dataclass(frozen=True)

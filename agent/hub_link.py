@@ -5,7 +5,7 @@ the agent credential as a bearer token:
     /agent/v1/enroll   {join_token, inventory} → {agent_id, credential}    (`enroll`, CLI)
     /agent/v1/desired  {etag, applied_digest, lists: {id: revision}, wait_s} → 200 doc | 204
     /agent/v1/status   {applied_digest, failed_digest, healthy, mode, list_revisions, errors, drift, xdp_mode}
-    /agent/v1/metrics  {points: [...], top_sources: [...]}
+    /agent/v1/metrics  {points: [...], top_sources: [...], traffic: [...]}
 
 The hub's lists come as "current", "delta" (added/removed since our revision) or
 "snapshot"; the link keeps each list's contents and hands the reconciler whole desired
@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import trio
 
 from agent import transport, trust
+from agent.capture import MAX_PENDING_IDS, CaptureError, Request, request_of
 from agent.config import AgentConfig, ca_pin
 from agent.entries import Entries, from_wire
 from agent.errors import HubError, HubRejected, HubUnavailable, StateError
@@ -255,7 +256,7 @@ def status_body(report: Report, *, healthy: bool = True) -> dict[str, Any]:
 
 
 def rows(batch: MetricsBatch) -> int:
-    return len(batch.points) + len(batch.top_sources)
+    return len(batch.points) + len(batch.top_sources) + len(batch.traffic)
 
 
 def metrics_chunk(buffer: collections.abc.Iterable[MetricsBatch], max_rows: int = METRICS_CHUNK_ROWS) -> int:
@@ -271,13 +272,14 @@ def metrics_chunk(buffer: collections.abc.Iterable[MetricsBatch], max_rows: int 
 
 
 def metrics_body(batches: list[MetricsBatch]) -> dict[str, Any]:
-    points, sources = [], []
+    points, sources, aggregates = [], [], []
     for b in batches:
         interval = max(1, min(3600, round(b.interval_s)))
         points += [{"ts": b.ts, "rule": rule, "packets": p, "bytes": n, "interval_s": interval}
                    for rule, p, n in b.points]
         sources += [{"ts": b.ts, "source": s, "packets": n} for s, n in b.top_sources]
-    return {"points": points, "top_sources": sources}
+        aggregates += [{"ts": b.ts, "kind": k, "proto": p, "value": v, "packets": n} for k, p, v, n in b.traffic]
+    return {"points": points, "top_sources": sources, "traffic": aggregates}
 
 
 # ---- the actor ----
@@ -326,10 +328,8 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 if resp.status_code == 204:
                     continue
                 doc = resp.json()
-                asked = doc.get("capture")
-                if isinstance(asked, dict) and asked.get("id") not in captures_started:
-                    captures_started.add(asked.get("id"))
-                    nursery.start_soon(capture, client, asked)
+                if doc.get("capture") is not None:
+                    start_capture(client, doc["capture"])
                 desired = tracker.update(doc)
                 if desired is not None:
                     await outbox.send(desired)
@@ -339,29 +339,38 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 await trio.sleep(backoff(attempt))
                 attempt += 1
 
-    captures_started: set = set()
+    captures_started: collections.deque[str] = collections.deque(maxlen=MAX_PENDING_IDS)
 
-    async def capture(client: httpx.AsyncClient, asked: dict) -> None:
+    def start_capture(client: httpx.AsyncClient, asked: object) -> None:
+        """Start the capture the desired state asks for, once per id; a request that is not
+        one (agent.capture.request_of) is reported, never obeyed."""
+        try:
+            wanted = request_of(asked)
+        except CaptureError as exc:
+            telemetry.hub.update(error=f"capture refused: {exc}")
+            return
+        if wanted.id not in captures_started:
+            captures_started.append(wanted.id)
+            nursery.start_soon(capture, client, wanted)
+
+    async def capture(client: httpx.AsyncClient, wanted: Request) -> None:
         """The bounded capture the hub asked for, recorded in a worker thread (in the
         interface's namespace) and uploaded; a failure is reported and not retried."""
-        from agent.capture import Limits, record
+        from agent.capture import record
         from bpf import in_netns
-
-        limits = Limits(max_frames=int(asked.get("max_frames", 1)), max_seconds=float(asked.get("max_seconds", 1)),
-                        max_bytes=int(asked.get("max_bytes", 1024)), sample_every=int(asked.get("sample_every", 1)))
 
         def go():
             with in_netns(config.netns):
-                return record(config.iface or "lo", limits)
+                return record(config.iface or "lo", wanted.limits)
 
         try:
             done = await trio.to_thread.run_sync(go)
-            resp = await client.post(f"{base}/captures/{asked['id']}", content=done.pcap,
+            resp = await client.post(f"{base}/captures/{wanted.id}", content=done.pcap,
                                      headers={**headers, "Content-Type": "application/vnd.tcpdump.pcap"},
                                      timeout=config.http_timeout_s * 4)
             _raise_for(resp, "captures")
         except Exception as exc:  # noqa: BLE001 (a capture, whatever fails in it, never ends the link)
-            telemetry.hub.update(error=f"capture {asked.get('id')}: {exc}")
+            telemetry.hub.update(error=f"capture {wanted.id}: {exc}")
 
     async def receive() -> None:
         async for msg in inbox:

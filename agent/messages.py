@@ -65,3 +65,4 @@ class MetricsBatch:
     interval_s: float
     points: tuple[tuple[str, int, int], ...]  # (rule, packets, bytes) in this interval
     top_sources: tuple[tuple[str, int], ...] = field(default=())
+    traffic: tuple[tuple[str, int, int, int], ...] = field(default=())  # rules_dsl.traffic rows of the drops

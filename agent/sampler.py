@@ -1,6 +1,7 @@
 """The sampler actor: every `sample_interval_s` reads the per-CPU counters (summed by the
 guard), turns differences into rates, drains the drop samples into the top dropped
-sources, publishes both (telemetry, Prometheus) and offers a batch to the hub link.
+sources and the drop aggregates (rules_dsl.traffic: protocols, destination ports, sizes;
+the same samples, so the same per-CPU budget), publishes them (telemetry, Prometheus) and offers a batch to the hub link.
 Top sources shown locally cover `top_window_s`; the hub gets each interval's own.
 The hub link keeps a bounded buffer; a batch it has no room for is dropped and counted,
 never waited for: sampling must not stall behind a missing hub."""
@@ -18,6 +19,7 @@ from agent.errors import AgentError
 from agent.messages import MetricsBatch
 from agent.telemetry import Telemetry
 from bpf.guard_tables import RULE_DEFAULT, RULE_MALFORMED
+from rules_dsl import traffic
 
 
 def rule_name(slot: int) -> str:
@@ -71,6 +73,7 @@ async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane, telem
             r = rates(prev, counters, dt)
             prev, prev_t = counters, now_t
             fresh = collections.Counter(source_of(s) for s in samples)
+            aggregates = tuple(traffic.aggregate((s.proto, s.dport, s.length) for s in samples))
             window.append((now_t, fresh))
             while window and window[0][0] < now_t - config.top_window_s:
                 window.popleft()
@@ -79,12 +82,13 @@ async def run(config: AgentConfig, *, inbox, outbox, dataplane: Dataplane, telem
                 total.update(c)
             top = fresh.most_common(config.top_sources)  # for the hub: this interval's
             telemetry.rates, telemetry.top_sources = r, total.most_common(config.top_sources)
+            telemetry.traffic = aggregates
             for rule, v in r.items():
                 telemetry.m_packets.labels(rule).set(v["pps"])
                 telemetry.m_bytes.labels(rule).set(v["bps"])
                 telemetry.m_drops.labels(rule).set(v["dps"])
             batch = MetricsBatch(int(time.time()), dt, tuple((k, v["packets"], v["bytes"]) for k, v in r.items()),
-                                 tuple(top))
+                                 tuple(top), aggregates)
             try:
                 outbox.send_nowait(batch)
             except trio.WouldBlock:

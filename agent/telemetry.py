@@ -20,6 +20,7 @@ class Telemetry:
     xdp_mode: str | None = None
     rates: dict[str, dict[str, float]] = field(default_factory=dict)  # rule -> pps/bps/dps
     top_sources: list[tuple[str, int]] = field(default_factory=list)
+    traffic: tuple[tuple[str, int, int, int], ...] = ()  # the last interval's drop aggregates
     last_errors: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     repairs: int = 0
@@ -44,6 +45,7 @@ class Telemetry:
     def snapshot(self) -> dict[str, Any]:
         return {"applied_digest": self.applied_digest, "mode": self.mode, "xdp_mode": self.xdp_mode,
                 "rates": self.rates, "top_sources": [{"source": s, "packets": n} for s, n in self.top_sources],
+                "traffic": [{"kind": k, "proto": p, "value": v, "packets": n} for k, p, v, n in self.traffic],
                 "errors": self.last_errors, "drift": self.drift, "repairs": self.repairs,
                 "reverts": self.reverts, "restarts": self.restarts, "hub": self.hub,
                 "uptime_s": round(time.time() - self.started_at, 1)}

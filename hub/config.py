@@ -118,8 +118,9 @@ class HubConfig:
     assistant_max_repairs: int = 2
     assistant_max_prompt_chars: int = 4000
     assistant_max_output_tokens: int = 2048
-    # Per tenant: requests in a rolling hour, and tokens (input + output, from the API's
-    # `usage`) in a rolling day; past either, a 429 that says which.
+    # Per tenant, shared by every hub process (rows of assistant_usage): requests per clock
+    # hour, and tokens (input + output, from the API's `usage`) per UTC day; past either, a
+    # 429 that says which.
     assistant_requests_per_hour: int = 30
     assistant_tokens_per_day: int = 200_000
 
@@ -168,6 +169,7 @@ class HubConfig:
     retention_login_failures_s: int = 86400
     retention_outbox_s: int = 30 * 86400  # sent and dead messages (dead letters replayable until then)
     retention_interval_s: int = 3600
+    retention_assistant_usage_s: int = 90 * 86400  # the assistant's per-window use (no content)
     # Closed accounts and tenants (hub.services.erasure): erased this long after closing,
     # by a job that runs every erasure_interval_s; together at most 30 days (the policy).
     erasure_delay_s: int = 0
@@ -265,6 +267,8 @@ def _check_retention(config: HubConfig) -> None:
     if config.retention_sample_addresses_s > config.metrics_raw_retention_s:
         raise ConfigError("retention_sample_addresses_s may not exceed metrics_raw_retention_s: "
                           "the addresses in samples expire first")
+    if config.retention_assistant_usage_s < 86400:
+        raise ConfigError("retention_assistant_usage_s must be at least a day (the token cap's window)")
     if config.retention_login_failures_s < config.login_window_s:
         raise ConfigError("retention_login_failures_s must be at least login_window_s (or throttling forgets)")
     if config.erasure_delay_s + config.erasure_interval_s > ERASURE_PROMISE_S:

@@ -28,10 +28,12 @@ class SuggestIn(Strict):
 class UsageOut(Strict):
     enabled: bool
     model: str
-    requests_last_hour: int
+    requests_last_hour: int = Field(description="requests in this clock hour, across every hub process")
     requests_per_hour: int
-    tokens_last_day: int
+    tokens_last_day: int = Field(description="tokens (input + output) this UTC day, reserved ones included")
     tokens_per_day: int
+    hour_resets_at: int = Field(description="unix seconds: when this hour's request count starts again")
+    day_resets_at: int = Field(description="unix seconds: when today's (UTC) token count starts again")
 
 
 class DraftOut(Strict):

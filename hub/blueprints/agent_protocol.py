@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from quart import Blueprint, Quart, Response, current_app, jsonify
 from quart_schema import hide, validate_request
 
@@ -23,7 +23,7 @@ from hub.runtime import Runtime
 from hub.services import agents, alerts, deployments, desired, metrics
 from hub.services.plan_signing import PlanSigner
 from hub.web import client_address, rt
-from rules_dsl import addresses
+from rules_dsl import addresses, traffic
 
 log = logging.getLogger("bulwark.hub.agents")
 
@@ -103,9 +103,24 @@ def canonical_network(text: str) -> str:
     return addresses.canonical(text)
 
 
+class Aggregate(Closed):
+    """A drop aggregate (rules_dsl.traffic, the one definition of its kinds and bounds)."""
+    ts: int = Field(ge=0, le=MAX_INT)
+    kind: Literal[traffic.KINDS]  # type: ignore[valid-type]
+    proto: int = Field(ge=0, le=255, strict=True)  # strict: a bool is not a protocol
+    value: int = Field(ge=0, le=65535, strict=True)
+    packets: int = Field(ge=0, le=MAX_INT)
+
+    @model_validator(mode="after")
+    def _is_a_row(self) -> Aggregate:
+        traffic.check(self.kind, self.proto, self.value)  # a ValueError: the schema's 400
+        return self
+
+
 class MetricsIn(Closed):
     points: list[Point] = Field(default_factory=list, max_length=100000)
     top_sources: list[Source] = Field(default_factory=list, max_length=10000)
+    traffic: list[Aggregate] = Field(default_factory=list, max_length=10000)
 
 
 LAST_SEEN_SAVE_S = 15.0  # how stale Agent.last_seen_at may be
@@ -216,7 +231,8 @@ async def status(hub: Served, agent: agents.AgentRow, data: StatusIn) -> dict[st
 
 async def ingest(hub: Served, agent: agents.AgentRow, data: MetricsIn) -> dict[str, Any]:
     n = await hub.metrics.ingest(metrics.Batch(
-        agent.tenant_id, agent.id, [p.model_dump() for p in data.points], [s.model_dump() for s in data.top_sources]))
+        agent.tenant_id, agent.id, [p.model_dump() for p in data.points], [s.model_dump() for s in data.top_sources],
+        [g.model_dump() for g in data.traffic]))
     return {"accepted": n}
 
 

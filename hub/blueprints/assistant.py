@@ -45,13 +45,15 @@ async def draft(scope: TenantScope, data: DraftIn) -> dict[str, Any]:
 @tenant_route("write")
 @validate_request(SuggestIn)
 async def suggest(scope: TenantScope, data: SuggestIn) -> dict[str, Any]:
-    """A draft from the tenant's recent top sources, aggregated to prefixes unless asked."""
+    """A draft from the tenant's (or one agent's) recent drops: top sources aggregated to
+    prefixes unless asked, protocols, destination ports and sizes."""
     running = await _running(scope, data.policy_id)
     now = int(time.time())
     agent = await scope.get(Agent, data.agent_id, "agent") if data.agent_id is not None else None
-    rows = await metrics.top_sources(scope.tenant_id, now - data.window_s, now + 1, limit=200,
-                                     agent_id=agent.id if agent is not None else None)
-    summary = assistant.summarize(rows, raw=data.raw_addresses)
+    agent_id = agent.id if agent is not None else None
+    rows = await metrics.top_sources(scope.tenant_id, now - data.window_s, now + 1, limit=200, agent_id=agent_id)
+    aggregates = await metrics.traffic(scope.tenant_id, now - data.window_s, now + 1, agent_id=agent_id)
+    summary = assistant.summarize(rows, aggregates, raw=data.raw_addresses)
     return await assistant.draft(rt().config, scope.tenant_id, data.request, running, context=summary)
 
 
@@ -60,4 +62,4 @@ async def suggest(scope: TenantScope, data: SuggestIn) -> dict[str, Any]:
 @tenant_route("read")
 async def usage(scope: TenantScope) -> dict[str, Any]:
     """This tenant's assistant use against its caps, and whether the assistant is on."""
-    return assistant.usage(rt().config, scope.tenant_id)
+    return await assistant.usage(rt().config, scope.tenant_id)

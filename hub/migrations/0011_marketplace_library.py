@@ -8,7 +8,7 @@ from uuid import uuid4
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('hub', '0005_canonical_hosts')]
+    dependencies = [("hub", "0010_list_live_count")]
 
     initial = False
 

@@ -12,7 +12,7 @@ from uuid import uuid4
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('hub', '0005_canonical_hosts')]
+    dependencies = [("hub", "0011_marketplace_library")]
 
     initial = False
 

@@ -19,18 +19,20 @@ from hub.models.access import (
     User,
 )
 from hub.models.agents import Agent, JoinToken
+from hub.models.assistant import AssistantUsage
 from hub.models.alerts import AlertChannel, AlertRule, Incident, OutboxMessage
 from hub.models.audit import AuditEntry
 from hub.models.billing import BillingAccount, StripeEvent
 from hub.models.deploy import Deployment, DeploymentTarget, Policy, PolicyVersion
 from hub.models.lists import IpEntry, IpList
 from hub.models.market import LibraryEntry, Template, TemplateVersion
-from hub.models.metrics import MetricPoint, MetricRollup, TopSource
+from hub.models.metrics import MetricPoint, MetricRollup, TopSource, TrafficAggregate
 from hub.models.privacy import BillingRecord, ErasureRequest
 
 MODEL_MODULES = [
     "hub.models.access",
     "hub.models.agents",
+    "hub.models.assistant",
     "hub.models.alerts",
     "hub.models.audit",
     "hub.models.billing",
@@ -42,9 +44,11 @@ MODEL_MODULES = [
 ]
 
 __all__ = [
-    "Agent", "AlertChannel", "BillingAccount", "BillingRecord", "ErasureRequest", "StripeEvent", "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
-    "IpEntry", "IpList", "JoinToken", "LibraryEntry", "LoginFailure", "Membership", "MetricPoint", "PasswordReset", "EmailChange",
+    "Agent", "AlertChannel", "AssistantUsage", "BillingAccount", "BillingRecord", "ErasureRequest", "StripeEvent",
+    "AlertRule", "ApiToken", "Incident", "OutboxMessage", "AuditEntry", "Deployment", "DeploymentTarget", "Invitation",
+    "IpEntry", "IpList", "JoinToken", "LibraryEntry", "LoginFailure", "Membership", "MetricPoint", "PasswordReset",
+    "EmailChange",
     "Template", "TemplateVersion",
     "MetricRollup", "Policy", "PolicyVersion", "RecoveryCode", "Session", "Tenant",
-    "TopSource", "User", "MODEL_MODULES",
+    "TopSource", "TrafficAggregate", "User", "MODEL_MODULES",
 ]

@@ -53,3 +53,22 @@ class TopSource(Model):
     class Meta:
         table = "top_source"
         indexes = (("tenant_id", "ts"),)
+
+
+class TrafficAggregate(Model):
+    """What agents dropped per protocol, destination port and size bucket (rules_dsl.traffic):
+    aggregates, no addresses."""
+    id = fields.BigIntField(primary_key=True)
+    tenant_id = fields.UUIDField()
+    agent_id = fields.UUIDField()
+    ts = fields.BigIntField()
+    kind = fields.CharField(max_length=8)
+    proto = fields.SmallIntField()
+    value = fields.IntField()
+    packets = fields.BigIntField(default=0)
+
+    TENANT_PATH = "tenant_id"
+
+    class Meta:
+        table = "traffic_aggregate"
+        indexes = (("tenant_id", "ts"), ("agent_id", "ts"))

@@ -22,6 +22,9 @@ from hub.services.scope import TenantScope
 from hub.web import rt
 
 
+SUGGEST_WINDOW_S = 900  # what "this attack" is: the agent's last 15 minutes
+
+
 async def _policies(scope: TenantScope) -> list[Policy]:
     return await scope.query(Policy).order_by("name")
 
@@ -47,8 +50,12 @@ async def _running_of(a: Agent) -> str:
 
 async def _render(scope: TenantScope, ctx: dict[str, Any], **kw: Any) -> str:
     return await render_template("panel/assistant.html", **ctx, policies=await _policies(scope),
-                                 usage=assistant.usage(rt().config, scope.tenant_id),
-                                 can_write="write" in scope.permissions, **kw)
+                                 usage=await assistant.usage(rt().config, scope.tenant_id),
+                                 can_write="write" in scope.permissions, hhmm=_hhmm, **kw)
+
+
+def _hhmm(ts: int) -> str:
+    return time.strftime("%H:%M", time.gmtime(ts))
 
 
 @bp.get("/t/<uuid:tenant_id>/assistant")
@@ -72,14 +79,16 @@ async def assistant_draft(tenant_id: uuid.UUID) -> str:
 
 @bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/suggest")
 async def agent_suggest(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
-    """"Suggest a rule from this attack": this agent's top sources of the last 15
-    minutes, as prefixes unless the person ticks "send single addresses"."""
+    """"Suggest a rule from this attack": this agent's drops of the last 15 minutes (top
+    sources as prefixes unless the person ticks "send single addresses", protocols,
+    destination ports and sizes)."""
     scope, ctx = await _page(tenant_id, "write")
     a = await scope.get(Agent, agent_id, "agent")
     form = await _form()
     now = int(time.time())
-    rows = await metrics.top_sources(scope.tenant_id, now - 900, now + 1, limit=200, agent_id=a.id)
-    summary = assistant.summarize(rows, raw=form.get("raw") == "1")
+    rows = await metrics.top_sources(scope.tenant_id, now - SUGGEST_WINDOW_S, now + 1, limit=200, agent_id=a.id)
+    aggregates = await metrics.traffic(scope.tenant_id, now - SUGGEST_WINDOW_S, now + 1, agent_id=a.id)
+    summary = assistant.summarize(rows, aggregates, raw=form.get("raw") == "1")
     running = await _running_of(a)
     result, problem = None, None
     try:

@@ -22,6 +22,7 @@ from hub.panel import bp, safe_next, summary
 from hub.services import accounts, agents, deployments, lists, metrics, policies, tenants
 from hub.services.scope import Principal, TenantScope, resolve_scope
 from hub.web import current_session, principal, rt
+from rules_dsl import traffic
 
 PAGE_SIZE = 50
 DASHBOARD_WINDOW_S = 15 * 60
@@ -233,7 +234,8 @@ async def agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
     points = await metrics.query(scope.tenant_id, agent_id=a.id, rule=None, start=end - DASHBOARD_WINDOW_S,
                                  end=end, resolution="raw", rollup_s=rt().config.metrics_rollup_s)
     view = _agent_view(a, desired, points, dt.datetime.now(dt.timezone.utc))
-    return await render_template("panel/agent.html", **ctx, v=view, human=summary.human, json=json,
+    drops = traffic.grouped(await metrics.traffic(scope.tenant_id, end - DASHBOARD_WINDOW_S, end, agent_id=a.id))
+    return await render_template("panel/agent.html", **ctx, v=view, human=summary.human, json=json, drops=drops,
                                  can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60,
                                  can_write="write" in scope.permissions, can_admin="admin" in scope.permissions)
 

@@ -11,8 +11,9 @@ The user's words, the running policy (its comments included) and attack summarie
 sent inside delimited data blocks whose tag carries a per-request nonce, and the system
 prompt says their content is data; a block's closing tag inside the data is defanged.
 
-Caps per tenant: requests per rolling hour and tokens (input + output, the API's `usage`)
-per rolling day, kept in this process (a hub of several processes caps per process).
+Caps per tenant, shared by every hub process (hub/services/assistant_caps.py): requests per
+clock hour, and tokens (input + output, the API's `usage`) per UTC day, each call's tokens
+reserved before it (`reservation`) and settled to its `usage` after.
 """
 from __future__ import annotations
 
@@ -21,15 +22,14 @@ import difflib
 import ipaddress
 import re
 import secrets
-import time
 import unicodedata
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from hub.config import HubConfig
 from hub.errors import ClientError, TooManyRequests, Unavailable, Unprocessable
-from hub.services import policies
+from hub.services import assistant_caps, policies
+from rules_dsl import traffic
 
 
 class AssistantOff(ClientError):
@@ -81,50 +81,24 @@ def data_block(nonce: str, kind: str, text: str) -> str:
     return f"<data-{nonce} kind=\"{kind}\">\n{safe}\n</data-{nonce}>"
 
 
-# ---- caps and usage ------------------------------------------------------------------------
+# ---- caps and usage (hub/services/assistant_caps.py: shared through the database) ----------
 
-@dataclass
-class _Ledger:
-    requests: collections.deque = field(default_factory=collections.deque)   # times
-    tokens: collections.deque = field(default_factory=collections.deque)     # (time, n)
-
-    def trim(self, now: float) -> None:
-        while self.requests and self.requests[0] <= now - 3600:
-            self.requests.popleft()
-        while self.tokens and self.tokens[0][0] <= now - 86400:
-            self.tokens.popleft()
+async def usage(config: HubConfig, tenant_id: uuid.UUID) -> dict[str, Any]:
+    return await assistant_caps.usage(config, tenant_id)
 
 
-# Per hub (its config object, held here so that its id is never reused) and tenant.
-_LEDGERS: dict[tuple[int, uuid.UUID], tuple[HubConfig, _Ledger]] = {}
+def reservation(config: HubConfig, messages: list[dict[str, Any]]) -> int:
+    """The most tokens one call may use, as reserved against the day's cap before it: its
+    output bound, and its input counted as one token per two UTF-8 bytes (models' tokens
+    average three to four characters)."""
+    size = len(SYSTEM.encode()) + sum(len(str(m["content"]).encode()) for m in messages)
+    return config.assistant_max_output_tokens + size // 2 + 1
 
 
-def _ledger(config: HubConfig, tenant_id: uuid.UUID) -> _Ledger:
-    return _LEDGERS.setdefault((id(config), tenant_id), (config, _Ledger()))[1]
-
-
-def usage(config: HubConfig, tenant_id: uuid.UUID) -> dict[str, Any]:
-    led = _ledger(config, tenant_id)
-    led.trim(time.time())
-    return {"enabled": bool(config.anthropic_api_key), "model": config.anthropic_model,
-            "requests_last_hour": len(led.requests), "requests_per_hour": config.assistant_requests_per_hour,
-            "tokens_last_day": sum(n for _, n in led.tokens), "tokens_per_day": config.assistant_tokens_per_day}
-
-
-def _admit(config: HubConfig, tenant_id: uuid.UUID) -> _Ledger:
+async def _admit(config: HubConfig, tenant_id: uuid.UUID) -> None:
     if not config.anthropic_api_key:
         raise AssistantOff("the assistant is off: no anthropic_api_key is configured on this hub")
-    now = time.time()
-    led = _ledger(config, tenant_id)
-    led.trim(now)
-    if len(led.requests) >= config.assistant_requests_per_hour:
-        raise TooManyRequests("this tenant's assistant requests per hour are used up",
-                              retry_after_s=max(1, int(led.requests[0] + 3600 - now)))
-    if sum(n for _, n in led.tokens) >= config.assistant_tokens_per_day:
-        raise TooManyRequests("this tenant's assistant tokens per day are used up",
-                              retry_after_s=max(1, int(led.tokens[0][0] + 86400 - now)))
-    led.requests.append(now)
-    return led
+    await assistant_caps.take(config, tenant_id, "requests", 1)
 
 
 # ---- the model ------------------------------------------------------------------------------
@@ -172,7 +146,7 @@ async def draft(config: HubConfig, tenant_id: uuid.UUID, request: str, running: 
     runs, or "") and `context` (an attack summary, or "") as data. Never saves or deploys."""
     if len(request) > config.assistant_max_prompt_chars:
         raise Unprocessable(f"a request may have at most {config.assistant_max_prompt_chars} characters")
-    led = _admit(config, tenant_id)
+    await _admit(config, tenant_id)
     nonce = secrets.token_hex(8)
     parts = [f"NONCE is {nonce}.", data_block(nonce, "request", request)]
     if running:
@@ -183,51 +157,54 @@ async def draft(config: HubConfig, tenant_id: uuid.UUID, request: str, running: 
     tokens = 0
     repairs = -1
     source, diagnostics, plan = "", [], None
-    try:
-        while repairs < config.assistant_max_repairs:
-            repairs += 1
+    while repairs < config.assistant_max_repairs:
+        repairs += 1
+        taken = await assistant_caps.take(config, tenant_id, "tokens", reservation(config, messages))
+        used = 0
+        try:
             answer, stop, used = await _ask(config, messages, stream)
-            tokens += used
-            if stop == "refusal":
-                raise Unprocessable("the model declined this request; rephrase it")
-            found = extract_dsl(answer)
-            if found is None:
-                problem = ("your answer was cut off (max_tokens); answer with a shorter policy"
-                           if stop == "max_tokens" else "your answer had no ```bulwark fenced block")
-                diagnostics = [{"severity": "error", "line": 0, "col": 0, "message": problem,
-                                "hint": None, "rendered": problem}]
-                source = ""
-            else:
-                source = found
-                compiled = policies.compile_source("draft", source, config)
-                diagnostics, plan = compiled.diagnostics, compiled.plan_json
-                if plan is not None:
-                    break
-            messages += [{"role": "assistant", "content": answer or "(empty)"},
-                         {"role": "user", "content": "The checker refused it; fix these and answer again:\n"
-                          + data_block(nonce, "checker", "\n".join(d["rendered"] for d in diagnostics))}]
-    finally:
-        led.tokens.append((time.time(), tokens))
+        finally:
+            await assistant_caps.settle(taken, used)
+        tokens += used
+        if stop == "refusal":
+            raise Unprocessable("the model declined this request; rephrase it")
+        found = extract_dsl(answer)
+        if found is None:
+            problem = ("your answer was cut off (max_tokens); answer with a shorter policy"
+                       if stop == "max_tokens" else "your answer had no ```bulwark fenced block")
+            diagnostics = [{"severity": "error", "line": 0, "col": 0, "message": problem,
+                            "hint": None, "rendered": problem}]
+            source = ""
+        else:
+            source = found
+            compiled = policies.compile_source("draft", source, config)
+            diagnostics, plan = compiled.diagnostics, compiled.plan_json
+            if plan is not None:
+                break
+        messages += [{"role": "assistant", "content": answer or "(empty)"},
+                     {"role": "user", "content": "The checker refused it; fix these and answer again:\n"
+                      + data_block(nonce, "checker", "\n".join(d["rendered"] for d in diagnostics))}]
     explain, expects = policies.describe(source) if plan is not None else ("", [])
     diff = "".join(difflib.unified_diff(running.splitlines(True), source.splitlines(True),
                                         "running", "draft"))
     return {"source": source, "ok": plan is not None, "diagnostics": diagnostics, "explain": explain,
             "diff": diff, "expects": expects, "repairs": repairs, "tokens": tokens,
-            "usage": usage(config, tenant_id)}
+            "usage": await usage(config, tenant_id)}
 
 
 # ---- attack summaries -----------------------------------------------------------------------
 
-def summarize(top_sources: list[dict[str, Any]], raw: bool = False, limit: int = 20) -> str:
-    """Top sources (dicts with `address`, `packets`, optional `action`, `proto`, `dport`,
-    `length`) as text: addresses aggregated to /24 (IPv4) and /48 (IPv6) unless `raw`."""
-    agg: dict[tuple[str, str], int] = collections.Counter()
-    ports: dict[str, int] = collections.Counter()
-    protos: dict[str, int] = collections.Counter()
-    sizes: dict[str, int] = collections.Counter()
+def summarize(top_sources: list[dict[str, Any]], aggregates: list[dict[str, Any]] = (), raw: bool = False,
+              limit: int = 20) -> str:
+    """The attack as text for the model: top dropped sources (dicts with `source` and
+    `packets`) aggregated to /24 (IPv4) and /48 (IPv6) unless `raw`, and the drop aggregates
+    (rules_dsl.traffic rows as dicts: protocol mix, busiest destination ports per protocol,
+    size buckets). Only numbers, prefixes and names from the contract reach the text: a row
+    that is not one (whatever it holds) is left out."""
+    agg: dict[str, int] = collections.Counter()
     for row in top_sources:
         try:
-            net = ipaddress.ip_network(str(row.get("address", row.get("source", ""))), strict=False)
+            net = ipaddress.ip_network(str(row.get("source", row.get("address", ""))), strict=False)
             n = max(0, int(row.get("packets", 0)))
         except (ValueError, TypeError):
             continue
@@ -236,16 +213,14 @@ def summarize(top_sources: list[dict[str, Any]], raw: bool = False, limit: int =
             key = str(net.network_address) if net.num_addresses == 1 else str(net)
         else:
             key = str(net.supernet(new_prefix=wide) if net.prefixlen > wide else net)
-        agg[(str(row.get("action", "seen"))[:8], key)] += n
-        if row.get("dport") is not None:
-            ports[str(row["dport"])[:6]] += n
-        if row.get("proto") is not None:
-            protos[str(row["proto"])[:8]] += n
-        if row.get("length") is not None:
-            sizes[f"{(int(row['length']) // 100) * 100}-{(int(row['length']) // 100) * 100 + 99}"] += n
-    out = ["top sources (action, prefix, packets):"]
-    out += [f"  {a} {k} {n}" for (a, k), n in sorted(agg.items(), key=lambda kv: -kv[1])[:limit]]
-    for title, c in (("ports", ports), ("protocols", protos), ("sizes", sizes)):
-        if c:
-            out.append(f"{title}: " + ", ".join(f"{k}={n}" for k, n in c.most_common(10)))
+        agg[key] += n
+    drops = traffic.grouped(aggregates)
+    title = "top dropped sources (address, packets):" if raw else "top dropped sources (prefix, packets):"
+    out = [title] + [f"  {k} {n}" for k, n in sorted(agg.items(), key=lambda kv: -kv[1])[:limit]]
+    if drops["protocols"]:
+        out.append("dropped by protocol: " + ", ".join(f"{k}={n}" for k, n in drops["protocols"]))
+    for name, busiest in drops["ports"]:
+        out.append(f"dropped {name} by destination port: " + ", ".join(f"{port}={n}" for port, n in busiest))
+    if drops["sizes"]:
+        out.append("dropped by size (bytes): " + ", ".join(f"{k}={n}" for k, n in drops["sizes"]))
     return "\n".join(out)

@@ -39,6 +39,7 @@ from hub.models import (
     Agent,
     AlertChannel,
     ApiToken,
+    AssistantUsage,
     AuditEntry,
     BillingAccount,
     BillingRecord,
@@ -55,6 +56,7 @@ from hub.models import (
     Session,
     Tenant,
     TopSource,
+    TrafficAggregate,
     User,
 )
 from hub.services.audit import field_hash, pseudonym
@@ -226,7 +228,8 @@ async def _tenant_audit(rt: Runtime, s: Subject, now: dt.datetime) -> int:
 
 async def _tenant_metrics(rt: Runtime, s: Subject, now: dt.datetime) -> int:
     return (await MetricPoint.filter(tenant_id=s.id).delete() + await MetricRollup.filter(tenant_id=s.id).delete()
-            + await TopSource.filter(tenant_id=s.id).delete())
+            + await TopSource.filter(tenant_id=s.id).delete() + await TrafficAggregate.filter(tenant_id=s.id).delete()
+            + await AssistantUsage.filter(tenant_id=s.id).delete())
 
 
 async def _tenant_outbox(rt: Runtime, s: Subject, now: dt.datetime) -> int:

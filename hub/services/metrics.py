@@ -1,4 +1,4 @@
-"""Metrics: ingest per-rule counters and top dropped sources; rollups; queries.
+"""Metrics: ingest per-rule counters, top dropped sources and drop aggregates; rollups; queries.
 
 Raw points live `metrics_raw_retention_s`; a background job folds them into
 `metrics_rollup_s` buckets (recomputing the last few buckets, so it is idempotent and
@@ -27,11 +27,12 @@ from tortoise.transactions import in_transaction
 
 from hub.api_schemas.common import MAX_INT
 from hub.errors import InvalidInput
-from hub.models import MetricPoint, MetricRollup, TopSource
+from hub.models import MetricPoint, MetricRollup, TopSource, TrafficAggregate
 from hub.runtime import Runtime
 from hub.services.background import job
 from hub.services.coalesce import Coalescer
 from hub.services.quota import Quota
+from rules_dsl import traffic as traffic_contract
 
 RECOMPUTE_BUCKETS = 10
 log = logging.getLogger("bulwark.hub")
@@ -73,16 +74,17 @@ class Batch:
     agent_id: uuid.UUID
     points: list[dict[str, Any]]
     top: list[dict[str, Any]]
+    traffic: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # rules_dsl.traffic rows
 
 
 def check_batch(rt: Runtime, batch: Batch, now: int) -> int:
     """The number of rows in the batch. Raises InvalidInput (too many, or a `ts` outside
     the raw retention window or more than 5 minutes ahead)."""
-    n = len(batch.points) + len(batch.top)
+    n = len(batch.points) + len(batch.top) + len(batch.traffic)
     if n > rt.config.max_metrics_points:
         raise InvalidInput(f"a batch holds at most {rt.config.max_metrics_points} points")
     oldest = now - rt.config.metrics_raw_retention_s
-    for p in (*batch.points, *batch.top):
+    for p in (*batch.points, *batch.top, *batch.traffic):
         if not oldest <= p["ts"] <= now + 300:
             raise InvalidInput(f"point at {p['ts']} is outside the accepted time window")
     return n
@@ -133,11 +135,12 @@ class MetricsWriter:
     @staticmethod
     async def _insert(batches: list[Batch]) -> None:
         async with in_transaction() as conn:
-            points, sources = [], []
+            points, sources, aggregates = [], [], []
             for b in batches:
                 t, a = _uuid(conn, b.tenant_id), _uuid(conn, b.agent_id)
                 points += [[t, a, p["rule"], p["ts"], p["packets"], p["bytes"], p["interval_s"]] for p in b.points]
                 sources += [[t, a, s["ts"], s["source"], s["packets"]] for s in b.top]
+                aggregates += [[t, a, g["ts"], g["kind"], g["proto"], g["value"], g["packets"]] for g in b.traffic]
             if points:
                 await conn.execute_many(
                     "INSERT INTO metric_point (tenant_id, agent_id, rule, ts, packets, bytes, interval_s) "
@@ -146,6 +149,10 @@ class MetricsWriter:
                 await conn.execute_many(
                     f"INSERT INTO top_source (tenant_id, agent_id, ts, source, packets) VALUES ({_ph(conn, 5)})",
                     sources)
+            if aggregates:
+                await conn.execute_many(
+                    "INSERT INTO traffic_aggregate (tenant_id, agent_id, ts, kind, proto, value, packets) "
+                    f"VALUES ({_ph(conn, 7)})", aggregates)
 
 
 async def rollup(rt: Runtime, now: int | None = None) -> None:
@@ -171,7 +178,7 @@ async def rollup(rt: Runtime, now: int | None = None) -> None:
     from hub.services import retention
 
     await retention.enforce(rt, now=dt.datetime.fromtimestamp(now, dt.timezone.utc),
-                            only=("sample_addresses", "raw_metrics", "rollups"))
+                            only=("sample_addresses", "sample_aggregates", "raw_metrics", "rollups"))
 
 
 @job("metrics-rollup", every_s=60)
@@ -223,6 +230,22 @@ async def top_sources(tenant_id: uuid.UUID, start: int, end: int, limit: int = 2
         .group_by("source").annotate(total=total).order_by("-total").limit(limit) \
         .values("source", "total")
     return [{"source": r["source"], "packets": saturated(r["total"])} for r in rows]
+
+
+async def traffic(tenant_id: uuid.UUID, start: int, end: int,
+                  agent_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+    """The drop aggregates of the window summed per (kind, proto, value), busiest first
+    within each kind; at most rules_dsl.traffic.MAX_ROWS rows per kind."""
+    total = Total("packets") if TrafficAggregate._meta.db.capabilities.dialect == "sqlite" else Sum("packets")
+    where = {"agent_id": agent_id} if agent_id is not None else {}
+    out = []
+    for kind in traffic_contract.KINDS:
+        rows = await TrafficAggregate.filter(tenant_id=tenant_id, ts__gte=start, ts__lt=end, kind=kind, **where) \
+            .group_by("proto", "value").annotate(total=total).order_by("-total").limit(traffic_contract.MAX_ROWS) \
+            .values("proto", "value", "total")
+        out += [{"kind": kind, "proto": r["proto"], "value": r["value"], "packets": saturated(r["total"])}
+                for r in rows]
+    return out
 
 
 async def latest_point_id(tenant_id: uuid.UUID) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hub.models import (
+    AssistantUsage,
     BillingRecord,
     LoginFailure,
     MetricPoint,
@@ -24,6 +25,7 @@ from hub.models import (
     OutboxMessage,
     Session,
     TopSource,
+    TrafficAggregate,
 )
 from hub.services.background import job
 
@@ -47,6 +49,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("sample_addresses", "retention_sample_addresses_s",
          "dropped-packet samples: the source addresses agents saw dropped",
          lambda before: TopSource.filter(ts__lt=_unix(before)).delete()),
+    # aggregates of the same samples, without addresses: kept as long as the raw counters
+    Kind("sample_aggregates", "metrics_raw_retention_s",
+         "dropped-packet aggregates: protocols, destination ports and sizes (no addresses)",
+         lambda before: TrafficAggregate.filter(ts__lt=_unix(before)).delete()),
     Kind("raw_metrics", "metrics_raw_retention_s", "per-rule counters as agents sent them",
          lambda before: MetricPoint.filter(ts__lt=_unix(before)).delete()),
     Kind("rollups", "metrics_rollup_retention_s", "per-rule counters summed per minute",
@@ -55,6 +61,8 @@ KINDS: tuple[Kind, ...] = (
          "counted from their expiry", lambda before: Session.filter(expires_at__lt=before).delete()),
     Kind("login_failures", "retention_login_failures_s", "failed sign-ins (account and address), for throttling",
          lambda before: LoginFailure.filter(at__lt=before).delete()),
+    Kind("assistant_usage", "retention_assistant_usage_s", "the assistant's use per tenant and window (counts only)",
+         lambda before: AssistantUsage.filter(window_start__lt=_unix(before)).delete()),
     Kind("outbox", "retention_outbox_s", "sent and given-up messages (their addresses and contents)",
          lambda before: OutboxMessage.filter(state__in=("sent", "dead"), created_at__lt=before).delete()),
 )

@@ -198,3 +198,19 @@ def test_tracker_hands_the_hub_signature_to_the_reconciler():
     t = DesiredTracker(None)
     assert t.update({**doc([]), "signature": "c2ln"}).signature == "c2ln"
     assert t.update(doc([], plan=False, etag="e2")).signature is None  # unsigned: agent.trust refuses it
+
+
+def test_drop_aggregates_are_bounded_and_what_the_hub_accepts():
+    """The sampler's rows (rules_dsl.traffic) in the agent's metrics body validate against the
+    hub's schema: one contract, both sides."""
+    from hub.blueprints.agent_protocol import MetricsIn
+    from rules_dsl import traffic
+
+    samples = [(17, port, 40 + port % 1500) for port in range(3000)] + [(1, 0, 84)] * 5 + [(6, 22, 60)]
+    rows = traffic.aggregate(samples)
+    assert len(rows) <= traffic.MAX_ROWS and sum(1 for r in rows if r[0] == "dport" and r[1] == 17) == traffic.MAX_PORTS
+    assert ("proto", 1, 0, 5) in rows and ("dport", 6, 22, 1) in rows and not any(r[1] == 1 for r in rows if r[0] == "dport")
+    assert sum(n for k, _, _, n in rows if k == "size") == len(samples)
+    assert traffic.size_bucket(63) == 0 and traffic.size_bucket(64) == 64 and traffic.size_bucket(9000) == 1400
+    body = metrics_body([MetricsBatch(int(__import__("time").time()), 1.0, (), (), tuple(rows))])
+    assert len(MetricsIn.model_validate(body).traffic) == len(rows)

@@ -24,7 +24,7 @@ from tests.hub.harness import HubHarness, InLoop
 
 HERE = Path(__file__).parent
 BOTH_BACKENDS = {"test_models", "test_lists", "test_manage", "test_deploy", "test_agents", "test_isolation", "test_metrics",
-                 "test_auth", "test_billing", "test_marketplace"}
+                 "test_auth", "test_billing", "test_marketplace", "test_suggest"}
 
 
 def _is_hub_async(item: pytest.Item) -> bool:

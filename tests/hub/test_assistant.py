@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hub.models import Deployment, PolicyVersion
-from hub.services.assistant import data_block, extract_dsl, strip_invisible
+from hub.services.assistant import data_block, extract_dsl, reservation, strip_invisible
 from tests.hub.anthropic_fake import AnthropicFake
 from tests.hub.harness import HubHarness
 
@@ -129,12 +129,25 @@ async def test_caps_per_tenant_and_other_tenants_unaffected(tmp_path, fake):
         assert (await _draft(b)).status_code == 200
 
 
-async def test_token_cap_from_usage(tmp_path, fake):
+async def test_token_cap_reserves_before_each_call_and_settles_to_usage(tmp_path, fake):
     async with _hub(tmp_path, fake, assistant_tokens_per_day=100) as hub:
         t = await hub.tenant()
         fake.script = [{"text": GOOD}] * 2
-        assert (await _draft(t)).status_code == 200
-        assert (await _draft(t)).status_code == 429
+        r = await _draft(t)  # a call that could use more than is left is never made
+        assert r.status_code == 429 and "tokens per day" in (await r.get_json())["message"]
+        assert fake.requests == []
+    async with _hub(tmp_path / "b", fake, assistant_tokens_per_day=3000, assistant_max_output_tokens=1000) as hub:
+        t = await hub.tenant()
+        fake.script = [{"text": GOOD}] * 20
+        assert (await _draft(t)).status_code == 200  # reserved ~1,600, settled to the 150 used
+        usage = await (await t.token.get(t.base + "/assistant/usage")).get_json()
+        assert usage["tokens_last_day"] == 150 and usage["day_resets_at"] % 86400 == 0
+        codes = [(await _draft(t)).status_code for _ in range(12)]
+        granted = 1 + codes.index(429)
+        reserve = reservation(hub.config, fake.requests[0]["messages"])
+        # granted while what was used plus one reservation fit in the cap, and not after
+        assert 150 * (granted - 1) + reserve <= 3000 < 150 * granted + reserve
+        assert set(codes[granted - 1:]) == {429}
 
 
 async def test_hostile_input_is_4xx(tmp_path, fake):

@@ -46,3 +46,33 @@ async def test_hostile_uploads_and_requests(tmp_path):
         for body in ({"agent_id": agent.id, "max_frames": 0}, {"agent_id": agent.id, "max_seconds": 10**6},
                      {"agent_id": "x"}, {"agent_id": agent.id, "sample_every": "one"}, {"agent_id": agent.id, "max_bytes": 10**20}):
             assert 400 <= (await t.token.post(t.base + "/captures", json=body)).status_code < 500, body
+
+
+async def test_the_agent_reads_the_hubs_request_through_the_protocol_and_bounds_it(hub):
+    """What the real hub puts in the desired state is what the agent's parser accepts, and
+    the upload path the agent derives from it is the one the hub expects; a hostile hub's
+    request is clamped to the agent's MAX_* or refused, never obeyed as sent."""
+    import pytest
+
+    from agent.capture import MAX_BYTES, MAX_FRAMES, MAX_SAMPLE_EVERY, MAX_SECONDS, CaptureError, request_of
+
+    t = await hub.tenant()
+    agent = await enroll(t)
+    asked = await (await t.token.post(t.base + "/captures", json={
+        "agent_id": agent.id, "max_frames": 100_000, "max_seconds": 300, "sample_every": 7})).get_json()
+    wanted = request_of((await agent.desired())["capture"])
+    assert wanted.id == asked["id"] and wanted.limits.max_frames == 100_000 and wanted.limits.sample_every == 7
+    r = await agent.post(f"/agent/v1/captures/{wanted.id}", data=_capture())
+    assert r.status_code == 200, await r.get_data(as_text=True)
+
+    huge = request_of({"id": asked["id"], "max_frames": 10**12, "max_seconds": 10**9, "max_bytes": 2**62,
+                       "sample_every": 10**9})
+    assert (huge.limits.max_frames, huge.limits.max_seconds, huge.limits.max_bytes, huge.limits.sample_every) == (
+        MAX_FRAMES, MAX_SECONDS, MAX_BYTES, MAX_SAMPLE_EVERY)
+    tiny = request_of({"id": asked["id"], "max_frames": -5, "max_seconds": 0, "max_bytes": -1, "sample_every": 0})
+    assert tiny.limits.max_frames == 1 and tiny.limits.max_seconds > 0 and tiny.limits.sample_every == 1
+    for hostile in ({"id": "../status"}, {"id": ["x"]}, {"id": None}, "capture", [asked["id"]],
+                    {"id": asked["id"], "max_frames": "1e9"}, {"id": asked["id"], "max_seconds": 1.5e300},
+                    {"id": asked["id"], "max_bytes": True}, {"id": "a" * 10_000}):
+        with pytest.raises(CaptureError):
+            request_of(hostile)

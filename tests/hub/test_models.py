@@ -33,3 +33,18 @@ async def test_migrate_is_idempotent_and_creates_the_schema(hub):
     await hub.rt.audit.append(actor="test", action="x")
     checked, problems = await hub.rt.audit.verify()
     assert (checked, problems) == (1, [])
+
+
+def test_the_migrations_form_one_line_each_after_the_one_before():
+    """Branches that each added a migration after the same parent would leave two heads:
+    every migration names the one numbered just before it, and no two share a number."""
+    import importlib
+    import pkgutil
+
+    import hub.migrations
+
+    names = sorted(m.name for m in pkgutil.iter_modules(hub.migrations.__path__))
+    assert len({name[:4] for name in names}) == len(names), names
+    for before, name in zip(names, names[1:]):
+        migration = importlib.import_module(f"hub.migrations.{name}").Migration
+        assert migration.dependencies == [("hub", before)], (name, migration.dependencies)

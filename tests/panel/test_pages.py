@@ -250,7 +250,7 @@ def test_online_drift_and_human():
 
 
 def test_a_bug_in_a_page_is_an_html_500_without_a_trace(tmp_path, monkeypatch, caplog):
-    from hub.panel import pages
+    from hub.panel import dashboard
 
     async def broken(*_a, **_k):
         raise RuntimeError("secret internals")
@@ -258,7 +258,7 @@ def test_a_bug_in_a_page_is_an_html_500_without_a_trace(tmp_path, monkeypatch, c
     async def go():
         async with HubHarness(tmp_path) as h:
             t, _, _ = await _seeded(h)
-            monkeypatch.setattr(pages, "_desired", broken)
+            monkeypatch.setattr(dashboard, "_desired", broken)
             r = await t.owner.client.get(f"/t/{t.id}/")
             body = await r.get_data(as_text=True)
             assert r.status_code == 500 and "text/html" in r.headers["Content-Type"]

@@ -23,7 +23,7 @@ from tests.hub import postgres
 from tests.hub.harness import HubHarness, InLoop
 
 HERE = Path(__file__).parent
-BOTH_BACKENDS = {"test_models", "test_lists", "test_manage", "test_deploy", "test_agents", "test_isolation", "test_metrics",
+BOTH_BACKENDS = {"test_models", "test_lists", "test_panel_scale", "test_manage", "test_deploy", "test_agents", "test_isolation", "test_metrics",
                  "test_auth", "test_billing", "test_marketplace"}
 
 

@@ -66,5 +66,6 @@ async def _unexpected(exc: Exception) -> tuple[str, int]:
 
 
 from hub.panel import (  # noqa: E402,F401  (they add their routes to bp)
-    account, assist, billing, editor_pages, list_pages, market, nav, pages, people, privacy, signin, welcome,
+    account, assist, billing, dashboard, editor_pages, list_pages, market, nav, pages, people, privacy, signin,
+    welcome,
 )

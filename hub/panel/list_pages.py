@@ -17,7 +17,7 @@ from hub.errors import InvalidInput
 from hub.models import IpList
 from hub.panel import bp
 from hub.panel.pages import (
-    PAGE_SIZE, Named, _back, _form, _int_arg, _nonempty, _page, refused_back,
+    PAGE_SIZE, Named, _back, _form, _nonempty, _page, refused_back,
 )
 from hub.services import list_browse, lists
 from hub.web import rt
@@ -31,9 +31,12 @@ async def _render(tenant_id: uuid.UUID, list_id: uuid.UUID, status: int = 200, *
     scope, ctx = await _page(tenant_id)
     ip_list = await scope.get(IpList, list_id, "list")
     search = list_browse.clean_search(request.args.get("q"))
-    found, page, pages = await list_browse.numbered_page(ip_list, search, _int_arg("page", 1), PAGE_SIZE)
+    args = request.args
+    found = await list_browse.window(ip_list, search, after=list_browse.parse_key(search, args.get("after")),
+                                     before=list_browse.parse_key(search, args.get("before")),
+                                     last=args.get("last") == "1", limit=PAGE_SIZE)
     return await render_template("panel/list.html", **ctx, ip_list=ip_list, entries=found.entries,
-                                 total=found.total, page=page, pages=pages, q=search, now=int(time.time()),
+                                 total=found.total, found=found, q=search, now=int(time.time()),
                                  ttl_choices=list(TTL_CHOICES), can_write="write" in scope.permissions,
                                  **extra), status
 

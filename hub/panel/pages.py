@@ -1,4 +1,5 @@
-"""The panel's tenant pages: dashboard, agents, policies, deployments, lists, audit.
+"""The panel's tenant pages: agents' actions, policies, deployments, lists, audit
+(the dashboard and an agent's page: hub.panel.dashboard).
 
 Each handler resolves its `TenantScope` through hub.web like the API does, reads and
 writes through hub/services, and answers a form POST with a redirect (flash message in
@@ -7,8 +8,6 @@ the panel cookie), so reloading a page never repeats an action.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,15 +18,11 @@ from quart import Response, flash, redirect, render_template, request, session, 
 from hub.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hub.models import Agent, Deployment, IpList, Policy, PolicyVersion, Tenant
 from hub.panel import bp, safe_next, summary
-from hub.services import accounts, agents, deployments, lists, metrics, policies, tenants
+from hub.services import accounts, agents, deployments, lists, policies, tenants
 from hub.services.scope import Principal, TenantScope, resolve_scope
 from hub.web import current_session, principal, rt
-from rules_dsl import traffic
 
 PAGE_SIZE = 50
-DASHBOARD_WINDOW_S = 15 * 60
-TOP_SOURCES = 10
-DASHBOARD_BUCKET_S = 60  # the trend starts as 15 points (one query for all agents); live rates extend it
 MAX_PAGE = 1_000_000
 LAST_TENANT = "tenant"
 
@@ -183,62 +178,7 @@ async def create_tenant() -> Response:
     return _back("panel.dashboard", tenant_id=tenant.id)
 
 
-# --- dashboard and agents ---------------------------------------------------------------
-
-async def _desired(agent_rows: list[Agent]) -> dict[uuid.UUID, Deployment]:
-    ids = {a.deployment_id for a in agent_rows if a.deployment_id}
-    return {d.id: d for d in await Deployment.filter(id__in=list(ids))} if ids else {}
-
-
-def _agent_view(a: Agent, desired: Deployment | None, mine: list[dict[str, Any]], now: dt.datetime) -> dict:
-    """What one agent's row or page shows; `mine` are its own metric points."""
-    verdict_map = summary.verdicts(desired.plan_json if desired else None)
-    window = rt().config.agent_connected_window_s
-    status = a.last_status or {}
-    return {
-        "agent": a, "online": summary.online(a.last_seen_at, window, now) and a.revoked_at is None,
-        "xdp_mode": status.get("xdp_mode") or (a.inventory or {}).get("xdp_mode", "none"), "mode": status.get("mode", "none"),
-        "healthy": status.get("healthy", True), "errors": status.get("errors", []),
-        "drift": status.get("drift", []),
-        "desired_digest": desired.plan_digest if desired else None,
-        "sync": summary.drift_state(desired.plan_digest if desired else None, a.applied_digest),
-        "verdicts": verdict_map, "totals": summary.totals(mine, verdict_map),
-        "series": summary.series(mine, verdict_map),
-    }
-
-
-@bp.get("/t/<uuid:tenant_id>/")
-async def dashboard(tenant_id: uuid.UUID) -> str:
-    scope, ctx = await _page(tenant_id)
-    rows = await scope.query(Agent).order_by("enrolled_at")
-    desired = await _desired(rows)
-    end = int(time.time()) + 1
-    points = await metrics.bucketed(scope.tenant_id, end - DASHBOARD_WINDOW_S, end, DASHBOARD_BUCKET_S)
-    now = dt.datetime.now(dt.timezone.utc)
-    by_agent: dict[str, list[dict[str, Any]]] = {}
-    for point in points:  # one pass, not one scan of every point per agent
-        by_agent.setdefault(point["agent_id"], []).append(point)
-    views = [_agent_view(a, desired.get(a.deployment_id), by_agent.get(str(a.id), []), now) for a in rows]
-    top = await metrics.top_sources(scope.tenant_id, end - DASHBOARD_WINDOW_S, end, limit=TOP_SOURCES)
-    return await render_template("panel/dashboard.html", **ctx, views=views, human=summary.human, top=top,
-                                 online=sum(v["online"] for v in views), json=json,
-                                 window_min=DASHBOARD_WINDOW_S // 60)
-
-
-@bp.get("/t/<uuid:tenant_id>/agents/<uuid:agent_id>")
-async def agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
-    scope, ctx = await _page(tenant_id)
-    a = await scope.get(Agent, agent_id, "agent")
-    desired = (await _desired([a])).get(a.deployment_id)
-    end = int(time.time()) + 1
-    points = await metrics.query(scope.tenant_id, agent_id=a.id, rule=None, start=end - DASHBOARD_WINDOW_S,
-                                 end=end, resolution="raw", rollup_s=rt().config.metrics_rollup_s)
-    view = _agent_view(a, desired, points, dt.datetime.now(dt.timezone.utc))
-    drops = traffic.grouped(await metrics.traffic(scope.tenant_id, end - DASHBOARD_WINDOW_S, end, agent_id=a.id))
-    return await render_template("panel/agent.html", **ctx, v=view, human=summary.human, json=json, drops=drops,
-                                 can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60,
-                                 can_write="write" in scope.permissions, can_admin="admin" in scope.permissions)
-
+# --- agents (their pages: hub.panel.dashboard) ------------------------------------------
 
 @bp.post("/t/<uuid:tenant_id>/agents/<uuid:agent_id>/protection")
 async def protection(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
@@ -349,7 +289,8 @@ async def list_remove(tenant_id: uuid.UUID, list_id: uuid.UUID) -> Response:
 @bp.get("/t/<uuid:tenant_id>/audit")
 async def audit(tenant_id: uuid.UUID) -> str:
     """The tenant's entries with filters (action, actor, time), and whether its chain
-    verifies: every hash, every link, and the last signed checkpoint still reached."""
+    verifies: every hash and link since the verified mark (the scheduled full verify
+    covers what is before it), and the last signed checkpoint still reached."""
     from hub.services import audit_search
 
     scope, ctx = await _page(tenant_id)
@@ -358,12 +299,12 @@ async def audit(tenant_id: uuid.UUID) -> str:
         action=args.get("action", "").strip()[:64] or None, actor=args.get("actor", "").strip()[:200] or None,
         since=_time_arg("since"), until=_time_arg("until"), before_seq=_int_arg("before", 0, 2**31 - 1) or None)
     rows = await audit_search.select(scope, filters).limit(PAGE_SIZE)
-    checked, problems = await rt().audit.verify(tenant_id=scope.tenant_id)
+    walk, mark = await rt().audit.verify_since_mark(tenant_id=scope.tenant_id)
     kept = {k: v for k, v in args.items() if k in ("action", "actor", "since", "until") and v}
     return await render_template("panel/audit.html", **ctx, entries=rows, filters=filters, kept=kept,
                                  actions=await audit_search.actions(scope), args=args,
-                                 verified={"checked": checked, "problems": problems[:20], "ok": not problems,
-                                           "checkpoint": rt().audit.last_checkpoint()},
+                                 verified={"checked": walk.checked, "problems": walk.problems[:20], "ok": not walk.problems,
+                                           "mark": mark, "checkpoint": rt().audit.last_checkpoint()},
                                  older=rows[-1].seq if len(rows) == PAGE_SIZE else None)
 
 

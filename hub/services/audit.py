@@ -65,6 +65,7 @@ RECHAIN_KIND = "bulwark-audit-rechain/1"
 PERSONAL = ("actor", "target", "address")
 PSEUDONYM = "erased:"
 FORMAT = 2
+CHECKPOINT_TAIL_BYTES = 1 << 16  # a few hundred checkpoints: the newest valid one is among them
 
 
 def _key_file(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -239,10 +240,17 @@ class AuditLog:
         )
 
     def last_checkpoint(self) -> dict[str, Any] | None:
+        """The newest valid checkpoint, read from the file's end (it grows by one a run)."""
         try:
-            lines = self.checkpoints_path.read_text().splitlines()
+            with open(self.checkpoints_path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - CHECKPOINT_TAIL_BYTES))
+                tail = f.read().decode(errors="replace")
         except FileNotFoundError:
             return None
+        lines = tail.splitlines()
+        if size > CHECKPOINT_TAIL_BYTES:
+            lines = lines[1:]  # the first may be cut
         for line in reversed(lines):
             try:
                 cp = json.loads(line)
@@ -266,44 +274,115 @@ class AuditLog:
 
     async def verify(self, checkpoint: dict[str, Any] | None = None, batch: int = 1000,
                      tenant_id: uuid.UUID | None = None) -> tuple[int, list[Problem]]:
-        """Walk the chain against `checkpoint` (default: the last one kept); return
+        """Walk the whole chain against `checkpoint` (default: the last one kept); return
         (entries checked, problems). With `tenant_id`: that tenant's entries are counted
-        and their problems named; the chain's own (gaps, truncation) are reported bare."""
+        and their problems named; the chain's own (gaps, truncation) are reported bare.
+        A clean walk of the whole chain moves the verified mark to its head."""
+        walk = await self._walk(checkpoint, batch, tenant_id, None)
+        if walk.good is not None:  # clean: the head; else just before the first problem,
+            self._keep_mark(*walk.good)  # so every view from now on shows that problem
+        elif walk.problems:
+            self.mark_path.unlink(missing_ok=True)
+        return walk.checked, walk.problems
+
+    async def verify_since_mark(self, tenant_id: uuid.UUID | None = None,
+                                batch: int = 1000) -> tuple[Walk, VerifiedMark | None]:
+        """What a view of the log shows: only the entries after the verified mark are
+        walked (and the mark's own row is read to see it still holds the hash verified),
+        so its cost follows what was appended since, not the chain's length. The mark moves
+        up to the last entry before the first problem. An edit to an entry at or before
+        the mark is for the full `verify` (the scheduled job, `bulwark hub audit verify`)."""
+        mark = self.verified_mark()
+        walk = await self._walk(None, batch, tenant_id, mark)
+        if walk.good is not None and (mark is None or walk.good[0] > mark.seq):
+            mark = self._keep_mark(*walk.good)
+        return walk, mark
+
+    async def _walk(self, checkpoint: dict[str, Any] | None, batch: int, tenant_id: uuid.UUID | None,
+                    mark: VerifiedMark | None) -> Walk:
         given = checkpoint is not None
         cp = checkpoint if given else self.last_checkpoint()
-        problems: list[Problem] = []
+        walk = Walk()
         if cp is not None:
             why = check_checkpoint(cp, self.keys.public_hex)
             if why is not None:
-                return 0, [Problem(0, f"the checkpoint is not valid: {why}")]
+                walk.problems.append(Problem(0, f"the checkpoint is not valid: {why}"))
+                return walk
         key = self.keys.chain
-        prev_hash, expected_seq, checked, last_seq, seen_cp = GENESIS, 1, 0, 0, False
+        prev_hash, expected_seq, last_seq, seen_cp = GENESIS, 1, 0, False
+        if mark is not None:
+            walk.rows_read += 1
+            row = await AuditEntry.filter(seq=mark.seq).first().values("hash")
+            if row is None or row["hash"] != mark.hash:
+                walk.problems.append(Problem(mark.seq, "missing or changed since it was verified"))
+                return walk
+            prev_hash, expected_seq, last_seq = mark.hash, mark.seq + 1, mark.seq
+            seen_cp = cp is not None and cp["seq"] <= mark.seq  # held when the mark passed it
+            walk.good = (mark.seq, mark.hash)
         while True:
             rows = await AuditEntry.filter(seq__gt=last_seq).order_by("seq").limit(batch)
+            walk.rows_read += len(rows)
             if not rows:
                 break
             for e in rows:
                 mine = tenant_id is None or e.tenant_id == tenant_id
-                checked += mine
+                walk.checked += mine
+                before = len(walk.problems)
                 if e.seq != expected_seq:
-                    problems.append(Problem(expected_seq, f"missing (next present is {e.seq})"))
+                    walk.problems.append(Problem(expected_seq, f"missing (next present is {e.seq})"))
                 elif e.prev_hash != prev_hash:
-                    problems.append(Problem(e.seq, "does not link to its predecessor"))
-                edited = _field_problem(key, e) if mine else None
-                if _row_hash(key, e) != e.hash and mine:
-                    problems.append(Problem(e.seq, "edited (its hash does not match its content)"))
-                elif edited:
-                    problems.append(Problem(e.seq, edited))
+                    walk.problems.append(Problem(e.seq, "does not link to its predecessor"))
+                # Another tenant's edit is not named to this one, but still holds the mark back.
+                edited = _row_hash(key, e) != e.hash or _field_problem(key, e) is not None
+                if edited and mine:
+                    why = _field_problem(key, e) if _row_hash(key, e) == e.hash else None
+                    walk.problems.append(Problem(e.seq, why or "edited (its hash does not match its content)"))
                 if cp is not None and e.seq == cp["seq"]:
                     seen_cp = True
                     if e.hash != cp["hash"]:
-                        problems.append(Problem(e.seq, "differs from the signed checkpoint"))
+                        walk.problems.append(Problem(e.seq, "differs from the signed checkpoint"))
+                walk.clean = walk.clean and len(walk.problems) == before and not edited
+                if walk.clean:
+                    walk.good = (e.seq, e.hash)
                 prev_hash, expected_seq, last_seq = e.hash, e.seq + 1, e.seq
         if cp is not None and not seen_cp:
-            problems.append(Problem(cp["seq"], f"missing: the log ends at {last_seq}, before the signed "
-                                               "checkpoint (entries were deleted)"))
-        return checked, problems
+            walk.problems.append(Problem(cp["seq"], f"missing: the log ends at {last_seq}, before the signed "
+                                                    "checkpoint (entries were deleted)"))
+        return walk
 
+    # ---- the verified mark --------------------------------------------------------------
+
+    @property
+    def mark_path(self) -> Path:
+        return self.data_dir / "audit_verified.json"
+
+    def _mark_mac(self, seq: int, hash_: str) -> str:
+        return hmac.new(self.keys.chain, f"verified\0{seq}\0{hash_}".encode(), hashlib.sha256).hexdigest()
+
+    def verified_mark(self) -> VerifiedMark | None:
+        """The last entry a walk found sound (kept beside the keys, outside the database,
+        and keyed with the chain key: a forged mark would skip verification)."""
+        try:
+            raw = json.loads(self.mark_path.read_text())
+            mark = VerifiedMark(int(raw["seq"]), str(raw["hash"]), int(raw["at"]))
+            if hmac.compare_digest(str(raw["mac"]), self._mark_mac(mark.seq, mark.hash)):
+                return mark
+            log.error("audit log: the verified mark's MAC does not match; verifying from the start")
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError):
+            log.error("audit log: the verified mark is unreadable; verifying from the start")
+        return None
+
+    def _keep_mark(self, seq: int, hash_: str) -> VerifiedMark:
+        mark = VerifiedMark(seq, hash_, int(dt.datetime.now(dt.timezone.utc).timestamp()))
+        self.mark_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.mark_path.with_name(f".{self.mark_path.name}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({**dataclasses.asdict(mark), "mac": self._mark_mac(seq, hash_)}, f)
+        os.replace(tmp, self.mark_path)  # readers see the old mark or the new one, whole
+        return mark
 
     # ---- erasure ------------------------------------------------------------------------
 
@@ -366,6 +445,24 @@ class AuditLog:
         fd = os.open(self.checkpoints_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedMark:
+    seq: int
+    hash: str
+    at: int  # unix seconds, when it was set
+
+
+@dataclasses.dataclass
+class Walk:
+    """One walk of the chain: `good` is the last entry before the first problem."""
+
+    checked: int = 0
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    good: tuple[int, str] | None = None
+    clean: bool = True
+    rows_read: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -204,19 +204,31 @@ async def query(tenant_id: uuid.UUID, *, agent_id: uuid.UUID | None, rule: str |
 
 
 async def bucketed(tenant_id: uuid.UUID, start: int, end: int, bucket_s: int) -> list[dict[str, Any]]:
-    """Raw points summed per (agent, rule, `bucket_s` bucket) in SQL: what the dashboard
-    draws for every agent at once, in rows ~ agents x rules x buckets however often the
-    agents report (a row per point would be thousands per agent, read through the ORM)."""
+    """Raw points summed per (agent, rule, `bucket_s` bucket) in SQL: what the dashboard's
+    trend draws for every agent at once, in rows ~ agents x rules x buckets however often
+    the agents report (a row per point would be thousands per agent, read through the ORM)."""
+    return await _grouped(tenant_id, start, end, bucket_s)
+
+
+async def per_rule(tenant_id: uuid.UUID, start: int, end: int) -> list[dict[str, Any]]:
+    """Raw points summed per (agent, rule) over [start, end) in SQL (`ts` is `start`): the
+    dashboard's totals, in rows ~ agents x rules whatever the window holds."""
+    return await _grouped(tenant_id, start, end, None)
+
+
+async def _grouped(tenant_id: uuid.UUID, start: int, end: int, bucket_s: int | None) -> list[dict[str, Any]]:
     conn = MetricPoint._meta.db
     pg = conn.capabilities.dialect != "sqlite"
-    ph = (lambda i: f"${i}") if pg else (lambda i: "?")
     total = "SUM" if pg else "TOTAL"  # SQLite's SUM raises on 64-bit overflow (see top_sources)
-    sql = (f"SELECT agent_id, rule, (ts / {ph(1)}) * {ph(1)} AS b, {total}(packets) AS p, "
-           f"{total}(bytes) AS n FROM {MetricPoint._meta.db_table} WHERE tenant_id = {ph(2)} AND ts >= {ph(3)} "
-           f"AND ts < {ph(4)} GROUP BY agent_id, rule, b")
-    values = [bucket_s, bucket_s, str(tenant_id), start, end] if not pg else [bucket_s, tenant_id, start, end]
+    values: list[Any] = [tenant_id if pg else str(tenant_id), start, end]
+    bucket, group = "", "agent_id, rule"
+    if bucket_s is not None:  # an int, written into the SQL: placeholders differ in order per dialect
+        bucket, group = f", (ts / {int(bucket_s)}) * {int(bucket_s)} AS b", "agent_id, rule, b"
+    where = "tenant_id = $1 AND ts >= $2 AND ts < $3" if pg else "tenant_id = ? AND ts >= ? AND ts < ?"
+    sql = (f"SELECT agent_id, rule{bucket}, {total}(packets) AS p, {total}(bytes) AS n "
+           f"FROM {MetricPoint._meta.db_table} WHERE {where} GROUP BY {group}")
     rows = await conn.execute_query_dict(sql, values)
-    return [{"agent_id": str(r["agent_id"]), "rule": r["rule"], "ts": int(r["b"]),
+    return [{"agent_id": str(r["agent_id"]), "rule": r["rule"], "ts": int(r["b"]) if bucket_s else start,
              "packets": saturated(r["p"]), "bytes": saturated(r["n"])} for r in rows]
 
 

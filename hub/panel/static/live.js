@@ -42,6 +42,13 @@ class AgentView {
     const v = this.verdicts[rule];
     return v && v.action === "drop" ? "drop" : "pass";
   }
+  // The trend's older buckets go before what the live stream has drawn meanwhile.
+  history(rows) {
+    const first = this.series.length ? this.series[0].ts : Infinity;
+    const older = rows.filter(([ts]) => ts < first).map(([ts, p, d]) => ({ ts, pass: p, drop: d }));
+    this.series = older.concat(this.series).slice(-KEEP);
+    this.draw();
+  }
   add(rates) {
     const byTs = new Map();
     for (const r of rates) {
@@ -82,6 +89,16 @@ function setBadge(badge, state) {
   badge.dataset.state = state;
 }
 
+// The sparklines' start is not in the page (its first render stays cheap): fetched once.
+async function loadTrend(url, views) {
+  try {
+    const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!res.ok) return;
+    const body = await res.json();
+    for (const [id, rows] of Object.entries(body.agents || {})) views.get(id)?.history(rows);
+  } catch { /* no trend: the live stream still draws from now on */ }
+}
+
 export function startLive(doc) {
   const root = doc.querySelector("[data-stream]");
   if (!root || typeof EventSource === "undefined") return;
@@ -90,6 +107,7 @@ export function startLive(doc) {
   if (!views.size) return;  // no agent here: nothing to stream, the badge keeps saying so
   let lastData = 0;
   setBadge(badge, "connecting");
+  if (root.dataset.trend) loadTrend(root.dataset.trend, views);
   const source = new EventSource(root.dataset.stream);
   source.addEventListener("rates", (event) => {
     let rates;

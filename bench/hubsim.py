@@ -74,6 +74,7 @@ def serve_forever(data_dir: str, database_url: str, port: int) -> None:
     from hypercorn.config import Config as HypercornConfig
 
     from hub.app import create_app
+    from hub.gc_tuning import tune_for_serving
 
     hc = HypercornConfig()
     hc.bind = [f"127.0.0.1:{port}"]
@@ -82,6 +83,7 @@ def serve_forever(data_dir: str, database_url: str, port: int) -> None:
     hc.backlog = 16384
     hc.keep_alive_timeout = 600
     app = create_app(bench_config(data_dir, database_url))
+    tune_for_serving()  # as `bulwark-hub serve` does
     profile = os.environ.get("HUBSIM_PROFILE")  # a path: write the hub's cProfile stats there
     if not profile:
         asyncio.run(serve(app, hc))

@@ -358,8 +358,12 @@ def _serve_here(config, hc) -> int:
     from hub import backup
     from hub.app import create_app
 
+    from hub.gc_tuning import tune_for_serving
+
     with backup.serving(config):  # `restore` refuses while this is held
-        asyncio.run(serve(create_app(config), hc))  # returns on SIGTERM or SIGINT
+        app = create_app(config)
+        tune_for_serving()
+        asyncio.run(serve(app, hc))  # returns on SIGTERM or SIGINT
     return 0
 
 

@@ -180,7 +180,7 @@ async def capture_upload(capture_id: str) -> Response:
 
     agent = await live_agents().authenticate(bearer_token(request.headers.get("Authorization", "")))
     data = await read_capture_body(rt().config.capture_max_bytes)
-    return jsonify(captures.store(rt(), agent.tenant_id, agent.id, capture_id[:64], data))
+    return jsonify(await captures.store(rt(), agent.tenant_id, agent.id, capture_id[:64], data))
 
 
 capture_upload.bulwark_bulk_body = True  # type: ignore[attr-defined]

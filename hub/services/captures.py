@@ -59,8 +59,9 @@ def pending(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> dict[str,
         return None
 
 
-def store(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID, capture_id: str, data: bytes) -> dict[str, Any]:
-    """The agent's upload for its pending request (409 for any other id)."""
+async def store(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID, capture_id: str, data: bytes) -> dict[str, Any]:
+    """The agent's upload for its pending request (409 for any other id). Publishes, as
+    `request` does: a waiting desired-state request re-reads the request only then."""
     wanted = pending(rt, tenant_id, agent_id)
     if wanted is None or wanted["id"] != capture_id:
         raise Conflict("no capture with this id is pending for this agent")
@@ -69,6 +70,7 @@ def store(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID, capture_id: st
     d = _dir(rt, tenant_id, agent_id)
     (d / f"{capture_id}.pcap").write_bytes(data)
     (d / "pending.json").unlink(missing_ok=True)
+    await rt.notifier.publish(agent_channel(agent_id))
     return {"id": capture_id, "bytes": len(data)}
 
 

@@ -32,6 +32,7 @@ from hub.runtime import Runtime
 from hub.services import captures, lists
 from hub.services.agents import AgentRow, LiveAgents, agent_channel, tenant_channel
 from hub.services.coalesce import Coalescer
+from hub.services.notify import ALL
 from hub.services.plan_signing import PlanSigner
 
 DEPLOYMENTS_CACHED = 256
@@ -147,16 +148,23 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    channels = [agent_channel(agent.id), tenant_channel(agent.tenant_id)]
-    async with rt.notifier.subscribe(channels) as sub:
+    own = agent_channel(agent.id)
+    async with rt.notifier.subscribe([own, tenant_channel(agent.tenant_id)]) as sub:
         with live.turn(agent.id, sub):
+            row, capture = None, None
             while True:
-                row = await live.row(agent.id)
+                # Every change to the agent's row or its capture request publishes on its
+                # own channel after the commit, so after a tenant-wide wake what was read
+                # of them since subscribing still holds: 10,000 agents woken by a list
+                # change cost no row query and no file read each.
+                if row is None or own in sub.fired or ALL in sub.fired:
+                    row = await live.row(agent.id)
+                    if row is not None:
+                        capture = captures.pending(rt, row.tenant_id, row.id)
                 if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
                     raise Unauthenticated("this agent's credential is no longer valid")
                 view = await states.view(row, known_lists)
-                doc = captures.with_capture(document(row, view, applied_digest, known_lists, states.signer),
-                                            captures.pending(rt, row.tenant_id, row.id))
+                doc = captures.with_capture(document(row, view, applied_digest, known_lists, states.signer), capture)
                 if etag is None or doc["etag"] != etag:
                     return doc
                 with live.waiting(agent.id):

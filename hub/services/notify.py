@@ -21,12 +21,20 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 
+ALL = "*"  # in `Subscription.fired`: a wake for every channel (changes may have been missed)
+
+
 class Subscription:
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self.superseded = False  # a newer request of the same waiter took over
+        self._pending: set[str] = set()
+        # The channels behind the last wake `wait` returned (ALL: any of them may have changed).
+        # A waiter of a tenant-wide change reuses what it read of its own, unchanged row.
+        self.fired: frozenset[str] = frozenset()
 
-    def _fire(self) -> None:
+    def _fire(self, channel: str = ALL) -> None:
+        self._pending.add(channel)
         self._event.set()
 
     def supersede(self) -> None:
@@ -41,6 +49,7 @@ class Subscription:
         except TimeoutError:
             return False
         self._event.clear()
+        self.fired, self._pending = frozenset(self._pending), set()
         return True
 
 
@@ -69,7 +78,7 @@ class LocalNotifier:
     def deliver(self, *channels: str) -> None:
         for channel in channels:
             for sub in self._subs.get(channel, ()):
-                sub._fire()
+                sub._fire(channel)
 
     def deliver_all(self) -> None:
         """Wake every subscription: for when changes may have been missed. A waiter

@@ -47,7 +47,7 @@ async def _populate(t):
     from hub.services import captures
 
     wanted = await captures.request(t.hub.rt, t.id, uuid.UUID(agent.id), {"max_frames": 10, "max_seconds": 1, "max_bytes": 4096, "sample_every": 1})
-    captures.store(t.hub.rt, t.id, uuid.UUID(agent.id), wanted["id"], b"\xd4\xc3\xb2\xa1" + bytes(20))
+    await captures.store(t.hub.rt, t.id, uuid.UUID(agent.id), wanted["id"], b"\xd4\xc3\xb2\xa1" + bytes(20))
     return {"capture_id": wanted["id"], "invitation_id": invitation_id, "join_token_id": join_token_id,"tenant_id": str(t.id), "agent_id": agent.id, "policy_id": policy_id,
             "deployment_id": deployment_id, "list_id": list_id, "token_id": token_id,
             "member_id": str(member_id), "version": "1", "channel_id": channel_id, "message_id": message_id,

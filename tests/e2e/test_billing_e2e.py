@@ -67,7 +67,7 @@ def test_suspension_deactivates_the_agent_and_payment_restores_it(tmp_path):
                          log=tmp_path / "hub.log", settings={"stripe_api_key": "sk_test_e2e",
                                                              "stripe_api_base": fake.url,
                                                              "stripe_webhook_secret": SECRET})
-        agent, receiver, api = None, None, None
+        agent, receiver, api, owner = None, None, None, None
         try:
             otpauth = hub.create_admin(EMAIL, PASSWORD, totp=True)
             hub.start()
@@ -95,8 +95,10 @@ def test_suspension_deactivates_the_agent_and_payment_restores_it(tmp_path):
                                headers={"Stripe-Signature": sig, "Content-Type": "application/json"})
                 assert r.status_code == 200, r.text
 
+            owner = OwnerSession(hub.url, api)
+
             def billing_state() -> str:
-                return _state(hub.url, api)
+                return owner.state()
 
             # the trial ends without a card: the invoice fails (D+0), then a week passes (D+7)
             deliver("invoice.payment_failed", fake.start_period(sub_id, status="past_due"))
@@ -134,13 +136,22 @@ def test_suspension_deactivates_the_agent_and_payment_restores_it(tmp_path):
             hub.stop()
             if api is not None:
                 api.close()
+            if owner is not None:
+                owner.client.close()
             topo.remove()
 
 
-def _state(url: str, api) -> str:
-    """The tenant's billing state, as its owner reads it (scope `billing`)."""
-    with httpx.Client(base_url=url, timeout=30) as owner:
-        csrf = sign_in(owner, EMAIL, PASSWORD, api.otpauth)
-        r = owner.get(f"/api/v1/tenants/{api.tenant}/billing", headers=csrf)
+class OwnerSession:
+    """The tenant's owner, signed in once (a 2FA code is good once per 30 s step, so
+    signing in for every look would run out of codes), reading the billing state (scope
+    `billing`)."""
+
+    def __init__(self, url: str, api) -> None:
+        self.client = httpx.Client(base_url=url, timeout=30)
+        self.tenant = api.tenant
+        self.csrf = sign_in(self.client, EMAIL, PASSWORD, api.otpauth)
+
+    def state(self) -> str:
+        r = self.client.get(f"/api/v1/tenants/{self.tenant}/billing", headers=self.csrf)
         assert r.status_code == 200, r.text
         return r.json()["state"]

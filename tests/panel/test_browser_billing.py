@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from demo.hub import sign_in as sign_in_api
 from tests.hub.stripe_fake import StripeFake
 from tests.panel import hubproc
 from tests.panel.conftest import shoot, via_menu
@@ -52,12 +53,11 @@ def hub(tmp_path_factory):
                                        "argon2_memory_kib": 1024, "argon2_time_cost": 1,
                                        "stripe_api_key": "sk_test_panel", "stripe_api_base": fake.url,
                                        "stripe_webhook_secret": SECRET})
-        proc.create_admin(EMAIL, hubproc.PASSWORD)
+        otpauth = proc.create_admin(EMAIL, hubproc.PASSWORD, totp=True)  # every account has 2FA
         proc.start()
         try:
             with httpx.Client(base_url=proc.url, timeout=30) as c:
-                csrf = {"X-CSRF-Token": c.post("/auth/login", json={"email": EMAIL, "password": hubproc.PASSWORD})
-                        .json()["csrf_token"]}
+                csrf = sign_in_api(c, EMAIL, hubproc.PASSWORD, otpauth)
                 tenant = c.post("/api/v1/tenants", headers=csrf, json={"name": "Acme"}).json()["id"]
                 _enroll(proc.url, c, csrf, tenant, "edge-1")
                 (sub_id,) = [o["id"] for o in fake.objects.values() if o["object"] == "subscription"]
@@ -73,16 +73,18 @@ def hub(tmp_path_factory):
             proc.stop()
 
 
-def sign_in(page) -> None:
+def sign_in(page, hub) -> None:
     page.goto("/")
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill(hubproc.PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Code").fill(hub.proc.recovery_codes[EMAIL][0])  # the fixture used this step's code
+    page.get_by_role("button", name="Verify").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
 def test_billing_page_card_through_checkout_and_the_dunning_banners(page, hub):
-    sign_in(page)
+    sign_in(page, hub)
     expect(page.get_by_role("complementary", name="Billing")).to_have_count(0)  # active: nothing to say
     via_menu(page, "More in Tenant", "Billing")
     expect(page.get_by_role("heading", name="Billing", exact=True)).to_be_visible()

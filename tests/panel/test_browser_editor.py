@@ -107,14 +107,17 @@ def test_page_search_import_with_a_bad_line_add_with_ttl_and_export(page, hub, t
     sign_in(page, hub, hub.recovery_codes[2])
     page.get_by_role("link", name="Lists").click()
     page.get_by_role("link", name="crowdsec-ban").click()
-    expect(page.get_by_text(f"{BIG_LIST:,} entries · page 1 of 2,000")).to_be_visible()
+    expect(page.get_by_text(f"{BIG_LIST:,} entries")).to_be_visible()
+    first = page.get_by_role("cell").first.inner_text()
     page.get_by_role("link", name="Next page").click()
-    expect(page.get_by_text("page 2 of 2,000")).to_be_visible()
-    page.goto(page.url.replace("page=2", "page=2000"))
-    expect(page.get_by_text("page 2,000 of 2,000")).to_be_visible()
+    expect(page.get_by_role("link", name="Previous page")).to_be_visible()
+    assert page.get_by_role("cell").first.inner_text() != first
+    page.get_by_role("link", name="Last page").click()  # keyset from the end, no OFFSET over 100k rows
+    expect(page.get_by_role("link", name="Next page")).to_have_count(0)
+    expect(page.get_by_role("link", name="First page")).to_be_visible()
     page.get_by_label("Search entries").fill("10.1.134.")
     page.get_by_role("button", name="Search").click()
-    expect(page.get_by_text("160 entries matching “10.1.134.” · page 1 of 4")).to_be_visible()
+    expect(page.get_by_text("160 entries matching “10.1.134.”")).to_be_visible()
     expect(page.get_by_role("cell", name="10.1.134.0", exact=True)).to_be_visible()
     shoot(page, "24-list-100k-search")
 

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.panel import hubproc
-from tests.panel.conftest import LIST_SIZE, shoot
+from tests.panel.conftest import LIST_SIZE, shoot, via_menu
 from tests.panel.test_browser import sign_in
 
 pytestmark = pytest.mark.kernel
@@ -41,7 +41,7 @@ def hub(tmp_path_factory):
 
 def test_browse_preview_install_search_upgrade_and_deploy(page, hub):
     sign_in(page, hub, hub.recovery_codes[0])
-    page.get_by_role("link", name="Marketplace").click()
+    via_menu(page, "More in Policies", "Marketplace")
     expect(page.get_by_role("heading", name="Marketplace")).to_be_visible()
     expect(page.get_by_role("row")).to_have_count(len(list(SHIPPED.glob("*.toml"))) + 1)
     shoot(page, "20-marketplace")
@@ -74,7 +74,7 @@ def test_browse_preview_install_search_upgrade_and_deploy(page, hub):
         "limit 5/second burst 10 per src", "limit 10/second burst 20 per src")
     (hub.tmp / "bedrock-v2.toml").write_text(v2)
     assert "published version 2" in publish(hub.proc, hub.tmp / "bedrock-v2.toml")
-    page.get_by_role("link", name="Library").click()
+    via_menu(page, "More in Policies", "Library")
     page.get_by_role("link", name="bedrock-eu").click()
     expect(page.get_by_role("heading", name="Upgrade to minecraft-bedrock version 2")).to_be_visible()
     icmp = "pass icmp type { echo-request, destination-unreachable } limit"
@@ -85,7 +85,7 @@ def test_browse_preview_install_search_upgrade_and_deploy(page, hub):
     expect(page.get_by_label("Changes between the versions")).to_contain_text(f"-{icmp} 5/second")
     shoot(page, "25-library-versions-diff")
 
-    page.get_by_role("link", name="Library").click()
+    via_menu(page, "More in Policies", "Library")
     page.get_by_label("Search the library").fill("frankfurt")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_role("row")).to_have_count(2)

@@ -59,8 +59,12 @@ def test_kill9_while_applying(veth_lab, pin_dir, tmp_path):
             # loaded machine the interpreter's start alone can outlast the longest delay.
             assert child.stdout.readline().strip() == "started"
             if run == 0:
+                began = time.monotonic()
                 assert child.stdout.readline().strip() == "ready"  # from then on something is installed
-            time.sleep(rng.uniform(0.1, 0.9))
+                # The kills must spread over a whole install, whatever it takes here: on a loaded
+                # machine one install outlasts a fixed 0.9 s, and every kill landed in its first part.
+                stretch = max(1.0, 2 * (time.monotonic() - began))
+            time.sleep(rng.uniform(0.1, 0.9) * stretch)
             child.send_signal(signal.SIGKILL)
             child.wait()
             child.stdout.close()

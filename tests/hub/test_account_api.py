@@ -12,6 +12,7 @@ import pytest
 from hub.models import Agent, Membership, OutboxMessage, PasswordReset, Session, Tenant, User
 from hub.services import outbox, resets
 from tests.hub.harness import PASSWORD, HubHarness
+from tests.hub.smtp_inbox import smtp_inbox
 
 HOSTILE_TEXT = ["", "x" * 100_000, "\u0000", "../../etc/passwd", "<script>", "' OR 1=1 --", "%00", "😀" * 300]
 
@@ -226,24 +227,8 @@ async def test_hostile_reset_confirmations_are_4xx(hub, body):
 
 
 async def test_the_reset_email_reaches_a_real_smtp_server_and_its_link_is_not_kept(tmp_path):
-    import time
-
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    from tests.panel.hubproc import free_port
-
-    received = []
-
-    class Inbox(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    port = free_port()
-    server = Controller(Inbox(), hostname="127.0.0.1", port=port)
-    server.start()
-    try:
-        async with HubHarness(tmp_path, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+    with smtp_inbox() as inbox:
+        async with HubHarness(tmp_path, smtp_host="127.0.0.1", smtp_port=inbox.port, smtp_starttls=False,
                               mail_from="hub@bulwark.example") as hub:
             user = await hub.user()
             r = await hub.client().post("/api/v1/password-reset", json={"email": user.email})
@@ -251,10 +236,6 @@ async def test_the_reset_email_reaches_a_real_smtp_server_and_its_link_is_not_ke
             await outbox.deliver_due(hub.rt)  # (or the hub's own job did already)
             sent = await OutboxMessage.get(target=user.email)
             assert sent.state == "sent" and "/reset/" not in str(sent.body), (sent.state, sent.last_error)
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        server.stop()
+        received = inbox.wait_for()
     assert received[0]["To"] == user.email and received[0]["Subject"] == "[Bulwark] Reset your password"
     assert "/reset/" in received[0].get_payload()

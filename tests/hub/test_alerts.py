@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from demo.processes import free_port
 from hub.models import Agent, Incident, OutboxMessage
 from hub.services import alerts, outbox
 from hub.services.alerts import escalations
 from tests.hub.harness import HubHarness, enroll
+from tests.hub.smtp_inbox import smtp_inbox
 from tests.loopback import LoopbackServer, QuietHandler
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -244,26 +244,14 @@ def _cert(tmp_path):
 async def test_email_reaches_a_real_smtp_server(tmp_path, starttls):
     import ssl
 
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received = []
-
-    class Inbox(Message):
-        def handle_message(self, message):
-            received.append(message)
-
     kw = {}
     if starttls:
         key, cert = _cert(tmp_path)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         kw = {"tls_context": context, "require_starttls": True}
-    port = free_port()
-    server = Controller(Inbox(), hostname="127.0.0.1", port=port, **kw)
-    server.start()
-    try:
-        settings = {"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": starttls,
+    with smtp_inbox(**kw) as inbox:
+        settings = {"smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_starttls": starttls,
                     "mail_from": "alerts@bulwark.example", "smtp_cafile": str(cert) if starttls else ""}
         async with HubHarness(tmp_path, **settings) as hub:
             t = await hub.tenant()
@@ -272,11 +260,7 @@ async def test_email_reaches_a_real_smtp_server(tmp_path, starttls):
                                  now=T0)
             await alerts.resolve(hub.rt, t.id, "agent_offline", "a1", now=at(60))
             assert await outbox.deliver_due(hub.rt, now=at(61)) == 2
-        deadline = time.monotonic() + 5
-        while len(received) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        server.stop()
+        received = inbox.wait_for(2)
     subjects = [m["Subject"] for m in received]
     assert subjects == ["[Bulwark] Alert: web1 has not called the hub for 5 min",
                         "[Bulwark] Resolved: web1 has not called the hub for 5 min"]

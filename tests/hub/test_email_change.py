@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import time
 
 import pytest
 
 from hub.models import AuditEntry, EmailChange, OutboxMessage, User
 from hub.services import email_change, outbox
-from tests.hub.harness import PASSWORD, HubHarness
+from tests.hub.harness import HubHarness
+from tests.hub.smtp_inbox import smtp_inbox
 
 
 async def _fresh(hub, email):
@@ -115,32 +115,14 @@ async def test_two_confirmations_at_once_change_it_once_and_a_taken_address_is_r
 
 
 async def test_the_link_reaches_a_real_smtp_server(tmp_path):
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    from tests.panel.hubproc import free_port
-
-    received = []
-
-    class Inbox(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    port = free_port()
-    server = Controller(Inbox(), hostname="127.0.0.1", port=port)
-    server.start()
-    try:
-        async with HubHarness(tmp_path, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+    with smtp_inbox() as inbox:
+        async with HubHarness(tmp_path, smtp_host="127.0.0.1", smtp_port=inbox.port, smtp_starttls=False,
                               mail_from="hub@bulwark.example") as hub:
             user = await hub.user()
             s = await hub.login(user.email)
             await _ask(hub, s, "inbox@example.com")
             await outbox.deliver_due(hub.rt)
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        server.stop()
+        received = inbox.wait_for()
     assert received[0]["To"] == "inbox@example.com"
     assert "/account/email/" in received[0].get_payload()
 

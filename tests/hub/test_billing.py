@@ -176,7 +176,8 @@ async def test_unpaid_d0_d3_d7_then_payment_restores_everything(tmp_path, stripe
         assert (await agent.desired())["mode"] == "enforce"
         r = await t.token.post(t.base + "/deployments", json={"policy_id": policy["id"], "agent_ids": [agent.id]})
         assert r.status_code == 201
-        actions = await AuditEntry.filter(tenant_id=t.id, action__startswith="billing.").values_list("action", flat=True)
+        actions = await AuditEntry.filter(tenant_id=t.id, action__startswith="billing.").order_by("seq").values_list(
+            "action", flat=True)  # in the order written: PostgreSQL gives no order without one
         assert [a for a in actions if a != "billing.quantity"] == [
             "billing.trialing", "billing.past_due", "billing.restricted", "billing.suspended", "billing.active"]
         told = await Incident.filter(tenant_id=t.id, kind="billing").order_by("opened_at")

@@ -108,19 +108,33 @@ class Postgres:
             self.server.stop()
 
 
+CLEANUP_S = 60  # what a timed-out bench gets to remove its namespaces, pins and processes
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def run_group(cmd: list[str], timeout_s: float) -> int | None:
     """Run a bench in a process group of its own; its exit status, or None when it timed
-    out, its whole group then killed (a hub it started would otherwise outlive it)."""
+    out. A timed-out group is interrupted first (SIGINT: the benches' `finally` blocks
+    remove the namespaces and pins they made), then whatever is left is killed (a hub it
+    started would otherwise outlive it)."""
     child = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
     try:
         return child.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        _signal_group(child.pid, signal.SIGINT)
+        try:
+            child.wait(timeout=CLEANUP_S)
+        except subprocess.TimeoutExpired:
+            pass
         return None
     finally:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)  # whatever of the group is left, if anything
-        except ProcessLookupError:
-            pass
+        _signal_group(child.pid, signal.SIGKILL)  # whatever of the group is left, if anything
         child.wait()
 
 

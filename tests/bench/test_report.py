@@ -129,3 +129,11 @@ def test_a_bench_that_times_out_takes_what_it_started_with_it(tmp_path):
     stat = Path(f"/proc/{pid_file.read_text()}/stat")
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone, or dead and unreaped
     assert report.run_group([sys.executable, "-c", "raise SystemExit(3)"], 10) == 3
+
+
+def test_a_bench_that_times_out_gets_to_remove_what_it_made(tmp_path):
+    """Interrupted before it is killed: its `finally` runs (there it removes its namespaces)."""
+    cleaned = tmp_path / "cleaned"
+    bench = f"import time\ntry:\n    time.sleep(60)\nfinally:\n    open({str(cleaned)!r}, 'w').write('yes')\n"
+    assert report.run_group([sys.executable, "-c", bench], 2) is None
+    assert cleaned.read_text() == "yes"

@@ -53,12 +53,14 @@ async def take(config: HubConfig, tenant_id: uuid.UUID, kind: str, cost: int, *,
     now = time.time() if now is None else now
     start = window_of(kind, now)
     cap = caps(config)[kind]
-    row = {"tenant_id": tenant_id, "kind": kind, "window_start": start}
-    if cost > cap or not await AssistantUsage.filter(**row, used__lte=cap - cost).update(used=F("used") + cost):
+    fits = AssistantUsage.filter(tenant_id=tenant_id, kind=kind, window_start=start, used__lte=cap - cost)
+    granted = cost <= cap and await fits.update(used=F("used") + cost)
+    if not granted and cost <= cap:  # the window's first use: make its row, then try again
         await _make_row(tenant_id, kind, start)
-        if cost > cap or not await AssistantUsage.filter(**row, used__lte=cap - cost).update(used=F("used") + cost):
-            raise TooManyRequests(f"this tenant's assistant {WORDS[kind]} are used up",
-                                  retry_after_s=max(1, start + WINDOWS[kind] - int(now)))
+        granted = await fits.update(used=F("used") + cost)
+    if not granted:
+        raise TooManyRequests(f"this tenant's assistant {WORDS[kind]} are used up",
+                              retry_after_s=max(1, start + WINDOWS[kind] - int(now)))
     return Taken(tenant_id, kind, start, cost)
 
 

@@ -333,10 +333,11 @@ class AuditLog:
                 elif e.prev_hash != prev_hash:
                     walk.problems.append(Problem(e.seq, "does not link to its predecessor"))
                 # Another tenant's edit is not named to this one, but still holds the mark back.
-                edited = _row_hash(key, e) != e.hash or _field_problem(key, e) is not None
+                hash_holds = _row_hash(key, e) == e.hash
+                field = _field_problem(key, e) if hash_holds else None
+                edited = not hash_holds or field is not None
                 if edited and mine:
-                    why = _field_problem(key, e) if _row_hash(key, e) == e.hash else None
-                    walk.problems.append(Problem(e.seq, why or "edited (its hash does not match its content)"))
+                    walk.problems.append(Problem(e.seq, field or "edited (its hash does not match its content)"))
                 if cp is not None and e.seq == cp["seq"]:
                     seen_cp = True
                     if e.hash != cp["hash"]:

@@ -20,9 +20,10 @@ from tortoise.exceptions import IntegrityError
 
 from hub import callers
 from hub.errors import Conflict, InvalidInput, NotFound
-from hub.models import EmailChange, OutboxMessage, Session, User
+from hub.models import EmailChange, Session, User
 from hub.runtime import Runtime
 from hub.security import digest, new_secret
+from hub.services import outbox
 from hub.services.accounts import Attempt, now
 
 CHANGE_TTL_S = 3600
@@ -54,12 +55,6 @@ def link(rt: Runtime, secret: str) -> str:
     return rt.config.public_url.rstrip("/") + CHANGE_PATH + secret
 
 
-def _mail(to: str, subject: str, text: str) -> OutboxMessage:
-    at = now()
-    return OutboxMessage(kind="email", target=to, subject=subject, body={"text": text}, next_attempt_at=at,
-                         created_at=at)
-
-
 async def request_change(rt: Runtime, user: User, new_email: str, actor: str, address: str) -> str:
     """Queue the confirmation link to `new_email`; returns the normalised address. The
     caller has checked the fresh proof. Raises InvalidInput, Conflict, TooManyRequests."""
@@ -75,10 +70,10 @@ async def request_change(rt: Runtime, user: User, new_email: str, actor: str, ad
     secret = new_secret()
     await EmailChange.create(user=user, new_email=new_email, token_hash=digest(secret),
                              expires_at=now() + dt.timedelta(seconds=CHANGE_TTL_S))
-    await _mail(new_email, "[Bulwark] Confirm your new email", (
+    await outbox.email_person(new_email, "[Bulwark] Confirm your new email", (
         f"Someone (you, we hope) asked to make {new_email} the email of the Bulwark account {user.email}.\n\n"
         f"Confirm it here within {CHANGE_TTL_S // 60} minutes, signed in as {user.email}; the link works once:\n"
-        f"{link(rt, secret)}\n\nIf it was not you, ignore this email: nothing changes.\n")).save()
+        f"{link(rt, secret)}\n\nIf it was not you, ignore this email: nothing changes.\n"))
     await rt.audit.append(actor=actor, action="auth.email.request", target=f"user:{user.id}", address=address)
     return new_email
 
@@ -110,10 +105,10 @@ async def confirm(rt: Runtime, user: User, secret: str, keep_session_hash: str, 
     except IntegrityError:
         raise Conflict("another account has this email now") from None
     ended = await Session.filter(user_id=user.id).exclude(id_hash=keep_session_hash).delete()
-    await _mail(old, "[Bulwark] The email of your account was changed", (
+    await outbox.email_person(old, "[Bulwark] The email of your account was changed", (
         f"The email of your Bulwark account was changed from {old} to {mask(change.new_email)}.\n"
         "Sign-in and messages use the new address from now on.\n\n"
-        "If it was not you, answer this email or contact the hub's operator at once.\n")).save()
+        "If it was not you, answer this email or contact the hub's operator at once.\n"))
     await rt.audit.append(actor=f"user:{change.new_email}", action="auth.email.change", target=f"user:{user.id}",
                           address=address, details={"ended": ended})
     await alerts.account_event(rt, user.id, f"the email of an account was changed to {change.new_email}",

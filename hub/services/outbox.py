@@ -154,6 +154,14 @@ async def enqueue(channel: AlertChannel, subject: str, event: dict[str, Any], *,
         subject=subject[:300], body=render(channel.kind, subject, event), next_attempt_at=now, created_at=now)
 
 
+async def email_person(to: str, subject: str, text: str) -> OutboxMessage:
+    """A mail to one person's own address (a reset link, an email change notice), outside
+    any alert channel: delivered and retried like every outbox message."""
+    at = now_utc()
+    return await OutboxMessage.create(kind="email", target=to, subject=subject, body={"text": text},
+                                      next_attempt_at=at, created_at=at)
+
+
 async def replay(message: OutboxMessage, *, now: dt.datetime | None = None) -> OutboxMessage:
     """A dead letter, tried again from the start."""
     if message.state != "dead":

@@ -15,9 +15,10 @@ import datetime as dt
 
 from hub import callers
 from hub.errors import NotFound
-from hub.models import OutboxMessage, PasswordReset, Session, User
+from hub.models import PasswordReset, Session, User
 from hub.runtime import Runtime
 from hub.security import digest, new_secret
+from hub.services import outbox
 from hub.services.accounts import Attempt, change_password, check_password_strength, normalise_email, now
 
 RESET_TTL_S = 3600
@@ -53,9 +54,7 @@ async def request_reset(rt: Runtime, email: str, address: str) -> None:
     text = (f"Someone (you, we hope) asked to reset the password of {email} on Bulwark.\n\n"
             f"Choose a new one here within {RESET_TTL_S // 60} minutes; the link works once:\n{link}\n\n"
             "If it was not you, ignore this email: your password stays as it is.\n")
-    at = now()
-    await OutboxMessage.create(kind="email", target=email, subject="[Bulwark] Reset your password",
-                               body={"text": text}, next_attempt_at=at, created_at=at)
+    await outbox.email_person(email, "[Bulwark] Reset your password", text)
     await rt.audit.append(actor="hub", action="auth.reset.request", target=email, address=address)
 
 

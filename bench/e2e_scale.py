@@ -133,9 +133,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     receivers: list[Receiver] = []
     api = None
     try:
-        hub.create_admin(EMAIL, PASSWORD)
+        otpauth = hub.create_admin(EMAIL, PASSWORD, totp=True)  # every account needs 2FA
         hub.start()
-        api = open_tenant(hub.url, EMAIL, PASSWORD)
+        api = open_tenant(hub.url, EMAIL, PASSWORD, otpauth)
         list_id = api.create_list(DENY_LIST, "deny", ["203.0.113.66"])
         for site in topo.sites:
             agent = AgentProcess(f"a{site.index}", site, topo.pin_root, work, free_port())

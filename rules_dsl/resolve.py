@@ -240,10 +240,7 @@ class Resolver:
         out = set()
         for i in items:
             if isinstance(i.value, int):
-                if i.value > 255:
-                    self.rep.error(i.pos, f"protocol {i.value} is out of range", "0..255")
-                else:
-                    out.add(i.value)
+                self.byte(i, "protocol", out)
             elif i.value in PROTOCOLS:
                 out.add(PROTOCOLS[i.value])
             else:
@@ -251,6 +248,13 @@ class Resolver:
                 self.rep.error(i.pos, f"unknown protocol '{i.value}'",
                                f"did you mean '{better}'?" if better else "or give its number")
         return frozenset(out)
+
+    def byte(self, item, what: str, out: set[int]) -> None:
+        """A field given by number (protocol, ICMP type): one octet on the wire."""
+        if item.value > 255:
+            self.rep.error(item.pos, f"{what} {item.value} is out of range", "0..255")
+        else:
+            out.add(item.value)
 
     def needs(self, proto, allowed: set[int], pos, what: str, want: str) -> None:
         if proto is None or not proto or not proto <= allowed:
@@ -307,10 +311,7 @@ class Resolver:
         out = set()
         for i in items:
             if isinstance(i.value, int):
-                if i.value > 255:
-                    self.rep.error(i.pos, f"ICMP type {i.value} is out of range", "0..255")
-                else:
-                    out.add(i.value)
+                self.byte(i, "ICMP type", out)
                 continue
             tables = [t for p, t in ((1, ICMP_TYPES), (58, ICMPV6_TYPES)) if proto and p in proto]
             if len(tables) != 1:

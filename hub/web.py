@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Request, current_app, g, request
-from quart_auth import current_user
+from quart_auth import AuthUser, current_user, login_user
 from werkzeug.routing import IntegerConverter
 
 from hub import callers, json_bounds
@@ -108,6 +108,18 @@ async def current_session() -> tuple[str, Any] | None:
         return None
     session = await accounts.load_session(session_id)
     return None if session is None else (session_id, session)
+
+
+async def start_session(user: Any, *, mfa_ok: bool) -> Any:
+    """A fresh session id for every sign-in step (the old one, pending or not, is closed),
+    for the API and the panel alike. Returns the new session."""
+    old = await current_session()
+    if old is not None:
+        await accounts.close_session(old[0])
+    session_id, session = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok,
+                                                      user_agent=request.headers.get("User-Agent", ""))
+    login_user(AuthUser(session_id))
+    return session
 
 
 def session_principal(session: Any, address: str) -> Principal:

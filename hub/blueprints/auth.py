@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pydantic import Field
 from quart import Blueprint, Response, jsonify, request
-from quart_auth import AuthUser, login_user, logout_user
+from quart_auth import logout_user
 from quart_schema import validate_request
 
 from hub.api_schemas.common import Strict
 from hub.errors import Conflict, Unauthenticated
 from hub.services import accounts, alerts
-from hub.web import client_address, current_session, needs_2fa, principal, rt
+from hub.web import client_address, current_session, needs_2fa, principal, rt, start_session
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -45,12 +45,7 @@ def _session_body(session, *, mfa_required: bool) -> dict:
 
 
 async def _start_session(user, *, mfa_ok: bool) -> Response:
-    old = await current_session()
-    if old is not None:
-        await accounts.close_session(old[0])
-    session_id, session = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok,
-                                                      user_agent=request.headers.get("User-Agent", ""))
-    login_user(AuthUser(session_id))
+    session = await start_session(user, mfa_ok=mfa_ok)
     return jsonify(_session_body(session, mfa_required=not mfa_ok))
 
 

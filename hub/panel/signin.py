@@ -9,13 +9,13 @@ from __future__ import annotations
 import secrets
 
 from quart import Response, flash, redirect, render_template, request, session, url_for
-from quart_auth import AuthUser, login_user, logout_user
+from quart_auth import logout_user
 
 from hub.errors import Forbidden, TooManyRequests, Unauthenticated
 from hub.panel import bp, safe_next
 from hub.security import same
 from hub.services import accounts
-from hub.web import client_address, current_session, needs_2fa, principal, rt
+from hub.web import client_address, current_session, needs_2fa, principal, rt, start_session
 
 LOGIN_TOKEN = "login_csrf"
 
@@ -38,13 +38,7 @@ def form_token() -> str:
 
 
 async def begin(user, *, mfa_ok: bool) -> None:
-    """A fresh session id for every step (the old one, pending or not, is closed)."""
-    old = await current_session()
-    if old is not None:
-        await accounts.close_session(old[0])
-    session_id, _ = await accounts.open_session(rt(), user, client_address(), mfa_ok=mfa_ok,
-                                                user_agent=request.headers.get("User-Agent", ""))
-    login_user(AuthUser(session_id))
+    await start_session(user, mfa_ok=mfa_ok)
 
 
 

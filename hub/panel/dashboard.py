@@ -18,6 +18,7 @@ from typing import Any
 from markupsafe import Markup
 from quart import current_app, jsonify, render_template
 
+from hub.clock import now_utc
 from hub.models import Agent, Deployment
 from hub.panel import bp, summary
 from hub.panel.pages import _page
@@ -100,7 +101,7 @@ async def dashboard(tenant_id: uuid.UUID) -> str:
     verdicts = _Verdicts(desired)
     end = int(time.time()) + 1
     sums = _by_agent(await metrics.per_rule(scope.tenant_id, end - DASHBOARD_WINDOW_S, end))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = now_utc()
     views = []
     for a in rows:
         verdict_map, verdict_json = verdicts.of(a.deployment_id)
@@ -136,7 +137,7 @@ async def agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
     end = int(time.time()) + 1
     points = await metrics.query(scope.tenant_id, agent_id=a.id, rule=None, start=end - DASHBOARD_WINDOW_S,
                                  end=end, resolution="raw", rollup_s=rt().config.metrics_rollup_s)
-    view = _agent_view(a, desired, points, dt.datetime.now(dt.timezone.utc))
+    view = _agent_view(a, desired, points, now_utc())
     drops = traffic.grouped(await metrics.traffic(scope.tenant_id, end - DASHBOARD_WINDOW_S, end, agent_id=a.id))
     return await render_template("panel/agent.html", **ctx, v=view, human=summary.human, json=json, drops=drops,
                                  can_deploy="deploy" in scope.permissions, window_min=DASHBOARD_WINDOW_S // 60,

@@ -15,6 +15,7 @@ from typing import Any
 
 from quart import Response, flash, redirect, render_template, request, session, url_for
 
+from hub.clock import now_utc
 from hub.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hub.models import Agent, Deployment, IpList, Policy, PolicyVersion, Tenant
 from hub.panel import bp, safe_next, summary
@@ -51,7 +52,7 @@ async def _billing_banner(tenant: Tenant | None) -> summary.Banner | None:
 
     if tenant is None or not billing.enabled(rt()):
         return None
-    return summary.billing_banner(await billing.summary(tenant.id), billing.PRICE, dt.datetime.now(dt.timezone.utc))
+    return summary.billing_banner(await billing.summary(tenant.id), billing.PRICE, now_utc())
 
 
 async def _page(tenant_id: uuid.UUID, need: str = "read") -> tuple[TenantScope, dict[str, Any]]:

@@ -26,6 +26,7 @@ import ipaddress
 import uuid
 from typing import Any
 
+from hub.clock import now_utc
 from hub.models import Agent, AlertChannel, AlertRule, Deployment, Incident, IpList, MetricPoint, TopSource
 from hub.runtime import Runtime
 from hub.services import outbox
@@ -67,10 +68,6 @@ TRANSITIONS: dict[tuple[str | None, str], tuple[str, str | None]] = {
     ("resolved", "resolve"): ("resolved", None),
     (None, "resolve"): ("none", None),
 }
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)

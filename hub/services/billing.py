@@ -31,6 +31,7 @@ import stripe
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from hub.clock import now_utc
 from hub.errors import InvalidInput, PaymentRequired, Unavailable
 from hub.models import Agent, BillingAccount, StripeEvent, Tenant
 from hub.runtime import Runtime
@@ -54,10 +55,6 @@ def money(cents: int, currency: str = CURRENCY) -> str:
 PRICE = f"{money(UNIT_AMOUNT)} excl. tax"  # "3.00 EUR excl. tax", per agent per month
 PRICE_TEXT = f"{PRICE} per agent per month"
 _locks: dict[uuid.UUID, asyncio.Lock] = {}
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def enabled(rt: Runtime) -> bool:

@@ -34,6 +34,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from hub import files
+from hub.clock import now_utc
 from hub.errors import Conflict, Forbidden
 from hub.models import (
     Agent,
@@ -67,10 +68,6 @@ if TYPE_CHECKING:  # hub.runtime imports the audit log, which imports the job re
 
 log = logging.getLogger("bulwark.hub.erasure")
 ERASURE_DAYS = 30  # the policy's promise (hub.config checks the settings keep it)
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 # ---- closing ------------------------------------------------------------------------------

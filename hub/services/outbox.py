@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from hub.clock import now_utc
 from hub.config import HubConfig
 from hub.errors import InvalidInput
 from hub.models import AlertChannel, OutboxMessage
@@ -51,10 +52,6 @@ BATCH = 50  # messages tried per run of the job
 
 class DeliveryFailed(Exception):
     """The far end refused or could not be reached (retried, then dead)."""
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 # ---- signing ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from hub.clock import now_utc
 from hub.models import (
     AssistantUsage,
     BillingRecord,
@@ -71,7 +72,7 @@ KINDS: tuple[Kind, ...] = (
 async def enforce(rt: Runtime, *, now: dt.datetime | None = None,
                   only: tuple[str, ...] | None = None) -> dict[str, int]:
     """Delete what is past its retention; the rows deleted per kind."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or now_utc()
     gone = {}
     for kind in KINDS:
         if only is None or kind.name in only:

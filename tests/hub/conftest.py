@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from tests.hub import postgres
+from tests.hub.anthropic_fake import AnthropicFake
 from tests.hub.harness import HubHarness, InLoop
 
 HERE = Path(__file__).parent
@@ -100,3 +102,10 @@ def backend(request):
 @pytest.fixture
 def hub(tmp_path, backend) -> HubHarness:
     return HubHarness(tmp_path)
+
+
+@pytest.fixture
+def fake() -> Iterator[AnthropicFake]:
+    """The loopback stand-in for Anthropic's /v1/messages that the real client talks to."""
+    with AnthropicFake() as f:
+        yield f

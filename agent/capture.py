@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 from agent.errors import AgentError
+from rules_dsl.capture import REQUEST_BOUNDS
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -27,7 +28,9 @@ LINKTYPE_ETHERNET = 1
 PCAP_HEADER = struct.Struct("<IHHiIII")
 RECORD_HEADER = struct.Struct("<IIII")
 # The most any one request may ask for, whatever the hub sends.
-MAX_FRAMES, MAX_SECONDS, MAX_BYTES, MAX_SNAPLEN, MAX_SAMPLE_EVERY = 100_000, 300, 64 * 1024 * 1024, 65535, 1000
+MAX_FRAMES, MAX_SECONDS, MAX_BYTES, MAX_SAMPLE_EVERY = (
+    REQUEST_BOUNDS[name][1] for name in ("max_frames", "max_seconds", "max_bytes", "sample_every"))
+MAX_SNAPLEN = 65535
 MAX_PENDING_IDS = 64  # requests remembered as started, so a repeated document starts none again
 
 
@@ -70,8 +73,8 @@ def request_of(asked: object) -> Request:
     if ident is None:
         raise CaptureError("the capture request's id is not a UUID")
     numbers = {}
-    for name, default in (("max_frames", 1), ("max_seconds", 1), ("max_bytes", 1024), ("sample_every", 1)):
-        value = asked.get(name, default)
+    for name, (least, _) in REQUEST_BOUNDS.items():
+        value = asked.get(name, least)
         if not isinstance(value, int) or isinstance(value, bool):
             raise CaptureError(f"the capture request's {name} is not a whole number")
         numbers[name] = value

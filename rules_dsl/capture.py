@@ -21,6 +21,13 @@ from typing import BinaryIO, NamedTuple
 from .errors import CaptureError
 
 NS = 1_000_000_000
+# The capture request the hub puts in an agent's desired state (docs/agent-protocol.md,
+# "Capture"): each limit's name and its (least, most). The hub refuses a request outside
+# them; the agent clamps to them whatever it is sent. One table for both sides.
+REQUEST_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_frames": (1, 100_000), "max_seconds": (1, 300), "max_bytes": (1024, 64 * 1024 * 1024),
+    "sample_every": (1, 1000),
+}
 MAX_BLOCK = 16 * 1024 * 1024
 
 # link type → (name, how to find the ethertype): the ones replay understands

@@ -12,17 +12,24 @@ from hub.models import Agent
 from hub.services import captures
 from hub.services.scope import TenantScope
 from hub.web import rt, tenant_route
+from rules_dsl.capture import REQUEST_BOUNDS
 
 bp = Blueprint("captures", __name__, url_prefix="/api/v1/tenants/<uuid:tenant_id>/captures")
 tag_blueprint(bp, ["captures"])
 
 
+def _limit(name: str, default: int) -> Any:
+    """A capture limit with the protocol's bounds (rules_dsl.capture.REQUEST_BOUNDS)."""
+    least, most = REQUEST_BOUNDS[name]
+    return Field(default=default, ge=least, le=most)
+
+
 class CaptureIn(Strict):
     agent_id: str = Field(max_length=64)
-    max_frames: int = Field(default=10_000, ge=1, le=100_000)
-    max_seconds: int = Field(default=30, ge=1, le=300)
-    max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
-    sample_every: int = Field(default=1, ge=1, le=1000)
+    max_frames: int = _limit("max_frames", 10_000)
+    max_seconds: int = _limit("max_seconds", 30)
+    max_bytes: int = _limit("max_bytes", 8 * 1024 * 1024)
+    sample_every: int = _limit("sample_every", 1)
 
 
 class CaptureRequested(Strict):

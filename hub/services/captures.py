@@ -20,9 +20,7 @@ from typing import Any
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.runtime import Runtime
 from hub.services.agents import agent_channel
-
-LIMIT_BOUNDS = {"max_frames": (1, 100_000), "max_seconds": (1, 300), "max_bytes": (1024, 64 * 1024 * 1024),
-                "sample_every": (1, 1000)}
+from rules_dsl.capture import REQUEST_BOUNDS
 
 
 def _dir(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Path:
@@ -31,7 +29,7 @@ def _dir(rt: Runtime, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Path:
 
 def check_limits(limits: dict[str, int], max_bytes: int) -> dict[str, int]:
     out = {}
-    for name, (lo, hi) in LIMIT_BOUNDS.items():
+    for name, (lo, hi) in REQUEST_BOUNDS.items():
         value = limits.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise InvalidInput(f"{name} must be a whole number from {lo} to {hi}")
@@ -103,4 +101,4 @@ def with_capture(doc: dict[str, Any], wanted: dict[str, Any] | None) -> dict[str
     import hashlib
 
     etag = hashlib.sha256(f"{doc['etag']}:{wanted['id']}".encode()).hexdigest()[:32]
-    return {**doc, "etag": etag, "capture": {k: wanted[k] for k in ("id", *LIMIT_BOUNDS)}}
+    return {**doc, "etag": etag, "capture": {k: wanted[k] for k in ("id", *REQUEST_BOUNDS)}}

@@ -129,7 +129,8 @@ LAST_SEEN_SAVE_S = 15.0  # how stale Agent.last_seen_at may be
 @bp.record_once
 def _set_up(state) -> None:  # noqa: ANN001 (Quart's BlueprintSetupState)
     config = state.app.extensions["bulwark"].config
-    state.app.extensions["bulwark_agents"] = agents.LiveAgents(config.agent_connected_window_s)
+    state.app.extensions["bulwark_agents"] = agents.LiveAgents(config.agent_connected_window_s,
+                                                               state.app.extensions["bulwark"].notifier)
     state.app.extensions["bulwark_desired"] = desired.DesiredStates(PlanSigner(config))
     state.app.extensions["bulwark_metrics"] = metrics.MetricsWriter(state.app.extensions["bulwark"])
 

@@ -201,12 +201,17 @@ class LiveAgents:
     """What one hub process knows about agents right now.
 
     `row(id)` reads agent rows through a `Coalescer` (every request woken by one change
-    shares one query); `seen` and `waiting` feed the connected-agents and pending-pushes
-    gauges; `save_last_seen` writes "last seen" in bulk, so no request writes.
+    shares one query); `still_current` lets a long-poll keep the row `authenticate` read
+    when no wake was delivered since (an agent's re-poll then reads its row once); `seen`
+    and `waiting` feed the connected-agents and pending-pushes gauges; `save_last_seen` writes "last seen" in bulk, so no request writes.
     """
 
-    def __init__(self, connected_window_s: float) -> None:
+    def __init__(self, connected_window_s: float, notifier: Any = None) -> None:
         self.connected_window_s = connected_window_s
+        self._notifier = notifier  # its `delivered` count dates the rows authenticate read
+        # agent id -> (the row its last authentication read, wakes delivered before that read
+        # was asked for; a coalesced read starts after every ask it serves)
+        self._read_at: dict[uuid.UUID, tuple[AgentRow, int]] = {}
         self.rows: Coalescer[None, uuid.UUID, dict[uuid.UUID, AgentRow]] = Coalescer(self._load_rows)
         self._seen: dict[uuid.UUID, float] = {}  # agent id -> unix time of its last request
         self._unsaved: set[uuid.UUID] = set()
@@ -232,9 +237,23 @@ class LiveAgents:
         parts = split_credential(AGENT_PREFIX, credential)
         if parts is None:
             raise Unauthenticated("bad agent credential")
+        delivered = self._delivered()
         row = verify_agent(await self.row(parts[0]), parts[1])
+        if delivered is not None:
+            self._read_at[row.id] = (row, delivered)
         self.seen(row.id)
         return row
+
+    def _delivered(self) -> int | None:
+        return None if self._notifier is None else self._notifier.delivered
+
+    def still_current(self, row: AgentRow) -> bool:
+        """True if `row`, as `authenticate` read it, is still what the database holds,
+        for a caller that subscribed to the agent's channel since: every change to an
+        agent row publishes after its commit, and no wake at all was delivered between
+        the start of that read and now. Answers once per authentication."""
+        read = self._read_at.pop(row.id, None)
+        return read is not None and read[0] is row and read[1] == self._delivered()
 
     def seen(self, agent_id: uuid.UUID, at: float | None = None) -> None:
         self._seen[agent_id] = time.time() if at is None else at

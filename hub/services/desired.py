@@ -151,7 +151,11 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
     own = agent_channel(agent.id)
     async with rt.notifier.subscribe([own, tenant_channel(agent.tenant_id)]) as sub:
         with live.turn(agent.id, sub):
-            row, capture = None, None
+            # The row authenticate read holds if nothing was published since that read
+            # began (a re-poll right after an answer, the common case): one row read.
+            row = agent if live.still_current(agent) else None
+            fresh = row is not None
+            capture = None
             while True:
                 # Every change to the agent's row or its capture request publishes on its
                 # own channel after the commit, so after a tenant-wide wake what was read
@@ -159,8 +163,10 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
                 # change cost no row query and no file read each.
                 if row is None or own in sub.fired or ALL in sub.fired:
                     row = await live.row(agent.id)
-                    if row is not None:
-                        capture = captures.pending(rt, row.tenant_id, row.id)
+                    fresh = row is not None
+                if fresh:
+                    capture = captures.pending(rt, row.tenant_id, row.id)
+                    fresh = False
                 if row is None or row.revoked_at is not None or row.credential_hash != agent.credential_hash:
                     raise Unauthenticated("this agent's credential is no longer valid")
                 view = await states.view(row, known_lists)

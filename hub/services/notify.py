@@ -61,11 +61,17 @@ class Notifier(Protocol):
     @property
     def waiting(self) -> int: ...
 
+    @property
+    def delivered(self) -> int: ...
+
 
 class LocalNotifier:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
         self._count = 0
+        # Wakes delivered so far (any channel): a reader that saw the same number before
+        # its read and after subscribing knows no change was published in between.
+        self.delivered = 0
 
     @property
     def waiting(self) -> int:
@@ -76,6 +82,7 @@ class LocalNotifier:
         self.deliver(*channels)
 
     def deliver(self, *channels: str) -> None:
+        self.delivered += 1
         for channel in channels:
             for sub in self._subs.get(channel, ()):
                 sub._fire(channel)
@@ -83,6 +90,7 @@ class LocalNotifier:
     def deliver_all(self) -> None:
         """Wake every subscription: for when changes may have been missed. A waiter
         re-reads its state on waking, so a wake without a change costs one read."""
+        self.delivered += 1
         for subs in self._subs.values():
             for sub in subs:
                 sub._fire()

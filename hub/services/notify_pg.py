@@ -96,6 +96,10 @@ class PostgresNotifier:
     def waiting(self) -> int:
         return self._local.waiting
 
+    @property
+    def delivered(self) -> int:
+        return self._local.delivered
+
     def subscribe(self, channels: Iterable[str]) -> contextlib.AbstractAsyncContextManager[Subscription]:
         return self._local.subscribe(channels)
 

@@ -188,6 +188,26 @@ async def test_a_tenant_wide_wake_reuses_the_row_but_an_own_change_is_read_again
     assert (await asyncio.wait_for(waiting, 10))["mode"] == "deactivate"
 
 
+async def test_a_re_poll_reads_its_row_once_unless_a_change_came_between(hub):
+    """The re-poll after an answer keeps the row its authentication read (one row load,
+    not two); a wake delivered between that read and the wait makes it read again, so
+    a disable published then still reaches it."""
+    t = await hub.tenant()
+    a = await enroll(t)
+    live = hub.app.extensions["bulwark_agents"]
+    await a.desired()
+    loads = live.rows.loads
+    waiting = asyncio.create_task(a.desired(wait_s=30))  # with the etag it holds
+    await _all_waiting(hub, 1)
+    assert live.rows.loads == loads + 1
+    waiting.cancel()
+    row = await live.authenticate(a.token)
+    hub.rt.notifier.deliver("tenant:elsewhere")  # any wake after the read began
+    assert not live.still_current(row)
+    row = await live.authenticate(a.token)
+    assert live.still_current(row) and not live.still_current(row)  # once per authentication
+
+
 async def test_shared_list_updates_never_cross_tenants(hub):
     """Two tenants' lists with one name, at the same revisions, changed at once, each
     waited on by agents at the same previous revision: every agent gets its own

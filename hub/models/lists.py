@@ -33,7 +33,8 @@ class IpList(Model):
 
 class IpEntry(Model):
     id = fields.BigIntField(primary_key=True)
-    ip_list = fields.ForeignKeyField("hub.IpList", related_name="entries", on_delete=fields.CASCADE)
+    ip_list = fields.ForeignKeyField("hub.IpList", related_name="entries", on_delete=fields.NO_ACTION,
+                                     db_constraint=False)
     network = fields.CharField(max_length=64)
     expires_at = fields.BigIntField(null=True)  # unix seconds
     comment = fields.CharField(max_length=200, default="")

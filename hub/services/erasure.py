@@ -60,6 +60,7 @@ from hub.models import (
     TrafficAggregate,
     User,
 )
+from hub.services import lists
 from hub.services.audit import field_hash, pseudonym
 from hub.services.background import job
 
@@ -235,7 +236,9 @@ async def _tenant_outbox(rt: Runtime, s: Subject, now: dt.datetime) -> int:
 
 async def _tenant_rows(rt: Runtime, s: Subject, now: dt.datetime) -> int:
     """The tenant and all it owns (agents, policies, deployments, lists, channels,
-    incidents, memberships, tokens, its billing account: the schema's cascades)."""
+    incidents, memberships, tokens, its billing account: the schema's cascades, and the
+    lists' entries, which have none)."""
+    await lists.delete_tenant_lists(None, s.id)
     return await Tenant.filter(id=s.id).delete()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -44,14 +45,18 @@ async def rename(rt: Runtime, scope: TenantScope, row: Model, new_name: str, *, 
 
 async def delete(rt: Runtime, scope: TenantScope, row: Model, *, kind: str, label: str,
                  refuse: Callable[[], Awaitable[str | None]] | None = None,
-                 permission: str = "write", details: dict[str, Any] | None = None) -> None:
-    """Delete `row` (its children go by the models' cascades) unless `refuse` gives a reason."""
+                 permission: str = "write", details: dict[str, Any] | None = None,
+                 children: Callable[[BaseDBAsyncClient], Awaitable[Any]] | None = None) -> None:
+    """Delete `row` unless `refuse` gives a reason. Its children go by the models'
+    cascades, and `children(conn)` deletes those with none, after `row` in its transaction."""
     scope.require(permission)
     reason = await refuse() if refuse else None
     if reason:
         raise Conflict(reason)
     async with in_transaction() as conn:
         await type(row).filter(id=row.id).using_db(conn).delete()
+        if children is not None:
+            await children(conn)
         await rt.audit.append(actor=scope.actor, action=f"{kind}.delete", tenant_id=scope.tenant_id,
                               target=str(row.id), address=scope.address,
                               details={"name": label, **(details or {})}, using_db=conn)

@@ -13,6 +13,7 @@ from hub.models import ApiToken, Invitation, Membership, Tenant, User
 from hub.models.access import ROLES, TOKEN_SCOPES
 from hub.runtime import Runtime
 from hub.security import digest, make_credential, new_secret, same, split_credential
+from hub.services import lists
 from hub.services.accounts import normalise_email, now
 from hub.services.scope import Principal, TenantScope
 
@@ -196,6 +197,7 @@ async def delete_tenant(rt: Runtime, scope: TenantScope) -> None:
         await rt.audit.append(actor=scope.actor, action="tenant.delete", tenant_id=scope.tenant_id,
                               target=str(tenant.id), address=scope.address, details={"name": tenant.name},
                               using_db=conn)
+        await lists.delete_tenant_lists(conn, tenant.id)
         await Tenant.filter(id=tenant.id).using_db(conn).delete()
 
 

@@ -26,7 +26,8 @@ from tests.hub.harness import HubHarness, InLoop
 
 HERE = Path(__file__).parent
 BOTH_BACKENDS = {"test_models", "test_lists", "test_panel_scale", "test_manage", "test_deploy", "test_agents",
-                 "test_isolation", "test_metrics", "test_auth", "test_billing", "test_marketplace", "test_suggest"}
+                 "test_isolation", "test_metrics", "test_auth", "test_billing", "test_marketplace", "test_suggest",
+                 "test_list_deletion"}
 
 
 def _is_hub_async(item: pytest.Item) -> bool:

@@ -1,7 +1,7 @@
 """ip_entry loses its foreign key to ip_list on PostgreSQL: the key was checked once per
 inserted row, which doubled a 1,000,000-entry import (INSERT ... SELECT of 1M rows:
 14.9 s with it, 7.6 s without). Nothing cascades to ip_entry any more: whatever deletes
-lists deletes their entries in the same transaction (hub.services.lists.delete_lists).
+lists deletes their entries in the same transaction (hub.services.lists.delete_entries).
 
 SQLite keeps its key (declared with ON DELETE CASCADE, which now finds nothing left to
 delete). Dropping it there means copying the whole table, a pause of seconds on a large

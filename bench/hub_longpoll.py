@@ -63,14 +63,15 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str, process
             await asyncio.sleep(0.5)
             arrivals.clear()
             expected["rev"] = rnd
-            cpu0 = hub.cpu_s()
-            t0 = time.perf_counter()
-            status, body = await api.request("POST", f"/api/v1/tenants/{setup.tenant_id}/lists/{list_id}/entries",
-                                             {"add": [{"network": f"203.0.113.{rnd}/32"}]}, setup.api_token)
-            assert status == 200 and body["revision"] == rnd, body
-            while len(arrivals) < n_agents:
-                await asyncio.sleep(0.01)
-            cpu_ms = (hub.cpu_s() - cpu0) * 1000
+            with hub.profiled():
+                cpu0 = hub.cpu_s()
+                t0 = time.perf_counter()
+                status, body = await api.request("POST", f"/api/v1/tenants/{setup.tenant_id}/lists/{list_id}/entries",
+                                                 {"add": [{"network": f"203.0.113.{rnd}/32"}]}, setup.api_token)
+                assert status == 200 and body["revision"] == rnd, body
+                while len(arrivals) < n_agents:
+                    await asyncio.sleep(0.01)
+                cpu_ms = (hub.cpu_s() - cpu0) * 1000
             lat = sorted((t - t0) * 1000 for t in arrivals)
             p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
             results.append((p50, p99, cpu_ms))

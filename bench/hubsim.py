@@ -95,13 +95,16 @@ def serve_forever(data_dir: str, database_url: str, port: int) -> None:
     profiler = cProfile.Profile()
 
     async def run() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        # Profiled only between SIGUSR1 and SIGUSR2 (`profiled`): the timed part of a
+        # round, not the set-up and the shutdown.
+        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
+        loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
         await serve(app, hc, shutdown_trigger=stop.wait)
 
-    profiler.enable()
     asyncio.run(run())
-    profiler.disable()
-    profiler.dump_stats(profile)
+    profiler.dump_stats(f"{profile}.{os.getpid()}")  # one file a hub process
 
 
 def new_config(database_url: str = "") -> HubConfig:
@@ -146,6 +149,22 @@ async def started(config: HubConfig, port: int, processes: int = 1) -> AsyncIter
 class Hubs:
     pids: list[int]
     ports: list[int]
+
+    @contextlib.contextmanager
+    def profiled(self):
+        """The hubs' profilers on for the block, with HUBSIM_PROFILE set (see serve_forever)."""
+        if not os.environ.get("HUBSIM_PROFILE"):
+            yield
+            return
+        import signal
+
+        for pid in self.pids:
+            os.kill(pid, signal.SIGUSR1)
+        try:
+            yield
+        finally:
+            for pid in self.pids:
+                os.kill(pid, signal.SIGUSR2)
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) the hub processes have used so far."""

@@ -1,9 +1,11 @@
-"""The hub link actor (managed mode): desired state by long-poll, status and metrics out.
+"""The hub link actor (managed mode): desired state streamed, status and metrics out.
 
 Protocol (docs/agent-protocol.md, hub/blueprints/agent_protocol.py), all POST JSON with
 the agent credential as a bearer token:
     /agent/v1/enroll   {join_token, inventory} → {agent_id, credential}    (`enroll`, CLI)
-    /agent/v1/desired  {etag, applied_digest, lists: {id: revision}, wait_s} → 200 doc | 204
+    /agent/v1/desired  {etag, applied_digest, lists: {id: revision}, wait_s, stream: true}
+                       → 200, a doc a line as the state changes, for wait_s (`follow`);
+                       an older hub refuses `stream` (400): then one request a change, 200 doc | 204
     /agent/v1/status   {applied_digest, failed_digest, healthy, mode, list_revisions, errors, drift, xdp_mode}
     /agent/v1/metrics  {points: [...], top_sources: [...], traffic: [...]}
 
@@ -225,6 +227,32 @@ class DesiredTracker:
                        signature=doc.get("signature"))
 
 
+# The longest line a streamed answer may have: a document with a million-entry IPv6 list
+# is about 23 MB of base64. Past it the hub is not one to trust with memory.
+MAX_DOCUMENT_BYTES = 64 * 2**20
+
+
+async def document_lines(chunks: collections.abc.AsyncIterator[bytes],
+                         max_bytes: int = MAX_DOCUMENT_BYTES) -> collections.abc.AsyncIterator[bytes]:
+    """The non-empty lines of a streamed answer, each at most `max_bytes` (raises
+    HubRejected past it), as the chunks bring them; a last line without its newline
+    was cut off and is dropped."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        while chunk:
+            end = chunk.find(b"\n")
+            piece, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1:])
+            size += len(piece)
+            if size > max_bytes:
+                raise HubRejected(f"desired: a document of more than {max_bytes} bytes")
+            parts.append(piece)
+            if end >= 0:
+                line, parts, size = b"".join(parts), [], 0
+                if line.strip():
+                    yield line
+
+
 class Reports:
     """Status reports waiting for the hub, oldest first. A newer report replaces the older
     ones, except reports of a failure (a refused or reverted Plan): the hub must hear each
@@ -313,7 +341,11 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
         _raise_for(resp, path)
         return resp
 
+    following = trio.CancelScope()  # the streamed answer being read (`poll`)
+    streams = [True]  # False once the hub refused the streamed form (a hub older than it)
+
     async def poll(client: httpx.AsyncClient) -> None:
+        nonlocal following
         attempt = 0
         while True:
             # the Plan the link holds, so that the hub sends any other (after a revert, ours
@@ -322,22 +354,52 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
             body = {"etag": tracker.etag, "applied_digest": held,
                     "lists": tracker.known_revisions(), "wait_s": config.long_poll_s}
             try:
-                resp = await post(client, "desired", body, timeout=config.long_poll_s + config.http_timeout_s)
-                telemetry.hub.update(connected=True, last_contact=trio.current_time())
+                with trio.CancelScope() as following:
+                    if streams[0]:
+                        await follow(client, {**body, "stream": True})
+                    else:
+                        resp = await post(client, "desired", body, timeout=config.long_poll_s + config.http_timeout_s)
+                        telemetry.hub.update(connected=True, last_contact=trio.current_time())
+                        if resp.status_code != 204:
+                            await take(client, resp.json())
                 attempt = 0
-                if resp.status_code == 204:
-                    continue
-                doc = resp.json()
-                if doc.get("capture") is not None:
-                    start_capture(client, doc["capture"])
-                desired = tracker.update(doc)
-                if desired is not None:
-                    await outbox.send(desired)
             except HubError as exc:
+                if streams[0] and isinstance(exc, HubRejected) and exc.status == 400:
+                    streams[0] = False  # an older hub: one request a change
+                    continue
                 telemetry.hub.update(connected=False, error=str(exc))
                 tracker.etag = None  # ask for the whole state when back
                 await trio.sleep(backoff(attempt))
                 attempt += 1
+
+    async def follow(client: httpx.AsyncClient, body: dict) -> None:
+        """Read one streamed answer: a document a line, each change as it happens, until
+        the hub ends it (after `wait_s`, or with an error as its last line)."""
+        timeout = httpx.Timeout(config.http_timeout_s, read=config.long_poll_s + config.http_timeout_s)
+        try:
+            async with client.stream("POST", f"{base}/desired", json=body, headers=headers, timeout=timeout) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    _raise_for(resp, "desired")
+                    return  # 204: nothing new
+                telemetry.hub.update(connected=True, last_contact=trio.current_time())
+                async for line in document_lines(resp.aiter_bytes()):
+                    doc = json.loads(line)
+                    if "error" in doc:
+                        raise HubRejected(f"desired: the hub ended the stream: {doc}")
+                    telemetry.hub.update(last_contact=trio.current_time())
+                    await take(client, doc)
+        except httpx.HTTPError as exc:
+            raise HubUnavailable(f"desired: {exc!r}") from exc
+        except ValueError as exc:
+            raise HubUnavailable(f"desired: not a document: {exc}") from exc
+
+    async def take(client: httpx.AsyncClient, doc: dict) -> None:
+        if doc.get("capture") is not None:
+            start_capture(client, doc["capture"])
+        desired = tracker.update(doc)
+        if desired is not None:
+            await outbox.send(desired)
 
     captures_started: collections.deque[str] = collections.deque(maxlen=MAX_PENDING_IDS)
 
@@ -378,6 +440,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 reports.add(msg)
                 if msg.failed_digest:
                     tracker.etag = None  # make the hub answer again after a revert or failure
+                    following.cancel()  # (a streamed answer would only say what changes next)
             elif isinstance(msg, MetricsBatch):
                 buffer.append(msg)
             wake.set()

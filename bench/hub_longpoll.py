@@ -18,7 +18,7 @@ from hubsim import Conn, new_config, prepare, started
 
 
 async def main(n_agents: int, rounds: int, port: int, database_url: str, processes: int,
-               json_path: str = "") -> None:
+               json_path: str = "", long_poll: bool = False) -> None:
     if processes > 1 and not database_url:
         raise SystemExit("several hub processes wake each other through PostgreSQL: give --database-url")
     config = new_config(database_url)
@@ -30,25 +30,37 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str, process
         assert status == 201, body
         list_id = body["id"]
         arrivals: list[float] = []
+        reconnects: list[float] = []
         expected = {"rev": 0}
-        waiting = {"n": 0}
+
+        def took(doc: dict, held: dict) -> None:
+            held["etag"] = doc["etag"]
+            for lst in doc["lists"]:
+                held["lists"][lst["id"]] = lst["revision"]
+            if expected["rev"] > 0 and held["lists"].get(list_id, 0) == expected["rev"]:
+                arrivals.append(time.perf_counter())
 
         async def agent(cred: str, port: int) -> None:
+            """As agent/hub_link.py asks: one streamed answer (or, with --long-poll, one
+            request a change), again when it ends."""
             conn = await Conn.open(port)
-            etag, lists = None, {}
+            held: dict = {"etag": None, "lists": {}}
             while True:
-                waiting["n"] += 1
-                status, doc = await conn.request("POST", "/agent/v1/desired",
-                                                 {"etag": etag, "lists": lists, "wait_s": 300}, cred)
-                waiting["n"] -= 1
+                body = {"etag": held["etag"], "lists": held["lists"], "wait_s": 300}
+                if not long_poll:
+                    try:
+                        async for doc in conn.stream("POST", "/agent/v1/desired", {**body, "stream": True}, cred):
+                            took(doc, held)
+                    except (ConnectionError, asyncio.IncompleteReadError):
+                        reconnects.append(time.perf_counter())  # as the agent does: again, on a new connection
+                        conn.close()
+                        conn = await Conn.open(port)
+                    continue
+                status, doc = await conn.request("POST", "/agent/v1/desired", body, cred)
                 if status != 200:
                     assert status == 204, (status, doc)
                     continue
-                etag = doc["etag"]
-                for lst in doc["lists"]:
-                    lists[lst["id"]] = lst["revision"]
-                if expected["rev"] > 0 and lists.get(list_id, 0) == expected["rev"]:
-                    arrivals.append(time.perf_counter())
+                took(doc, held)
 
         tasks = []
         for i in range(0, n_agents, 200):  # connect in steps, not as one SYN flood
@@ -75,13 +87,15 @@ async def main(n_agents: int, rounds: int, port: int, database_url: str, process
             lat = sorted((t - t0) * 1000 for t in arrivals)
             p50, p99 = statistics.median(lat), lat[int(0.99 * (len(lat) - 1))]
             results.append((p50, p99, cpu_ms))
-            print(f"round {rnd}: {n_agents} agents  p50 {p50:.0f} ms  p99 {p99:.0f} ms  max {lat[-1]:.0f} ms  hub CPU {cpu_ms:.0f} ms", flush=True)
+            print(f"round {rnd}: {n_agents} agents  p50 {p50:.0f} ms  p99 {p99:.0f} ms  max {lat[-1]:.0f} ms  "
+                  f"hub CPU {cpu_ms:.0f} ms  reconnects so far {len(reconnects)}", flush=True)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     db = "postgresql" if database_url else "sqlite"
     figures = {key: statistics.median(r[i] for r in results) for i, key in enumerate(("p50_ms", "p99_ms", "hub_cpu_ms"))}
-    print(f"summary: agents={n_agents} db={db} hub processes={processes} median over {rounds} rounds: "
+    form = "long-poll" if long_poll else "streamed"
+    print(f"summary: agents={n_agents} db={db} hub processes={processes} {form} median over {rounds} rounds: "
           f"p50={figures['p50_ms']:.0f}ms p99={figures['p99_ms']:.0f}ms hub CPU {figures['hub_cpu_ms']:.0f} ms "
           f"(target p99 <= 250 ms at 1,000)")
     if json_path:
@@ -104,6 +118,8 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=18443)
     p.add_argument("--database-url", default="", help="postgres://... (default: SQLite in a temporary directory)")
     p.add_argument("--hub-processes", type=int, default=1, help="hub processes sharing a PostgreSQL database")
+    p.add_argument("--long-poll", action="store_true", help="one request a change (agents before the streamed form)")
     p.add_argument("--json", default="", metavar="FILE", help="write the medians there (bench/report.py reads them)")
     args = p.parse_args()
-    asyncio.run(main(args.agents, args.rounds, args.port, args.database_url, args.hub_processes, args.json))
+    asyncio.run(main(args.agents, args.rounds, args.port, args.database_url, args.hub_processes, args.json,
+                     args.long_poll))

@@ -192,6 +192,34 @@ class Conn:
                       text: bytes | None = None) -> tuple[int, Any]:
         """(status, decoded JSON body or None); with `raw`, the body's bytes. `text` sends
         a text/plain body instead of JSON."""
+        status, length, chunked = await self._ask(method, path, body, token, text)
+        if chunked:
+            parts = [chunk async for chunk in self._chunks()]
+            payload = b"".join(parts)
+        else:
+            payload = await self.reader.readexactly(length)
+        if raw:
+            return status, payload
+        return status, (json.loads(payload) if payload else None)
+
+    async def stream(self, method: str, path: str, body: Any, token: str) -> AsyncIterator[dict]:
+        """The documents of a streamed answer (application/x-ndjson), one a line, as
+        they come. Raises RuntimeError for an answer other than 200."""
+        status, length, chunked = await self._ask(method, path, body, token, None)
+        if status != 200 or not chunked:
+            payload = await self.reader.readexactly(length) if not chunked else b""
+            raise RuntimeError(f"{path}: {status} {payload[:200]!r}")
+        pending = b""
+        async for chunk in self._chunks():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line:
+                    yield json.loads(line)
+
+    async def _ask(self, method: str, path: str, body: Any, token: str | None,
+                   text: bytes | None) -> tuple[int, int, bool]:
+        """Send a request; read the answer's head: (status, content length, chunked)."""
         data = text if text is not None else b"" if body is None else json.dumps(body).encode()
         head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(data)}"]
         if text is not None:
@@ -209,17 +237,20 @@ class Conn:
                 length = int(value)
             elif name.lower() == "transfer-encoding" and "chunked" in value:
                 chunked = True
-        if chunked:
-            parts = []
-            while size := int(await self.reader.readline(), 16):
-                parts.append(await self.reader.readexactly(size + 2))
-            await self.reader.readline()
-            payload = b"".join(p[:-2] for p in parts)
-        else:
-            payload = await self.reader.readexactly(length)
-        if raw:
-            return status, payload
-        return status, (json.loads(payload) if payload else None)
+        return status, length, chunked
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        """A chunked body's chunks, until the last (empty) one. Raises ConnectionError
+        when the hub closes the connection first."""
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                raise ConnectionError("the hub closed the connection")
+            size = int(line, 16)
+            if not size:
+                break
+            yield (await self.reader.readexactly(size + 2))[:-2]
+        await self.reader.readline()
 
     def close(self) -> None:
         self.writer.close()

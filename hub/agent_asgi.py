@@ -14,10 +14,11 @@ writes it, and the same request metrics (endpoint names unchanged). The pure par
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -37,6 +38,8 @@ T = TypeVar("T")
 
 ALLOW = b"OPTIONS, POST"
 JSON_TYPE = (b"content-type", b"application/json")
+# A streamed answer: one JSON document a line; a proxy (nginx) is asked not to buffer it.
+STREAM_HEADERS = ((b"content-type", b"application/x-ndjson"), (b"x-accel-buffering", b"no"))
 EMPTY_TYPE = (b"content-type", b"text/html; charset=utf-8")  # what Quart sent with an empty answer
 
 
@@ -45,6 +48,13 @@ class Answer:
     status: int
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = (EMPTY_TYPE,)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Streamed:
+    """A 200 whose body is `docs`, a line each, written as they come."""
+
+    docs: AsyncIterator[dict[str, Any]]
 
 
 class Disconnected(Exception):
@@ -173,15 +183,42 @@ class AgentFastPath:
         hub = self.served
         try:
             answer = await self._answer(hub, route, scope, receive)
+            if isinstance(answer, Streamed):
+                answer = await unless_disconnected(receive, self._stream(answer.docs, send))
         except Disconnected:
             return
         endpoint = route.endpoint if scope["method"] in ("POST", "OPTIONS") else "unmatched"
+        if answer is None:  # streamed: counted when it ends
+            hub.rt.metrics.count_request(scope["method"], endpoint, 200, time.perf_counter() - started)
+            return
         hub.rt.metrics.count_request(scope["method"], endpoint, answer.status, time.perf_counter() - started)
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _answer(self, hub: Served, route: HotRoute, scope: dict, receive: Callable[[], Awaitable[dict]]) -> Answer:
+    async def _stream(self, docs: AsyncIterator[dict[str, Any]], send: Callable[[dict], Awaitable[None]]) -> None:
+        """Write each document as a line of one chunked answer. An error once the answer
+        has begun (the agent revoked meanwhile) is its last line, the error body that a
+        request would have had as its answer."""
+        dumps = self.app.json.dumps
+        await send({"type": "http.response.start", "status": 200, "headers": list(STREAM_HEADERS)})
+        try:
+            async with contextlib.aclosing(docs):
+                async for doc in docs:
+                    await send({"type": "http.response.body", "body": (dumps(doc, separators=(",", ":")) + "\n").encode(),
+                                "more_body": True})
+        except HubError as exc:
+            if exc.status >= 500:
+                log.error("request failed: %s", exc, exc_info=exc)
+            await send({"type": "http.response.body", "body": error_answer(dumps, exc).body, "more_body": True})
+        except Exception:
+            log.exception("unhandled error")
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": json_answer(dumps, {"error": "internal", "message": "internal error"}, 500).body})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _answer(self, hub: Served, route: HotRoute, scope: dict,
+                      receive: Callable[[], Awaitable[dict]]) -> Answer | Streamed:
         dumps = self.app.json.dumps
         if scope["method"] != "POST":
             return wrong_method(dumps, scope["method"])
@@ -190,6 +227,8 @@ class AgentFastPath:
             body = await read_body(receive, headers.get(b"content-length", ""), hub.rt.config.max_body_bytes)
             data = validated(route.model, read_json(body, headers.get(b"content-type", "")))
             agent = await hub.live.authenticate(bearer_token(headers.get(b"authorization", "")))
+            if route.streams(data):
+                return Streamed(route.streamed(hub, agent, data))
             work = route.handler(hub, agent, data)
             doc = await (unless_disconnected(receive, work) if route.long_poll else work)
         except HubError as exc:

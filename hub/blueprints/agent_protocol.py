@@ -60,6 +60,9 @@ class DesiredIn(Closed):
     applied_digest: str | None = Field(default=None, pattern=DIGEST)
     lists: dict[str, int] = Field(default_factory=dict, max_length=1000)
     wait_s: float = Field(default=30, ge=0, le=300)
+    # One answer held open for `wait_s`, a document a line (application/x-ndjson) each time
+    # the state changes, instead of one answer a change (docs/agent-protocol.md, "Streaming").
+    stream: bool = False
 
 
 class StatusIn(Closed):
@@ -213,6 +216,12 @@ async def desired_state(hub: Served, agent: agents.AgentRow, data: DesiredIn) ->
                                          data.lists, wait_s)
 
 
+def desired_stream(hub: Served, agent: agents.AgentRow, data: DesiredIn) -> AsyncIterator[dict[str, Any]]:
+    """The streamed form: every change, a document each, until `wait_s` has passed."""
+    wait_s = min(data.wait_s, hub.rt.config.long_poll_max_s)
+    return desired.changes(hub.rt, hub.desired, hub.live, agent, data.etag, data.applied_digest, data.lists, wait_s)
+
+
 async def status(hub: Served, agent: agents.AgentRow, data: StatusIn) -> dict[str, Any]:
     fields = {"applied_digest": data.applied_digest, "list_revisions": data.list_revisions,
               "last_status": {"healthy": data.healthy, "mode": data.mode, "errors": data.errors,
@@ -243,10 +252,16 @@ class HotRoute:
     model: type[Closed]  # the body's NUL check is read_json's
     handler: Callable[[Served, agents.AgentRow, Any], Awaitable[dict[str, Any] | None]]
     long_poll: bool = False  # cancelled when the agent hangs up
+    # with a body that asks for it (`stream`), the documents this gives, a line each
+    streamed: Callable[[Served, agents.AgentRow, Any], AsyncIterator[dict[str, Any]]] | None = None
+
+    def streams(self, data: Any) -> bool:
+        return self.streamed is not None and getattr(data, "stream", False)
 
 
 HOT_ROUTES: dict[str, HotRoute] = {
-    "/agent/v1/desired": HotRoute("agent_protocol.desired_state", DesiredIn, desired_state, long_poll=True),
+    "/agent/v1/desired": HotRoute("agent_protocol.desired_state", DesiredIn, desired_state, long_poll=True,
+                                  streamed=desired_stream),
     "/agent/v1/status": HotRoute("agent_protocol.status", StatusIn, status),
     "/agent/v1/metrics": HotRoute("agent_protocol.ingest", MetricsIn, ingest),
 }

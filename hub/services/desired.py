@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from bulwark import plan_signature
@@ -137,13 +139,24 @@ class DesiredStates:
         return out
 
 
-async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: AgentRow,
-                          etag: str | None, applied_digest: str | None, known_lists: dict[str, int],
-                          wait_s: float) -> dict[str, Any] | None:
-    """The desired state once it differs from `etag`; None after `wait_s` seconds, or at
-    once when a newer request of the same agent takes its turn (one long-poll per agent).
+def held_after(doc: dict[str, Any], applied_digest: str | None) -> tuple[dict[str, int], str | None]:
+    """What an agent holds once it has taken in `doc`: each list at the revision the
+    document gives, and the Plan it was sent (else the one it had). Pure."""
+    lists_held = {item["id"]: item["revision"] for item in doc["lists"]}
+    return lists_held, doc["deployment"]["digest"] if "plan" in doc else applied_digest
 
-    Subscribes before reading, so a change between the read and the wait is not lost.
+
+async def changes(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: AgentRow,
+                  etag: str | None, applied_digest: str | None, known_lists: dict[str, int],
+                  wait_s: float) -> AsyncIterator[dict[str, Any]]:
+    """Each desired state that differs from the one before: first from `etag`, then from
+    the last one yielded, whose lists and Plan the agent is taken to hold (`held_after`).
+    Ends after `wait_s` seconds, or at once when a newer request of the same agent takes
+    its turn (one request per agent). Close it (`contextlib.aclosing`) when done early.
+
+    Subscribes before reading, so a change between a read and the wait is not lost; one
+    subscription for the whole stream, so a streaming agent woken by a list change costs
+    no request, no authentication and no row read.
     Raises Unauthenticated if the agent is revoked or its credential rotated meanwhile.
     """
     loop = asyncio.get_running_loop()
@@ -172,8 +185,22 @@ async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, 
                 view = await states.view(row, known_lists)
                 doc = captures.with_capture(document(row, view, applied_digest, known_lists, states.signer), capture)
                 if etag is None or doc["etag"] != etag:
-                    return doc
+                    yield doc
+                    etag = doc["etag"]
+                    known_lists, applied_digest = held_after(doc, applied_digest)
+                    live.seen(agent.id)
                 with live.waiting(agent.id):
                     changed = await sub.wait(max(0.0, deadline - loop.time()))
                 if not changed or sub.superseded:
-                    return None
+                    return
+
+
+async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: AgentRow,
+                          etag: str | None, applied_digest: str | None, known_lists: dict[str, int],
+                          wait_s: float) -> dict[str, Any] | None:
+    """The long-poll: the first of `changes`, or None when it ends without one."""
+    async with contextlib.aclosing(changes(rt, states, live, agent, etag, applied_digest, known_lists,
+                                           wait_s)) as docs:
+        async for doc in docs:
+            return doc
+    return None

@@ -77,3 +77,41 @@ async def test_managed_mode_end_to_end(veth_lab, pin_dir, make_config, hub_proce
             assert agent.telemetry.hub.get("connected") is False
             nursery.cancel_scope.cancel()
         agent.dataplane.close()
+
+
+def desired_requests(hub) -> float:
+    """Desired-state requests the hub has answered (a streamed one counts when it ends)."""
+    text = httpx.get(f"{hub['url']}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("bulwark_hub_requests_total{") and 'endpoint="agent_protocol.desired_state"' in line)
+
+
+async def test_changes_reach_a_managed_agent_on_one_streamed_request(veth_lab, pin_dir, make_config, hub_process):
+    """Five list changes, each enforced in turn, and the agent asked the hub once: every
+    change came as a line of the same streamed answer (no request, no authentication, no
+    row read at the hub per change and agent)."""
+    lab, hub = veth_lab, hub_process
+    cfg, cred = await enroll(hub, make_config(lab, pin_dir, confirm_window_s=600, long_poll_s=120))
+    async with tenant_api(hub) as api:
+        list_id = (await api.post("/lists", json={"name": "ban", "kind": "deny"})).json()["id"]
+        r = await api.post("/policies", json={"name": "b", "source": POLICY_B})
+        r = await api.post("/deployments", json={"policy_id": r.json()["id"], "agent_ids": [cred["agent_id"]]})
+        assert r.status_code == 201, r.text
+        agent = build(cfg, credential=cred)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_agent, agent)
+            await until(lambda: guard_verdicts(cfg.pin_dir) == VERDICT_B, 20)
+
+            async def reported_revision() -> int:
+                return (await api.get(f"/agents/{cred['agent_id']}")).json()["list_revisions"].get(list_id, 0)
+
+            before = await trio.to_thread.run_sync(desired_requests, hub)
+            for n in range(1, 6):
+                r = await api.post(f"/lists/{list_id}/entries", json={"add": [{"network": f"203.0.113.{n}"}]})
+                assert r.json()["revision"] == n
+                with trio.fail_after(10):
+                    while await reported_revision() != n:
+                        await trio.sleep(0.05)
+            assert await trio.to_thread.run_sync(desired_requests, hub) == before  # still the one stream
+            nursery.cancel_scope.cancel()
+        agent.dataplane.close()

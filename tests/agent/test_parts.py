@@ -1,18 +1,21 @@
 """Pure parts: hub documents to desired states, rates, the local endpoint, atomic state."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
 
+import hypothesis
 import pytest
 import trio
+from hypothesis import strategies as st
 
 from agent import http, sampler
 from agent.config import AgentConfig
 from agent.entries import Entries, from_wire, to_wire
 from agent.errors import HubRejected, StateError
-from agent.hub_link import DesiredTracker, Reports, metrics_body, save_credential, status_body
+from agent.hub_link import DesiredTracker, Reports, document_lines, metrics_body, save_credential, status_body
 from agent.messages import MetricsBatch, Report
 from agent.state import Desired, ListState, StateStore
 from agent.telemetry import Telemetry
@@ -214,3 +217,29 @@ def test_drop_aggregates_are_bounded_and_what_the_hub_accepts():
     assert traffic.size_bucket(63) == 0 and traffic.size_bucket(64) == 64 and traffic.size_bucket(9000) == 1400
     body = metrics_body([MetricsBatch(int(__import__("time").time()), 1.0, (), (), tuple(rows))])
     assert len(MetricsIn.model_validate(body).traffic) == len(rows)
+
+
+# ---- streamed desired state: lines of one answer ----
+
+async def _lines(chunks, **kw):
+    async def gen():
+        for c in chunks:
+            yield c
+    return [line async for line in document_lines(gen(), **kw)]
+
+
+@hypothesis.given(st.lists(st.binary(min_size=1, max_size=30).filter(lambda b: b"\n" not in b), max_size=8),
+                  st.data())
+def test_document_lines_are_the_same_however_the_answer_is_cut(docs, data):
+    whole = b"".join(d + b"\n" + b"\n" * data.draw(st.integers(0, 2)) for d in docs)  # blank lines between
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=6)))
+    chunks = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)])]
+    expected = [d for d in docs if d.strip()]
+    assert trio.run(_lines, [c for c in chunks if c]) == expected
+
+
+def test_a_document_line_past_the_bound_is_refused_and_a_cut_off_line_dropped():
+    assert trio.run(_lines, [b'{"a":1}\n{"b"']) == [b'{"a":1}']  # the answer ended mid-line
+    with pytest.raises(HubRejected, match="more than 16 bytes"):
+        trio.run(functools.partial(_lines, [b"x" * 10, b"y" * 10], max_bytes=16))  # no newline in sight
+    assert trio.run(functools.partial(_lines, [b"x" * 16 + b"\n"] * 3, max_bytes=16)) == [b"x" * 16] * 3

@@ -2,9 +2,11 @@
 make users, tenants and tokens."""
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -223,9 +225,37 @@ class AgentClient(TokenClient):
         assert r.status_code == 204, (r.status_code, await r.get_data(as_text=True))
         return None
 
+    @contextlib.asynccontextmanager
+    async def stream(self, wait_s: float = 5, **kw: Any):
+        """The streamed desired state (`"stream": true`): yields a `Lines` reader."""
+        body = {"etag": self.etag, "applied_digest": self.digest, "lists": self.lists, "wait_s": wait_s,
+                "stream": True, **kw}
+        async with self.client.request("/agent/v1/desired", method="POST", headers={
+                "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}) as conn:
+            await conn.send(json.dumps(body).encode())
+            await conn.send_complete()
+            yield Lines(conn)
+
     async def report(self, **kw: Any):
         r = await self.post("/agent/v1/status", json=kw)
         assert r.status_code == 200, await r.get_data(as_text=True)
+
+
+class Lines:
+    """The documents of a streamed answer, one a line; `next()` is None once it ended."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.buffer, self.ended = conn, b"", False
+
+    async def next(self, timeout_s: float = 10) -> dict[str, Any] | None:
+        while b"\n" not in self.buffer:
+            if self.ended:
+                return None
+            chunk = await asyncio.wait_for(self.conn.receive(), timeout_s)
+            self.ended = chunk == b""
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
 
 
 async def enroll(t: Tenant, labels: list[str] | None = None, hostname: str = "web1") -> AgentClient:

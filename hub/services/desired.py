@@ -65,6 +65,15 @@ class TenantView:
     deployments: dict[uuid.UUID, DeploymentFacts]
     # (list id, revision the agent holds or None) -> that agent's entry in "lists"
     updates: dict[tuple[uuid.UUID, int | None], dict[str, Any]]
+    # (mode, deployment id) -> etag: the same for every agent woken with this view
+    etags: dict[tuple[str, uuid.UUID | None], str] = dataclasses.field(default_factory=dict)
+
+    def etag(self, mode: str, deployment: DeploymentFacts | None) -> str:
+        key = (mode, deployment.id if deployment else None)
+        etag = self.etags.get(key)
+        if etag is None:
+            etag = self.etags[key] = etag_of(mode, deployment, self.lists)
+        return etag
 
 
 def mode_of(row: AgentRow, view: TenantView, deployment: DeploymentFacts | None) -> str:
@@ -89,7 +98,7 @@ def document(row: AgentRow, view: TenantView, applied_digest: str | None,
     mode = mode_of(row, view, deployment)
     doc: dict[str, Any] = {
         "agent_id": str(row.id),
-        "etag": etag_of(mode, deployment, view.lists),
+        "etag": view.etag(mode, deployment),
         "mode": mode,
         "deployment": None if deployment is None else {"id": str(deployment.id), "digest": deployment.digest},
         "lists": [view.updates[(x.id, known_lists.get(str(x.id)))] for x in view.lists],

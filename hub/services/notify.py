@@ -45,7 +45,8 @@ class Subscription:
     async def wait(self, timeout_s: float) -> bool:
         """True when a change arrived (since subscribing or the last wait), False on timeout."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no task a wait, as wait_for made
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()

@@ -385,6 +385,8 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                 telemetry.hub.update(connected=True, last_contact=trio.current_time())
                 async for line in document_lines(resp.aiter_bytes()):
                     doc = json.loads(line)
+                    if not isinstance(doc, dict):
+                        raise HubUnavailable(f"desired: not a document: {line[:80]!r}")
                     if "error" in doc:
                         raise HubRejected(f"desired: the hub ended the stream: {doc}")
                     telemetry.hub.update(last_contact=trio.current_time())

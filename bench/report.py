@@ -69,6 +69,10 @@ BENCHES = [
     Bench("e2e_scale_pg2", "e2e_scale", lambda runs: ["--hub-processes", "2"], True, 1800, postgres=True),
     Bench("hub_longpoll_10k_pg2", "hub_longpoll", lambda runs: ["--agents", "10000", "--rounds", str(runs),
                                                               "--hub-processes", "2"], True, 1800, postgres=True),
+    # its peer: the same agents asking one request a change (before the streamed form)
+    Bench("hub_longpoll_10k_pg2_longpoll", "hub_longpoll", lambda runs: ["--agents", "10000", "--rounds", str(runs),
+                                                                       "--hub-processes", "2", "--long-poll"],
+          True, 1800, postgres=True),
     Bench("lockout", "lockout", lambda runs: ["--repeat", str(max(21, runs))], True, 300),
     Bench("list_search", "list_search", lambda runs: ["--rounds", str(runs)], True, 900),
 ]

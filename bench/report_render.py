@@ -40,6 +40,11 @@ XDP_PASSED = ("xdp-filter, passed", "guard.xdp_filter_passed_ns")
 XDP_DENIED = ("xdp-filter, denied", "guard.xdp_filter_denied_ns")
 LIKE = "LIKE 'prefix%' (the query before)"
 
+
+def LONG_POLL_10K(figure: str) -> tuple[str, str]:  # noqa: N802 (reads as the constants beside it)
+    """The streamed form's peer: the same agents asking one request a change."""
+    return "same agents, long-poll (one request a change)", f"hub_longpoll_10k_pg2_longpoll.{figure}"
+
 F = Figure
 FIGURES = [
     F("Rule DSL", 3, "parse + check + compile, 1,000 rules", "dsl.rules_1000_s", "s",
@@ -96,12 +101,14 @@ FIGURES = [
       target=("<=", 250.0)),
     F("Hub", 5, "list change to 1,000 waiting agents, p99 (PostgreSQL, 2 hub processes)",
       "hub_longpoll_pg2.p99_ms", "ms", target=("<=", 250.0)),
-    F("Hub", 11, "list change to 10,000 waiting agents, p50 (PostgreSQL, 2 hub processes)",
-      "hub_longpoll_10k_pg2.p50_ms", "ms", peer_quote=CROWDSEC),
-    F("Hub", 11, "list change to 10,000 waiting agents, p99 (PostgreSQL, 2 hub processes)",
-      "hub_longpoll_10k_pg2.p99_ms", "ms", peer_quote=CROWDSEC, target=("<=", 1000.0)),
+    F("Hub", 11, "list change to 10,000 streaming agents, p50 (PostgreSQL, 2 hub processes)",
+      "hub_longpoll_10k_pg2.p50_ms", "ms", *LONG_POLL_10K("p50_ms")),
+    F("Hub", 11, "list change to 10,000 streaming agents, p99 (PostgreSQL, 2 hub processes)",
+      "hub_longpoll_10k_pg2.p99_ms", "ms", *LONG_POLL_10K("p99_ms"), target=("<=", 1000.0)),
     F("Hub", 11, "hub CPU per change, 10,000 agents (PostgreSQL, 2 hub processes)",
-      "hub_longpoll_10k_pg2.hub_cpu_ms", "ms"),
+      "hub_longpoll_10k_pg2.hub_cpu_ms", "ms", *LONG_POLL_10K("hub_cpu_ms")),
+    F("Hub", None, "list change to 10,000 long-polling agents, p99 (PostgreSQL, 2 hub processes)",
+      "hub_longpoll_10k_pg2_longpoll.p99_ms", "ms", peer_quote=CROWDSEC),
     # The bench offers exactly 1,000 batches/s (open loop); carrying 99 % of the offer
     # within its timing window is carrying the target rate.
     F("Hub", 5, "metrics batches per second carried of 1,000/s offered (SQLite)", "hub_metrics.batches_per_s", "/s",

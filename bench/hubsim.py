@@ -73,6 +73,7 @@ def serve_forever(data_dir: str, database_url: str, port: int) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config as HypercornConfig
 
+    from hub import event_loop
     from hub.app import create_app
     from hub.gc_tuning import tune_for_serving
 
@@ -86,7 +87,7 @@ def serve_forever(data_dir: str, database_url: str, port: int) -> None:
     tune_for_serving()  # as `bulwark-hub serve` does
     profile = os.environ.get("HUBSIM_PROFILE")  # a path: write the hub's cProfile stats there
     if not profile:
-        asyncio.run(serve(app, hc))
+        event_loop.run(serve(app, hc))  # as `bulwark hub serve` runs it
         return
     import cProfile
     import signal
@@ -103,7 +104,7 @@ def serve_forever(data_dir: str, database_url: str, port: int) -> None:
         loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
         await serve(app, hc, shutdown_trigger=stop.wait)
 
-    asyncio.run(run())
+    event_loop.run(run())
     profiler.dump_stats(f"{profile}.{os.getpid()}")  # one file a hub process
 
 

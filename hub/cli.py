@@ -355,7 +355,7 @@ def _check_bind(hc) -> None:
 def _serve_here(config, hc) -> int:
     from hypercorn.asyncio import serve
 
-    from hub import backup
+    from hub import backup, event_loop
     from hub.app import create_app
 
     from hub.gc_tuning import tune_for_serving
@@ -363,12 +363,12 @@ def _serve_here(config, hc) -> int:
     with backup.serving(config):  # `restore` refuses while this is held
         app = create_app(config)
         tune_for_serving()
-        asyncio.run(serve(app, hc))  # returns on SIGTERM or SIGINT
+        event_loop.run(serve(app, hc))  # returns on SIGTERM or SIGINT
     return 0
 
 
 def _backup(config, list_only: bool, at: str | None) -> int:
-    from hub import backup
+    from hub import backup, event_loop
 
     if not list_only:
         summary = backup.backup(config, at=at)

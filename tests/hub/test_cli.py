@@ -115,3 +115,16 @@ def test_publish_templates_skips_what_is_published_and_fails_on_a_refusal(env, c
     assert db.execute("select slug, latest_version from market_template").fetchall() == [("small", 3)]
     assert db.execute("select action, actor from audit_entry where action like 'template.%'").fetchall() == \
         [("template.publish", "cli")]
+
+
+def test_the_serving_loop_is_uvloop():
+    """`bulwark hub serve` and the benchmarks' hub run on hub.event_loop.run: uvloop, a
+    declared dependency (a quarter of a busy hub's CPU was asyncio's own loop)."""
+    import asyncio
+
+    from hub import event_loop
+
+    async def kind() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert event_loop.run(kind()).startswith("uvloop")

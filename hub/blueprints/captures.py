@@ -57,7 +57,8 @@ class CapturesOut(Strict):
 @tenant_route("write")
 @validate_request(CaptureIn)
 async def ask(scope: TenantScope, data: CaptureIn) -> tuple[dict[str, Any], int]:
-    """Ask an agent for a bounded, sampled capture; it arrives through its long-poll."""
+    """Ask an agent for a bounded, sampled capture; it reaches the agent in its desired
+    state (a line of its streamed answer, or a long-poll's answer)."""
     import uuid
 
     try:

@@ -4,7 +4,7 @@ document, the agent uploads the pcap, the hub keeps it (files under data_dir/cap
 
 One pending request per agent at a time (`pending.json` beside the agent's captures): a
 new request replaces an unanswered one. The request's id is folded into the document's
-etag, so a waiting long-poll answers as soon as the request is made (the agent's channel
+etag, so a waiting agent hears of it as soon as the request is made (the agent's channel
 is notified). Files, not rows: the pcaps are the bulk, and a hub of several processes
 shares its data_dir.
 """

@@ -21,6 +21,14 @@ async def _deny_list(t, name: str = "bad") -> str:
     return f"{t.base}/lists/{(await r.get_json())['id']}"
 
 
+async def _holding_agent(hub):
+    """A tenant and an agent that holds the current state (its next ask waits)."""
+    t = await hub.tenant()
+    a = await enroll(t)
+    await a.desired()
+    return t, a
+
+
 async def test_each_change_is_a_line_of_the_same_answer_with_the_delta_from_the_line_before(hub):
     t = await hub.tenant()
     a = await enroll(t)
@@ -43,18 +51,15 @@ async def test_each_change_is_a_line_of_the_same_answer_with_the_delta_from_the_
 
 
 async def test_the_stream_sends_nothing_for_the_etag_the_agent_holds_and_ends_after_wait_s(hub):
-    t = await hub.tenant()
-    a = await enroll(t)
-    assert await a.desired() is not None  # holds the current etag now
+    _, a = await _holding_agent(hub)
+    assert a.etag is not None  # holds the current etag now
     async with a.stream(wait_s=0.2) as lines:
         assert await lines.next() is None  # nothing new: ended, cleanly, without a line
     assert hub.app.extensions["bulwark_agents"].pending_pushes == 0
 
 
 async def test_a_newer_request_of_the_same_agent_ends_the_stream(hub):
-    t = await hub.tenant()
-    a = await enroll(t)
-    await a.desired()
+    _, a = await _holding_agent(hub)
     async with a.stream(wait_s=30) as lines:
         await asyncio.sleep(0.05)
         assert await a.desired(wait_s=0) is None  # the newer one takes the turn
@@ -62,9 +67,7 @@ async def test_a_newer_request_of_the_same_agent_ends_the_stream(hub):
 
 
 async def test_revoking_a_streaming_agent_ends_its_stream_with_the_error(hub):
-    t = await hub.tenant()
-    a = await enroll(t)
-    await a.desired()
+    t, a = await _holding_agent(hub)
     async with a.stream(wait_s=30) as lines:
         await asyncio.sleep(0.05)
         r = await t.owner.post(f"{t.base}/agents/{a.id}/revoke")
@@ -75,9 +78,7 @@ async def test_revoking_a_streaming_agent_ends_its_stream_with_the_error(hub):
 
 
 async def test_hanging_up_ends_the_wait_at_once(hub):
-    t = await hub.tenant()
-    a = await enroll(t)
-    await a.desired()
+    _, a = await _holding_agent(hub)
     live: agent_service.LiveAgents = hub.app.extensions["bulwark_agents"]
     async with a.stream(wait_s=30) as lines:
         for _ in range(100):

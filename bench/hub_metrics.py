@@ -87,9 +87,10 @@ async def measure(hub: Hubs, conns: list[Conn], credentials: list[str], rate: fl
                 errors.append(status)
             due += period
 
-    cpu0, own0 = hub.cpu_s(), time.process_time()
-    await asyncio.gather(*(agent(c, cred, rnd * n_agents + i) for i, (c, cred) in enumerate(zip(conns, credentials))))
-    cpu, own = hub.cpu_s() - cpu0, time.process_time() - own0
+    with hub.profiled():  # HUBSIM_PROFILE=path: the hub's cProfile stats of the timed part (hubsim)
+        cpu0, own0 = hub.cpu_s(), time.process_time()
+        await asyncio.gather(*(agent(c, cred, rnd * n_agents + i) for i, (c, cred) in enumerate(zip(conns, credentials))))
+        cpu, own = hub.cpu_s() - cpu0, time.process_time() - own0
     elapsed = max(last[0], end) - start  # not the agents' sleep past the end
     lat = sorted(latencies)
     out = {"batches_per_s": len(lat) / elapsed, "p50_ms": statistics.median(lat), "p99_ms": lat[int(0.99 * (len(lat) - 1))]}

@@ -35,7 +35,9 @@ def loads(text: str | bytes, **kwargs: Any) -> Any:
     """`json.loads`, refusing nesting beyond MAX_DEPTH. Raises ValueError (TooDeep)."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode()
-    if depth(text) > MAX_DEPTH:
+    # A text cannot nest deeper than it opens brackets (strings only add to the count):
+    # two C-speed counts spare most bodies (a metrics batch: ~23) the scan, ~30 µs of regex.
+    if text.count("[") + text.count("{") > MAX_DEPTH and depth(text) > MAX_DEPTH:
         raise TooDeep(f"JSON may nest at most {MAX_DEPTH} levels deep")
     return json.loads(text, **kwargs)
 

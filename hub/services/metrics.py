@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import sqlite3
 import time
 import uuid
 from typing import Any
@@ -138,21 +139,42 @@ class MetricsWriter:
             points, sources, aggregates = [], [], []
             for b in batches:
                 t, a = _uuid(conn, b.tenant_id), _uuid(conn, b.agent_id)
-                points += [[t, a, p["rule"], p["ts"], p["packets"], p["bytes"], p["interval_s"]] for p in b.points]
-                sources += [[t, a, s["ts"], s["source"], s["packets"]] for s in b.top]
-                aggregates += [[t, a, g["ts"], g["kind"], g["proto"], g["value"], g["packets"]] for g in b.traffic]
-            if points:
-                await conn.execute_many(
-                    "INSERT INTO metric_point (tenant_id, agent_id, rule, ts, packets, bytes, interval_s) "
-                    f"VALUES ({_ph(conn, 7)})", points)
-            if sources:
-                await conn.execute_many(
-                    f"INSERT INTO top_source (tenant_id, agent_id, ts, source, packets) VALUES ({_ph(conn, 5)})",
-                    sources)
-            if aggregates:
-                await conn.execute_many(
-                    "INSERT INTO traffic_aggregate (tenant_id, agent_id, ts, kind, proto, value, packets) "
-                    f"VALUES ({_ph(conn, 7)})", aggregates)
+                points += [(t, a, p["rule"], p["ts"], p["packets"], p["bytes"], p["interval_s"]) for p in b.points]
+                sources += [(t, a, s["ts"], s["source"], s["packets"]) for s in b.top]
+                aggregates += [(t, a, g["ts"], g["kind"], g["proto"], g["value"], g["packets"]) for g in b.traffic]
+            await insert_rows(conn, "metric_point", POINT_COLUMNS, points)
+            await insert_rows(conn, "top_source", SOURCE_COLUMNS, sources)
+            await insert_rows(conn, "traffic_aggregate", AGGREGATE_COLUMNS, aggregates)
+
+
+POINT_COLUMNS = ("tenant_id", "agent_id", "rule", "ts", "packets", "bytes", "interval_s")
+SOURCE_COLUMNS = ("tenant_id", "agent_id", "ts", "source", "packets")
+AGGREGATE_COLUMNS = ("tenant_id", "agent_id", "ts", "kind", "proto", "value", "packets")
+# Bound parameters per SQLite statement: 32,766 since SQLite 3.32, 999 before.
+SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+
+async def insert_rows(conn: BaseDBAsyncClient, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """INSERT `rows` (tuples in `columns` order) into `table` inside `conn`'s transaction.
+
+    On SQLite as few multi-row INSERTs as the parameter limit allows, not `executemany`:
+    the sqlite3 module releases the GIL around each statement step, i.e. once per row,
+    and under load the database thread then waits for the busy event loop to hand the GIL
+    back, row after row (a group of 240 batches, ~5,000 rows, took 55-220 ms per table in
+    bench/hub_metrics.py, ~5 ms unloaded). One statement is one step. PostgreSQL keeps
+    asyncpg's `executemany`, which already sends every row in one round trip."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if conn.capabilities.dialect == "postgres":
+        await conn.execute_many(f"INSERT INTO {table} ({names}) VALUES ({_ph(conn, len(columns))})", rows)
+        return
+    per = SQLITE_MAX_VARIABLES // len(columns)
+    one = f"({', '.join('?' * len(columns))})"
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        await conn.execute_query(f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(chunk))}",
+                                 [v for row in chunk for v in row])
 
 
 async def rollup(rt: Runtime, now: int | None = None) -> None:

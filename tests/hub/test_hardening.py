@@ -654,3 +654,12 @@ def test_bad_hardening_settings_are_startup_errors(settings):
 
     with pytest.raises(ConfigError):
         load_config(env={}, **settings)
+
+
+def test_shallow_json_with_many_brackets_in_strings_still_parses():
+    """The bracket count only decides whether to scan: brackets in strings do not refuse."""
+    text = json.dumps({"a": "[{" * 100, "b": [[1]]})
+    assert json_bounds.loads(text) == {"a": "[{" * 100, "b": [[1]]}
+    with pytest.raises(json_bounds.TooDeep):
+        json_bounds.loads("[" * 33 + "]" * 33)
+    assert json_bounds.loads("[" * 32 + "]" * 32) is not None

@@ -108,3 +108,21 @@ async def test_top_sources_are_bare_hosts_however_sent_and_before_0008(hub):
     assert top == [{"source": "203.0.113.9", "packets": 6}, {"source": "2001:db8::1", "packets": 5}]
     r = await a.post("/agent/v1/metrics", json={"top_sources": [{"ts": now, "source": "10.0.0.1/8", "packets": 1}]})
     assert r.status_code == 400
+
+
+async def test_a_group_larger_than_one_statement_stores_every_row(hub, monkeypatch):
+    """On SQLite a group is written as multi-row INSERTs split by the parameter limit:
+    with a limit of two rows a statement, every row still lands once, in its columns."""
+    monkeypatch.setattr(metrics, "SQLITE_MAX_VARIABLES", 2 * len(metrics.POINT_COLUMNS))
+    t = await hub.tenant()
+    a = await enroll(t)
+    now = int(time.time())
+    points = [{"ts": now - i, "rule": f"r{i}", "packets": i, "bytes": 10 * i, "interval_s": 1 + i} for i in range(7)]
+    r = await a.post("/agent/v1/metrics", json={
+        "points": points, "top_sources": [{"ts": now, "source": f"203.0.113.{i}", "packets": i} for i in range(5)]})
+    assert (await r.get_json()) == {"accepted": 12}
+    raw = (await (await t.token.get(f"{t.base}/metrics?start={now - 60}")).get_json())["points"]
+    assert sorted((p["ts"], p["rule"], p["packets"], p["bytes"]) for p in raw) == sorted(
+        (p["ts"], p["rule"], p["packets"], p["bytes"]) for p in points)
+    top = (await (await t.token.get(f"{t.base}/metrics/top-sources?start={now - 60}")).get_json())["sources"]
+    assert sorted(s["packets"] for s in top) == [0, 1, 2, 3, 4]

@@ -36,6 +36,7 @@ class Setup:
     api_token: str
     credentials: list[str]
     email: str = ""  # the tenant owner's (password BENCH_PASSWORD), for benches that sign in
+    otpauth: str = ""  # the owner's second factor (every account needs one to sign in)
 
 
 async def prepare(config: HubConfig, n_agents: int) -> Setup:
@@ -52,6 +53,7 @@ async def prepare(config: HubConfig, n_agents: int) -> Setup:
         await db.migrate(ctx)
         rt = Runtime.create(config)
         user = await accounts.create_user(rt, f"bench-{uuid.uuid4().hex[:8]}@example.com", BENCH_PASSWORD)
+        otpauth, _ = await accounts.enrol_totp(rt, user)
         owner = Principal(actor="user:bench", user_id=user.id)
         tenant = await tenants.create_tenant(rt, owner, "bench")
         scope = await resolve_scope(owner, tenant.id, "admin")
@@ -65,7 +67,7 @@ async def prepare(config: HubConfig, n_agents: int) -> Setup:
         await Agent.bulk_create(rows, batch_size=500)
     finally:
         await ctx.close_connections()
-    return Setup(tenant.id, api_token, creds, user.email)
+    return Setup(tenant.id, api_token, creds, user.email, otpauth)
 
 
 def serve_forever(data_dir: str, database_url: str, port: int) -> None:

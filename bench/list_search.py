@@ -42,37 +42,40 @@ async def timed(rounds: int, work) -> float:
 async def main(entries: int, rounds: int, json_path: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = await open_db(HubConfig(data_dir=tmp))
-        await migrate(ctx)
-        tenant = await Tenant.create(name="bench")
-        ip_list = await IpList.create(tenant=tenant, name="big", kind="deny", revision=1)
-        from tortoise.transactions import in_transaction
+        try:  # closed on failure too: the open SQLite connection's thread would keep the process alive
+            await migrate(ctx)
+            tenant = await Tenant.create(name="bench")
+            ip_list = await IpList.create(tenant=tenant, name="big", kind="deny", revision=1)
+            from tortoise.transactions import in_transaction
 
-        rows = [Entry(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", None, f"bot {i}") for i in range(entries)]
-        async with in_transaction() as conn:
-            await _insert(conn, ip_list.id, 1, rows)
+            networks = (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(entries))
+            rows = [(n, Entry(n, None, f"bot {i}")) for i, n in enumerate(networks)]  # commented: full rows
+            async with in_transaction() as conn:
+                await _insert(conn, ip_list.id, 1, rows)
 
-        async def old(search: str, offset: int = 0):
-            qs = IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True)
-            if search:
-                qs = qs.filter(network__startswith=search)
-            await qs.count()
-            await qs.order_by("id").offset(offset).limit(50).values("network", "expires_at", "comment")
+            async def old(search: str, offset: int = 0):
+                qs = IpEntry.filter(ip_list_id=ip_list.id, removed_rev__isnull=True)
+                if search:
+                    qs = qs.filter(network__startswith=search)
+                await qs.count()
+                await qs.order_by("id").offset(offset).limit(50).values("network", "expires_at", "comment")
 
-        print(f"{entries:,} entries, median of {rounds} (ms)")
-        print(f"{'query':<28}{'list_browse':>14}{'LIKE (before)':>16}")
-        figures: dict[str, float] = {"entries": entries}
-        for name, search in SEARCHES.items():
-            new_ms = await timed(rounds, lambda: list_browse.page(ip_list, search, 0, 50))
-            old_ms = await timed(rounds, lambda: old(search))
-            found = (await list_browse.page(ip_list, search, 0, 50)).total
-            figures.update({f"{name}_ms": new_ms, f"{name}_like_ms": old_ms, f"{name}_found": found})
-            print(f"{f'q={search} ({found:,})':<28}{new_ms:>14.1f}{old_ms:>16.1f}")
-        last = entries - 50
-        new_ms = await timed(rounds, lambda: list_browse.page(ip_list, "", last, 50))
-        old_ms = await timed(rounds, lambda: old("", last))
-        figures.update({"last_page_ms": new_ms, "last_page_like_ms": old_ms})
-        print(f"{'last page, no search':<28}{new_ms:>14.1f}{old_ms:>16.1f}")
-        await ctx.close_connections()
+            print(f"{entries:,} entries, median of {rounds} (ms)")
+            print(f"{'query':<28}{'list_browse':>14}{'LIKE (before)':>16}")
+            figures: dict[str, float] = {"entries": entries}
+            for name, search in SEARCHES.items():
+                new_ms = await timed(rounds, lambda: list_browse.page(ip_list, search, 0, 50))
+                old_ms = await timed(rounds, lambda: old(search))
+                found = (await list_browse.page(ip_list, search, 0, 50)).total
+                figures.update({f"{name}_ms": new_ms, f"{name}_like_ms": old_ms, f"{name}_found": found})
+                print(f"{f'q={search} ({found:,})':<28}{new_ms:>14.1f}{old_ms:>16.1f}")
+            last = entries - 50
+            new_ms = await timed(rounds, lambda: list_browse.page(ip_list, "", last, 50))
+            old_ms = await timed(rounds, lambda: old("", last))
+            figures.update({"last_page_ms": new_ms, "last_page_like_ms": old_ms})
+            print(f"{'last page, no search':<28}{new_ms:>14.1f}{old_ms:>16.1f}")
+        finally:
+            await ctx.close_connections()
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=1, sort_keys=True))
 

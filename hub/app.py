@@ -112,6 +112,13 @@ def create_app(config: HubConfig) -> Quart:
     return app
 
 
+def stop_waiting(app: Quart) -> None:
+    """What `bulwark hub serve` does on SIGTERM or SIGINT before Hypercorn's graceful wait:
+    waiting long-polls answer now and event streams end (see `Notifier.stop_waiting`);
+    else the wait would run out on them and cut them with a 500."""
+    app.extensions["bulwark"].notifier.stop_waiting()
+
+
 def error_response(exc: HubError) -> Response:
     response = jsonify(exc.to_json())
     response.status_code = exc.status

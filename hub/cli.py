@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from hub.config import load_config
@@ -305,10 +306,14 @@ async def _audit_checkpoint(config, out: str | None) -> int:
     return await _with_db(config, run)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _serve(config, bind: str | None, workers: int) -> int:
     """Serve in this process, or in `workers` forked processes each binding the same port
     with SO_REUSEPORT (the kernel spreads connections); this one forwards SIGTERM and
-    SIGINT to them and returns the worst exit status."""
+    SIGINT to them and returns the worst exit status (128 + the signal for a worker a
+    signal killed)."""
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     if workers > 1 and config.is_sqlite:
@@ -325,18 +330,26 @@ def _serve(config, bind: str | None, workers: int) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
-    signal.signal(signal.SIGTERM, forward)  # the children's event loops install their own
-    signal.signal(signal.SIGINT, forward)
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover (runs in the child)
-            code = 1
-            try:
-                code = _serve_here(config, hc)
-            finally:
-                os._exit(code)
-        children.append(pid)
-    return max(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children)
+    # Blocked while forking: a signal then waits until every worker exists (and is forwarded
+    # to all), and a worker takes it only once its own handler is in place; before, a worker
+    # still starting ran this process's `forward` instead, ignored the signal and served on.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (runs in the child)
+                code = 1
+                try:
+                    code = _serve_here(config, hc)
+                finally:
+                    os._exit(code)
+            children.append(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    return max(128 - code if code < 0 else code for code in codes)
 
 
 def _check_bind(hc) -> None:
@@ -353,7 +366,13 @@ def _check_bind(hc) -> None:
 
 
 def _serve_here(config, hc) -> int:
-    from hypercorn.asyncio import serve
+    """Serve until SIGTERM or SIGINT, then stop within Hypercorn's graceful timeout and
+    return 0, whenever the signal comes: one during the start-up (opening the database,
+    migrating) is kept and acted on once serving."""
+    stopping = threading.Event()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stopping.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked in a worker until here (_serve)
 
     from hub import backup, event_loop
     from hub.app import create_app
@@ -363,12 +382,34 @@ def _serve_here(config, hc) -> int:
     with backup.serving(config):  # `restore` refuses while this is held
         app = create_app(config)
         tune_for_serving()
-        event_loop.run(serve(app, hc))  # returns on SIGTERM or SIGINT
+        event_loop.run(_serve_until_stopped(app, hc, stopping))
     return 0
 
 
+async def _serve_until_stopped(app, hc, stopping: threading.Event) -> None:
+    """Hypercorn until a stop signal (or one `stopping` caught before the loop ran). The
+    long-polls and event streams are told first (`stop_waiting`): Hypercorn's graceful
+    wait would otherwise run out on requests that wait up to a minute, then cut them."""
+    from hypercorn.asyncio import serve
+
+    from hub.app import stop_waiting
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    if stopping.is_set():
+        stop.set()
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        stop_waiting(app)
+
+    await serve(app, hc, shutdown_trigger=shutdown_trigger)
+
+
 def _backup(config, list_only: bool, at: str | None) -> int:
-    from hub import backup, event_loop
+    from hub import backup
 
     if not list_only:
         summary = backup.backup(config, at=at)

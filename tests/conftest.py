@@ -39,7 +39,7 @@ def kernel_unavailable() -> str | None:
 # The files that take longest (their `--durations`), run first: `make test` hands whole files
 # to parallel workers in collection order, and one of these started last would end the run alone.
 SLOW_FIRST = [
-    "hub/test_schemathesis.py", "agent/test_kill9.py", "guard/test_differential.py", "hub/test_cli.py",
+    "hub/test_schemathesis.py", "bench/test_smoke.py", "agent/test_kill9.py", "guard/test_differential.py", "hub/test_cli.py",
     "hub/test_list_import_bounds.py", "hub/test_backup.py", "panel/test_browser_editor.py",
     "panel/test_browser_account.py", "agent/test_confirm_revert.py", "panel/test_browser.py",
     "e2e/test_billing_e2e.py", "e2e/test_fleet.py", "agent/test_run_cli.py", "panel/test_browser_a11y.py",
@@ -99,3 +99,19 @@ def pin_dir():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The throwaway PostgreSQL server of tests/hub/postgres.py, one per session (here, not
+    in tests/hub, so the benchmarks' smoke tests reach it too)."""
+    from tests.hub import postgres
+
+    reason = postgres.unavailable()
+    if reason is not None:
+        if postgres.REQUIRE_POSTGRES:
+            pytest.fail(f"BULWARK_REQUIRE_POSTGRES/KERNEL=1 but PostgreSQL tests cannot run: {reason}")
+        pytest.skip(f"PostgreSQL tests: {reason}")
+    server = postgres.PostgresServer.start()
+    yield server
+    server.stop()

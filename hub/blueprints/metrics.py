@@ -87,6 +87,8 @@ async def stream(scope: TenantScope, query_args: StreamQuery) -> Response:
                 quiet_since = loop.time()
                 while loop.time() < deadline:
                     woke = await sub.wait(max(0.0, min(next_check, deadline) - loop.time()))
+                    if sub.superseded:  # the hub is stopping: the browser reconnects to one serving
+                        return
                     if loop.time() >= next_check:
                         if not await still_allowed():
                             yield b"event: end\ndata: {\"reason\": \"access ended\"}\n\n"

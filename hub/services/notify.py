@@ -65,11 +65,14 @@ class Notifier(Protocol):
     @property
     def delivered(self) -> int: ...
 
+    def stop_waiting(self) -> None: ...
+
 
 class LocalNotifier:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
         self._count = 0
+        self._stopping = False
         # Wakes delivered so far (any channel): a reader that saw the same number before
         # its read and after subscribing knows no change was published in between.
         self.delivered = 0
@@ -96,9 +99,21 @@ class LocalNotifier:
             for sub in subs:
                 sub._fire()
 
+    def stop_waiting(self) -> None:
+        """The process is stopping: every waiter is superseded now (a long-poll answers
+        "no change", an event stream ends), and so is every one that subscribes later,
+        so none holds the shutdown until its own timeout. Agents and browsers then ask
+        again, of another process or of this one once it is back."""
+        self._stopping = True
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.supersede()
+
     @contextlib.asynccontextmanager
     async def subscribe(self, channels: Iterable[str]) -> AsyncIterator[Subscription]:
         sub = Subscription()
+        if self._stopping:
+            sub.supersede()
         channels = list(channels)
         for channel in channels:
             self._subs.setdefault(channel, set()).add(sub)

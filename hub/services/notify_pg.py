@@ -103,6 +103,9 @@ class PostgresNotifier:
     def subscribe(self, channels: Iterable[str]) -> contextlib.AbstractAsyncContextManager[Subscription]:
         return self._local.subscribe(channels)
 
+    def stop_waiting(self) -> None:
+        self._local.stop_waiting()
+
     async def publish(self, *channels: str) -> None:
         """Queue a NOTIFY of `channels` to every hub process. Outside `async with` (no
         sender running: the CLI) it is sent at once."""

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from tests.hub import postgres
 from tests.hub.anthropic_fake import AnthropicFake
 from tests.hub.harness import HubHarness, InLoop
 
@@ -67,18 +66,6 @@ def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if "backend" in metafunc.fixturenames and module in BOTH_BACKENDS:
         metafunc.parametrize("backend", ["sqlite", "postgres"], indirect=True)
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    reason = postgres.unavailable()
-    if reason is not None:
-        if postgres.REQUIRE_POSTGRES:
-            pytest.fail(f"BULWARK_REQUIRE_POSTGRES/KERNEL=1 but PostgreSQL tests cannot run: {reason}")
-        pytest.skip(f"PostgreSQL tests: {reason}")
-    server = postgres.PostgresServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

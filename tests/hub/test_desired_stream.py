@@ -115,3 +115,15 @@ async def test_stream_must_be_a_boolean(hub):
     r = await a.post("/agent/v1/desired", json={"stream": "yes please"})
     assert r.status_code == 400
     assert [d["loc"] for d in (await r.get_json())["details"]] == [["stream"]]
+
+
+async def test_a_stopping_hub_ends_its_streams_at_once(hub):
+    """SIGTERM's `stop_waiting`: a stream held for minutes would hold the shutdown until
+    Hypercorn's graceful wait cut it."""
+    from hub.app import stop_waiting
+
+    _, a = await _holding_agent(hub)
+    async with a.stream(wait_s=300) as lines:
+        await asyncio.sleep(0.05)
+        stop_waiting(hub.app)
+        assert await lines.next(timeout_s=5) is None

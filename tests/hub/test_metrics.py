@@ -30,6 +30,20 @@ async def test_ingest_query_and_rollups(hub):
     assert top[0] == {"source": "203.0.113.9", "packets": 70}
 
 
+async def test_a_rollup_sum_beyond_the_columns_is_held_at_the_largest_value(hub):
+    from hub.api_schemas.common import MAX_INT
+
+    t = await hub.tenant()
+    a = await enroll(t)
+    now = int(time.time())
+    base = now - now % 60 - 120
+    points = [{"ts": base + i, "rule": "ssh", "packets": MAX_INT, "bytes": MAX_INT} for i in range(3)]
+    assert (await (await a.post("/agent/v1/metrics", json={"points": points})).get_json()) == {"accepted": 3}
+    await metrics.rollup(hub.rt, now=base + 120)  # summed by the database: TOTAL / numeric, then clamped
+    r = await t.token.get(f"{t.base}/metrics?resolution=rollup&rule=ssh&start={base - 60}")
+    assert [(p["packets"], p["bytes"]) for p in (await r.get_json())["points"]] == [(MAX_INT, MAX_INT)]
+
+
 async def test_batches_are_limited_and_time_checked(hub):
     t = await hub.tenant()
     a = await enroll(t)

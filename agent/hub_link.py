@@ -342,10 +342,10 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
         return resp
 
     following = trio.CancelScope()  # the streamed answer being read (`poll`)
-    streams = [True]  # False once the hub refused the streamed form (a hub older than it)
+    streaming = True  # False once the hub refused the streamed form (a hub older than it)
 
     async def poll(client: httpx.AsyncClient) -> None:
-        nonlocal following
+        nonlocal following, streaming
         attempt = 0
         while True:
             # the Plan the link holds, so that the hub sends any other (after a revert, ours
@@ -355,7 +355,7 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                     "lists": tracker.known_revisions(), "wait_s": config.long_poll_s}
             try:
                 with trio.CancelScope() as following:
-                    if streams[0]:
+                    if streaming:
                         await follow(client, {**body, "stream": True})
                     else:
                         resp = await post(client, "desired", body, timeout=config.long_poll_s + config.http_timeout_s)
@@ -364,8 +364,8 @@ async def run(config: AgentConfig, *, inbox, outbox, store: StateStore, telemetr
                             await take(client, resp.json())
                 attempt = 0
             except HubError as exc:
-                if streams[0] and isinstance(exc, HubRejected) and exc.status == 400:
-                    streams[0] = False  # an older hub: one request a change
+                if streaming and isinstance(exc, HubRejected) and exc.status == 400:
+                    streaming = False  # an older hub: one request a change
                     continue
                 telemetry.hub.update(connected=False, error=str(exc))
                 tracker.etag = None  # ask for the whole state when back

@@ -112,6 +112,17 @@ def error_answer(dumps: Callable[..., str], exc: HubError) -> Answer:
     return json_answer(dumps, exc.to_json(), exc.status, extra)
 
 
+def failure_answer(dumps: Callable[..., str], exc: Exception) -> Answer:
+    """What a request (or a stream, as its last line) answers for an error: a HubError's
+    own answer, else a bare 500; logged unless it is the caller's."""
+    if isinstance(exc, HubError):
+        if exc.status >= 500:
+            log.error("request failed: %s", exc, exc_info=exc)
+        return error_answer(dumps, exc)
+    log.error("unhandled error", exc_info=exc)
+    return json_answer(dumps, {"error": "internal", "message": "internal error"}, 500)
+
+
 def wrong_method(dumps: Callable[..., str], method: str) -> Answer:
     if method == "OPTIONS":
         return Answer(200, b"", (EMPTY_TYPE, (b"allow", ALLOW)))
@@ -188,10 +199,10 @@ class AgentFastPath:
         except Disconnected:
             return
         endpoint = route.endpoint if scope["method"] in ("POST", "OPTIONS") else "unmatched"
-        if answer is None:  # streamed: counted when it ends
-            hub.rt.metrics.count_request(scope["method"], endpoint, 200, time.perf_counter() - started)
+        status = 200 if answer is None else answer.status  # None: streamed, counted once it ended
+        hub.rt.metrics.count_request(scope["method"], endpoint, status, time.perf_counter() - started)
+        if answer is None:
             return
-        hub.rt.metrics.count_request(scope["method"], endpoint, answer.status, time.perf_counter() - started)
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())]})
         await send({"type": "http.response.body", "body": answer.body})
@@ -207,14 +218,8 @@ class AgentFastPath:
                 async for doc in docs:
                     await send({"type": "http.response.body", "body": (dumps(doc, separators=(",", ":")) + "\n").encode(),
                                 "more_body": True})
-        except HubError as exc:
-            if exc.status >= 500:
-                log.error("request failed: %s", exc, exc_info=exc)
-            await send({"type": "http.response.body", "body": error_answer(dumps, exc).body, "more_body": True})
-        except Exception:
-            log.exception("unhandled error")
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": json_answer(dumps, {"error": "internal", "message": "internal error"}, 500).body})
+        except Exception as exc:  # noqa: BLE001 (the answer has begun: the error is its last line)
+            await send({"type": "http.response.body", "body": failure_answer(dumps, exc).body, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
     async def _answer(self, hub: Served, route: HotRoute, scope: dict,
@@ -231,13 +236,8 @@ class AgentFastPath:
                 return Streamed(route.streamed(hub, agent, data))
             work = route.handler(hub, agent, data)
             doc = await (unless_disconnected(receive, work) if route.long_poll else work)
-        except HubError as exc:
-            if exc.status >= 500:
-                log.error("request failed: %s", exc, exc_info=exc)
-            return error_answer(dumps, exc)
         except Disconnected:
             raise
-        except Exception:
-            log.exception("unhandled error")
-            return json_answer(dumps, {"error": "internal", "message": "internal error"}, 500)
+        except Exception as exc:  # noqa: BLE001 (every error is an answer, never a traceback to the agent)
+            return failure_answer(dumps, exc)
         return Answer(204) if doc is None else json_answer(dumps, doc)

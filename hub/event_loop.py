@@ -1,4 +1,4 @@
-"""The serving processes' event loop: uvloop's (libuv) when it is installed, else asyncio's.
+"""The serving processes' event loop: uvloop's (libuv), a declared dependency.
 
 Why: at 10,000 streaming agents a list change is 10,000 wake-ups and socket writes, and
 in a profile of a hub process a quarter of its CPU was asyncio's own loop machinery
@@ -7,7 +7,6 @@ asyncpg, aiosqlite) with that part in C.
 """
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -15,10 +14,7 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on uvloop's loop when it can be had."""
-    try:
-        import uvloop
-    except ImportError:  # a platform without its wheel: the standard loop serves the same
-        return asyncio.run(main)
-    return uvloop.run(main)
+    """`asyncio.run(main)` on uvloop's loop."""
+    import uvloop
 
+    return uvloop.run(main)

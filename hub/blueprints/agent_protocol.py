@@ -211,9 +211,7 @@ class Served:
 
 async def desired_state(hub: Served, agent: agents.AgentRow, data: DesiredIn) -> dict[str, Any] | None:
     """Long-poll: answers at once when the state differs from `etag`, else waits (None: 204)."""
-    wait_s = min(data.wait_s, hub.rt.config.long_poll_max_s)
-    return await desired.wait_for_change(hub.rt, hub.desired, hub.live, agent, data.etag, data.applied_digest,
-                                         data.lists, wait_s)
+    return await desired.first(desired_stream(hub, agent, data))
 
 
 def desired_stream(hub: Served, agent: agents.AgentRow, data: DesiredIn) -> AsyncIterator[dict[str, Any]]:

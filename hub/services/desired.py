@@ -204,12 +204,9 @@ async def changes(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: A
                     return
 
 
-async def wait_for_change(rt: Runtime, states: DesiredStates, live: LiveAgents, agent: AgentRow,
-                          etag: str | None, applied_digest: str | None, known_lists: dict[str, int],
-                          wait_s: float) -> dict[str, Any] | None:
-    """The long-poll: the first of `changes`, or None when it ends without one."""
-    async with contextlib.aclosing(changes(rt, states, live, agent, etag, applied_digest, known_lists,
-                                           wait_s)) as docs:
+async def first(docs: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """The long-poll's answer: the first of `changes`, or None when it ends without one."""
+    async with contextlib.aclosing(docs):
         async for doc in docs:
             return doc
     return None
